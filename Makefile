@@ -1,0 +1,54 @@
+# Two commands on a fresh machine: `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# This workplace's pip.conf lists mirror folders that do not exist for most packages; hide that noise only.
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+QUIET_MIRRORS := { grep -v "is ignored: it is neither a file nor a directory" || true; }
+TYPECHECK_TREE := build/typecheck
+
+.PHONY: demo test lint format install install-dev lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP_INSTALL) -c constraints.txt -e . 2>&1 | $(QUIET_MIRRORS)
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP_INSTALL) -c constraints.txt -e '.[dev]' 2>&1 | $(QUIET_MIRRORS)
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(BIN)/deep-lulc demo --out demo-output
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	# mypy cannot follow setuptools' editable import hook, so give it the installed layout as links.
+	rm -rf $(TYPECHECK_TREE) && mkdir -p $(TYPECHECK_TREE)/deep_lulc
+	ln -s ../../../shared $(TYPECHECK_TREE)/deep_lulc/shared
+	ln -s ../../../stages $(TYPECHECK_TREE)/deep_lulc/stages
+	MYPYPATH=$(TYPECHECK_TREE) $(BIN)/mypy -p deep_lulc
+	MYPYPATH=$(TYPECHECK_TREE) $(BIN)/mypy tests benchmarks
+
+test: lint
+	$(BIN)/pytest
+
+format: install-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# Re-resolve the pinned set after changing dependencies in pyproject.toml.
+lock: $(BIN)/python
+	$(PIP_INSTALL) -e '.[dev]' 2>&1 | $(QUIET_MIRRORS)
+	$(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check | grep -v '^deep-lulc' > constraints.txt
+
+clean:
+	rm -rf $(VENV) build demo-output .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,59 @@
+"""Cloud-optimised GeoTIFF writing: internal tiles, overviews, deflate, nodata; deterministic bytes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.io import MemoryFile
+
+COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+
+
+def write_cog(
+    path: Path,
+    data: np.ndarray,
+    *,
+    transform: Affine,
+    epsg: int,
+    nodata: float | None,
+    overview_resampling: str = "average",
+    colormap: dict[int, tuple[int, int, int, int]] | None = None,
+    band_descriptions: list[str] | None = None,
+    blocksize: int = 256,
+) -> Path:
+    """Write a (bands, rows, cols) or (rows, cols) array as a COG through GDAL's COG driver."""
+    array = data[None] if data.ndim == 2 else data
+    count, height, width = array.shape
+    profile = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": count,
+        "dtype": array.dtype.name,
+        "crs": CRS.from_epsg(epsg),
+        "transform": transform,
+        "nodata": nodata,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with MemoryFile() as memory, memory.open(**profile) as scratch:
+        scratch.write(array)
+        if colormap is not None:
+            scratch.write_colormap(1, colormap)
+        for index, description in enumerate(band_descriptions or [], start=1):
+            scratch.set_band_description(index, description)
+        rasterio.shutil.copy(
+            scratch,
+            path,
+            driver="COG",
+            COMPRESS="DEFLATE",
+            PREDICTOR="2" if np.issubdtype(array.dtype, np.integer) else "3",
+            BLOCKSIZE=str(blocksize),
+            OVERVIEW_RESAMPLING=overview_resampling.upper(),
+            NUM_THREADS="1",
+        )
+    return path

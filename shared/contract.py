@@ -1,0 +1,86 @@
+"""The stage contract: a params model per stage, a result that prints as one JSON line, params.json.
+
+Each stage module exposes `run(*, inputs, output, params) -> StageResult`; tests call it directly and the
+CLI only parses options into the params model (validated before any I/O).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.storage import redact
+from deep_lulc.shared.version import __version__
+
+PARAMS_NAME = "params.json"
+
+
+class StageParams(BaseModel):
+    """Base for every stage's params: unknown keys are errors, values are immutable once validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+P = TypeVar("P", bound=StageParams)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    stage: str
+    catalog: str
+    items: tuple[str, ...]
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "version": __version__,
+            "catalog": redact(self.catalog),
+            "items": list(self.items),
+            **self.extra,
+        }
+
+    def to_json_line(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=False, separators=(",", ":"))
+
+
+def validate_params(model: type[P], values: Mapping[str, Any]) -> P:
+    """Build a params model, turning pydantic's report into one actionable line naming the option."""
+    try:
+        return model.model_validate(dict(values))
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            location = ".".join(str(part) for part in error["loc"]) or "params"
+            option = "--" + location.replace("_", "-")
+            problems.append(f"{option}: {error['msg']} (got {error.get('input')!r})")
+        raise BadInputError("invalid parameters: " + "; ".join(problems), fix="correct the option values") from exc
+
+
+def write_params_file(directory: Path, *, stage: str, inputs: Mapping[str, str], params: StageParams) -> Path:
+    """Save the resolved params beside the output, so any result can be traced back to how it was made."""
+    document = {
+        "stage": stage,
+        "version": __version__,
+        "inputs": {name: redact(href) for name, href in inputs.items()},
+        "params": params.model_dump(mode="json"),
+    }
+    path = directory / PARAMS_NAME
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def write_outputs_dir(result: StageResult, directory: Path) -> None:
+    """`result.json` plus one file per top-level key, for Argo `outputs.parameters` (valueFrom.path)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    document = result.to_dict()
+    (directory / "result.json").write_text(json.dumps(document) + "\n", encoding="utf-8")
+    for key, value in document.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        (directory / key).write_text(text, encoding="utf-8")

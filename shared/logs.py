@@ -1,0 +1,31 @@
+"""Logging to stderr, so stdout carries only the stage's JSON result line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+_NOISY = (
+    "rasterio",
+    "botocore",
+    "aiobotocore",
+    "s3fs",
+    "fsspec",
+    "urllib3",
+    "asyncio",
+    "distributed",
+    "PIL",
+    "pyogrio",
+)
+
+
+def configure_logging(*, debug: bool = False) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        force=True,
+    )
+    for name in _NOISY:
+        logging.getLogger(name).setLevel(logging.INFO if debug else logging.WARNING)

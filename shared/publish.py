@@ -1,0 +1,100 @@
+"""Atomic stage outputs: build the whole catalog in a staging directory, then move it into place.
+
+`catalog.json` is the commit marker. Publication first removes the old marker, then moves every other
+file, then writes the marker last, so a stage killed at any moment never leaves a `catalog.json` that
+points at missing or half-written files (local renames are atomic; S3 PUTs are atomic per object).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from deep_lulc.shared.errors import DeepLulcError
+from deep_lulc.shared.storage import classify_os_error, filesystem_for, join_href, normalize_href, redact, scheme_of
+
+CATALOG_NAME = "catalog.json"
+STAGING_PREFIX = ".deep-lulc-staging-"
+
+log = logging.getLogger(__name__)
+
+
+class StagedOutput:
+    """A local directory that becomes the stage's output when `publish` is called."""
+
+    def __init__(self, output: str, path: Path) -> None:
+        self.output = output
+        self.path = path
+
+    def publish(self) -> str:
+        """Move the staged catalog into place and return the href of the published catalog.json."""
+        if not (self.path / CATALOG_NAME).is_file():
+            raise RuntimeError(f"stage wrote no {CATALOG_NAME} into its staging directory")
+        try:
+            if scheme_of(self.output) == "file":
+                _publish_local(self.path, Path(self.output))
+            else:
+                _publish_remote(self.path, self.output)
+        except DeepLulcError:
+            raise
+        except OSError as exc:
+            raise classify_os_error(exc, action=f"writing the output to {redact(self.output)}") from exc
+        return join_href(self.output, CATALOG_NAME)
+
+
+@contextmanager
+def staged_output(output: str) -> Iterator[StagedOutput]:
+    """Yield a staging directory for `output`; it is removed whatever happens."""
+    output = normalize_href(output)
+    if scheme_of(output) == "file":
+        target = Path(output)
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise classify_os_error(exc, action=f"creating the output directory {output}") from exc
+        if not target.is_dir():
+            raise classify_os_error(NotADirectoryError(20, "not a directory"), action=f"creating {output}")
+        # Staging beside the target keeps the final moves on one filesystem, hence atomic renames.
+        staging = target / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+        staging.mkdir()
+    else:
+        filesystem_for(output)  # reject unsupported schemes before any work
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX))
+    try:
+        yield StagedOutput(output, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish_local(staging: Path, target: Path) -> None:
+    marker = target / CATALOG_NAME
+    marker.unlink(missing_ok=True)
+    for entry in sorted(staging.iterdir()):
+        if entry.name == CATALOG_NAME:
+            continue
+        destination = target / entry.name
+        if destination.is_dir() and not destination.is_symlink():
+            shutil.rmtree(destination)
+        elif destination.exists() or destination.is_symlink():
+            destination.unlink()
+        os.replace(entry, destination)
+    os.replace(staging / CATALOG_NAME, marker)
+
+
+def _publish_remote(staging: Path, output: str) -> None:
+    fs, root = filesystem_for(output)
+    marker = f"{root.rstrip('/')}/{CATALOG_NAME}"
+    if fs.exists(marker):
+        fs.rm(marker)
+    files = sorted(p for p in staging.rglob("*") if p.is_file() and p != staging / CATALOG_NAME)
+    for local in files:
+        relative = local.relative_to(staging).as_posix()
+        fs.put_file(str(local), f"{root.rstrip('/')}/{relative}")
+    fs.put_file(str(staging / CATALOG_NAME), marker)
+    log.info("published %d files to %s", len(files) + 1, redact(output))

@@ -1,0 +1,39 @@
+"""The `deep-lulc` command: one subcommand per stage, each a thin adapter over the stage's `run`."""
+
+from __future__ import annotations
+
+import typer
+
+from deep_lulc.shared.version import __version__
+from deep_lulc.stages.demo import cli as demo_cli
+from deep_lulc.stages.synth import cli as synth_cli
+
+app = typer.Typer(
+    name="deep-lulc",
+    help="Land use / land cover mapping from Sentinel-2 time series, as STAC-native stages. "
+    "Each stage prints one JSON line on stdout; logs go to stderr.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"deep-lulc {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Deep LULC."""
+
+
+app.command("synth", epilog=synth_cli.EPILOG)(synth_cli.synth)
+app.command("demo", epilog=demo_cli.EPILOG)(demo_cli.demo)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,13 @@
+"""Parameters of `deep-lulc demo`."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from deep_lulc.shared.contract import StageParams
+
+
+class DemoParams(StageParams):
+    seed: int = Field(0, ge=0)
+    size: int = Field(512, ge=128, le=4096)
+    dates: int = Field(24, ge=4, le=73)

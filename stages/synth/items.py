@@ -1,0 +1,152 @@
+"""STAC items for synthetic acquisitions, shaped like Earth Search v1 or Planetary Computer items."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pystac
+from pyproj import Transformer
+from shapely.geometry import Polygon, box, mapping
+
+from deep_lulc.shared import sentinel2
+from deep_lulc.shared.cog import COG_MEDIA_TYPE
+from deep_lulc.shared.stac import stamp_provenance
+from deep_lulc.stages.synth.grid import MGRS_TILE, Grid
+from deep_lulc.stages.synth.params import AssetStyle
+from deep_lulc.stages.synth.scenes import Scene
+
+EO_EXTENSION = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
+RASTER_EXTENSION = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
+PROJECTION_EXTENSION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+PROCESSING_BASELINE = "05.10"
+
+
+def footprint_wgs84(grid: Grid, bounds: tuple[float, float, float, float] | None = None) -> Polygon:
+    """The footprint of a UTM rectangle in EPSG:4326, densified so its edges follow the projection."""
+    minx, miny, maxx, maxy = bounds or grid.bounds
+    ring = np.asarray(box(minx, miny, maxx, maxy).segmentize((maxx - minx) / 8).exterior.coords)
+    to_wgs84 = Transformer.from_crs(grid.epsg, 4326, always_xy=True)
+    lon, lat = to_wgs84.transform(ring[:, 0], ring[:, 1])
+    return Polygon(np.column_stack([np.round(lon, 7), np.round(lat, 7)]))
+
+
+def item_id(scene: Scene, style: AssetStyle) -> str:
+    moment = scene.acquisition.datetime
+    unit = "S2A" if scene.acquisition.platform.endswith("a") else "S2B"
+    if style == "earth-search":
+        return f"{unit}_{MGRS_TILE}_{moment:%Y%m%d}_0_L2A"
+    return f"{unit}_MSIL2A_{moment:%Y%m%dT%H%M%S}_N0510_R122_T{MGRS_TILE}_{moment:%Y%m%dT%H%M%S}"
+
+
+def asset_key(band: str, style: AssetStyle) -> str:
+    if style == "planetary-computer":
+        return band
+    return sentinel2.SCL_EARTH_SEARCH_KEY if band == sentinel2.SCL_BAND else sentinel2.BAND_BY_ID[band].earth_search_key
+
+
+def build_item(
+    scene: Scene, *, grid: Grid, style: AssetStyle, files: dict[str, Path], derived_from: tuple[str, ...] = ()
+) -> pystac.Item:
+    """An item whose assets point at the COGs in `files` (band id -> path)."""
+    acquisition = scene.acquisition
+    footprint = footprint_wgs84(grid)
+    platform = acquisition.platform if style == "earth-search" else "Sentinel-2" + acquisition.platform[-1].upper()
+    data_fraction = 1.0 - float(scene.nodata.mean())
+    properties: dict[str, Any] = {
+        "platform": platform,
+        "constellation": "sentinel-2",
+        "instruments": ["msi"],
+        "eo:cloud_cover": round(scene.cloud_cover_percent, 4),
+        "proj:code": f"EPSG:{grid.epsg}",
+        "s2:processing_baseline": PROCESSING_BASELINE,
+        "s2:product_type": "S2MSI2A",
+        "s2:nodata_pixel_percentage": round(100.0 * (1.0 - data_fraction), 4),
+        "s2:mgrs_tile": MGRS_TILE,
+        "deep-lulc:synthetic": True,
+        "deep-lulc:sky": acquisition.sky.value,
+    }
+    if style == "earth-search":
+        properties |= {
+            "mgrs:utm_zone": int(MGRS_TILE[:2]),
+            "mgrs:latitude_band": MGRS_TILE[2],
+            "mgrs:grid_square": MGRS_TILE[3:],
+            "grid:code": f"MGRS-{MGRS_TILE}",
+            "earthsearch:boa_offset_applied": True,
+        }
+    item = pystac.Item(
+        id=item_id(scene, style),
+        geometry=mapping(footprint),
+        bbox=list(footprint.bounds),
+        datetime=acquisition.datetime,
+        properties=properties,
+        stac_extensions=[EO_EXTENSION, PROJECTION_EXTENSION] + ([RASTER_EXTENSION] if style == "earth-search" else []),
+    )
+    for band, path in files.items():
+        resolution = 20 if band in ("B11", "B12", sentinel2.SCL_BAND) else 10
+        band_grid = grid.coarsened(resolution // 10)
+        extra: dict[str, Any] = {
+            "gsd": resolution,
+            "proj:shape": [band_grid.size, band_grid.size],
+            "proj:transform": list(band_grid.transform)[:6],
+        }
+        if band == sentinel2.SCL_BAND:
+            title, roles = "Scene classification map (SCL)", ["data"]
+            raster: dict[str, Any] = {"nodata": 0, "data_type": "uint8", "spatial_resolution": resolution}
+        else:
+            meta = sentinel2.BAND_BY_ID[band]
+            title, roles = f"{meta.common_name.capitalize()} ({band}) - {resolution}m", ["data", "reflectance"]
+            extra["eo:bands"] = [
+                {
+                    "name": band,
+                    "common_name": meta.common_name,
+                    "center_wavelength": meta.center_wavelength_um,
+                    "full_width_half_max": meta.full_width_half_max_um,
+                }
+            ]
+            raster = {
+                "nodata": 0,
+                "data_type": "uint16",
+                "bits_per_sample": 15,
+                "spatial_resolution": resolution,
+                "scale": sentinel2.REFLECTANCE_SCALE,
+                "offset": sentinel2.BOA_OFFSET,
+            }
+        if style == "earth-search":
+            extra["raster:bands"] = [raster]
+        item.add_asset(
+            asset_key(band, style),
+            pystac.Asset(href=str(path), media_type=COG_MEDIA_TYPE, title=title, roles=roles, extra_fields=extra),
+        )
+    stamp_provenance(item, derived_from=derived_from)
+    return item
+
+
+def collection_for(items: list[pystac.Item], *, grid: Grid, style: AssetStyle) -> pystac.Collection:
+    footprint = footprint_wgs84(grid)
+    times = sorted(item.datetime for item in items if item.datetime is not None)
+    collection = pystac.Collection(
+        id="sentinel-2-l2a",
+        title="Synthetic Sentinel-2 Level-2A",
+        description=(
+            "Deterministic synthetic Sentinel-2 L2A surface reflectance over a Slovenian valley, made by "
+            f"`deep-lulc synth` ({style} asset style): uint16 DN, reflectance = DN * 0.0001 - 0.1."
+        ),
+        extent=pystac.Extent(
+            pystac.SpatialExtent([list(footprint.bounds)]),
+            pystac.TemporalExtent([[times[0], times[-1]]]),
+        ),
+        license="CC0-1.0",
+        keywords=["sentinel-2", "synthetic", "land cover"],
+        providers=[pystac.Provider("deep-lulc", roles=[pystac.ProviderRole.PRODUCER])],
+        summaries=pystac.Summaries(
+            {
+                "platform": sorted({str(item.properties["platform"]) for item in items}),
+                "constellation": ["sentinel-2"],
+                "instruments": ["msi"],
+                "gsd": [10, 20],
+            }
+        ),
+    )
+    return collection

@@ -1,0 +1,176 @@
+"""`deep-lulc synth`: write the synthetic Sentinel-2 L2A catalog, its labels and AOIs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pystac
+
+from deep_lulc.shared import sentinel2
+from deep_lulc.shared.cog import write_cog
+from deep_lulc.shared.contract import StageResult, write_params_file
+from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.publish import staged_output
+from deep_lulc.shared.stac import save_self_contained
+from deep_lulc.shared.storage import join_href
+from deep_lulc.stages.synth.grid import Grid
+from deep_lulc.stages.synth.items import build_item, collection_for, footprint_wgs84, item_id
+from deep_lulc.stages.synth.landscape import evolve_landscape, generate_landscape
+from deep_lulc.stages.synth.params import SynthParams
+from deep_lulc.stages.synth.scenes import Scene, SceneContext, plan_acquisitions, render_scene
+from deep_lulc.stages.synth.truth import PREDICT_WINDOW, TRAIN_WINDOW, labels_item, write_aoi, write_labels
+
+STAGE = "synth"
+COLLECTION_DIR = "sentinel-2-l2a"
+log = logging.getLogger(__name__)
+
+
+def reflectance_to_dn(reflectance: np.ndarray) -> np.ndarray:
+    """Encode reflectance as L2A DN (baseline >= 04.00): DN = (reflectance + 0.1) / 0.0001; NaN -> 0 (nodata)."""
+    dn = np.round((reflectance - sentinel2.BOA_OFFSET) / sentinel2.REFLECTANCE_SCALE)
+    dn = np.clip(np.nan_to_num(dn, nan=0.0), 1, 65535)
+    dn[np.isnan(reflectance)] = 0
+    return dn.astype(np.uint16)
+
+
+def write_scene_cogs(scene: Scene, grid: Grid, folder: Path) -> dict[str, Path]:
+    """One COG per band, named by band id like the providers' files."""
+    files: dict[str, Path] = {}
+    grid20 = grid.coarsened(2)
+    for index, band in enumerate(("B02", "B03", "B04", "B08")):
+        files[band] = write_cog(
+            folder / f"{band}.tif",
+            reflectance_to_dn(scene.reflectance_10m[index]),
+            transform=grid.transform,
+            epsg=grid.epsg,
+            nodata=0,
+        )
+    for index, band in enumerate(("B11", "B12")):
+        files[band] = write_cog(
+            folder / f"{band}.tif",
+            reflectance_to_dn(scene.reflectance_20m[index]),
+            transform=grid20.transform,
+            epsg=grid.epsg,
+            nodata=0,
+        )
+    files[sentinel2.SCL_BAND] = write_cog(
+        folder / "SCL.tif",
+        scene.scl,
+        transform=grid20.transform,
+        epsg=grid.epsg,
+        nodata=0,
+        overview_resampling="nearest",
+    )
+    return files
+
+
+def run(*, inputs: Mapping[str, str], output: str, params: SynthParams) -> StageResult:
+    """Generate the catalog for `params.seed` into `output`; inputs must be empty (synth reads nothing)."""
+    if inputs:
+        raise BadInputError(
+            f"synth takes no inputs, got {sorted(inputs)}", fix="call synth with only --out and options"
+        )
+    grid = Grid(size=params.size)
+    years = (params.year, params.year + 1)
+    with staged_output(output) as staged:
+        root = staged.path
+        first = generate_landscape(grid, seed=params.seed)
+        second, changes = evolve_landscape(first, seed=params.seed)
+        catalog = pystac.Catalog(
+            id="deep-lulc-synthetic",
+            title="Deep LULC synthetic Sentinel-2 catalog",
+            description=f"Synthetic Sentinel-2 L2A time series, labels and AOIs for {years[0]} and {years[1]} "
+            f"(seed {params.seed}, {params.size} x {params.size} px at 10 m).",
+        )
+        imagery: list[pystac.Item] = []
+        truth_items: list[pystac.Item] = []
+        date_records: list[dict[str, Any]] = []
+        for year, landscape in zip(years, (first, second), strict=True):
+            context = SceneContext.build(landscape, seed=params.seed, year=year)
+            period_items = []
+            for acquisition in plan_acquisitions(seed=params.seed, year=year, count=params.dates):
+                scene = render_scene(context, acquisition)
+                files = write_scene_cogs(scene, grid, root / COLLECTION_DIR / item_id(scene, params.asset_style))
+                item = build_item(scene, grid=grid, style=params.asset_style, files=files)
+                period_items.append(item)
+                date_records.append(
+                    {
+                        "id": item.id,
+                        "datetime": acquisition.datetime.isoformat().replace("+00:00", "Z"),
+                        "sky": acquisition.sky.value,
+                        "swath_edge": acquisition.swath_edge,
+                        "cloud_fraction": round(float(scene.cloud.mean()), 6),
+                        "shadow_fraction": round(float(scene.shadow.mean()), 6),
+                        "nodata_fraction": round(float(scene.nodata.mean()), 6),
+                        "valid_fraction": round(1.0 - scene.invalid_fraction, 6),
+                    }
+                )
+            log.info("period %d: %d acquisitions written", year, len(period_items))
+            labels_name = "labels.gpkg" if year == years[0] else f"labels-{year}.gpkg"
+            write_labels(landscape, root / labels_name)
+            truth_items.append(labels_item(landscape, year=year, labels_path=root / labels_name, sources=period_items))
+            imagery.extend(period_items)
+        write_aoi(grid, TRAIN_WINDOW, root / "aoi-train.geojson", "train")
+        write_aoi(grid, PREDICT_WINDOW, root / "aoi-predict.geojson", "predict")
+
+        collection = collection_for(imagery, grid=grid, style=params.asset_style)
+        collection.add_items(imagery)
+        catalog.add_child(collection)
+        truth = pystac.Collection(
+            id="labels",
+            title="Synthetic ground truth",
+            description="LULC parcels per period (GeoPackage, column `lulc`, Slovenia class scheme).",
+            extent=pystac.Extent(
+                pystac.SpatialExtent([list(footprint_wgs84(grid).bounds)]), collection.extent.temporal
+            ),
+            license="CC0-1.0",
+        )
+        truth.add_items(truth_items)
+        catalog.add_child(truth)
+        save_self_contained(catalog, root)
+
+        manifest = {
+            "seed": params.seed,
+            "size": params.size,
+            "crs": f"EPSG:{grid.epsg}",
+            "transform": list(grid.transform)[:6],
+            "asset_style": params.asset_style,
+            "periods": [
+                {"year": years[0], "labels": "labels.gpkg", "class_fractions": _fractions(first.class_fractions())},
+                {
+                    "year": years[1],
+                    "labels": f"labels-{years[1]}.gpkg",
+                    "class_fractions": _fractions(second.class_fractions()),
+                },
+            ],
+            "changes": [{"parcel_id": c.parcel_id, "from": c.before.value, "to": c.after.value} for c in changes],
+            "aois": {"train": "aoi-train.geojson", "predict": "aoi-predict.geojson"},
+            "acquisitions": date_records,
+        }
+        (root / "synth.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        write_params_file(root, stage=STAGE, inputs=inputs, params=params)
+        catalog_href = staged.publish()
+
+    clear = sum(1 for record in date_records if record["valid_fraction"] >= 0.99)
+    return StageResult(
+        stage=STAGE,
+        catalog=catalog_href,
+        items=tuple(item.id for item in imagery),
+        extra={
+            "collection": "sentinel-2-l2a",
+            "labels": join_href(output, "labels.gpkg"),
+            "aoi_train": join_href(output, "aoi-train.geojson"),
+            "aoi_predict": join_href(output, "aoi-predict.geojson"),
+            "periods": [f"{y}-01-01/{y}-12-31" for y in years],
+            "clear_dates": clear,
+        },
+    )
+
+
+def _fractions(fractions: dict[int, float]) -> dict[str, float]:
+    return {str(value): round(share, 5) for value, share in fractions.items()}

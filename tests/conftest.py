@@ -1,0 +1,118 @@
+"""Session fixtures: offline STAC validation, a real S3-compatible server on loopback, a tiny synthetic catalog."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pystac
+import pytest
+from pystac.validation import JsonSchemaSTACValidator, set_validator
+
+from deep_lulc.stages.synth import stage as synth
+from deep_lulc.stages.synth.params import SynthParams
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT_ROOT.parent / "shared"
+SCHEMAS = SHARED / "schemas"
+REALDATA = SHARED / "realdata"
+BIN = Path(sys.executable).parent
+
+# Small enough for seconds, big enough for clouds, towns, lakes and both AOIs.
+TINY = SynthParams(seed=3, size=128, dates=6)
+
+
+def _require_shared() -> None:
+    if not (SCHEMAS / "index.json").is_file():
+        pytest.fail(f"../shared is missing at {SHARED}: the tests need its offline schemas and real data")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def offline_stac_validation() -> None:
+    """Point pystac's validator at the offline schema bundle, so validation never touches the network."""
+    _require_shared()
+    index = json.loads((SCHEMAS / "index.json").read_text())
+    validator = JsonSchemaSTACValidator()
+    for url, relative in index.items():
+        if relative.startswith("stac/"):
+            validator.schema_cache[url] = json.loads((SCHEMAS / relative).read_text())
+    set_validator(validator)
+
+
+def validate_tree(catalog_href: str | Path) -> int:
+    """Validate the catalog and every child and item below it; returns how many objects were checked."""
+    catalog = pystac.read_file(str(catalog_href))
+    assert isinstance(catalog, pystac.Catalog)
+    checked = catalog.validate_all()
+    catalog.validate()
+    return int(checked) + 1
+
+
+@pytest.fixture(scope="session")
+def tiny_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic catalog shared by read-only tests."""
+    out = tmp_path_factory.mktemp("tiny-synth")
+    synth.run(inputs={}, output=str(out), params=TINY)
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A real S3-compatible HTTP server (moto in server mode) on loopback; yields its endpoint URL."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(endpoint, timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("the S3-compatible test server (moto_server) did not start")
+                time.sleep(0.2)
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_bucket(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on the loopback S3 server, with the environment a stage reads its endpoint from."""
+    import boto3
+
+    for key, value in {
+        "AWS_ENDPOINT_URL": s3_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    name = f"bucket-{time.monotonic_ns()}"
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
+    return name
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    return env
