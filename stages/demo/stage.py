@@ -30,6 +30,15 @@ def run(*, inputs: Mapping[str, str], output: str, params: DemoParams) -> StageR
     )
     timings["synth"] = round(time.perf_counter() - started, 2)
     log.info("synth: %d acquisitions in %.1f s -> %s", len(synth_result.items), timings["synth"], synth_result.catalog)
+    log.info(
+        "demo outputs: catalog %s, labels %s, AOIs %s and %s (%d of %d dates >= 99%% clear)",
+        synth_result.catalog,
+        synth_result.extra["labels"],
+        synth_result.extra["aoi_train"],
+        synth_result.extra["aoi_predict"],
+        synth_result.extra["clear_dates"],
+        len(synth_result.items),
+    )
     return StageResult(
         stage=STAGE,
         catalog=synth_result.catalog,

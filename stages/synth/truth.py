@@ -56,8 +56,8 @@ def aoi_bounds(grid: Grid, window: tuple[float, float, float, float]) -> tuple[f
     """Map bounds of a fractional pixel window, snapped to whole pixels."""
     left, top, right, bottom = (round(f * grid.size) for f in window)
     transform = grid.transform
-    x0, y0 = transform * (left, top)
-    x1, y1 = transform * (right, bottom)
+    x0, y0 = transform @ (left, top)
+    x1, y1 = transform @ (right, bottom)
     return x0, y1, x1, y0
 
 

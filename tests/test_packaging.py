@@ -1,0 +1,65 @@
+"""The distribution layout: one import package, every stage folder packaged, no generic top-level names."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from deep_lulc.shared.version import __version__
+from deep_lulc.stages.cli import app
+
+from .conftest import BIN, PROJECT_ROOT
+
+STAGE_DIRS = sorted(p.name for p in (PROJECT_ROOT / "stages").iterdir() if p.is_dir() and not p.name.startswith("__"))
+
+
+def test_every_stage_folder_is_packaged() -> None:
+    config = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    packaged = set(config["tool"]["setuptools"]["packages"])
+    missing = [name for name in STAGE_DIRS if f"deep_lulc.stages.{name}" not in packaged]
+    assert not missing, f"stage folders not listed in pyproject packages: {missing}"
+    for name in STAGE_DIRS:
+        module = importlib.import_module(f"deep_lulc.stages.{name}")
+        assert Path(module.__file__ or "").parent == PROJECT_ROOT / "stages" / name
+
+
+@pytest.mark.parametrize("generic", ["shared", "stages"])
+def test_no_generic_top_level_import(generic: str, tmp_path: Path) -> None:
+    # Run from an unrelated folder so the project root is not on sys.path by accident.
+    probe = subprocess.run(
+        [sys.executable, "-c", f"import {generic}"], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert probe.returncode != 0, f"'import {generic}' works: the distribution leaks a generic top-level name"
+    assert "ModuleNotFoundError" in probe.stderr
+
+
+def test_version_flag() -> None:
+    completed = subprocess.run([str(BIN / "deep-lulc"), "--version"], capture_output=True, text=True, check=True)
+    assert completed.stdout.strip() == f"deep-lulc {__version__}"
+
+
+def test_every_subcommand_help_shows_an_example() -> None:
+    runner = CliRunner()
+    commands = [command.name for command in app.registered_commands]
+    assert {"synth", "demo"} <= set(commands)
+    for name in commands:
+        result = runner.invoke(app, [str(name), "--help"])
+        assert result.exit_code == 0, result.output
+        assert "Example" in result.output and f"deep-lulc {name}" in result.output, name
+
+
+def test_pins_from_the_brief() -> None:
+    config = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    dependencies = config["project"]["dependencies"]
+    assert "torch==2.14.1" in dependencies and "torchvision==0.29.1" in dependencies
+    lock = (PROJECT_ROOT / "constraints.txt").read_text().splitlines()
+    assert "torch==2.14.1" in lock and "torchvision==0.29.1" in lock
+    assert any(line.startswith("fastai==2.8.") for line in lock)
+    for package in ("pystac", "pystac-client", "stackstac", "xarray", "dask", "odc-stac", "rioxarray", "typer"):
+        assert any(line.lower().startswith(f"{package}==") for line in lock), package

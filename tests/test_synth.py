@@ -1,0 +1,193 @@
+"""The synthetic catalog: valid STAC, right radiometry through GDAL, exact cloud flags, determinism, truth."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import odc.stac
+import pyogrio
+import pystac
+import pytest
+import rasterio
+import shapely
+from shapely.geometry import box, shape
+
+from deep_lulc.shared import sentinel2
+from deep_lulc.stages.synth import stage as synth
+from deep_lulc.stages.synth.grid import Grid
+from deep_lulc.stages.synth.landscape import COVER_CLASS, Cover, generate_landscape
+from deep_lulc.stages.synth.params import SynthParams
+from deep_lulc.stages.synth.phenology import ParcelTraits, cover_reflectance
+from deep_lulc.stages.synth.scenes import SceneContext, plan_acquisitions, render_scene
+from deep_lulc.stages.synth.stage import reflectance_to_dn
+from deep_lulc.stages.synth.truth import aoi_bounds
+
+from .conftest import TINY, validate_tree
+
+
+def imagery(catalog_dir: Path) -> list[pystac.Item]:
+    catalog = pystac.Catalog.from_file(str(catalog_dir / "catalog.json"))
+    collection = catalog.get_child("sentinel-2-l2a")
+    assert collection is not None
+    return sorted(collection.get_items(), key=lambda item: item.datetime or 0)
+
+
+def scenes_of(params: SynthParams, year: int) -> list:
+    landscape = generate_landscape(Grid(params.size), seed=params.seed)
+    context = SceneContext.build(landscape, seed=params.seed, year=year)
+    return [render_scene(context, a) for a in plan_acquisitions(seed=params.seed, year=year, count=params.dates)]
+
+
+def test_catalog_validates_offline(tiny_catalog: Path) -> None:
+    # root + 2 collections + 2 periods x 6 acquisitions + 2 label items
+    assert validate_tree(tiny_catalog / "catalog.json") == 1 + 2 + 12 + 2
+    for item in imagery(tiny_catalog):
+        assert item.properties["processing:software"]["deep-lulc"]
+        assert set(item.assets) == {"blue", "green", "red", "nir", "swir16", "swir22", "scl"}
+        for asset in item.assets.values():
+            assert (Path(item.get_self_href() or "").parent / asset.href).is_file()
+
+
+def test_odc_stac_reads_dn_and_radiometry(tiny_catalog: Path) -> None:
+    items = [i for i in imagery(tiny_catalog) if i.datetime and i.datetime.year == TINY.year]
+    scenes = scenes_of(TINY, TINY.year)
+    cube = odc.stac.load(items, bands=["red", "nir", "swir16", "scl"], crs="EPSG:32633", resolution=10, chunks={})
+    cube = cube.compute()
+    assert cube.sizes["x"] == TINY.size and cube.sizes["y"] == TINY.size and cube.sizes["time"] == len(scenes)
+    for index, (item, scene) in enumerate(zip(items, scenes, strict=True)):
+        red_dn = cube["red"].isel(time=index).values
+        assert red_dn.dtype == np.uint16
+        np.testing.assert_array_equal(red_dn, reflectance_to_dn(scene.reflectance_10m[2]))
+        radiometry = sentinel2.scale_offset(item, "B04")
+        assert (radiometry.scale, radiometry.offset, radiometry.source) == (1e-4, -0.1, "raster:bands")
+        data = red_dn > 0
+        reflectance = red_dn[data] * radiometry.scale + radiometry.offset
+        np.testing.assert_allclose(reflectance, scene.reflectance_10m[2][data], atol=0.51e-4)
+        # 20 m bands come back on the 10 m grid: nearest upsampling repeats each 20 m pixel 2x2.
+        swir = cube["swir16"].isel(time=index).values[::2, ::2]
+        np.testing.assert_array_equal(swir, reflectance_to_dn(scene.reflectance_20m[0]))
+        np.testing.assert_array_equal(cube["scl"].isel(time=index).values[::2, ::2], scene.scl)
+
+
+def test_scl_flags_exactly_the_placed_clouds(tiny_catalog: Path) -> None:
+    items = imagery(tiny_catalog)
+    scenes = scenes_of(TINY, TINY.year) + scenes_of(TINY, TINY.year + 1)
+    clouded_dates = 0
+    for item, scene in zip(items, scenes, strict=True):
+        with rasterio.open(Path(item.get_self_href() or "").parent / item.assets["scl"].href) as source:
+            scl = source.read(1)
+        np.testing.assert_array_equal(np.isin(scl, (8, 9, 10)), scene.cloud)
+        np.testing.assert_array_equal(scl == 3, scene.shadow)
+        np.testing.assert_array_equal(scl == 0, scene.nodata)
+        if scene.cloud.mean() > 0.02:
+            clouded_dates += 1
+            with rasterio.open(Path(item.get_self_href() or "").parent / item.assets["blue"].href) as source:
+                blue = source.read(1)[::2, ::2] * 1e-4 - 0.1
+            opaque = scl == 9
+            clear = np.isin(scl, (4, 5, 6))
+            if opaque.any() and clear.any():
+                assert blue[opaque].mean() > 0.2 > 0.1 > blue[clear].mean()
+        assert item.properties["eo:cloud_cover"] == pytest.approx(scene.cloud_cover_percent, abs=1e-3)
+    assert clouded_dates >= 2
+
+
+def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
+    params = SynthParams(seed=11, size=128, dates=4)
+
+    def digest(folder: Path) -> dict[str, str]:
+        return {
+            str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file()
+        }
+
+    synth.run(inputs={}, output=str(tmp_path / "a"), params=params)
+    synth.run(inputs={}, output=str(tmp_path / "b"), params=params)
+    synth.run(inputs={}, output=str(tmp_path / "c"), params=params.model_copy(update={"seed": 12}))
+    first, second, other = digest(tmp_path / "a"), digest(tmp_path / "b"), digest(tmp_path / "c")
+    assert len(first) > 50
+    assert first == second
+    differing = [name for name in first if first[name] != other.get(name)]
+    assert any(name.endswith(".tif") for name in differing) and "labels.gpkg" in differing
+
+
+def test_landscape_is_imbalanced_like_the_seed() -> None:
+    landscape = generate_landscape(Grid(512), seed=0)
+    fractions = landscape.class_fractions()
+    assert max(fractions, key=lambda value: fractions[value]) == 2  # forest dominant
+    assert 0.25 < fractions[2] < 0.5
+    for rare in (5, 6):  # water and wetland: a few percent
+        assert 0.005 < fractions[rare] < 0.06
+    assert set(fractions) == {1, 2, 3, 4, 5, 6, 8, 9}
+    classes = landscape.class_raster()
+    grid = landscape.grid
+    for window in ((0.02, 0.02, 0.56, 0.98), (0.62, 0.02, 0.98, 0.98)):
+        minx, miny, maxx, maxy = aoi_bounds(grid, window)
+        col0, col1 = round((minx - grid.origin_x) / 10), round((maxx - grid.origin_x) / 10)
+        present = set(np.unique(classes[:, col0:col1]).tolist())
+        assert present == {1, 2, 3, 4, 5, 6, 8, 9}, "every class must appear in both AOIs"
+
+
+def test_crop_and_grass_differ_in_timing_not_at_every_date() -> None:
+    traits = ParcelTraits.draw(1, np.random.default_rng(0))
+    index = np.array([0])
+
+    def ndvi(cover: Cover, doy: float) -> float:
+        blue, green, red, nir, *_ = cover_reflectance(cover, doy, index, traits)[0]
+        return float((nir - red) / (nir + red))
+
+    days = np.arange(1, 366, 5)
+    winter = np.array([ndvi(Cover.WINTER_CROP, d) for d in days])
+    summer = np.array([ndvi(Cover.SUMMER_CROP, d) for d in days])
+    grass = np.array([ndvi(Cover.GRASS, d) for d in days])
+    assert days[winter.argmax()] < 180 < days[summer.argmax()]  # wheat peaks before maize
+    assert summer[days < 120].max() < 0.3 and grass[days < 120].min() > 0.3  # maize fields bare in spring
+    assert np.abs(winter - grass).min() < 0.05  # ...but at some single date crops and meadows look alike
+    assert COVER_CLASS[Cover.WINTER_CROP] == COVER_CLASS[Cover.SUMMER_CROP] == 1
+
+
+def test_labels_aois_and_second_period(tiny_catalog: Path) -> None:
+    manifest = json.loads((tiny_catalog / "synth.json").read_text())
+    info = pyogrio.read_info(tiny_catalog / "labels.gpkg")
+    assert info["crs"] == "EPSG:32633" and "lulc" in list(info["fields"])
+    _, _, geometry, fields = pyogrio.raw.read(tiny_catalog / "labels.gpkg")
+    polygons = shapely.from_wkb(geometry)
+    vertices = np.concatenate([np.asarray(p.exterior.coords) for p in polygons])
+    on_grid = np.isclose(np.mod(vertices, 10.0), 0.0, atol=1e-6) | np.isclose(np.mod(vertices, 10.0), 10.0)
+    assert on_grid.all(axis=1).mean() < 0.2, "label polygons must not follow the pixel grid"
+    assert shapely.union_all(polygons).area == pytest.approx((TINY.size * 10.0) ** 2, rel=1e-6)
+
+    _, _, _, fields_next = pyogrio.raw.read(tiny_catalog / f"labels-{TINY.year + 1}.gpkg")
+    lulc_before, lulc_after = fields[1], fields_next[1]
+    changed = {c["parcel_id"] for c in manifest["changes"] if COVER_CLASS[Cover(c["from"])] != COVER_CLASS[Cover(c["to"])]}
+    assert changed, "the second period must hold land-cover changes"
+    assert set(np.flatnonzero(lulc_before != lulc_after).tolist()) == changed
+    assert set(lulc_after[lulc_before != lulc_after].tolist()) == {8}  # growth of artificial surface
+
+    footprint = box(*Grid(TINY.size).bounds)
+    aois = []
+    for name in ("aoi-train.geojson", "aoi-predict.geojson"):
+        document = json.loads((tiny_catalog / name).read_text())
+        polygon = shape(document["features"][0]["geometry"])
+        lon, lat = polygon.centroid.x, polygon.centroid.y
+        assert 13 < lon < 17 and 45 < lat < 47, "AOIs are EPSG:4326 lon/lat in Slovenia"
+        aois.append(polygon)
+    assert not aois[0].intersects(aois[1])
+    item = imagery(tiny_catalog)[0]
+    assert all(shape(item.geometry).contains(aoi) for aoi in aois)
+    assert footprint.area > 0
+
+
+def test_planetary_computer_style(tmp_path: Path) -> None:
+    synth.run(inputs={}, output=str(tmp_path), params=SynthParams(seed=1, size=128, dates=4, asset_style="planetary-computer"))
+    item = imagery(tmp_path)[0]
+    assert set(item.assets) == {"B02", "B03", "B04", "B08", "B11", "B12", "SCL"}
+    assert all("raster:bands" not in asset.extra_fields for asset in item.assets.values())
+    assert str(item.properties["platform"]).startswith("Sentinel-2")
+    radiometry = sentinel2.scale_offset(item, "B04")
+    assert (radiometry.offset, radiometry.source) == (-0.1, "baseline")
+    assert sentinel2.processing_baseline(item) == (5, 10)
+    assert validate_tree(tmp_path / "catalog.json") > 0
