@@ -162,7 +162,9 @@ def test_labels_aois_and_second_period(tiny_catalog: Path) -> None:
 
     _, _, _, fields_next = pyogrio.raw.read(tiny_catalog / f"labels-{TINY.year + 1}.gpkg")
     lulc_before, lulc_after = fields[1], fields_next[1]
-    changed = {c["parcel_id"] for c in manifest["changes"] if COVER_CLASS[Cover(c["from"])] != COVER_CLASS[Cover(c["to"])]}
+    changed = {
+        c["parcel_id"] for c in manifest["changes"] if COVER_CLASS[Cover(c["from"])] != COVER_CLASS[Cover(c["to"])]
+    }
     assert changed, "the second period must hold land-cover changes"
     assert set(np.flatnonzero(lulc_before != lulc_after).tolist()) == changed
     assert set(lulc_after[lulc_before != lulc_after].tolist()) == {8}  # growth of artificial surface
@@ -182,7 +184,9 @@ def test_labels_aois_and_second_period(tiny_catalog: Path) -> None:
 
 
 def test_planetary_computer_style(tmp_path: Path) -> None:
-    synth.run(inputs={}, output=str(tmp_path), params=SynthParams(seed=1, size=128, dates=4, asset_style="planetary-computer"))
+    synth.run(
+        inputs={}, output=str(tmp_path), params=SynthParams(seed=1, size=128, dates=4, asset_style="planetary-computer")
+    )
     item = imagery(tmp_path)[0]
     assert set(item.assets) == {"B02", "B03", "B04", "B08", "B11", "B12", "SCL"}
     assert all("raster:bands" not in asset.extra_fields for asset in item.assets.values())
