@@ -33,7 +33,8 @@ def test_default_is_the_seed_scheme() -> None:
 def test_classification_fields_satisfy_both_schema_versions() -> None:
     for entry in SLOVENIA.to_classification():
         assert {"value", "name", "description", "color_hint"} <= set(entry)
-        assert len(entry["color_hint"]) == 6 and not entry["color_hint"].startswith("#")
+        assert len(entry["color_hint"]) == 6
+        assert not entry["color_hint"].startswith("#")
 
 
 def test_scheme_from_yaml(tmp_path: Path) -> None:
@@ -74,5 +75,5 @@ def test_missing_scheme_file(tmp_path: Path) -> None:
 
 
 def test_unknown_value_names_the_fix() -> None:
-    with pytest.raises(BadInputError, match="unknown class value 42.*--class-map"):
+    with pytest.raises(BadInputError, match=r"unknown class value 42.*--class-map"):
         SLOVENIA.by_value(42)

@@ -19,7 +19,6 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from deep_lulc.shared import publish
 from deep_lulc.shared.cli_runner import execute
 from deep_lulc.shared.contract import StageResult
 from deep_lulc.shared.errors import BadInputError, NothingToDoError, TransientError
@@ -60,13 +59,16 @@ def test_cli_prints_one_json_line_and_fills_outputs_dir(tmp_path: Path) -> None:
     lines = completed.stdout.splitlines()
     assert len(lines) == 1
     result = json.loads(lines[0])
-    assert result["stage"] == "synth" and result["version"]
-    assert result["catalog"] == str(out / "catalog.json") and len(result["items"]) == 8
+    assert result["stage"] == "synth"
+    assert result["version"]
+    assert result["catalog"] == str(out / "catalog.json")
+    assert len(result["items"]) == 8
     assert json.loads((outputs / "result.json").read_text()) == result
     assert (outputs / "catalog").read_text() == result["catalog"]
     assert json.loads((outputs / "items").read_text()) == result["items"]
     params = json.loads((out / "params.json").read_text())
-    assert params["stage"] == "synth" and params["params"] == {
+    assert params["stage"] == "synth"
+    assert params["params"] == {
         "seed": 5,
         "size": 128,
         "dates": 4,
@@ -90,8 +92,10 @@ def test_bad_parameters_exit_2_with_one_line_and_no_output(tmp_path: Path, args:
     completed = deep_lulc("synth", "--out", str(out), *args)
     assert completed.returncode == 2
     lines = completed.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("deep-lulc synth: error: ")
-    assert "Traceback" not in completed.stderr and completed.stdout == ""
+    assert len(lines) == 1
+    assert lines[0].startswith("deep-lulc synth: error: ")
+    assert "Traceback" not in completed.stderr
+    assert completed.stdout == ""
     assert re.search(message, lines[0]), lines[0]
     assert not out.exists(), "params are validated before any I/O"
 
@@ -124,7 +128,8 @@ def test_exit_codes(error: Exception, code: int) -> None:
     result = CliRunner().invoke(app, [])
     assert result.exit_code == code
     assert "Traceback" not in result.output
-    assert "deep-lulc probe:" in result.output and "fix:" in result.output
+    assert "deep-lulc probe:" in result.output
+    assert "fix:" in result.output
 
 
 @pytest.mark.slow
@@ -160,12 +165,12 @@ def test_crash_during_publication_unpublishes_the_old_catalog(tmp_path: Path, mo
             raise OSError(5, "simulated I/O failure mid-publication")
         real_replace(src, dst)
 
-    monkeypatch.setattr(publish.os, "replace", flaky_replace)
+    monkeypatch.setattr(os, "replace", flaky_replace)  # publish moves files with os.replace
     with pytest.raises(TransientError, match="storage error while writing the output"):
         synth.run(inputs={}, output=str(out), params=TINY.model_copy(update={"seed": 4}))
     assert not (out / "catalog.json").exists(), "a half-replaced output must not keep a catalog"
     assert not list(out.glob(".deep-lulc-staging-*")), "staging is cleaned up"
-    monkeypatch.setattr(publish.os, "replace", real_replace)
+    monkeypatch.undo()
     synth.run(inputs={}, output=str(out), params=TINY)
     assert assert_consistent(out)
 
@@ -210,7 +215,7 @@ def test_stac_reads_over_http_with_relative_links(tiny_catalog: Path) -> None:
 
 
 def test_missing_local_input_names_the_fix(tmp_path: Path) -> None:
-    with pytest.raises(BadInputError, match="STAC document not found: .*fix: check the path"):
+    with pytest.raises(BadInputError, match=r"STAC document not found: .*fix: check the path"):
         read_stac(str(tmp_path / "absent" / "catalog.json"))
     (tmp_path / "plain.json").write_text('{"hello": 1}')
     with pytest.raises(BadInputError, match="not a STAC object"):

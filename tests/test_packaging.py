@@ -51,15 +51,18 @@ def test_every_subcommand_help_shows_an_example() -> None:
     for name in commands:
         result = runner.invoke(app, [str(name), "--help"])
         assert result.exit_code == 0, result.output
-        assert "Example" in result.output and f"deep-lulc {name}" in result.output, name
+        assert "Example" in result.output, name
+        assert f"deep-lulc {name}" in result.output, name
 
 
 def test_pins_from_the_brief() -> None:
     config = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
     dependencies = config["project"]["dependencies"]
-    assert "torch==2.14.1" in dependencies and "torchvision==0.29.1" in dependencies
+    assert "torch==2.14.1" in dependencies
+    assert "torchvision==0.29.1" in dependencies
     lock = (PROJECT_ROOT / "constraints.txt").read_text().splitlines()
-    assert "torch==2.14.1" in lock and "torchvision==0.29.1" in lock
+    assert "torch==2.14.1" in lock
+    assert "torchvision==0.29.1" in lock
     assert any(line.startswith("fastai==2.8.") for line in lock)
     for package in ("pystac", "pystac-client", "stackstac", "xarray", "dask", "odc-stac", "rioxarray", "typer"):
         assert any(line.lower().startswith(f"{package}==") for line in lock), package

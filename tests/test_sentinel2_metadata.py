@@ -59,7 +59,8 @@ def test_crs_from_proj_epsg_or_proj_code(path: Path, epsg: int, migrate: bool) -
     item = load(path, migrate=migrate)
     # pystac >= 1.12 rewrites proj:epsg to proj:code when it migrates; both spellings must work.
     if not migrate:
-        assert "proj:epsg" in item.properties and "proj:code" not in item.properties
+        assert "proj:epsg" in item.properties
+        assert "proj:code" not in item.properties
     assert sentinel2.epsg_of(item) == epsg
 
 

@@ -21,7 +21,7 @@ from deep_lulc.stages.synth.grid import Grid
 from deep_lulc.stages.synth.landscape import COVER_CLASS, Cover, generate_landscape
 from deep_lulc.stages.synth.params import SynthParams
 from deep_lulc.stages.synth.phenology import ParcelTraits, cover_reflectance
-from deep_lulc.stages.synth.scenes import SceneContext, plan_acquisitions, render_scene
+from deep_lulc.stages.synth.scenes import Scene, SceneContext, plan_acquisitions, render_scene
 from deep_lulc.stages.synth.stage import reflectance_to_dn
 from deep_lulc.stages.synth.truth import aoi_bounds
 
@@ -35,7 +35,7 @@ def imagery(catalog_dir: Path) -> list[pystac.Item]:
     return sorted(collection.get_items(), key=lambda item: item.datetime or 0)
 
 
-def scenes_of(params: SynthParams, year: int) -> list:
+def scenes_of(params: SynthParams, year: int) -> list[Scene]:
     landscape = generate_landscape(Grid(params.size), seed=params.seed)
     context = SceneContext.build(landscape, seed=params.seed, year=year)
     return [render_scene(context, a) for a in plan_acquisitions(seed=params.seed, year=year, count=params.dates)]
@@ -56,7 +56,9 @@ def test_odc_stac_reads_dn_and_radiometry(tiny_catalog: Path) -> None:
     scenes = scenes_of(TINY, TINY.year)
     cube = odc.stac.load(items, bands=["red", "nir", "swir16", "scl"], crs="EPSG:32633", resolution=10, chunks={})
     cube = cube.compute()
-    assert cube.sizes["x"] == TINY.size and cube.sizes["y"] == TINY.size and cube.sizes["time"] == len(scenes)
+    assert cube.sizes["x"] == TINY.size
+    assert cube.sizes["y"] == TINY.size
+    assert cube.sizes["time"] == len(scenes)
     for index, (item, scene) in enumerate(zip(items, scenes, strict=True)):
         red_dn = cube["red"].isel(time=index).values
         assert red_dn.dtype == np.uint16
@@ -111,7 +113,8 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
     assert len(first) > 50
     assert first == second
     differing = [name for name in first if first[name] != other.get(name)]
-    assert any(name.endswith(".tif") for name in differing) and "labels.gpkg" in differing
+    assert any(name.endswith(".tif") for name in differing)
+    assert "labels.gpkg" in differing
 
 
 def test_landscape_is_imbalanced_like_the_seed() -> None:
@@ -125,7 +128,7 @@ def test_landscape_is_imbalanced_like_the_seed() -> None:
     classes = landscape.class_raster()
     grid = landscape.grid
     for window in ((0.02, 0.02, 0.56, 0.98), (0.62, 0.02, 0.98, 0.98)):
-        minx, miny, maxx, maxy = aoi_bounds(grid, window)
+        minx, _miny, maxx, _maxy = aoi_bounds(grid, window)
         col0, col1 = round((minx - grid.origin_x) / 10), round((maxx - grid.origin_x) / 10)
         present = set(np.unique(classes[:, col0:col1]).tolist())
         assert present == {1, 2, 3, 4, 5, 6, 8, 9}, "every class must appear in both AOIs"
@@ -136,15 +139,16 @@ def test_crop_and_grass_differ_in_timing_not_at_every_date() -> None:
     index = np.array([0])
 
     def ndvi(cover: Cover, doy: float) -> float:
-        blue, green, red, nir, *_ = cover_reflectance(cover, doy, index, traits)[0]
+        _blue, _green, red, nir, *_ = cover_reflectance(cover, doy, index, traits)[0]
         return float((nir - red) / (nir + red))
 
     days = np.arange(1, 366, 5)
-    winter = np.array([ndvi(Cover.WINTER_CROP, d) for d in days])
-    summer = np.array([ndvi(Cover.SUMMER_CROP, d) for d in days])
-    grass = np.array([ndvi(Cover.GRASS, d) for d in days])
+    winter = np.array([ndvi(Cover.WINTER_CROP, float(d)) for d in days])
+    summer = np.array([ndvi(Cover.SUMMER_CROP, float(d)) for d in days])
+    grass = np.array([ndvi(Cover.GRASS, float(d)) for d in days])
     assert days[winter.argmax()] < 180 < days[summer.argmax()]  # wheat peaks before maize
-    assert summer[days < 120].max() < 0.3 and grass[days < 120].min() > 0.3  # maize fields bare in spring
+    assert summer[days < 120].max() < 0.3
+    assert grass[days < 120].min() > 0.3
     assert np.abs(winter - grass).min() < 0.05  # ...but at some single date crops and meadows look alike
     assert COVER_CLASS[Cover.WINTER_CROP] == COVER_CLASS[Cover.SUMMER_CROP] == 1
 
@@ -152,7 +156,8 @@ def test_crop_and_grass_differ_in_timing_not_at_every_date() -> None:
 def test_labels_aois_and_second_period(tiny_catalog: Path) -> None:
     manifest = json.loads((tiny_catalog / "synth.json").read_text())
     info = pyogrio.read_info(tiny_catalog / "labels.gpkg")
-    assert info["crs"] == "EPSG:32633" and "lulc" in list(info["fields"])
+    assert info["crs"] == "EPSG:32633"
+    assert "lulc" in list(info["fields"])
     _, _, geometry, fields = pyogrio.raw.read(tiny_catalog / "labels.gpkg")
     polygons = shapely.from_wkb(geometry)
     vertices = np.concatenate([np.asarray(p.exterior.coords) for p in polygons])
@@ -175,7 +180,8 @@ def test_labels_aois_and_second_period(tiny_catalog: Path) -> None:
         document = json.loads((tiny_catalog / name).read_text())
         polygon = shape(document["features"][0]["geometry"])
         lon, lat = polygon.centroid.x, polygon.centroid.y
-        assert 13 < lon < 17 and 45 < lat < 47, "AOIs are EPSG:4326 lon/lat in Slovenia"
+        assert 13 < lon < 17, "AOIs are EPSG:4326 lon/lat in Slovenia"
+        assert 45 < lat < 47, "AOIs are EPSG:4326 lon/lat in Slovenia"
         aois.append(polygon)
     assert not aois[0].intersects(aois[1])
     item = imagery(tiny_catalog)[0]
