@@ -16,6 +16,7 @@ import shapely
 from shapely.geometry import box, shape
 
 from deep_lulc.shared import sentinel2
+from deep_lulc.shared.classes import SLOVENIA
 from deep_lulc.stages.synth import stage as synth
 from deep_lulc.stages.synth.grid import Grid
 from deep_lulc.stages.synth.landscape import COVER_CLASS, Cover, generate_landscape
@@ -49,6 +50,9 @@ def test_catalog_validates_offline(tiny_catalog: Path) -> None:
         assert set(item.assets) == {"blue", "green", "red", "nir", "swir16", "swir22", "scl"}
         for asset in item.assets.values():
             assert (Path(item.get_self_href() or "").parent / asset.href).is_file()
+    truth = pystac.Item.from_file(str(tiny_catalog / "labels" / "labels-2023" / "labels-2023.json"))
+    classes = truth.assets["labels"].extra_fields["classification:classes"]
+    assert [c["name"] for c in classes] == [c.name for c in SLOVENIA.classes]
 
 
 def test_odc_stac_reads_dn_and_radiometry(tiny_catalog: Path) -> None:

@@ -20,6 +20,7 @@ from deep_lulc.stages.synth.items import footprint_wgs84
 from deep_lulc.stages.synth.landscape import Landscape
 
 LABEL_EXTENSION = "https://stac-extensions.github.io/label/v1.0.1/schema.json"
+CLASSIFICATION_EXTENSION = "https://stac-extensions.github.io/classification/v2.0.0/schema.json"
 GEOPACKAGE_MEDIA_TYPE = "application/geopackage+sqlite3"
 # GeoPackage stamps the write time into gpkg_contents; a fixed date keeps the same seed byte-identical.
 _FIXED_OGR_DATE = "2000-01-01T00:00:00.000Z"
@@ -91,12 +92,16 @@ def labels_item(landscape: Landscape, *, year: int, labels_path: Path, sources: 
             "label:tasks": ["segmentation", "classification"],
             "label:methods": ["automated"],
         },
-        stac_extensions=[LABEL_EXTENSION],
+        stac_extensions=[LABEL_EXTENSION, CLASSIFICATION_EXTENSION],
     )
     item.add_asset(
         "labels",
         pystac.Asset(
-            href=str(labels_path), media_type=GEOPACKAGE_MEDIA_TYPE, title=f"LULC parcels {year}", roles=["labels"]
+            href=str(labels_path),
+            media_type=GEOPACKAGE_MEDIA_TYPE,
+            title=f"LULC parcels {year}",
+            roles=["labels"],
+            extra_fields={"classification:classes": SLOVENIA.to_classification()},
         ),
     )
     for source in sources:
