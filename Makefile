@@ -9,7 +9,7 @@ PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 QUIET_MIRRORS := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 TYPECHECK_TREE := build/typecheck
 
-.PHONY: demo test lint format install install-dev lock clean
+.PHONY: demo test lint format install install-dev services lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,25 @@ lint: install-dev
 	MYPYPATH=$(TYPECHECK_TREE) $(BIN)/mypy -p deep_lulc
 	MYPYPATH=$(TYPECHECK_TREE) $(BIN)/mypy tests benchmarks
 
-test: lint
+# System packages the tests' real services need: PostgreSQL 15 with PostGIS behind the STAC API test server
+# (tests/stac_api_server.py). A no-op when installed; `apt-get update` only when a package is unknown to apt.
+SERVICE_PACKAGES := postgresql postgresql-15-postgis-3
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+services:
+	@missing=""; for pkg in $(SERVICE_PACKAGES); do \
+		status=$$(dpkg -s "$$pkg" 2>/dev/null || true); \
+		[[ "$$status" == *"Status: install ok installed"* ]] || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		for pkg in $$missing; do \
+			apt-cache show "$$pkg" >/dev/null 2>&1 || { $(SUDO) apt-get update -qq; break; }; \
+		done; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+test: services lint
 	$(BIN)/pytest
 
 format: install-dev

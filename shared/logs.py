@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 _NOISY = (
     "rasterio",
@@ -27,5 +28,7 @@ def configure_logging(*, debug: bool = False) -> None:
         datefmt="%H:%M:%S",
         force=True,
     )
+    # odc-stac reprojects through in-memory arrays that GDAL reports as ungeoreferenced: not the user's concern.
+    warnings.filterwarnings("ignore", message="Dataset has no geotransform")
     for name in _NOISY:
         logging.getLogger(name).setLevel(logging.INFO if debug else logging.WARNING)

@@ -98,3 +98,26 @@ def _publish_remote(staging: Path, output: str) -> None:
         fs.put_file(str(local), f"{root.rstrip('/')}/{relative}")
     fs.put_file(str(staging / CATALOG_NAME), marker)
     log.info("published %d files to %s", len(files) + 1, redact(output))
+
+
+def write_file_atomically(href: str, data: bytes) -> str:
+    """Write one object so readers see the old content or the new, never a torn file."""
+    href = normalize_href(href)
+    try:
+        if scheme_of(href) == "file":
+            target = Path(href)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            scratch = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+            try:
+                scratch.write_bytes(data)
+                os.replace(scratch, target)
+            finally:
+                scratch.unlink(missing_ok=True)
+        else:
+            fs, path = filesystem_for(href)
+            fs.pipe_file(path, data)  # one PUT: atomic per object
+    except DeepLulcError:
+        raise
+    except OSError as exc:
+        raise classify_os_error(exc, action=f"writing {redact(href)}") from exc
+    return href

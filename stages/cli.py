@@ -5,7 +5,10 @@ from __future__ import annotations
 import typer
 
 from deep_lulc.shared.version import __version__
+from deep_lulc.stages.cube import cli as cube_cli
 from deep_lulc.stages.demo import cli as demo_cli
+from deep_lulc.stages.features import cli as features_cli
+from deep_lulc.stages.search import cli as search_cli
 from deep_lulc.stages.synth import cli as synth_cli
 
 app = typer.Typer(
@@ -32,6 +35,9 @@ def _main(
 
 
 app.command("synth", epilog=synth_cli.EPILOG)(synth_cli.synth)
+app.command("search", epilog=search_cli.EPILOG)(search_cli.search)
+app.command("cube", epilog=cube_cli.EPILOG)(cube_cli.cube)
+app.command("features", epilog=features_cli.EPILOG)(features_cli.features)
 app.command("demo", epilog=demo_cli.EPILOG)(demo_cli.demo)
 
 

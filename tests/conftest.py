@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import socket
@@ -18,6 +19,8 @@ from pystac.validation import JsonSchemaSTACValidator, set_validator
 
 from deep_lulc.stages.synth import stage as synth
 from deep_lulc.stages.synth.params import SynthParams
+
+from .stac_api_server import stac_api_server
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT_ROOT.parent / "shared"
@@ -66,6 +69,32 @@ def tiny_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny-synth")
     synth.run(inputs={}, output=str(out), params=TINY)
     return out
+
+
+@pytest.fixture(scope="session")
+def stac_api(tiny_catalog: Path) -> Iterator[str]:
+    """A real STAC API (stac-fastapi-pgstac + PostgreSQL/PostGIS) on loopback serving the tiny catalog's
+    `sentinel-2-l2a` items with absolute asset paths; yields its root URL. See tests/stac_api_server.py."""
+    with stac_api_server(tiny_catalog, ["sentinel-2-l2a"]) as api:
+        yield api.url
+
+
+CUBE_PERIOD = {"start": dt.date(TINY.year, 1, 1), "end": dt.date(TINY.year, 12, 31)}
+
+
+@pytest.fixture(scope="session")
+def tiny_cube(tiny_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The cube stage's catalog for the tiny catalog's training AOI and first year."""
+    from deep_lulc.stages.cube import stage as cube
+    from deep_lulc.stages.cube.params import CubeParams
+
+    out = tmp_path_factory.mktemp("cube")
+    result = cube.run(
+        inputs={"stac": str(tiny_catalog / "catalog.json"), "aoi": str(tiny_catalog / "aoi-train.geojson")},
+        output=str(out),
+        params=CubeParams(**CUBE_PERIOD),
+    )
+    return result.catalog
 
 
 def free_port() -> int:

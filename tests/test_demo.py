@@ -13,12 +13,15 @@ from deep_lulc.stages.demo.params import DemoParams
 from .conftest import validate_tree
 
 
-def test_demo_runs_synth_and_reports_timings(tmp_path: Path) -> None:
-    result = demo.run(inputs={}, output=str(tmp_path), params=DemoParams(size=128, dates=4))
-    assert result.catalog == str(tmp_path / "synth" / "catalog.json")
-    assert validate_tree(result.catalog) == 1 + 2 + 8 + 2
-    assert set(result.extra["timings_s"]) == {"synth"}
-    assert result.extra["timings_s"]["synth"] > 0
+def test_demo_chains_synth_cube_features(tmp_path: Path) -> None:
+    result = demo.run(inputs={}, output=str(tmp_path), params=DemoParams(size=128, dates=6))
+    assert result.catalog == str(tmp_path / "features-train" / "catalog.json")
+    assert validate_tree(tmp_path / "synth" / "catalog.json") == 1 + 2 + 12 + 2
+    assert validate_tree(tmp_path / "cube-train" / "catalog.json") == 2
+    assert validate_tree(result.catalog) == 2
+    assert list(result.extra["timings_s"]) == ["synth", "cube", "features"]
+    assert all(seconds > 0 for seconds in result.extra["timings_s"].values())
+    assert result.extra["stages"]["features"]["dates"] == 23
 
 
 def test_demo_takes_no_inputs(tmp_path: Path) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from deep_lulc.shared.contract import StageResult
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.storage import join_href
+from deep_lulc.stages.cube import stage as cube
+from deep_lulc.stages.cube.params import CubeParams
 from deep_lulc.stages.demo.params import DemoParams
+from deep_lulc.stages.features import stage as features
+from deep_lulc.stages.features.params import FeaturesParams
 from deep_lulc.stages.synth import stage as synth
 from deep_lulc.stages.synth.params import SynthParams
 
@@ -22,26 +27,53 @@ def run(*, inputs: Mapping[str, str], output: str, params: DemoParams) -> StageR
     if inputs:
         raise BadInputError(f"demo takes no inputs, got {sorted(inputs)}", fix="call demo with only --out and options")
     timings: dict[str, float] = {}
-    started = time.perf_counter()
-    synth_result = synth.run(
-        inputs={},
-        output=join_href(output, "synth"),
-        params=SynthParams(seed=params.seed, size=params.size, dates=params.dates),
+    results: dict[str, StageResult] = {}
+
+    def timed(name: str, call: Callable[[], StageResult]) -> StageResult:
+        started = time.perf_counter()
+        result = call()
+        timings[name] = round(time.perf_counter() - started, 2)
+        results[name] = result
+        log.info("%s done in %.1f s -> %s", name, timings[name], result.catalog)
+        return result
+
+    year = SynthParams.model_fields["year"].default
+    synth_result = timed(
+        "synth",
+        lambda: synth.run(
+            inputs={},
+            output=join_href(output, "synth"),
+            params=SynthParams(seed=params.seed, size=params.size, dates=params.dates),
+        ),
     )
-    timings["synth"] = round(time.perf_counter() - started, 2)
-    log.info("synth: %d acquisitions in %.1f s -> %s", len(synth_result.items), timings["synth"], synth_result.catalog)
+    cube_result = timed(
+        "cube",
+        lambda: cube.run(
+            inputs={"stac": synth_result.catalog, "aoi": str(synth_result.extra["aoi_train"])},
+            output=join_href(output, "cube-train"),
+            params=CubeParams(start=dt.date(year, 1, 1), end=dt.date(year, 12, 31)),
+        ),
+    )
+    features_result = timed(
+        "features",
+        lambda: features.run(
+            inputs={"cube": cube_result.catalog}, output=join_href(output, "features-train"), params=FeaturesParams()
+        ),
+    )
     log.info(
-        "demo outputs: catalog %s, labels %s, AOIs %s and %s (%d of %d dates >= 99%% clear)",
-        synth_result.catalog,
-        synth_result.extra["labels"],
-        synth_result.extra["aoi_train"],
-        synth_result.extra["aoi_predict"],
-        synth_result.extra["clear_dates"],
+        "demo outputs under %s: synthetic catalog (%d acquisitions), cube %s frames, features %d dates x %d channels "
+        "(%d frames kept, %d dropped as cloudy)",
+        output,
         len(synth_result.items),
+        cube_result.extra["shape"],
+        features_result.extra["dates"],
+        len(features_result.extra["channels"]),
+        features_result.extra["frames_kept"],
+        features_result.extra["frames_dropped"],
     )
     return StageResult(
         stage=STAGE,
-        catalog=synth_result.catalog,
-        items=synth_result.items,
-        extra={"stages": {"synth": synth_result.to_dict()}, "timings_s": timings},
+        catalog=features_result.catalog,
+        items=features_result.items,
+        extra={"stages": {name: result.to_dict() for name, result in results.items()}, "timings_s": timings},
     )

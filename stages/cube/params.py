@@ -1,0 +1,18 @@
+"""Parameters of `deep-lulc cube`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from deep_lulc.stages.search.params import SceneSelection
+
+Loader = Literal["odc-stac", "stackstac"]
+
+
+class CubeParams(SceneSelection):
+    resolution: float = Field(10.0, gt=0, le=1000, description="Pixel size in metres of the output grid.")
+    loader: Loader = "odc-stac"
+    dask_address: str | None = Field(None, description="Scheduler of an existing dask cluster; default local.")
+    chunk_size: int = Field(512, ge=64, le=8192, description="Spatial chunk of the Zarr store, in pixels.")

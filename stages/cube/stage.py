@@ -1,0 +1,229 @@
+"""`deep-lulc cube`: search, load onto the AOI's UTM grid, apply radiometry, write a Zarr datacube item."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import dask
+import numpy as np
+import pystac
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+from shapely.geometry import mapping
+
+from deep_lulc.shared import sentinel2
+from deep_lulc.shared.contract import StageResult, write_params_file
+from deep_lulc.shared.item_search import find_items
+from deep_lulc.shared.preview import PNG_MEDIA_TYPE, true_colour_png
+from deep_lulc.shared.publish import staged_output
+from deep_lulc.shared.stac import save_self_contained, stamp_provenance
+from deep_lulc.shared.storage import join_href
+from deep_lulc.stages.cube.grid import CubeGrid, grid_for
+from deep_lulc.stages.cube.loaders import BANDS, SolarDay, group_by_solar_day, load_dn
+from deep_lulc.stages.cube.params import CubeParams
+from deep_lulc.stages.search.stage import query_from
+
+STAGE = "cube"
+ZARR_MEDIA_TYPE = "application/vnd+zarr"
+DATACUBE_EXTENSION = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json"
+PROJECTION_EXTENSION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+ZARR_NAME = "cube.zarr"
+PREVIEW_NAME = "preview.png"
+log = logging.getLogger(__name__)
+
+
+def iso(moment: dt.datetime | np.datetime64) -> str:
+    if isinstance(moment, np.datetime64):
+        return str(np.datetime_as_string(moment, unit="s")) + "Z"
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def period_bounds(start: dt.date, end: dt.date) -> tuple[str, str]:
+    return f"{start.isoformat()}T00:00:00Z", f"{end.isoformat()}T23:59:59Z"
+
+
+def to_reflectance(dn: xr.DataArray, days: Sequence[SolarDay]) -> xr.DataArray:
+    """DN * scale + offset per time step and band, from each step's first item; 0 DN becomes NaN."""
+    scale = np.empty((len(days), len(BANDS)), dtype=np.float32)
+    offset = np.empty_like(scale)
+    for t, day in enumerate(days):
+        for b, band in enumerate(BANDS):
+            radiometry = sentinel2.scale_offset(day.items[0], band)
+            scale[t, b], offset[t, b] = radiometry.scale, radiometry.offset
+    factors = xr.DataArray(scale, dims=("time", "band"), coords={"time": dn.time, "band": dn.band})
+    shifts = xr.DataArray(offset, dims=("time", "band"), coords={"time": dn.time, "band": dn.band})
+    reflectance = dn.astype(np.float32) * factors + shifts
+    return reflectance.where(dn != 0).astype(np.float32)
+
+
+def valid_fraction(scl: xr.DataArray, valid_classes: Sequence[int] = sentinel2.DEFAULT_VALID_SCL) -> np.ndarray:
+    return np.asarray(scl.isin(list(valid_classes)).mean(dim=("y", "x")).values, dtype=float)
+
+
+@contextlib.contextmanager
+def dask_scheduler(address: str | None) -> Iterator[None]:
+    """Local threads by default; an existing distributed cluster when an address is given."""
+    if address is None:
+        with dask.config.set(scheduler="threads"):
+            yield
+        return
+    from distributed import Client
+
+    with Client(address, timeout="30s"), dask.config.set(scheduler=None):  # type: ignore[no-untyped-call]
+        yield
+
+
+def datacube_fields(grid: CubeGrid, times: np.ndarray) -> dict[str, Any]:
+    minx, miny, maxx, maxy = grid.bounds
+    return {
+        "cube:dimensions": {
+            "time": {"type": "temporal", "extent": [iso(times[0]), iso(times[-1])], "values": [iso(t) for t in times]},
+            "band": {"type": "bands", "values": list(BANDS)},
+            "y": {
+                "type": "spatial",
+                "axis": "y",
+                "extent": [miny, maxy],
+                "step": -grid.resolution,
+                "reference_system": grid.epsg,
+            },
+            "x": {
+                "type": "spatial",
+                "axis": "x",
+                "extent": [minx, maxx],
+                "step": grid.resolution,
+                "reference_system": grid.epsg,
+            },
+        },
+        "cube:variables": {
+            "reflectance": {
+                "dimensions": ["time", "band", "y", "x"],
+                "type": "data",
+                "description": "Surface reflectance (scale and offset applied), NaN where no data",
+                "unit": "1",
+            },
+            "scl": {
+                "dimensions": ["time", "y", "x"],
+                "type": "data",
+                "description": "Sen2Cor scene classification (0 = no data)",
+                "values": sorted(sentinel2.SCL_CLASSES),
+            },
+        },
+    }
+
+
+def cube_id(query_text: str, start: dt.date, end: dt.date) -> str:
+    digest = hashlib.sha256(query_text.encode()).hexdigest()[:8]
+    return f"cube-{start:%Y%m%d}-{end:%Y%m%d}-{digest}"
+
+
+def run(*, inputs: Mapping[str, str], output: str, params: CubeParams) -> StageResult:
+    """Build the cube for `inputs['stac']` over `inputs['aoi']` into `output`."""
+    query = query_from(inputs, params)
+    items = find_items(query)
+    days = group_by_solar_day(items)
+    first = days[0].items[0]
+    anchor = (0.0, 0.0)
+    if sentinel2.epsg_of(first, sentinel2.asset_key_for(first, "B04")) == query.aoi.utm_epsg():
+        transform = first.assets[sentinel2.asset_key_for(first, "B04")].extra_fields.get("proj:transform")
+        if transform:
+            anchor = (float(transform[2]), float(transform[5]))
+    grid = grid_for(query.aoi, resolution=params.resolution, anchor=anchor)
+    log.info(
+        "%d items in %d solar days -> %d x %d px at %g m (EPSG:%d), loader %s",
+        len(items),
+        len(days),
+        grid.width,
+        grid.height,
+        grid.resolution,
+        grid.epsg,
+        params.loader,
+    )
+    dn, scl = load_dn(days, grid, loader=params.loader, chunk_size=params.chunk_size)
+    reflectance = to_reflectance(dn, days)
+    chunks = {"time": 1, "band": -1, "y": params.chunk_size, "x": params.chunk_size}
+    dataset = xr.Dataset({"reflectance": reflectance, "scl": scl}).chunk(chunks)
+    dataset = dataset.rio.write_crs(f"EPSG:{grid.epsg}").rio.write_transform(grid.transform)
+    start, end = period_bounds(params.start, params.end)
+    dataset.attrs.update({"start_datetime": start, "end_datetime": end, "source": "deep-lulc cube"})
+    identifier = cube_id(
+        f"{query.source}|{query.collection}|{query.aoi.geometry.wkt}|{params.resolution}", params.start, params.end
+    )
+
+    with staged_output(output) as staged, dask_scheduler(params.dask_address):
+        folder = staged.path / identifier
+        folder.mkdir(parents=True)
+        encoding = {
+            "reflectance": {"chunks": (1, len(BANDS), params.chunk_size, params.chunk_size)},
+            "scl": {"chunks": (1, params.chunk_size, params.chunk_size)},
+        }
+        dataset.to_zarr(folder / ZARR_NAME, mode="w", encoding=encoding, zarr_format=2, consolidated=True)
+        stored = xr.open_zarr(folder / ZARR_NAME, consolidated=True)
+        fractions = valid_fraction(stored["scl"])
+        clearest = int(np.argmax(fractions))
+        rgb = stored["reflectance"].isel(time=clearest).sel(band=["B04", "B03", "B02"]).values
+        true_colour_png(rgb[0], rgb[1], rgb[2], folder / PREVIEW_NAME)
+
+        item = pystac.Item(
+            id=identifier,
+            geometry=mapping(query.aoi.geometry),
+            bbox=list(query.aoi.bbox),
+            datetime=None,
+            properties={
+                "start_datetime": start,
+                "end_datetime": end,
+                "proj:code": f"EPSG:{grid.epsg}",
+                "proj:shape": [grid.height, grid.width],
+                "proj:transform": list(grid.transform)[:6],
+                "proj:bbox": list(grid.bounds),
+                **datacube_fields(grid, stored.time.values),
+                "deep-lulc:collection": query.collection,
+                "deep-lulc:loader": params.loader,
+                "deep-lulc:acquisitions": [
+                    {
+                        "datetime": iso(day.datetime),
+                        "items": [i.id for i in day.items],
+                        "valid_fraction": round(float(fraction), 6),
+                    }
+                    for day, fraction in zip(days, fractions, strict=True)
+                ],
+            },
+            stac_extensions=[PROJECTION_EXTENSION, DATACUBE_EXTENSION],
+        )
+        item.add_asset(
+            "data",
+            pystac.Asset(
+                str(folder / ZARR_NAME), title="Reflectance and SCL cube", media_type=ZARR_MEDIA_TYPE, roles=["data"]
+            ),
+        )
+        item.add_asset(
+            "thumbnail",
+            pystac.Asset(
+                str(folder / PREVIEW_NAME),
+                title=f"True colour, clearest date {iso(stored.time.values[clearest])}",
+                media_type=PNG_MEDIA_TYPE,
+                roles=["thumbnail"],
+            ),
+        )
+        stamp_provenance(item, derived_from=[i.get_self_href() or i.id for i in items])
+        catalog = pystac.Catalog(id="cube", description=f"Sentinel-2 datacube {start} to {end} (deep-lulc cube)")
+        catalog.add_item(item)
+        save_self_contained(catalog, staged.path)
+        write_params_file(staged.path, stage=STAGE, inputs=inputs, params=params)
+        catalog_href = staged.publish()
+
+    return StageResult(
+        stage=STAGE,
+        catalog=catalog_href,
+        items=(identifier,),
+        extra={
+            "cube": join_href(output, identifier, ZARR_NAME),
+            "shape": [len(days), grid.height, grid.width],
+            "epsg": grid.epsg,
+            "clearest": iso(stored.time.values[clearest]),
+        },
+    )

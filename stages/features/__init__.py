@@ -1,0 +1,1 @@
+"""`deep-lulc features`: cloud-filtered, temporally interpolated Sentinel-2 features."""

@@ -1,0 +1,24 @@
+"""Parameters of `deep-lulc features`."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from deep_lulc.shared.contract import StageParams
+from deep_lulc.shared.sentinel2 import DEFAULT_VALID_SCL, SCL_CLASSES
+
+
+class FeaturesParams(StageParams):
+    min_valid: float = Field(0.99, ge=0.0, le=1.0, description="Keep frames with at least this valid fraction.")
+    step_days: int = Field(16, ge=1, le=366, description="Spacing of the regular output dates.")
+    valid_scl: tuple[int, ...] = Field(DEFAULT_VALID_SCL, min_length=1, description="SCL classes that count as valid.")
+    chunk_size: int = Field(256, ge=32, le=4096, description="Spatial block processed at a time, in pixels.")
+    dask_address: str | None = Field(None, description="Scheduler of an existing dask cluster; default in-process.")
+
+    @field_validator("valid_scl")
+    @classmethod
+    def _known_classes(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        unknown = sorted(set(value) - set(SCL_CLASSES))
+        if unknown:
+            raise ValueError(f"unknown SCL classes {unknown}; SCL codes are 0..11")
+        return tuple(sorted(set(value)))
