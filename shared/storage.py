@@ -44,6 +44,19 @@ def s3_storage_options() -> dict[str, Any]:
     return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
 
 
+def gdal_s3_options() -> dict[str, str]:
+    """GDAL configuration for /vsis3/ reads against the same endpoint fsspec uses (MinIO, test servers)."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        return {}
+    parts = urlsplit(endpoint)
+    return {
+        "AWS_S3_ENDPOINT": parts.netloc,
+        "AWS_HTTPS": "YES" if parts.scheme == "https" else "NO",
+        "AWS_VIRTUAL_HOSTING": "FALSE",
+    }
+
+
 def filesystem_for(href: str) -> tuple[AbstractFileSystem, str]:
     """The fsspec filesystem and the path inside it for an href."""
     scheme = scheme_of(href)

@@ -177,3 +177,31 @@ def test_cube_on_an_existing_dask_cluster(tiny_catalog: Path, tiny_cube: str, tm
     _, on_cluster = open_item(result.catalog)
     _, local = open_item(tiny_cube)
     xr.testing.assert_identical(on_cluster["reflectance"].load(), local["reflectance"].load())
+
+
+@pytest.mark.slow
+def test_cube_reads_cogs_from_s3(s3_bucket: str, tmp_path: Path) -> None:
+    from deep_lulc.stages.synth import stage as synth
+    from deep_lulc.stages.synth.params import SynthParams
+
+    source = synth.run(inputs={}, output=f"s3://{s3_bucket}/synth", params=SynthParams(seed=8, size=128, dates=4))
+    local = synth.run(inputs={}, output=str(tmp_path / "synth"), params=SynthParams(seed=8, size=128, dates=4))
+    results = []
+    for catalog, aoi, loader in (
+        (source.catalog, str(tmp_path / "synth" / "aoi-train.geojson"), "odc-stac"),
+        (source.catalog, str(tmp_path / "synth" / "aoi-train.geojson"), "stackstac"),
+        (local.catalog, str(tmp_path / "synth" / "aoi-train.geojson"), "odc-stac"),
+    ):
+        results.append(
+            cube.run(
+                inputs={"stac": catalog, "aoi": aoi},
+                output=str(tmp_path / f"cube-{len(results)}"),
+                params=CubeParams(**CUBE_PERIOD, loader=loader),
+            )
+        )
+    from_s3 = open_item(results[0].catalog)[1]["reflectance"].load()
+    assert np.isfinite(from_s3.values).mean() > 0.3
+    xr.testing.assert_identical(from_s3, open_item(results[2].catalog)[1]["reflectance"].load())
+    np.testing.assert_array_equal(
+        open_item(results[1].catalog)[1]["reflectance"].sel(band="B04").values, from_s3.sel(band="B04").values
+    )

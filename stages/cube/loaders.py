@@ -14,7 +14,7 @@ import numpy as np
 import pystac
 import xarray as xr
 
-from deep_lulc.shared import sentinel2
+from deep_lulc.shared import sentinel2, storage
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.stages.cube.grid import CubeGrid
 from deep_lulc.stages.cube.params import Loader
@@ -104,6 +104,10 @@ def _load_odc(
     import odc.stac
     from odc.geo.geobox import GeoBox
 
+    s3_options = storage.gdal_s3_options()
+    if s3_options:
+        odc.stac.configure_rio(cloud_defaults=True, **s3_options)
+
     geobox = GeoBox((grid.height, grid.width), grid.transform, f"EPSG:{grid.epsg}")
     resampling = {key: resampling_for(items[0], key, band, grid.resolution) for band, key in keys.items()}
     config = {
@@ -153,6 +157,7 @@ def _load_stackstac(
             snap_bounds=False,
             properties=False,
             band_coords=False,
+            gdal_env=stackstac.DEFAULT_GDAL_ENV.updated(always=storage.gdal_s3_options()),
         )
         array = array.assign_coords(day=("time", day_of_item))
         mosaics = [stackstac.mosaic(group, dim="time", nodata=0) for _, group in array.groupby("day")]
