@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pystac
@@ -104,7 +105,7 @@ def _load_odc(
     import odc.stac
     from odc.geo.geobox import GeoBox
 
-    s3_options = storage.gdal_s3_options()
+    s3_options: dict[str, Any] = dict(storage.gdal_s3_options())
     if s3_options:
         odc.stac.configure_rio(cloud_defaults=True, **s3_options)
 
