@@ -42,7 +42,9 @@ def write_cube_catalog(
     ).rio.write_crs(f"EPSG:{epsg}")
     item_dir = folder / "cube-test"
     item_dir.mkdir(parents=True)
-    dataset.to_zarr(item_dir / "cube.zarr", zarr_format=2, consolidated=True)
+    chunk = 256  # as `deep-lulc cube` stores it: one frame, every band, 256 x 256 px per chunk
+    encoding = {"reflectance": {"chunks": (1, 6, chunk, chunk)}, "scl": {"chunks": (1, chunk, chunk)}}
+    dataset.to_zarr(item_dir / "cube.zarr", zarr_format=2, consolidated=True, encoding=encoding)
     minx, maxy = transform.c, transform.f
     maxx, miny = minx + transform.a * width, maxy + transform.e * height
     to_wgs84 = Transformer.from_crs(epsg, 4326, always_xy=True)

@@ -14,6 +14,7 @@ import pytest
 import xarray as xr
 from affine import Affine
 
+from deep_lulc.shared.contract import StageResult
 from deep_lulc.stages.cube import stage as cube
 from deep_lulc.stages.cube.params import CubeParams
 from deep_lulc.stages.features import stage as features
@@ -165,7 +166,7 @@ def test_cube_and_features_on_s3(tiny_catalog: Path, s3_bucket: str) -> None:
 
 
 @pytest.mark.slow
-def test_cube_on_an_existing_dask_cluster(tiny_catalog: Path, tiny_cube: str, tmp_path: Path) -> None:
+def test_cube_and_features_on_an_existing_dask_cluster(tiny_catalog: Path, tiny_cube: str, tmp_path: Path) -> None:
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster:  # type: ignore[no-untyped-call]
@@ -174,9 +175,21 @@ def test_cube_on_an_existing_dask_cluster(tiny_catalog: Path, tiny_cube: str, tm
             output=str(tmp_path / "cube"),
             params=CubeParams(**CUBE_PERIOD, dask_address=cluster.scheduler_address),
         )
+        distributed_features = features.run(
+            inputs={"cube": result.catalog},
+            output=str(tmp_path / "features"),
+            params=FeaturesParams(chunk_size=64, dask_address=cluster.scheduler_address),
+        )
     _, on_cluster = open_item(result.catalog)
     _, local = open_item(tiny_cube)
     xr.testing.assert_identical(on_cluster["reflectance"].load(), local["reflectance"].load())
+    local_features = features.run(
+        inputs={"cube": tiny_cube}, output=str(tmp_path / "local"), params=FeaturesParams(chunk_size=64)
+    )
+    xr.testing.assert_identical(
+        open_item(distributed_features.catalog)[1]["features"].load(),
+        open_item(local_features.catalog)[1]["features"].load(),
+    )
 
 
 @pytest.mark.slow
@@ -186,7 +199,7 @@ def test_cube_reads_cogs_from_s3(s3_bucket: str, tmp_path: Path) -> None:
 
     source = synth.run(inputs={}, output=f"s3://{s3_bucket}/synth", params=SynthParams(seed=8, size=128, dates=4))
     local = synth.run(inputs={}, output=str(tmp_path / "synth"), params=SynthParams(seed=8, size=128, dates=4))
-    results = []
+    results: list[StageResult] = []
     for catalog, aoi, loader in (
         (source.catalog, str(tmp_path / "synth" / "aoi-train.geojson"), "odc-stac"),
         (source.catalog, str(tmp_path / "synth" / "aoi-train.geojson"), "stackstac"),

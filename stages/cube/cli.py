@@ -39,7 +39,7 @@ def cube(
     resolution: float = typer.Option(10.0, "--resolution", help="Pixel size in metres."),
     loader: str = typer.Option("odc-stac", "--loader", help="odc-stac or stackstac."),
     dask_address: str | None = typer.Option(None, "--dask-address", help="Existing dask scheduler address."),
-    chunk_size: int = typer.Option(512, "--chunk-size", help="Spatial chunk of the Zarr store in pixels."),
+    chunk_size: int = typer.Option(256, "--chunk-size", help="Spatial chunk of the Zarr store in pixels."),
     page_size: int = PAGE_SIZE_OPTION,
     debug: bool = DEBUG_OPTION,
     outputs_dir: Path | None = OUTPUTS_DIR_OPTION,

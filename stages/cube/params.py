@@ -15,4 +15,4 @@ class CubeParams(SceneSelection):
     resolution: float = Field(10.0, gt=0, le=1000, description="Pixel size in metres of the output grid.")
     loader: Loader = "odc-stac"
     dask_address: str | None = Field(None, description="Scheduler of an existing dask cluster; default local.")
-    chunk_size: int = Field(512, ge=64, le=8192, description="Spatial chunk of the Zarr store, in pixels.")
+    chunk_size: int = Field(256, ge=64, le=8192, description="Spatial chunk of the Zarr store, in pixels.")

@@ -6,14 +6,13 @@ goes through with a peak set by the block size, not the AOI.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import pystac
@@ -31,9 +30,17 @@ from deep_lulc.shared.preview import PNG_MEDIA_TYPE, true_colour_png
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.stac import items_of, read_stac, save_self_contained, stamp_provenance
 from deep_lulc.stages.cube.stage import DATACUBE_EXTENSION, PROJECTION_EXTENSION, ZARR_MEDIA_TYPE, iso
-from deep_lulc.stages.features.indices import CHANNELS, feature_stack
-from deep_lulc.stages.features.interpolation import interpolate_to_grid
+from deep_lulc.stages.features.indices import CHANNELS
 from deep_lulc.stages.features.params import FeaturesParams
+from deep_lulc.stages.features.streaming import (
+    CountJob,
+    FeatureJob,
+    ZarrStore,
+    compute_window,
+    count_valid,
+    run_all,
+    windows,
+)
 
 STAGE = "features"
 ZARR_NAME = "features.zarr"
@@ -95,23 +102,26 @@ def _days_since(moments: np.ndarray, origin: dt.date) -> np.ndarray:
     return np.asarray((moments.astype("datetime64[ns]") - epoch) / np.timedelta64(1, "D"), dtype=np.float64)
 
 
-def _features_block(reflectance: np.ndarray, valid: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    stack = feature_stack(reflectance)
-    usable = valid[:, 0] & np.isfinite(stack).all(axis=1)
-    return interpolate_to_grid(stack, usable, source, target)
-
-
-@contextlib.contextmanager
-def _scheduler(address: str | None) -> Iterator[None]:
-    # The interpolation kernel is itself multi-threaded, so blocks go one at a time in-process.
-    if address is None:
-        with dask.config.set(scheduler="synchronous"):
-            yield
-        return
-    from distributed import Client
-
-    with Client(address, timeout="30s"), dask.config.set(scheduler=None):  # type: ignore[no-untyped-call]
-        yield
+def _create_store(path: Path, times: np.ndarray, cube: xr.Dataset, *, epsg: int, transform: Affine, block: int) -> None:
+    """Write the output store's metadata and coordinates; the windows fill in the data."""
+    shape = (len(times), len(CHANNELS), cube.sizes["y"], cube.sizes["x"])
+    template = xr.Dataset(
+        {
+            "features": (
+                ("time", "channel", "y", "x"),
+                da.empty(shape, chunks=(-1, -1, block, block), dtype=np.float32),
+            ),
+            "valid_count": (("y", "x"), da.zeros(shape[2:], chunks=(block, block), dtype=np.int16)),
+        },
+        coords={"time": times, "channel": list(CHANNELS), "y": cube.y.values, "x": cube.x.values},
+        attrs={"start_datetime": cube.attrs.get("start_datetime"), "end_datetime": cube.attrs.get("end_datetime")},
+    )
+    template = template.rio.write_crs(f"EPSG:{epsg}").rio.write_transform(transform)
+    encoding = {
+        "features": {"chunks": (len(times), len(CHANNELS), block, block)},
+        "valid_count": {"chunks": (block, block)},
+    }
+    template.to_zarr(path, mode="w", compute=False, encoding=encoding, zarr_format=2, consolidated=True)
 
 
 def run(*, inputs: Mapping[str, str], output: str, params: FeaturesParams) -> StageResult:
@@ -124,9 +134,15 @@ def run(*, inputs: Mapping[str, str], output: str, params: FeaturesParams) -> St
     height, width = cube.sizes["y"], cube.sizes["x"]
     inside = aoi_mask(cube_item, (height, width))
 
-    with _scheduler(params.dask_address):
-        valid = valid_observations(cube["scl"], cube["reflectance"], params.valid_scl)
-        fractions = np.asarray(valid.where(inside).mean(dim=("y", "x")).values, dtype=float)
+    cube_store = ZarrStore.at(cube_item.assets["data"].get_absolute_href() or "")
+    block = params.chunk_size
+    grid_windows = windows(height, width, block)
+    counts = run_all(
+        count_valid,
+        [CountJob(cube_store, w, inside[w.y0 : w.y1, w.x0 : w.x1], params.valid_scl) for w in grid_windows],
+        address=params.dask_address,
+    )
+    fractions = np.sum(counts, axis=0) / max(int(inside.sum()), 1)
     times = cube.time.values
     kept = fractions >= params.min_valid
     frames = [
@@ -145,44 +161,25 @@ def run(*, inputs: Mapping[str, str], output: str, params: FeaturesParams) -> St
     dates = target_dates(start, end, params.step_days)
     source_days = _days_since(times[kept], start)
     target_days = np.array([(d - start).days for d in dates], dtype=np.float64)
-
-    block = params.chunk_size
-    kept_index = np.flatnonzero(kept)
-    reflectance = cube["reflectance"].isel(time=kept_index).data.rechunk((-1, -1, block, block))
-    valid_4d = valid.isel(time=kept_index).data[:, None].rechunk((-1, 1, block, block))
-    features = da.map_blocks(  # type: ignore[no-untyped-call]
-        _features_block,
-        reflectance,
-        valid_4d,
-        source_days,
-        target_days,
-        dtype=np.float32,
-        chunks=((len(dates),), (len(CHANNELS),), reflectance.chunks[2], reflectance.chunks[3]),
-    )
-    count = valid_4d[:, 0].sum(axis=0).astype(np.int16)
     time_coord = np.array([np.datetime64(d.isoformat(), "ns") for d in dates])
-    dataset = xr.Dataset(
-        {
-            "features": (("time", "channel", "y", "x"), features),
-            "valid_count": (("y", "x"), count),
-        },
-        coords={"time": time_coord, "channel": list(CHANNELS), "y": cube.y.values, "x": cube.x.values},
-        attrs={"start_datetime": cube.attrs.get("start_datetime"), "end_datetime": cube.attrs.get("end_datetime")},
-    )
     epsg = int(str(cube_item.properties["proj:code"]).split(":")[1])
     transform = Affine(*cube_item.properties["proj:transform"][:6])
-    dataset = dataset.rio.write_crs(f"EPSG:{epsg}").rio.write_transform(transform)
     identifier = f"features-{cube_item.id.removeprefix('cube-')}"
 
-    with staged_output(output) as staged, _scheduler(params.dask_address):
+    with staged_output(output) as staged:
         folder = staged.path / identifier
         folder.mkdir(parents=True)
-        encoding = {
-            "features": {"chunks": (len(dates), len(CHANNELS), block, block)},
-            "valid_count": {"chunks": (block, block)},
-        }
-        dataset.to_zarr(folder / ZARR_NAME, mode="w", encoding=encoding, zarr_format=2, consolidated=True)
-        stored = xr.open_zarr(folder / ZARR_NAME, consolidated=True)
+        store = folder / ZARR_NAME
+        _create_store(store, time_coord, cube, epsg=epsg, transform=transform, block=block)
+        jobs = [
+            FeatureJob(
+                cube_store, ZarrStore.at(str(store)), w, tuple(int(i) for i in np.flatnonzero(kept)),
+                params.valid_scl, source_days, target_days,
+            )
+            for w in grid_windows
+        ]  # fmt: skip
+        run_all(compute_window, jobs, address=params.dask_address)
+        stored = xr.open_zarr(store, consolidated=True)
         middle = len(dates) // 2
         rgb = stored["features"].isel(time=middle).sel(channel=["B04", "B03", "B02"]).values
         true_colour_png(rgb[0], rgb[1], rgb[2], folder / PREVIEW_NAME)
