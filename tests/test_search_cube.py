@@ -330,3 +330,25 @@ def test_api_always_failing_exits_75(stac_api: str, tiny_catalog: Path, tmp_path
     assert completed.returncode == 75, completed.stderr
     assert "did not answer after retries" in completed.stderr or "failed after retries" in completed.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_planetary_computer_items_get_the_baseline_offset(tiny_catalog: Path, tmp_path: Path) -> None:
+    """PC items state no raster:bands; the cube must still subtract the 04.00+ BOA offset."""
+    from deep_lulc.stages.synth import stage as synth
+
+    pc = synth.run(
+        inputs={}, output=str(tmp_path / "pc"), params=TINY.model_copy(update={"asset_style": "planetary-computer"})
+    )
+    es_cube = cube.run(
+        inputs={"stac": str(tiny_catalog / "catalog.json"), "aoi": str(tiny_catalog / "aoi-train.geojson")},
+        output=str(tmp_path / "es-cube"),
+        params=CubeParams(**YEAR),
+    )
+    pc_cube = cube.run(
+        inputs={"stac": pc.catalog, "aoi": str(tiny_catalog / "aoi-train.geojson")},
+        output=str(tmp_path / "pc-cube"),
+        params=CubeParams(**YEAR),
+    )
+    es = cube_dataset(es_cube.catalog)[1]["reflectance"].load()
+    from_pc = cube_dataset(pc_cube.catalog)[1]["reflectance"].load()
+    xr.testing.assert_identical(es, from_pc)
