@@ -26,7 +26,10 @@ def write_cog(
     band_descriptions: list[str] | None = None,
     blocksize: int = 256,
 ) -> Path:
-    """Write a (bands, rows, cols) or (rows, cols) array as a COG through GDAL's COG driver."""
+    """Write a (bands, rows, cols) or (rows, cols) array as a COG through GDAL's COG driver.
+
+    Rasters smaller than two tiles (training chips) are written as plain compressed GeoTIFFs.
+    """
     array = data[None] if data.ndim == 2 else data
     count, height, width = array.shape
     profile = {
@@ -46,12 +49,17 @@ def write_cog(
             scratch.write_colormap(1, colormap)
         for index, description in enumerate(band_descriptions or [], start=1):
             scratch.set_band_description(index, description)
+        predictor = "2" if np.issubdtype(array.dtype, np.integer) else "3"
+        if min(height, width) < 2 * blocksize:
+            # Too small for tiles and overviews to pay off (COG wants tiles >= 128 px): a compressed plain GeoTIFF.
+            rasterio.shutil.copy(scratch, path, driver="GTiff", COMPRESS="DEFLATE", PREDICTOR=predictor)
+            return path
         rasterio.shutil.copy(
             scratch,
             path,
             driver="COG",
             COMPRESS="DEFLATE",
-            PREDICTOR="2" if np.issubdtype(array.dtype, np.integer) else "3",
+            PREDICTOR=predictor,
             BLOCKSIZE=str(blocksize),
             OVERVIEW_RESAMPLING=overview_resampling.upper(),
             NUM_THREADS="1",

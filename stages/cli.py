@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from deep_lulc.shared.version import __version__
+from deep_lulc.stages.chips import cli as chips_cli
 from deep_lulc.stages.cube import cli as cube_cli
 from deep_lulc.stages.demo import cli as demo_cli
 from deep_lulc.stages.features import cli as features_cli
@@ -38,6 +39,7 @@ app.command("synth", epilog=synth_cli.EPILOG)(synth_cli.synth)
 app.command("search", epilog=search_cli.EPILOG)(search_cli.search)
 app.command("cube", epilog=cube_cli.EPILOG)(cube_cli.cube)
 app.command("features", epilog=features_cli.EPILOG)(features_cli.features)
+app.command("chips", epilog=chips_cli.EPILOG)(chips_cli.chips)
 app.command("demo", epilog=demo_cli.EPILOG)(demo_cli.demo)
 
 

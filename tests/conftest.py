@@ -97,6 +97,16 @@ def tiny_cube(tiny_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> s
     return result.catalog
 
 
+@pytest.fixture(scope="session")
+def tiny_features(tiny_cube: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The features stage's catalog for `tiny_cube`."""
+    from deep_lulc.stages.features import stage as features
+    from deep_lulc.stages.features.params import FeaturesParams
+
+    out = tmp_path_factory.mktemp("features")
+    return features.run(inputs={"cube": tiny_cube}, output=str(out), params=FeaturesParams(chunk_size=64)).catalog
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -32,12 +32,6 @@ def open_item(catalog_href: str) -> tuple[pystac.Item, xr.Dataset]:
     return item, xr.open_zarr(item.assets["data"].get_absolute_href(), consolidated=True)
 
 
-@pytest.fixture(scope="module")
-def tiny_features(tiny_cube: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    out = tmp_path_factory.mktemp("features")
-    return features.run(inputs={"cube": tiny_cube}, output=str(out), params=FeaturesParams(chunk_size=64)).catalog
-
-
 def test_features_item_and_store(tiny_features: str) -> None:
     assert validate_tree(tiny_features) == 2
     item, dataset = open_item(tiny_features)

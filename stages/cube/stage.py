@@ -23,13 +23,13 @@ from deep_lulc.shared.preview import PNG_MEDIA_TYPE, true_colour_png
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.stac import save_self_contained, stamp_provenance
 from deep_lulc.shared.storage import join_href
+from deep_lulc.shared.zarr_items import ZARR_MEDIA_TYPE
 from deep_lulc.stages.cube.grid import CubeGrid, grid_for
 from deep_lulc.stages.cube.loaders import BANDS, SolarDay, group_by_solar_day, load_dn
 from deep_lulc.stages.cube.params import CubeParams
 from deep_lulc.stages.search.stage import query_from
 
 STAGE = "cube"
-ZARR_MEDIA_TYPE = "application/vnd+zarr"
 DATACUBE_EXTENSION = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json"
 PROJECTION_EXTENSION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 ZARR_NAME = "cube.zarr"

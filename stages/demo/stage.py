@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping
 from deep_lulc.shared.contract import StageResult
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.storage import join_href
+from deep_lulc.stages.chips import stage as chips
+from deep_lulc.stages.chips.params import ChipsParams
 from deep_lulc.stages.cube import stage as cube
 from deep_lulc.stages.cube.params import CubeParams
 from deep_lulc.stages.demo.params import DemoParams
@@ -60,9 +62,19 @@ def run(*, inputs: Mapping[str, str], output: str, params: DemoParams) -> StageR
             inputs={"cube": cube_result.catalog}, output=join_href(output, "features-train"), params=FeaturesParams()
         ),
     )
+    chips_result = timed(
+        "chips",
+        lambda: chips.run(
+            inputs={"features": features_result.catalog, "labels": str(synth_result.extra["labels"])},
+            output=join_href(output, "chips"),
+            params=ChipsParams(
+                size=64, sampling="balanced", count=96, block_size=2, val_fraction=0.25, seed=params.seed
+            ),
+        ),
+    )
     log.info(
         "demo outputs under %s: synthetic catalog (%d acquisitions), cube %s frames, features %d dates x %d channels "
-        "(%d frames kept, %d dropped as cloudy)",
+        "(%d frames kept, %d dropped as cloudy), chips %d train / %d validation",
         output,
         len(synth_result.items),
         cube_result.extra["shape"],
@@ -70,10 +82,12 @@ def run(*, inputs: Mapping[str, str], output: str, params: DemoParams) -> StageR
         len(features_result.extra["channels"]),
         features_result.extra["frames_kept"],
         features_result.extra["frames_dropped"],
+        chips_result.extra["train"],
+        chips_result.extra["validation"],
     )
     return StageResult(
         stage=STAGE,
-        catalog=features_result.catalog,
-        items=features_result.items,
+        catalog=chips_result.catalog,
+        items=chips_result.items,
         extra={"stages": {name: result.to_dict() for name, result in results.items()}, "timings_s": timings},
     )

@@ -28,8 +28,9 @@ from deep_lulc.shared.contract import StageResult, write_params_file
 from deep_lulc.shared.errors import BadInputError, NothingToDoError
 from deep_lulc.shared.preview import PNG_MEDIA_TYPE, true_colour_png
 from deep_lulc.shared.publish import staged_output
-from deep_lulc.shared.stac import items_of, read_stac, save_self_contained, stamp_provenance
-from deep_lulc.stages.cube.stage import DATACUBE_EXTENSION, PROJECTION_EXTENSION, ZARR_MEDIA_TYPE, iso
+from deep_lulc.shared.stac import save_self_contained, stamp_provenance
+from deep_lulc.shared.zarr_items import ZARR_MEDIA_TYPE, zarr_item
+from deep_lulc.stages.cube.stage import DATACUBE_EXTENSION, PROJECTION_EXTENSION, iso
 from deep_lulc.stages.features.indices import CHANNELS
 from deep_lulc.stages.features.params import FeaturesParams
 from deep_lulc.stages.features.streaming import (
@@ -51,29 +52,7 @@ log = logging.getLogger(__name__)
 
 def open_cube(href: str) -> tuple[pystac.Item, xr.Dataset]:
     """The cube item behind `href` (catalog or item) and its Zarr store, opened lazily."""
-    items = [
-        i for i in items_of(read_stac(href)) if "data" in i.assets and i.assets["data"].media_type == ZARR_MEDIA_TYPE
-    ]
-    if not items:
-        raise BadInputError(
-            f"{storage.redact(href)} holds no cube item (an item with a Zarr 'data' asset)",
-            fix="pass the catalog.json written by `deep-lulc cube`",
-        )
-    item = items[0]
-    store = item.assets["data"].get_absolute_href() or ""
-    try:
-        if storage.scheme_of(store) == "s3":
-            dataset = xr.open_zarr(store, consolidated=True, storage_options=storage.s3_storage_options())
-        else:
-            dataset = xr.open_zarr(storage.normalize_href(store), consolidated=True)
-    except (FileNotFoundError, KeyError, ValueError) as exc:
-        raise BadInputError(
-            f"cube store {storage.redact(store)} cannot be opened: {exc}", fix="rerun `deep-lulc cube`"
-        ) from exc
-    for name in ("reflectance", "scl"):
-        if name not in dataset:
-            raise BadInputError(f"cube store lacks variable {name!r}", fix="rerun `deep-lulc cube`")
-    return item, dataset
+    return zarr_item(href, variables=("reflectance", "scl"), made_by="cube")
 
 
 def aoi_mask(item: pystac.Item, shape_yx: tuple[int, int]) -> np.ndarray:

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pystac
-from pyproj import Transformer
-from shapely.geometry import Polygon, box, mapping
+from shapely.geometry import Polygon, mapping
 
 from deep_lulc.shared import sentinel2
 from deep_lulc.shared.cog import COG_MEDIA_TYPE
+from deep_lulc.shared.geometry import bounds_to_wgs84
 from deep_lulc.shared.stac import stamp_provenance
 from deep_lulc.stages.synth.grid import MGRS_TILE, Grid
 from deep_lulc.stages.synth.params import AssetStyle
@@ -24,12 +23,8 @@ PROCESSING_BASELINE = "05.10"
 
 
 def footprint_wgs84(grid: Grid, bounds: tuple[float, float, float, float] | None = None) -> Polygon:
-    """The footprint of a UTM rectangle in EPSG:4326, densified so its edges follow the projection."""
-    minx, miny, maxx, maxy = bounds or grid.bounds
-    ring = np.asarray(box(minx, miny, maxx, maxy).segmentize((maxx - minx) / 8).exterior.coords)
-    to_wgs84 = Transformer.from_crs(grid.epsg, 4326, always_xy=True)
-    lon, lat = to_wgs84.transform(ring[:, 0], ring[:, 1])
-    return Polygon(np.column_stack([np.round(lon, 7), np.round(lat, 7)]))
+    """The footprint of the grid (or of `bounds` on it) in EPSG:4326."""
+    return bounds_to_wgs84(grid.epsg, bounds or grid.bounds)
 
 
 def item_id(scene: Scene, style: AssetStyle) -> str:

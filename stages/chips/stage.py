@@ -1,0 +1,333 @@
+"""`deep-lulc chips`: labels onto the features grid, eroded; windows sampled and split; one STAC item per chip."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import deque
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pystac
+import xarray as xr
+from affine import Affine
+from PIL import Image
+from shapely.geometry import mapping
+
+from deep_lulc.shared import storage
+from deep_lulc.shared.classes import ClassScheme, load_class_scheme
+from deep_lulc.shared.cog import write_cog
+from deep_lulc.shared.contract import StageResult, write_params_file
+from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.geometry import bounds_to_wgs84
+from deep_lulc.shared.labels import describe, load_class_map, rasterize_labels, read_labels
+from deep_lulc.shared.preview import PNG_MEDIA_TYPE
+from deep_lulc.shared.publish import staged_output
+from deep_lulc.shared.stac import save_self_contained, stamp_provenance
+from deep_lulc.shared.zarr_items import zarr_item
+from deep_lulc.stages.chips.erosion import erode_labels
+from deep_lulc.stages.chips.params import ChipsParams
+from deep_lulc.stages.chips.reader import ChunkedWindowReader
+from deep_lulc.stages.chips.sampling import (
+    TRAIN,
+    VALIDATION,
+    Chip,
+    assign_blocks,
+    candidate_windows,
+    read_split_file,
+    split_windows,
+    stratified_assignment,
+)
+
+STAGE = "chips"
+LABEL_EXTENSION = "https://stac-extensions.github.io/label/v1.0.1/schema.json"
+CLASSIFICATION_EXTENSION = "https://stac-extensions.github.io/classification/v2.0.0/schema.json"
+EO_EXTENSION = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
+RASTER_EXTENSION = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
+PROJECTION_EXTENSION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+GEOTIFF_MEDIA_TYPE = "image/tiff; application=geotiff"
+IMAGE_SCALE = 1e-4  # features are stored as int16 x 1e-4: reflectance and indices keep 4 decimals
+IMAGE_NODATA = -32768
+WRITE_THREADS = max(1, min(4, os.cpu_count() or 1))
+WRITE_QUEUE = 2 * WRITE_THREADS
+log = logging.getLogger(__name__)
+
+
+def channel_names(dataset: xr.Dataset) -> list[str]:
+    """One name per image band: feature x date, date-major, e.g. 'B02_2023-01-01'."""
+    dates = [str(np.datetime_as_string(t, unit="D")) for t in dataset.time.values]
+    return [f"{channel}_{date}" for date in dates for channel in dataset.channel.values.tolist()]
+
+
+def encode_image(values: np.ndarray) -> np.ndarray:
+    scaled = np.round(np.nan_to_num(values, nan=0.0) / IMAGE_SCALE)
+    encoded = np.asarray(np.clip(scaled, IMAGE_NODATA + 1, 32767), dtype=np.int16)
+    encoded[np.isnan(values)] = IMAGE_NODATA
+    return encoded
+
+
+def label_preview(image: np.ndarray, label: np.ndarray, scheme: ClassScheme, names: list[str], path: Path) -> None:
+    """True colour of the middle date beside the label colours, for browsing chips."""
+    dates = sorted({name.split("_", 1)[1] for name in names})
+    middle = dates[len(dates) // 2]
+    rgb = np.stack([image[names.index(f"{band}_{middle}")] for band in ("B04", "B03", "B02")], axis=-1)
+    rgb = (np.clip(np.nan_to_num(rgb) / 0.3, 0, 1) ** (1 / 1.6) * 255).astype(np.uint8)
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    for cls in scheme.classes:
+        palette[cls.value] = cls.rgb
+    colours = palette[label]
+    colours[label == scheme.nodata] = (40, 40, 40)
+    Image.fromarray(np.concatenate([rgb, colours], axis=1)).save(path, format="PNG")
+
+
+def run(*, inputs: Mapping[str, str], output: str, params: ChipsParams) -> StageResult:
+    """Cut chips from `inputs['features']` labelled by `inputs['labels']` into `output`."""
+    missing = [name for name in ("features", "labels") if name not in inputs]
+    if missing:
+        raise BadInputError(f"missing inputs {missing}", fix="pass --features HREF and --labels VECTOR")
+    scheme = load_class_scheme(params.classes)
+    class_map = load_class_map(params.class_map)
+    forced = read_split_file(params.split_file) if params.split_file else None
+    features_item, dataset = zarr_item(inputs["features"], variables=("features", "valid_count"), made_by="features")
+    epsg = int(str(features_item.properties["proj:code"]).split(":")[1])
+    transform = Affine(*features_item.properties["proj:transform"][:6])
+    height, width = dataset.sizes["y"], dataset.sizes["x"]
+
+    polygons = read_labels(
+        inputs["labels"], class_column=params.class_column, scheme=scheme, class_map=class_map, target_epsg=epsg
+    )
+    if polygons.repaired or polygons.dropped:
+        log.warning(
+            "labels: repaired invalid geometries of features %s; dropped empty or unusable features %s",
+            list(polygons.repaired)[:20],
+            list(polygons.dropped)[:20],
+        )
+    burned = rasterize_labels(polygons, shape=(height, width), transform=transform, epsg=epsg, nodata=scheme.nodata)
+    labels = erode_labels(burned, params.erosion_radius, nodata=scheme.nodata)
+    observed = np.asarray(dataset["valid_count"].values) > 0
+    labels[~observed] = scheme.nodata  # no valid observation: nothing to learn from
+    log.info(
+        "labels: %d polygons -> %d labelled px (%d after erosion radius %d)",
+        len(polygons.values), int((burned != 0).sum()), int((labels != 0).sum()), params.erosion_radius,
+    )  # fmt: skip
+
+    rng = np.random.default_rng(params.seed)
+    windows = candidate_windows(
+        labels, mode=params.sampling, size=params.size, count=params.count, min_labelled=params.min_labelled, rng=rng
+    )
+    block_px = params.block_size * params.size
+    if forced is not None:
+        assignment = assign_blocks(
+            -(-height // block_px), -(-width // block_px), val_fraction=0, rng=rng, forced=forced
+        )
+    else:
+        assignment = stratified_assignment(
+            windows, labels, size=params.size, block_px=block_px, val_fraction=params.val_fraction, rng=rng
+        )
+    chips, dropped = split_windows(windows, size=params.size, block_px=block_px, assignment=assignment)
+    for split in (TRAIN, VALIDATION):
+        if not any(c.split == split for c in chips) and (split == TRAIN or params.val_fraction > 0 or forced):
+            raise BadInputError(
+                f"no {split} chip among {len(chips)}: the {split} blocks hold no window that passes the filters",
+                fix="lower --block-size, change --val-fraction or --seed, or sample more chips (--count)",
+            )
+    names = channel_names(dataset)
+    log.info(
+        "%d chips (%d train, %d validation) from %d %s windows; %d training chips dropped for touching validation",
+        len(chips), sum(c.split == TRAIN for c in chips), sum(c.split == VALIDATION for c in chips),
+        len(windows), params.sampling, dropped,
+    )  # fmt: skip
+
+    counts: dict[str, dict[int, int]] = {TRAIN: {}, VALIDATION: {}}
+    band_sum = np.zeros(len(names))
+    band_sq = np.zeros(len(names))
+    band_n = np.zeros(len(names))
+    with staged_output(output) as staged:
+        collection = _collection(features_item, params, scheme)
+        items = []
+        reader = ChunkedWindowReader(dataset["features"])
+        # GDAL compresses with the GIL released: writing chips on threads overlaps with reading the next.
+        writers = ThreadPoolExecutor(max_workers=WRITE_THREADS)
+        pending: deque[Future[pystac.Item]] = deque()
+        order = sorted(range(len(chips)), key=lambda i: (chips[i].row, chips[i].col))
+        for index in order:
+            chip = chips[index]
+            values = reader.window(chip.row, chip.col, chip.size).reshape(-1, chip.size, chip.size)
+            label = labels[chip.row : chip.row + chip.size, chip.col : chip.col + chip.size]
+            present, pixels = np.unique(label[label != scheme.nodata], return_counts=True)
+            for value, n in zip(present.tolist(), pixels.tolist(), strict=True):
+                counts[chip.split][value] = counts[chip.split].get(value, 0) + n
+            if chip.split == TRAIN:
+                finite = np.isfinite(values)
+                band_n += finite.sum(axis=(1, 2))
+                band_sum += np.where(finite, values, 0.0).sum(axis=(1, 2), dtype=np.float64)
+                band_sq += np.where(finite, values.astype(np.float64) ** 2, 0.0).sum(axis=(1, 2))
+            if len(pending) >= WRITE_QUEUE:  # bound the chips held in memory while GDAL compresses
+                items.append(pending.popleft().result())
+            pending.append(
+                writers.submit(
+                    _chip_item, f"chip-{index:05d}", chip, values, label, staged.path / "chips",
+                    features_item=features_item, transform=transform, epsg=epsg, names=names, scheme=scheme,
+                )
+            )  # fmt: skip
+        items.extend(future.result() for future in pending)
+        writers.shutdown()
+        mean = band_sum / np.maximum(band_n, 1)
+        std = np.sqrt(np.maximum(band_sq / np.maximum(band_n, 1) - mean**2, 0.0))
+        warnings = _split_warnings(counts, scheme)
+        class_counts = {split: {str(k): v for k, v in sorted(c.items())} for split, c in counts.items()}
+        for warning in warnings:
+            log.warning("%s", warning)
+        collection.extra_fields.update(
+            {
+                "deep-lulc:chip_size": params.size,
+                "deep-lulc:channels": names,
+                "deep-lulc:features": [str(c) for c in dataset.channel.values.tolist()],
+                "deep-lulc:dates": sorted({n.split("_", 1)[1] for n in names}),
+                "deep-lulc:class_counts": class_counts,
+                "deep-lulc:normalization": {"mean": mean.round(6).tolist(), "std": std.round(6).tolist()},
+                "deep-lulc:split_warnings": warnings,
+                "deep-lulc:chips": {TRAIN: sum(c.split == TRAIN for c in chips),
+                                    VALIDATION: sum(c.split == VALIDATION for c in chips),
+                                    "dropped_touching_validation": dropped},
+                "deep-lulc:labels": describe(polygons),
+                "deep-lulc:classes": scheme.to_dict(),
+            }
+        )  # fmt: skip
+        split_path = staged.path / "split.json"
+        split_path.write_text(json.dumps({"block_size": params.block_size, "chip_size": params.size,
+                                          "blocks": assignment}, indent=2) + "\n")  # fmt: skip
+        collection.add_asset(
+            "split",
+            pystac.Asset(str(split_path), title="Block -> split assignment (reusable with --split-file)",
+                         media_type=pystac.MediaType.JSON, roles=["metadata"]),
+        )  # fmt: skip
+        collection.add_link(
+            pystac.Link("derived_from", storage.redact(inputs["labels"]), media_type="application/octet-stream",
+                        title="labels")
+        )  # fmt: skip
+        collection.add_items(sorted(items, key=lambda item: item.id))
+        catalog = pystac.Catalog(id="chips", description="Training chips (deep-lulc chips)")
+        catalog.add_child(collection)
+        save_self_contained(catalog, staged.path)
+        write_params_file(staged.path, stage=STAGE, inputs=inputs, params=params)
+        catalog_href = staged.publish()
+    return StageResult(
+        stage=STAGE,
+        catalog=catalog_href,
+        items=tuple(item.id for item in items),
+        extra={
+            "train": sum(c.split == TRAIN for c in chips),
+            "validation": sum(c.split == VALIDATION for c in chips),
+            "class_counts": class_counts,
+            "warnings": warnings,
+        },
+    )
+
+
+def _split_warnings(counts: dict[str, dict[int, int]], scheme: ClassScheme) -> list[str]:
+    warnings = []
+    for cls in scheme.labelled:
+        in_train, in_val = cls.value in counts[TRAIN], cls.value in counts[VALIDATION]
+        if in_val and not in_train:
+            warnings.append(f"class {cls.value} {cls.name} is in validation but absent from training")
+        elif in_train and not in_val:
+            warnings.append(f"class {cls.value} {cls.name} is in training but absent from validation")
+    return warnings
+
+
+def _collection(features_item: pystac.Item, params: ChipsParams, scheme: ClassScheme) -> pystac.Collection:
+    collection = pystac.Collection(
+        id="chips",
+        title=f"Training chips {params.size} px ({params.sampling} sampling)",
+        description="Feature windows and eroded LULC labels, split by spatial blocks into train and validation.",
+        extent=pystac.Extent(
+            pystac.SpatialExtent([list(features_item.bbox or [])]),
+            pystac.TemporalExtent([[
+                pystac.utils.str_to_datetime(str(features_item.properties["start_datetime"])),
+                pystac.utils.str_to_datetime(str(features_item.properties["end_datetime"])),
+            ]]),
+        ),
+        license="other",
+        summaries=pystac.Summaries({"split": [TRAIN, VALIDATION]}),
+    )  # fmt: skip
+    collection.add_link(
+        pystac.Link("derived_from", features_item.get_self_href() or features_item.id, media_type=pystac.MediaType.JSON)
+    )
+    return collection
+
+
+def _chip_item(
+    identifier: str,
+    chip: Chip,
+    values: np.ndarray,
+    label: np.ndarray,
+    folder: Path,
+    *,
+    features_item: pystac.Item,
+    transform: Affine,
+    epsg: int,
+    names: list[str],
+    scheme: ClassScheme,
+) -> pystac.Item:
+    chip_transform = transform * Affine.translation(chip.col, chip.row)
+    directory = folder / identifier
+    image_path = write_cog(directory / "image.tif", encode_image(values), transform=chip_transform, epsg=epsg,
+                           nodata=IMAGE_NODATA, band_descriptions=names)  # fmt: skip
+    colormap = {cls.value: (*cls.rgb, 255) for cls in scheme.classes}
+    label_path = write_cog(directory / "label.tif", label, transform=chip_transform, epsg=epsg, nodata=scheme.nodata,
+                           overview_resampling="nearest", colormap=colormap)  # fmt: skip
+    preview_path = directory / "preview.png"
+    label_preview(values, label, scheme, names, preview_path)
+    x0, y0 = chip_transform.c, chip_transform.f
+    x1, y1 = x0 + chip_transform.a * chip.size, y0 + chip_transform.e * chip.size
+    footprint = bounds_to_wgs84(epsg, (x0, y1, x1, y0), segments=1)
+    item = pystac.Item(
+        id=identifier,
+        geometry=mapping(footprint),
+        bbox=list(footprint.bounds),
+        datetime=None,
+        properties={
+            "start_datetime": features_item.properties["start_datetime"],
+            "end_datetime": features_item.properties["end_datetime"],
+            "split": chip.split,
+            "deep-lulc:block": chip.block,
+            "deep-lulc:window": {"row": chip.row, "col": chip.col, "size": chip.size},
+            "proj:code": f"EPSG:{epsg}",
+            "proj:shape": [chip.size, chip.size],
+            "proj:transform": list(chip_transform)[:6],
+            "label:type": "raster",
+            "label:tasks": ["segmentation"],
+            "label:properties": None,
+            "label:description": "LULC class per pixel, eroded; 0 = no label",
+            "label:classes": [{"name": None, "classes": [c.value for c in scheme.labelled]}],
+        },
+        stac_extensions=[
+            LABEL_EXTENSION,
+            CLASSIFICATION_EXTENSION,
+            EO_EXTENSION,
+            RASTER_EXTENSION,
+            PROJECTION_EXTENSION,
+        ],
+    )
+    band_info: dict[str, Any] = {"nodata": IMAGE_NODATA, "data_type": "int16", "scale": IMAGE_SCALE, "offset": 0.0}
+    item.add_asset(
+        "image",
+        pystac.Asset(str(image_path), title="Features x dates", media_type=GEOTIFF_MEDIA_TYPE, roles=["data"],
+                     extra_fields={"eo:bands": [{"name": name} for name in names],
+                                   "raster:bands": [dict(band_info) for _ in names]}),
+    )  # fmt: skip
+    item.add_asset(
+        "label",
+        pystac.Asset(str(label_path), title="LULC labels", media_type=GEOTIFF_MEDIA_TYPE, roles=["labels"],
+                     extra_fields={"classification:classes": scheme.to_classification(),
+                                   "raster:bands": [{"nodata": scheme.nodata, "data_type": "uint8"}]}),
+    )  # fmt: skip
+    item.add_asset("preview", pystac.Asset(str(preview_path), title="Image and labels", media_type=PNG_MEDIA_TYPE,
+                                           roles=["thumbnail"]))  # fmt: skip
+    stamp_provenance(item, derived_from=[features_item.get_self_href() or features_item.id])
+    return item
