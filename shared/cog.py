@@ -25,6 +25,7 @@ def write_cog(
     colormap: dict[int, tuple[int, int, int, int]] | None = None,
     band_descriptions: list[str] | None = None,
     blocksize: int = 256,
+    scale: float | None = None,
 ) -> Path:
     """Write a (bands, rows, cols) or (rows, cols) array as a COG through GDAL's COG driver.
 
@@ -49,6 +50,9 @@ def write_cog(
             scratch.write_colormap(1, colormap)
         for index, description in enumerate(band_descriptions or [], start=1):
             scratch.set_band_description(index, description)
+        if scale is not None:  # readers that honour GDAL's scale (rasterio .scales, QGIS) get physical values
+            scratch.scales = (scale,) * count
+            scratch.offsets = (0.0,) * count
         predictor = "2" if np.issubdtype(array.dtype, np.integer) else "3"
         if min(height, width) < 2 * blocksize:
             # Too small for tiles and overviews to pay off (COG wants tiles >= 128 px): a compressed plain GeoTIFF.

@@ -30,5 +30,7 @@ def configure_logging(*, debug: bool = False) -> None:
     )
     # odc-stac reprojects through in-memory arrays that GDAL reports as ungeoreferenced: not the user's concern.
     warnings.filterwarnings("ignore", message="Dataset has no geotransform")
+    # fastai still calls torch.jit.script at import; torch 2.14 warns about it on every start.
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
     for name in _NOISY:
         logging.getLogger(name).setLevel(logging.INFO if debug else logging.WARNING)

@@ -11,6 +11,7 @@ from deep_lulc.stages.demo import cli as demo_cli
 from deep_lulc.stages.features import cli as features_cli
 from deep_lulc.stages.search import cli as search_cli
 from deep_lulc.stages.synth import cli as synth_cli
+from deep_lulc.stages.train import cli as train_cli
 
 app = typer.Typer(
     name="deep-lulc",
@@ -40,6 +41,7 @@ app.command("search", epilog=search_cli.EPILOG)(search_cli.search)
 app.command("cube", epilog=cube_cli.EPILOG)(cube_cli.cube)
 app.command("features", epilog=features_cli.EPILOG)(features_cli.features)
 app.command("chips", epilog=chips_cli.EPILOG)(chips_cli.chips)
+app.command("train", epilog=train_cli.EPILOG)(train_cli.train)
 app.command("demo", epilog=demo_cli.EPILOG)(demo_cli.demo)
 
 

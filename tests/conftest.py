@@ -107,6 +107,20 @@ def tiny_features(tiny_cube: str, tmp_path_factory: pytest.TempPathFactory) -> s
     return features.run(inputs={"cube": tiny_cube}, output=str(out), params=FeaturesParams(chunk_size=64)).catalog
 
 
+@pytest.fixture(scope="session")
+def tiny_chips(tiny_features: str, tiny_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Small chips (32 px) from `tiny_features`, both splits populated."""
+    from deep_lulc.stages.chips import stage as chips
+    from deep_lulc.stages.chips.params import ChipsParams
+
+    out = tmp_path_factory.mktemp("chips")
+    params = ChipsParams(
+        size=32, sampling="balanced", count=48, block_size=1, val_fraction=0.3, min_labelled=0.3, seed=0
+    )
+    inputs = {"features": tiny_features, "labels": str(tiny_catalog / "labels.gpkg")}
+    return chips.run(inputs=inputs, output=str(out), params=params).catalog
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -62,23 +62,25 @@ def stratified_assignment(
     rng: np.random.Generator,
     tries: int = 64,
 ) -> dict[str, str]:
-    """The best of `tries` random block assignments: every class in both splits where the blocks allow it
-    (a class missing from training cannot be learnt; one missing from validation cannot be scored), then
-    the validation share of labelled pixels closest to `val_fraction`."""
+    """The best of `tries` random block assignments, judged on the chips that survive the split: both
+    splits populated, every class in both where the blocks allow it (a class missing from training cannot
+    be learnt; one missing from validation cannot be scored), then the validation share of labelled pixels
+    closest to `val_fraction`."""
     height, width = labels.shape
     n_rows, n_cols = -(-height // block_px), -(-width // block_px)
-    histograms: dict[str, np.ndarray] = {}
-    for row, col in windows:
-        bid = block_id((row + size // 2) // block_px, (col + size // 2) // block_px)
-        window = labels[row : row + size, col : col + size]
-        histograms[bid] = histograms.get(bid, np.zeros(256)) + np.bincount(window.ravel(), minlength=256)
-    for histogram in histograms.values():
-        histogram[0] = 0  # no-label pixels
+    histograms = {
+        (row, col): np.bincount(labels[row : row + size, col : col + size].ravel(), minlength=256)[1:]
+        for row, col in windows
+    }
     best: tuple[tuple[float, float], dict[str, str]] | None = None
     for _ in range(tries):
         assignment = assign_blocks(n_rows, n_cols, val_fraction=val_fraction, rng=rng)
-        train = sum((h for b, h in histograms.items() if assignment[b] == TRAIN), np.zeros(256))
-        validation = sum((h for b, h in histograms.items() if assignment[b] == VALIDATION), np.zeros(256))
+        try:
+            chips, _ = split_windows(windows, size=size, block_px=block_px, assignment=assignment)
+        except NothingToDoError:
+            continue
+        train = sum((histograms[(c.row, c.col)] for c in chips if c.split == TRAIN), np.zeros(255))
+        validation = sum((histograms[(c.row, c.col)] for c in chips if c.split == VALIDATION), np.zeros(255))
         present = (train + validation) > 0
         empty = train.sum() == 0 or (val_fraction > 0 and validation.sum() == 0)
         missing = 10 * int((present & (train == 0)).sum()) + 5 * int((present & (validation == 0)).sum())
@@ -86,7 +88,8 @@ def stratified_assignment(
         score = (1000.0 * empty + missing, abs(share - val_fraction))
         if best is None or score < best[0]:
             best = (score, assignment)
-    assert best is not None
+    if best is None:
+        raise NothingToDoError("no block assignment leaves any chip", fix="lower --block-size or --min-labelled")
     return best[1]
 
 

@@ -277,7 +277,7 @@ def _chip_item(
     chip_transform = transform * Affine.translation(chip.col, chip.row)
     directory = folder / identifier
     image_path = write_cog(directory / "image.tif", encode_image(values), transform=chip_transform, epsg=epsg,
-                           nodata=IMAGE_NODATA, band_descriptions=names)  # fmt: skip
+                           nodata=IMAGE_NODATA, band_descriptions=names, scale=IMAGE_SCALE)  # fmt: skip
     colormap = {cls.value: (*cls.rgb, 255) for cls in scheme.classes}
     label_path = write_cog(directory / "label.tif", label, transform=chip_transform, epsg=epsg, nodata=scheme.nodata,
                            overview_resampling="nearest", colormap=colormap)  # fmt: skip

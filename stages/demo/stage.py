@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -19,9 +20,31 @@ from deep_lulc.stages.features import stage as features
 from deep_lulc.stages.features.params import FeaturesParams
 from deep_lulc.stages.synth import stage as synth
 from deep_lulc.stages.synth.params import SynthParams
+from deep_lulc.stages.train import stage as train
+from deep_lulc.stages.train.params import TrainParams
 
 STAGE = "demo"
 log = logging.getLogger(__name__)
+
+
+def iou_table(result: StageResult) -> list[str]:
+    """Per-class IoU of the U-Net beside the LightGBM pixel baseline, as text lines."""
+    from pathlib import Path
+
+    report_path = Path(result.catalog).parent / result.items[0] / "metrics.json"
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    rows = report.get("comparison", [])
+    lines = [f"{'class':<20} {'U-Net IoU':>10} {'LightGBM IoU':>13}"]
+    for row in rows:
+        baseline = "-" if row["baseline_iou"] is None else f"{row['baseline_iou']:.3f}"
+        unet = "-" if row["unet_iou"] is None else f"{row['unet_iou']:.3f}"
+        lines.append(f"{row['class']:<20} {unet:>10} {baseline:>13}")
+    unet_report, baseline_report = report.get("unet", {}), report.get("baseline") or {}
+    lines.append(
+        f"{'mIoU':<20} {unet_report.get('miou', 0):>10.3f} {baseline_report.get('miou', 0) or 0:>13.3f}   "
+        f"(the original's 'IoU', pixel accuracy: {unet_report.get('seed_metric', 0):.3f})"
+    )
+    return lines
 
 
 def run(*, inputs: Mapping[str, str], output: str, params: DemoParams) -> StageResult:
@@ -72,6 +95,19 @@ def run(*, inputs: Mapping[str, str], output: str, params: DemoParams) -> StageR
             ),
         ),
     )
+    train_result = timed(
+        "train",
+        lambda: train.run(
+            inputs={"chips": chips_result.catalog},
+            output=join_href(output, "model"),
+            params=TrainParams(
+                encoder="resnet18", epochs=params.epochs, batch_size=8, lr=2e-3, pretrained=False,
+                baseline="lightgbm", seed=params.seed,
+            ),
+        ),
+    )  # fmt: skip
+    for line in iou_table(train_result):
+        log.info("%s", line)
     log.info(
         "demo outputs under %s: synthetic catalog (%d acquisitions), cube %s frames, features %d dates x %d channels "
         "(%d frames kept, %d dropped as cloudy), chips %d train / %d validation",
@@ -87,7 +123,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: DemoParams) -> StageR
     )
     return StageResult(
         stage=STAGE,
-        catalog=chips_result.catalog,
-        items=chips_result.items,
+        catalog=train_result.catalog,
+        items=train_result.items,
         extra={"stages": {name: result.to_dict() for name, result in results.items()}, "timings_s": timings},
     )

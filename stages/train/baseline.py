@@ -1,0 +1,50 @@
+"""The eo-learn way as a yardstick: a LightGBM pixel classifier on the same features and validation pixels."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from deep_lulc.shared.metrics import confusion_matrix, scores
+from deep_lulc.stages.train.chips_data import ChipRecord, read_chip
+
+log = logging.getLogger(__name__)
+TRAIN_PIXELS = 100_000
+
+
+def _pixels(records: list[ChipRecord], *, limit: int | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    features, labels = [], []
+    for record in records:
+        image, label = read_chip(record)
+        keep = label.ravel() != 0
+        features.append(image.reshape(image.shape[0], -1).T[keep])
+        labels.append(label.ravel()[keep])
+    x, y = np.concatenate(features), np.concatenate(labels)
+    if limit is not None and len(y) > limit:
+        pick = rng.choice(len(y), size=limit, replace=False)
+        x, y = x[pick], y[pick]
+    return x, y
+
+
+def lightgbm_baseline(
+    train: list[ChipRecord], validation: list[ChipRecord], *, values: list[int], names: list[str], seed: int
+) -> dict[str, Any]:
+    """Fit on a random sample of training pixels (class-balanced weights), score every validation pixel."""
+    import lightgbm
+
+    rng = np.random.default_rng(seed)
+    x_train, y_train = _pixels(train, limit=TRAIN_PIXELS, rng=rng)
+    x_valid, y_valid = _pixels(validation, limit=None, rng=rng)
+    classifier = lightgbm.LGBMClassifier(
+        n_estimators=200, learning_rate=0.1, num_leaves=31, class_weight="balanced", random_state=seed, n_jobs=-1,
+        verbose=-1,
+    )  # fmt: skip
+    classifier.fit(x_train, y_train)
+    predicted = np.asarray(classifier.predict(x_valid), dtype=np.uint8)
+    log.info("LightGBM baseline: %d training pixels, %d validation pixels", len(y_train), len(y_valid))
+    matrix = confusion_matrix(y_valid.astype(np.uint8), predicted, values)
+    result = scores(matrix, values, names)
+    result["training_pixels"] = len(y_train)
+    return result

@@ -1,0 +1,129 @@
+"""The network: fastai's Dynamic U-Net on a torchvision ResNet, rebuilt from a JSON config + safetensors.
+
+Nothing here unpickles: weights travel as safetensors, configuration as JSON, local encoder weights are
+read with `weights_only=True`.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from fastai.vision.learner import create_unet_model
+from safetensors.torch import load_file, load_model, save_model
+from torch import nn
+
+from deep_lulc.shared.errors import BadInputError
+
+ENCODERS: dict[str, Any] = {
+    "resnet18": torchvision.models.resnet18,
+    "resnet34": torchvision.models.resnet34,
+    "resnet50": torchvision.models.resnet50,
+}
+DOWNLOAD_TIMEOUT_S = 20
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the network and feed it: stored as the model item's config asset."""
+
+    encoder: str
+    n_in: int
+    n_out: int
+    chip_size: int
+    input_mode: str
+    channels: list[str]  # input band names
+    features: list[str]
+    dates: list[str]
+    mean: list[float]
+    std: list[float]
+    class_values: list[int]
+    class_names: list[str]
+    nodata: int = 0
+    self_attention: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps({"format": "deep-lulc-model/1", **asdict(self)}, indent=2)
+
+    @staticmethod
+    def from_json(text: str) -> ModelConfig:
+        document = json.loads(text)
+        if document.pop("format", None) != "deep-lulc-model/1":
+            raise BadInputError(
+                "model config is not a deep-lulc model config", fix="pass a model item from `deep-lulc train`"
+            )
+        return ModelConfig(**document)
+
+
+def _local_encoder(name: str, weights_file: str) -> Any:
+    path = Path(weights_file)
+    if not path.is_file():
+        raise BadInputError(f"encoder weights not found: {path}", fix="pass an existing file to --weights")
+    if path.suffix == ".safetensors":
+        state = load_file(str(path))
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code
+        except Exception as exc:
+            raise BadInputError(
+                f"{path} is not a plain state dict (loading it would need unpickling): {exc}",
+                fix="convert it to safetensors or save only model.state_dict()",
+            ) from exc
+
+    def build(*args: Any, **kwargs: Any) -> nn.Module:
+        model: nn.Module = ENCODERS[name](weights=None)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if len(missing) > 2 or unexpected:  # a classifier head ('fc') may legitimately be absent
+            raise BadInputError(
+                f"{path} does not fit {name}: missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]}",
+                fix=f"pass weights of a torchvision {name}",
+            )
+        return model
+
+    return build
+
+
+def build_network(config: ModelConfig, *, pretrained: bool = False, weights_file: str | None = None) -> nn.Module:
+    """A Dynamic U-Net whose first convolution takes `config.n_in` channels."""
+    size = (config.chip_size, config.chip_size)
+    arch: Any = ENCODERS[config.encoder]
+    if weights_file is not None:
+        arch, pretrained = _local_encoder(config.encoder, weights_file), True
+    elif pretrained:
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+        try:
+            downloaded: nn.Module = create_unet_model(
+                arch, config.n_out, size, pretrained=True, n_in=config.n_in, self_attention=config.self_attention
+            )
+            return downloaded
+        except (OSError, RuntimeError) as exc:
+            raise BadInputError(
+                f"cannot get ImageNet weights for {config.encoder} (offline?): {type(exc).__name__}: {exc}",
+                fix="pass --weights FILE with local encoder weights, or --no-pretrained to train from scratch",
+            ) from exc
+        finally:
+            socket.setdefaulttimeout(previous)
+    model: nn.Module = create_unet_model(
+        arch, config.n_out, size, pretrained=pretrained, n_in=config.n_in, self_attention=config.self_attention
+    )
+    return model
+
+
+def save_weights(model: nn.Module, path: Path) -> Path:
+    save_model(model, str(path))
+    return path
+
+
+def load_weights(model: nn.Module, path: Path | str) -> nn.Module:
+    load_model(model, str(path))
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
