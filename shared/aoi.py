@@ -6,11 +6,9 @@ centroid for pixel grids, as Sentinel-2 tiles are.
 
 from __future__ import annotations
 
-import io
 import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyogrio
@@ -67,13 +65,7 @@ def load_aoi(spec: str) -> Aoi:
 
 def _read_vector(href: str) -> Aoi:
     href = storage.normalize_href(href)
-    source: str | io.BytesIO
-    if storage.scheme_of(href) == "file":
-        if not Path(href).exists():
-            raise BadInputError(f"AOI file not found: {href}", fix="pass an existing vector file or a lon/lat bbox")
-        source = href
-    else:
-        source = io.BytesIO(storage.read_bytes(href, what="AOI file"))
+    source = storage.local_or_buffer(href, what="AOI file", fix="pass an existing vector file or a lon/lat bbox")
     try:
         meta, _, geometry, _ = pyogrio.raw.read(source)
     except Exception as exc:  # pyogrio raises DataSourceError/DataLayerError subclasses of its own

@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pystac
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.publish import StagedOutput
+from deep_lulc.shared.stac import save_self_contained
 from deep_lulc.shared.storage import redact
 from deep_lulc.shared.version import __version__
 
@@ -74,6 +77,26 @@ def write_params_file(directory: Path, *, stage: str, inputs: Mapping[str, str],
     path = directory / PARAMS_NAME
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def finish_single_item_output(
+    staged: StagedOutput,
+    item: pystac.Item,
+    *,
+    catalog_id: str,
+    description: str,
+    stage: str,
+    inputs: Mapping[str, str],
+    params: StageParams,
+) -> str:
+    """Wrap `item` in a self-contained catalog with params.json, publish the staging folder, return the
+    catalog href (the tail every single-item stage shares)."""
+    catalog = pystac.Catalog(id=catalog_id, description=description)
+    catalog.add_item(item)
+    save_self_contained(catalog, staged.path)
+    write_params_file(staged.path, stage=stage, inputs=inputs, params=params)
+    href: str = staged.publish()
+    return href
 
 
 def write_outputs_dir(result: StageResult, directory: Path) -> None:

@@ -7,7 +7,6 @@ labels that miss the grid with both extents.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,13 +78,7 @@ def read_labels(
 ) -> LabelPolygons:
     """Read, repair, map and reproject label polygons."""
     href = storage.normalize_href(href)
-    source: str | io.BytesIO
-    if storage.scheme_of(href) == "file":
-        if not Path(href).exists():
-            raise BadInputError(f"labels not found: {href}", fix="pass an existing vector file to --labels")
-        source = href
-    else:
-        source = io.BytesIO(storage.read_bytes(href, what="labels"))
+    source = storage.local_or_buffer(href, what="labels", fix="pass an existing vector file to --labels")
     try:
         meta, fids, geometry, fields = pyogrio.raw.read(source, return_fids=True)
     except Exception as exc:  # pyogrio's own error classes

@@ -6,6 +6,7 @@ Object-store endpoints come from the standard AWS variables (`AWS_ENDPOINT_URL_S
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import posixpath
@@ -115,6 +116,17 @@ def read_bytes(href: str, *, what: str = "input") -> bytes:
         ) from exc
     except OSError as exc:
         raise classify_os_error(exc, action=f"reading {what} {redact(href)}") from exc
+
+
+def local_or_buffer(href: str, *, what: str, fix: str) -> str | io.BytesIO:
+    """A local path as is (multi-file formats such as Shapefile need their siblings), a remote object as
+    bytes in memory (GDAL reads it through /vsimem)."""
+    href = normalize_href(href)
+    if scheme_of(href) == "file":
+        if not Path(href).exists():
+            raise BadInputError(f"{what} not found: {href}", fix=fix)
+        return href
+    return io.BytesIO(read_bytes(href, what=what))
 
 
 def read_json(href: str, *, what: str = "input") -> dict[str, Any]:

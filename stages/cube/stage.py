@@ -17,11 +17,11 @@ import xarray as xr
 from shapely.geometry import mapping
 
 from deep_lulc.shared import sentinel2
-from deep_lulc.shared.contract import StageResult, write_params_file
+from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.item_search import find_items
 from deep_lulc.shared.preview import PNG_MEDIA_TYPE, true_colour_png
 from deep_lulc.shared.publish import staged_output
-from deep_lulc.shared.stac import save_self_contained, stamp_provenance
+from deep_lulc.shared.stac import stamp_provenance
 from deep_lulc.shared.storage import join_href
 from deep_lulc.shared.zarr_items import ZARR_MEDIA_TYPE
 from deep_lulc.stages.cube.grid import CubeGrid, grid_for
@@ -210,11 +210,10 @@ def run(*, inputs: Mapping[str, str], output: str, params: CubeParams) -> StageR
             ),
         )
         stamp_provenance(item, derived_from=[i.get_self_href() or i.id for i in items])
-        catalog = pystac.Catalog(id="cube", description=f"Sentinel-2 datacube {start} to {end} (deep-lulc cube)")
-        catalog.add_item(item)
-        save_self_contained(catalog, staged.path)
-        write_params_file(staged.path, stage=STAGE, inputs=inputs, params=params)
-        catalog_href = staged.publish()
+        catalog_href = finish_single_item_output(
+            staged, item, catalog_id="cube", description=f"Sentinel-2 datacube {start} to {end} (deep-lulc cube)",
+            stage=STAGE, inputs=inputs, params=params,
+        )  # fmt: skip
 
     return StageResult(
         stage=STAGE,

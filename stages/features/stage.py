@@ -24,11 +24,11 @@ from shapely.geometry import shape
 
 from deep_lulc.shared import storage
 from deep_lulc.shared.aoi import Aoi
-from deep_lulc.shared.contract import StageResult, write_params_file
+from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.errors import BadInputError, NothingToDoError
 from deep_lulc.shared.preview import PNG_MEDIA_TYPE, true_colour_png
 from deep_lulc.shared.publish import staged_output
-from deep_lulc.shared.stac import save_self_contained, stamp_provenance
+from deep_lulc.shared.stac import stamp_provenance
 from deep_lulc.shared.zarr_items import ZARR_MEDIA_TYPE, zarr_item
 from deep_lulc.stages.cube.stage import DATACUBE_EXTENSION, PROJECTION_EXTENSION, iso
 from deep_lulc.stages.features.indices import CHANNELS
@@ -211,11 +211,10 @@ def run(*, inputs: Mapping[str, str], output: str, params: FeaturesParams) -> St
             ),
         )
         stamp_provenance(item, derived_from=[cube_item.get_self_href() or cube_item.id])
-        catalog = pystac.Catalog(id="features", description=f"Sentinel-2 features every {params.step_days} days")
-        catalog.add_item(item)
-        save_self_contained(catalog, staged.path)
-        write_params_file(staged.path, stage=STAGE, inputs=inputs, params=params)
-        catalog_href = staged.publish()
+        catalog_href = finish_single_item_output(
+            staged, item, catalog_id="features", description=f"Sentinel-2 features every {params.step_days} days",
+            stage=STAGE, inputs=inputs, params=params,
+        )  # fmt: skip
 
     return StageResult(
         stage=STAGE,

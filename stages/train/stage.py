@@ -12,16 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pystac
 import torch
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 
 from deep_lulc.shared import storage
-from deep_lulc.shared.contract import StageResult, write_params_file
+from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.publish import staged_output
-from deep_lulc.shared.stac import save_self_contained
 from deep_lulc.stages.train.baseline import lightgbm_baseline
 from deep_lulc.stages.train.chips_data import ChipDataset, load_chips
 from deep_lulc.stages.train.evaluation import validation_metrics
@@ -154,11 +152,15 @@ def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> Stage
             assets=assets,
             chips_href=source.collection_href,
         )  # fmt: skip
-        catalog = pystac.Catalog(id="model", description=f"Deep LULC model {identifier}")
-        catalog.add_item(item)
-        save_self_contained(catalog, staged.path)
-        write_params_file(staged.path, stage=STAGE, inputs=inputs, params=params)
-        catalog_href = staged.publish()
+        catalog_href = finish_single_item_output(
+            staged,
+            item,
+            catalog_id="model",
+            description=f"Deep LULC model {identifier}",
+            stage=STAGE,
+            inputs=inputs,
+            params=params,
+        )
     per_class_iou = {name: value["iou"] for name, value in metrics["per_class"].items() if value["support"]}
     return StageResult(
         stage=STAGE,
