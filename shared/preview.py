@@ -5,9 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pystac
 from PIL import Image
 
 PNG_MEDIA_TYPE = "image/png"
+
+
+def thumbnail_asset(path: Path, *, title: str) -> pystac.Asset:
+    """A preview PNG as STAC browsers look for it (role `thumbnail`)."""
+    return pystac.Asset(str(path), title=title, media_type=PNG_MEDIA_TYPE, roles=["thumbnail"])
 
 
 def true_colour_png(red: np.ndarray, green: np.ndarray, blue: np.ndarray, path: Path, *, max_side: int = 512) -> Path:

@@ -12,6 +12,11 @@ from deep_lulc.shared.stac import items_of, read_stac
 ZARR_MEDIA_TYPE = "application/vnd+zarr"
 
 
+def zarr_asset(path: str, *, title: str) -> pystac.Asset:
+    """The `data` asset of a cube or features item."""
+    return pystac.Asset(path, title=title, media_type=ZARR_MEDIA_TYPE, roles=["data"])
+
+
 def zarr_item(href: str, *, variables: tuple[str, ...], made_by: str) -> tuple[pystac.Item, xr.Dataset]:
     """The first item under `href` with a Zarr `data` asset holding `variables`, and that store."""
     candidates = [

@@ -19,11 +19,11 @@ from shapely.geometry import mapping
 from deep_lulc.shared import sentinel2
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.item_search import find_items
-from deep_lulc.shared.preview import PNG_MEDIA_TYPE, true_colour_png
+from deep_lulc.shared.preview import thumbnail_asset, true_colour_png
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.stac import stamp_provenance
 from deep_lulc.shared.storage import join_href
-from deep_lulc.shared.zarr_items import ZARR_MEDIA_TYPE
+from deep_lulc.shared.zarr_items import zarr_asset
 from deep_lulc.stages.cube.grid import CubeGrid, grid_for
 from deep_lulc.stages.cube.loaders import BANDS, SolarDay, group_by_solar_day, load_dn
 from deep_lulc.stages.cube.params import CubeParams
@@ -194,20 +194,10 @@ def run(*, inputs: Mapping[str, str], output: str, params: CubeParams) -> StageR
             },
             stac_extensions=[PROJECTION_EXTENSION, DATACUBE_EXTENSION],
         )
+        item.add_asset("data", zarr_asset(str(folder / ZARR_NAME), title="Reflectance and SCL cube"))
+        clearest_date = iso(stored.time.values[clearest])
         item.add_asset(
-            "data",
-            pystac.Asset(
-                str(folder / ZARR_NAME), title="Reflectance and SCL cube", media_type=ZARR_MEDIA_TYPE, roles=["data"]
-            ),
-        )
-        item.add_asset(
-            "thumbnail",
-            pystac.Asset(
-                str(folder / PREVIEW_NAME),
-                title=f"True colour, clearest date {iso(stored.time.values[clearest])}",
-                media_type=PNG_MEDIA_TYPE,
-                roles=["thumbnail"],
-            ),
+            "thumbnail", thumbnail_asset(folder / PREVIEW_NAME, title=f"True colour, clearest date {clearest_date}")
         )
         stamp_provenance(item, derived_from=[i.get_self_href() or i.id for i in items])
         catalog_href = finish_single_item_output(

@@ -26,10 +26,10 @@ from deep_lulc.shared import storage
 from deep_lulc.shared.aoi import Aoi
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.errors import BadInputError, NothingToDoError
-from deep_lulc.shared.preview import PNG_MEDIA_TYPE, true_colour_png
+from deep_lulc.shared.preview import thumbnail_asset, true_colour_png
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.stac import stamp_provenance
-from deep_lulc.shared.zarr_items import ZARR_MEDIA_TYPE, zarr_item
+from deep_lulc.shared.zarr_items import zarr_asset, zarr_item
 from deep_lulc.stages.cube.stage import DATACUBE_EXTENSION, PROJECTION_EXTENSION, iso
 from deep_lulc.stages.features.indices import CHANNELS
 from deep_lulc.stages.features.params import FeaturesParams
@@ -186,20 +186,9 @@ def run(*, inputs: Mapping[str, str], output: str, params: FeaturesParams) -> St
             },
             stac_extensions=[PROJECTION_EXTENSION, DATACUBE_EXTENSION],
         )
+        item.add_asset("data", zarr_asset(str(folder / ZARR_NAME), title="Interpolated features"))
         item.add_asset(
-            "data",
-            pystac.Asset(
-                str(folder / ZARR_NAME), title="Interpolated features", media_type=ZARR_MEDIA_TYPE, roles=["data"]
-            ),
-        )
-        item.add_asset(
-            "thumbnail",
-            pystac.Asset(
-                str(folder / PREVIEW_NAME),
-                title=f"True colour, {dates[middle]} (interpolated)",
-                media_type=PNG_MEDIA_TYPE,
-                roles=["thumbnail"],
-            ),
+            "thumbnail", thumbnail_asset(folder / PREVIEW_NAME, title=f"True colour, {dates[middle]} (interpolated)")
         )
         item.add_asset(
             "frames",
