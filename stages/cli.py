@@ -9,6 +9,8 @@ from deep_lulc.stages.chips import cli as chips_cli
 from deep_lulc.stages.cube import cli as cube_cli
 from deep_lulc.stages.demo import cli as demo_cli
 from deep_lulc.stages.features import cli as features_cli
+from deep_lulc.stages.merge import cli as merge_cli
+from deep_lulc.stages.predict import cli as predict_cli
 from deep_lulc.stages.search import cli as search_cli
 from deep_lulc.stages.synth import cli as synth_cli
 from deep_lulc.stages.train import cli as train_cli
@@ -42,6 +44,9 @@ app.command("cube", epilog=cube_cli.EPILOG)(cube_cli.cube)
 app.command("features", epilog=features_cli.EPILOG)(features_cli.features)
 app.command("chips", epilog=chips_cli.EPILOG)(chips_cli.chips)
 app.command("train", epilog=train_cli.EPILOG)(train_cli.train)
+app.command("plan-tiles", epilog=predict_cli.PLAN_EPILOG)(predict_cli.plan_tiles)
+app.command("predict", epilog=predict_cli.PREDICT_EPILOG)(predict_cli.predict)
+app.command("merge", epilog=merge_cli.EPILOG)(merge_cli.merge)
 app.command("demo", epilog=demo_cli.EPILOG)(demo_cli.demo)
 
 

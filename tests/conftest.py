@@ -170,6 +170,17 @@ def s3_bucket(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return name
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tiny_chips: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A resnet18 U-Net trained for one epoch on `tiny_chips`: enough to exercise predict, not to be good."""
+    from deep_lulc.stages.train import stage as train
+    from deep_lulc.stages.train.params import TrainParams
+
+    out = tmp_path_factory.mktemp("tiny-model")
+    params = TrainParams(encoder="resnet18", epochs=1, batch_size=8, lr=1e-3, pretrained=False, seed=0)
+    return train.run(inputs={"chips": tiny_chips}, output=str(out), params=params).catalog
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(extra)

@@ -1,0 +1,11 @@
+"""Parameters of `deep-lulc merge`."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from deep_lulc.shared.contract import StageParams
+
+
+class MergeParams(StageParams):
+    allow_missing: bool = Field(False, description="Mosaic even when some tiles of the plan are absent (left nodata).")

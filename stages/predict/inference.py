@@ -1,0 +1,216 @@
+"""Sliding-window inference with blended, streamed outputs.
+
+Windows are read lazily from the features store by a background thread while the network runs, and
+their class probabilities are blended with smooth weights into an accumulator one window-row high. When
+the windows move down a row, the rows above are final and go out to the writer, so memory depends on
+the window size and the raster's width, never on its height.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from deep_lulc.shared import storage
+from deep_lulc.stages.predict.windows import PixelWindow, Span, blend_weights
+
+MULTIPLE = 32  # the U-Net halves its input five times
+Emit = Callable[[Span, Span, np.ndarray], None]
+
+
+@dataclass(frozen=True)
+class InferenceSetup:
+    window: int
+    overlap: int
+    batch_size: int
+    device: torch.device
+    input_mode: str
+    mean: np.ndarray  # per network input channel
+    std: np.ndarray
+    n_out: int
+    nodata: int
+
+
+class FeatureSource:
+    """Windows of a features store, read without dask: each read decodes only the chunks it touches."""
+
+    def __init__(self, href: str) -> None:
+        options = storage.s3_storage_options() if storage.scheme_of(href) == "s3" else None
+        path = href if storage.scheme_of(href) == "s3" else storage.normalize_href(href)
+        self.dataset: xr.Dataset = xr.open_zarr(path, consolidated=True, chunks=None, storage_options=options)
+        self.features = self.dataset["features"]
+        self.height = int(self.dataset.sizes["y"])
+        self.width = int(self.dataset.sizes["x"])
+
+    def read(self, window: PixelWindow) -> np.ndarray:
+        region = {"y": slice(window.rows.start, window.rows.stop), "x": slice(window.cols.start, window.cols.stop)}
+        return np.asarray(self.features.isel(region).values, dtype=np.float32)
+
+    def observed(self, rows: Span, cols: Span) -> np.ndarray:
+        region = {"y": slice(rows.start, rows.stop), "x": slice(cols.start, cols.stop)}
+        return np.asarray(self.dataset["valid_count"].isel(region).values) > 0
+
+
+def _prefetched(source: FeatureSource, windows: list[PixelWindow], depth: int) -> Iterator[tuple[PixelWindow, Any]]:
+    """Windows and their arrays in order, read ahead by a thread (Zarr decoding releases the GIL)."""
+    slots: queue.Queue[tuple[PixelWindow, Any] | None] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for window in windows:
+                if stop.is_set():
+                    return
+                slots.put((window, source.read(window)))
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            slots.put((window, exc))
+            return
+        slots.put(None)
+
+    thread = threading.Thread(target=produce, name="deep-lulc-prefetch", daemon=True)
+    thread.start()
+    try:
+        while (entry := slots.get()) is not None:
+            if isinstance(entry[1], BaseException):
+                raise entry[1]
+            yield entry
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                slots.get_nowait()
+        thread.join(timeout=5)
+
+
+def network_inputs(features: np.ndarray, setup: InferenceSetup) -> np.ndarray:
+    """(samples, channels, y, x) normalised like the training chips; NaN (no observation) becomes 0."""
+    dates, channels, height, width = features.shape
+    stacked = setup.input_mode == "stack"
+    samples = features.reshape(1, dates * channels, height, width) if stacked else features
+    normalised = (samples - setup.mean[None, :, None, None]) / setup.std[None, :, None, None]
+    return np.asarray(np.nan_to_num(normalised, nan=0.0), dtype=np.float32)
+
+
+def _padded(batch: np.ndarray) -> tuple[np.ndarray, int, int]:
+    height, width = int(batch.shape[-2]), int(batch.shape[-1])
+    pad_y, pad_x = -height % MULTIPLE, -width % MULTIPLE
+    if not pad_y and not pad_x:
+        return batch, height, width
+    widths = ((0, 0), (0, 0), (0, pad_y), (0, pad_x))
+    if pad_y < height and pad_x < width:
+        return np.pad(batch, widths, mode="reflect"), height, width
+    return np.pad(batch, widths, mode="edge"), height, width
+
+
+@torch.no_grad()
+def class_probabilities(network: nn.Module, arrays: list[np.ndarray], setup: InferenceSetup) -> np.ndarray:
+    """(windows, n_out, y, x) softmax probabilities; single-date models average over dates."""
+    per_window = [network_inputs(a, setup) for a in arrays]
+    samples = per_window[0].shape[0]
+    batch, height, width = _padded(np.concatenate(per_window))
+    tensor = torch.from_numpy(batch).to(setup.device).contiguous(memory_format=torch.channels_last)
+    if setup.device.type == "cuda":
+        with torch.autocast("cuda", dtype=torch.float16):
+            logits = network(tensor)
+    else:
+        logits = network(tensor)
+    logits = logits[:, :, :height, :width].float()
+    logits[:, setup.nodata] = -torch.inf
+    probabilities = torch.softmax(logits, dim=1)
+    probabilities = probabilities.reshape(len(arrays), samples, *probabilities.shape[1:]).mean(dim=1)
+    return np.asarray(probabilities.cpu().numpy(), dtype=np.float32)
+
+
+def _batches(stream: Iterator[tuple[PixelWindow, Any]], size: int) -> Iterator[list[tuple[PixelWindow, Any]]]:
+    batch: list[tuple[PixelWindow, Any]] = []
+    for entry in stream:
+        batch.append(entry)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class _Accumulator:
+    """Weighted probability sums for the rows the current window-row covers, over the columns in use."""
+
+    def __init__(self, n_out: int, height: int, cols: Span, core: PixelWindow, emit: Emit) -> None:
+        self.n_out, self.height, self.cols, self.core, self.emit = n_out, height, cols, core, emit
+        self.top: int | None = None
+        self.sums = np.zeros((n_out, height, cols.stop - cols.start), dtype=np.float32)
+        self.weights = np.zeros((height, cols.stop - cols.start), dtype=np.float32)
+
+    def move_to(self, top: int) -> None:
+        """Finish the rows above `top` and slide the accumulator down to start there."""
+        if self.top is None:
+            self.top = top
+            return
+        if top == self.top:
+            return
+        self._flush(self.top, top)
+        shift = top - self.top
+        keep = max(0, self.height - shift)
+        self.sums[:, :keep] = self.sums[:, shift : shift + keep]
+        self.sums[:, keep:] = 0
+        self.weights[:keep] = self.weights[shift : shift + keep]
+        self.weights[keep:] = 0
+        self.top = top
+
+    def add(self, window: PixelWindow, probabilities: np.ndarray, weights: np.ndarray) -> None:
+        assert self.top is not None
+        y0, x0 = window.rows.start - self.top, window.cols.start - self.cols.start
+        self.sums[:, y0 : y0 + window.height, x0 : x0 + window.width] += probabilities * weights
+        self.weights[y0 : y0 + window.height, x0 : x0 + window.width] += weights
+
+    def finish(self) -> None:
+        if self.top is not None:
+            self._flush(self.top, self.top + self.height)
+
+    def _flush(self, start: int, stop: int) -> None:
+        """Emit rows [start, stop) intersected with the core region."""
+        assert self.top is not None
+        start, stop = max(start, self.core.rows.start), min(stop, self.core.rows.stop)
+        if start >= stop:
+            return
+        y0, y1 = start - self.top, stop - self.top
+        x0, x1 = self.core.cols.start - self.cols.start, self.core.cols.stop - self.cols.start
+        blended = self.sums[:, y0:y1, x0:x1] / np.maximum(self.weights[y0:y1, x0:x1], 1e-12)
+        self.emit(Span(start, stop), self.core.cols, blended)
+
+
+def predict_region(
+    network: nn.Module,
+    source: FeatureSource,
+    *,
+    core: PixelWindow,
+    windows: list[PixelWindow],
+    setup: InferenceSetup,
+    emit: Emit,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Blend `windows` (grid order) and hand every finished block of `core` to `emit(rows, cols, probs)`."""
+    if not windows:
+        return
+    cols = Span(min(w.cols.start for w in windows), max(w.cols.stop for w in windows))
+    accumulator = _Accumulator(setup.n_out, windows[0].height, cols, core, emit)
+    weights = blend_weights(windows[0].height, windows[0].width, setup.overlap)
+    network = network.to(setup.device).to(memory_format=torch.channels_last).eval()
+    depth = max(2, setup.batch_size + 1)
+    for batch in _batches(_prefetched(source, windows, depth), setup.batch_size):
+        probabilities = class_probabilities(network, [array for _, array in batch], setup)
+        for (window, _), window_probabilities in zip(batch, probabilities, strict=True):
+            accumulator.move_to(window.rows.start)
+            accumulator.add(window, window_probabilities, weights)
+        if progress is not None:
+            progress(len(batch))
+    accumulator.finish()

@@ -1,0 +1,143 @@
+"""The trained model, rebuilt from its STAC item (JSON config + safetensors), and checked against features.
+
+Nothing is unpickled: a weights file that is not safetensors is refused. A model only makes sense on
+features with the same channels, the same number of dates at the same offsets and its own normalisation;
+any difference is named, because a silently wrong map is worse than none.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pystac
+import xarray as xr
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from torch import nn
+
+from deep_lulc.shared import storage
+from deep_lulc.shared.classes import ClassScheme, LulcClass
+from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.stac import items_of, read_stac
+from deep_lulc.stages.train.network import ModelConfig, build_network
+
+log = logging.getLogger(__name__)
+FIX_MODEL = "pass the catalog.json written by `deep-lulc train`"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    item: pystac.Item
+    config: ModelConfig
+    network: nn.Module
+    scheme: ClassScheme
+
+
+def _scheme_of(item: pystac.Item, config: ModelConfig) -> ClassScheme:
+    """Class colours come from the MLM output's classification classes; names and values from the config."""
+    outputs = item.properties.get("mlm:output") or [{}]
+    colours = {
+        c["value"]: "#" + str(c.get("color_hint", "808080")) for c in outputs[0].get("classification:classes", [])
+    }
+    descriptions = {
+        c["value"]: str(c.get("description") or c["name"]) for c in outputs[0].get("classification:classes", [])
+    }
+    classes = tuple(
+        LulcClass(value, name, descriptions.get(value, name), colours.get(value, "#808080"))
+        for value, name in zip(config.class_values, config.class_names, strict=True)
+    )
+    return ClassScheme(classes=classes, nodata=config.nodata)
+
+
+@dataclass(frozen=True)
+class ModelItem:
+    item: pystac.Item
+    config: ModelConfig
+
+
+def read_model_item(href: str) -> ModelItem:
+    """The model item and its config (cheap: no weights yet, so mismatches are found before loading them)."""
+    candidates = [item for item in items_of(read_stac(href)) if {"weights", "config"} <= set(item.assets)]
+    if not candidates:
+        raise BadInputError(
+            f"{storage.redact(href)} holds no model item (assets 'weights' and 'config')", fix=FIX_MODEL
+        )
+    item = candidates[0]
+    config_href = item.assets["config"].get_absolute_href() or ""
+    config = ModelConfig.from_json(storage.read_bytes(config_href, what="model config").decode("utf-8"))
+    return ModelItem(item=item, config=config)
+
+
+def load_model(model: ModelItem) -> LoadedModel:
+    """Rebuild the network from the config and fill it from the safetensors weights."""
+    item, config = model.item, model.config
+    weights_href = item.assets["weights"].get_absolute_href() or ""
+    raw = storage.read_bytes(weights_href, what="model weights")
+    try:
+        state = load_safetensors(raw)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        kind = "a pickle" if raw[:1] == b"\x80" or raw[:2] == b"PK" else "not safetensors"
+        raise BadInputError(
+            f"model weights {storage.redact(weights_href)} are {kind}; refusing to load them ({exc})",
+            fix="use the model.safetensors written by `deep-lulc train` (pickled checkpoints are never loaded)",
+        ) from exc
+    network = build_network(config, pretrained=False)
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise BadInputError(
+            f"weights {storage.redact(weights_href)} do not fit the network in its config ({first})",
+            fix="keep model.safetensors and model-config.json from the same `deep-lulc train` run",
+        ) from exc
+    network.eval()
+    return LoadedModel(item=item, config=config, network=network, scheme=_scheme_of(item, config))
+
+
+def _offsets(dates: list[dt.date]) -> list[int]:
+    return [(d - dates[0]).days for d in dates]
+
+
+def check_inputs_match(config: ModelConfig, features: xr.Dataset) -> list[str]:
+    """Raise naming every difference between the model's inputs and the features; returns warnings."""
+    problems: list[str] = []
+    channels = [str(c) for c in features.channel.values.tolist()]
+    if channels != config.features:
+        missing = [c for c in config.features if c not in channels]
+        extra = [c for c in channels if c not in config.features]
+        detail = f"missing {missing}, unexpected {extra}" if missing or extra else "same names, different order"
+        problems.append(f"feature channels differ ({detail}; model {config.features}, features {channels})")
+    dates = [dt.date.fromisoformat(str(np.datetime_as_string(t, unit="D"))) for t in features.time.values]
+    model_dates = [dt.date.fromisoformat(d) for d in config.dates]
+    if len(dates) != len(model_dates):
+        problems.append(f"the model takes {len(model_dates)} dates, the features have {len(dates)}")
+    elif _offsets(dates) != _offsets(model_dates):
+        problems.append(
+            f"date offsets differ (model every {_offsets(model_dates)[1:3]} days from its start, "
+            f"features {_offsets(dates)[1:3]})"
+        )
+    per_sample = len(config.features) * (len(config.dates) if config.input_mode == "stack" else 1)
+    if config.n_in != per_sample:
+        problems.append(f"the model config says {config.n_in} inputs but {per_sample} follow from its features/dates")
+    if len(config.mean) != config.n_in or len(config.std) != config.n_in:
+        problems.append(f"normalisation has {len(config.mean)} means / {len(config.std)} stds for {config.n_in} inputs")
+    elif not (np.isfinite(config.mean).all() and np.isfinite(config.std).all() and min(config.std) > 0):
+        problems.append("normalisation holds non-finite means or non-positive stds")
+    if problems:
+        raise BadInputError(
+            "features do not match the model inputs: " + "; ".join(problems),
+            fix="compute the features with the same `deep-lulc features` settings (--step-days, period length) "
+            "as the training features, or use a model trained on these",
+        )
+    warnings = []
+    shift = abs(dates[0].timetuple().tm_yday - model_dates[0].timetuple().tm_yday)
+    step = max(1, _offsets(model_dates)[1] if len(model_dates) > 1 else 1)
+    if min(shift, 365 - shift) > step:
+        warnings.append(
+            f"the features start on {dates[0]}, {min(shift, 365 - shift)} days of season away from the model's "
+            f"{model_dates[0]}: phenology will not line up"
+        )
+    return warnings

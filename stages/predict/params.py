@@ -1,0 +1,58 @@
+"""Parameters of `deep-lulc predict` and `deep-lulc plan-tiles`."""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+
+from deep_lulc.shared.contract import StageParams
+
+DEFAULT_WINDOW = 512
+DEFAULT_OVERLAP = 64
+
+
+class PredictParams(StageParams):
+    tile_size: int | None = Field(
+        None,
+        ge=32,
+        le=8192,
+        description=f"Inference window edge in pixels (default {DEFAULT_WINDOW}, or the tiles file's).",
+    )
+    overlap: int | None = Field(
+        None,
+        ge=0,
+        le=4096,
+        description=f"Overlap of neighbouring windows (default {DEFAULT_OVERLAP}, or the tiles file's).",
+    )
+    batch_size: int = Field(4, ge=1, le=1024, description="Windows per forward pass.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    probabilities: bool = Field(False, description="Also write per-class probabilities (uint8 percent) as a COG.")
+    tile: str | None = Field(None, description="Predict only this tile of --tiles (Argo fan-out).")
+    tiles: str | None = Field(None, description="Tiles file written by `deep-lulc plan-tiles`.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if (self.tile is None) != (self.tiles is None):
+            raise ValueError("--tile and --tiles go together")
+        if self.tile_size is not None and self.overlap is not None and 2 * self.overlap >= self.tile_size:
+            raise ValueError(f"--overlap {self.overlap} must be less than half of --tile-size {self.tile_size}")
+        return self
+
+    def window(self, planned: tuple[int, int] | None = None) -> tuple[int, int]:
+        """(window, overlap): the explicit values, else the tiles file's, else the defaults."""
+        size = self.tile_size or (planned[0] if planned else DEFAULT_WINDOW)
+        overlap = self.overlap if self.overlap is not None else (planned[1] if planned else DEFAULT_OVERLAP)
+        return size, min(overlap, (size - 1) // 2)
+
+
+class PlanTilesParams(StageParams):
+    tile_size: int = Field(2048, ge=16, le=65536, description="Edge of each tile's own (core) region in pixels.")
+    window_size: int = Field(DEFAULT_WINDOW, ge=32, le=8192, description="predict's --tile-size (inference window).")
+    overlap: int = Field(DEFAULT_OVERLAP, ge=0, le=4096, description="predict's --overlap.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if 2 * self.overlap >= self.window_size:
+            raise ValueError(f"--overlap {self.overlap} must be less than half of --window-size {self.window_size}")
+        return self

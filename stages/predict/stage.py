@@ -1,0 +1,150 @@
+"""`deep-lulc predict`: the trained U-Net over a features grid, or over one tile of it, to a class COG."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+
+import numpy as np
+
+from deep_lulc.shared import storage
+from deep_lulc.shared.class_maps import Grid
+from deep_lulc.shared.contract import StageResult, finish_single_item_output
+from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.publish import staged_output
+from deep_lulc.shared.zarr_items import zarr_item
+from deep_lulc.stages.predict.inference import FeatureSource, InferenceSetup, predict_region
+from deep_lulc.stages.predict.model_loading import check_inputs_match, load_model, read_model_item
+from deep_lulc.stages.predict.params import PredictParams
+from deep_lulc.stages.predict.prediction_item import PredictionWriters, percent, prediction_item
+from deep_lulc.stages.predict.tiles import Tile, find_tile, read_tiles_file
+from deep_lulc.stages.predict.windows import PixelWindow, Span, window_grid, windows_touching
+from deep_lulc.stages.train.fitting import pick_device
+
+STAGE = "predict"
+log = logging.getLogger(__name__)
+
+
+def prediction_id(features_id: str) -> str:
+    return f"prediction-{features_id.removeprefix('features-')}"
+
+
+def _tile_and_window(params: PredictParams, height: int, width: int) -> tuple[Tile | None, int, int]:
+    if params.tiles is None or params.tile is None:
+        window, overlap = params.window()
+        return None, window, overlap
+    tile = find_tile(read_tiles_file(params.tiles), params.tile, href=params.tiles)
+    if (tile.grid_height, tile.grid_width) != (height, width):
+        raise BadInputError(
+            f"the tiles were planned for a {tile.grid_height} x {tile.grid_width} grid, the features are "
+            f"{height} x {width}",
+            fix="run `deep-lulc plan-tiles` on these features",
+        )
+    window, overlap = params.window((tile.window_size, tile.overlap))
+    if (window, overlap) != (tile.window_size, tile.overlap):
+        raise BadInputError(
+            f"--tile-size {window} / --overlap {overlap} differ from the plan's {tile.window_size} / {tile.overlap}; "
+            "tiles would not blend like one map",
+            fix="leave --tile-size and --overlap out in tile mode (they come from the tiles file)",
+        )
+    return tile, window, overlap
+
+
+def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> StageResult:
+    """Predict the features at `inputs['features']` with the model at `inputs['model']` into `output`."""
+    missing = [name for name in ("model", "features") if name not in inputs]
+    if missing:
+        raise BadInputError(f"missing inputs {missing}", fix="pass --model HREF and --features HREF")
+    device = pick_device(params.device)
+    features_item, dataset = zarr_item(inputs["features"], variables=("features", "valid_count"), made_by="features")
+    model_item = read_model_item(inputs["model"])
+    for warning in check_inputs_match(model_item.config, dataset):
+        log.warning("%s", warning)
+    grid = Grid.of_item(features_item)
+    tile, window, overlap = _tile_and_window(params, grid.height, grid.width)
+    core = tile.core if tile else PixelWindow(Span(0, grid.height), Span(0, grid.width))
+    windows = windows_touching(window_grid(grid.height, grid.width, window, overlap), core)
+    model = load_model(model_item)
+    config, scheme = model.config, model.scheme
+    setup = InferenceSetup(
+        window=window, overlap=overlap, batch_size=params.batch_size, device=device, input_mode=config.input_mode,
+        mean=np.asarray(config.mean, dtype=np.float32), std=np.maximum(np.asarray(config.std, dtype=np.float32), 1e-6),
+        n_out=config.n_out, nodata=config.nodata,
+    )  # fmt: skip
+    source = FeatureSource(features_item.assets["data"].get_absolute_href() or "")
+    whole = prediction_id(features_item.id)
+    identifier = f"{whole}-tile-{tile.id}" if tile else whole
+    out_grid = grid.sub_grid(core.rows.start, core.cols.start, core.height, core.width)
+    labelled = [c.value for c in scheme.labelled]
+    started = time.perf_counter()
+    log.info(
+        "predicting %d x %d px in %d windows of %d px (overlap %d) on %s",
+        core.height, core.width, len(windows), window, overlap, device,
+    )  # fmt: skip
+
+    with staged_output(output) as staged:
+        folder = staged.path / identifier
+        folder.mkdir(parents=True)
+        writers = PredictionWriters(folder, out_grid, scheme, probabilities=params.probabilities)
+        done = [0]
+
+        def emit(rows: Span, cols: Span, probabilities: np.ndarray) -> None:
+            observed = source.observed(rows, cols)
+            classes = probabilities.argmax(axis=0).astype(np.uint8)
+            classes[~observed] = scheme.nodata
+            row, col = rows.start - core.rows.start, cols.start - core.cols.start
+            writers.write_classes(classes, row=row, col=col)
+            writers.write_probabilities(percent(probabilities, labelled, observed), row=row, col=col)
+
+        def progress(count: int) -> None:
+            done[0] += count
+            log.debug("%d / %d windows", done[0], len(windows))
+
+        try:
+            predict_region(model.network, source, core=core, windows=windows, setup=setup, emit=emit, progress=progress)
+            writers.finish()
+        except BaseException:
+            writers.abandon()
+            raise
+        seconds = time.perf_counter() - started
+        properties = {
+            "deep-lulc:model": model.item.id,
+            "deep-lulc:window": {"size": window, "overlap": overlap},
+            "deep-lulc:prediction_id": whole,
+            "deep-lulc:grid": Grid.properties(grid),
+        }
+        if tile is not None:
+            properties["deep-lulc:tile"] = {"id": tile.id, "row": tile.row, "col": tile.col, "height": tile.height,
+                                            "width": tile.width, "tiles": tile.tiles}  # fmt: skip
+        item = prediction_item(
+            identifier,
+            folder=folder,
+            grid=out_grid,
+            scheme=scheme,
+            period=(str(features_item.properties["start_datetime"]), str(features_item.properties["end_datetime"])),
+            derived_from=[
+                features_item.get_self_href() or features_item.id,
+                model.item.get_self_href() or model.item.id,
+            ],
+            properties=properties,
+            class_pixels=writers.pixel_counts(),
+            probabilities=params.probabilities,
+        )
+        catalog_href = finish_single_item_output(
+            staged, item, catalog_id="prediction", description=f"LULC prediction {identifier}", stage=STAGE,
+            inputs=inputs, params=params.model_copy(update={"tile_size": window, "overlap": overlap}),
+        )  # fmt: skip
+    pixels = core.height * core.width
+    log.info("predicted %d px in %.1f s (%.0f px/s)", pixels, seconds, pixels / max(seconds, 1e-9))
+    return StageResult(
+        stage=STAGE,
+        catalog=catalog_href,
+        items=(identifier,),
+        extra={
+            "classes": storage.join_href(output, identifier, "classes.tif"),
+            "pixels": pixels,
+            "seconds": round(seconds, 2),
+            "class_fractions": item.properties["deep-lulc:class_fractions"],
+        },
+    )

@@ -1,0 +1,306 @@
+"""`deep-lulc predict`, `plan-tiles` and `merge`: seamless blending, tiles that mosaic into the single-process
+map, valid COGs and items, and clear refusals when features and model do not fit."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import pickle
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pystac
+import pytest
+import rasterio
+import torch
+import xarray as xr
+from rio_cogeo.cogeo import cog_validate
+from torch import nn
+
+from deep_lulc.shared.errors import BadInputError
+from deep_lulc.stages.merge import stage as merge
+from deep_lulc.stages.merge.params import MergeParams
+from deep_lulc.stages.predict import stage as predict
+from deep_lulc.stages.predict import tiles as plan
+from deep_lulc.stages.predict.inference import FeatureSource, InferenceSetup, predict_region
+from deep_lulc.stages.predict.params import PlanTilesParams, PredictParams
+from deep_lulc.stages.predict.windows import PixelWindow, Span, taper, window_grid, window_starts
+
+from .conftest import BIN, cli_env, validate_tree
+
+N_OUT = 11
+
+
+def store_of(catalog: str) -> str:
+    item = next(iter(pystac.Catalog.from_file(catalog).get_items(recursive=True)))
+    return item.assets["data"].get_absolute_href() or ""
+
+
+def item_of(catalog: str) -> pystac.Item:
+    return next(iter(pystac.Catalog.from_file(catalog).get_items(recursive=True)))
+
+
+def read_asset(catalog: str, key: str) -> np.ndarray:
+    with rasterio.open(item_of(catalog).assets[key].get_absolute_href() or "") as dataset:
+        return np.asarray(dataset.read())
+
+
+class ConstantModel(nn.Module):
+    """The same logits everywhere, whatever the input."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits[None, :, None, None].expand(x.shape[0], -1, x.shape[2], x.shape[3]).clone()
+
+
+def pixelwise_model(n_in: int, seed: int) -> nn.Module:
+    """Output depends on each pixel's features, hence on position, but not on the window around it."""
+    torch.manual_seed(seed)
+    return nn.Conv2d(n_in, N_OUT, kernel_size=1)
+
+
+def blended(model: nn.Module, source: FeatureSource, *, window: int, overlap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities (n_out, y, x) of the whole grid and how many times each pixel was emitted."""
+    n_in = int(np.prod(source.features.shape[:2]))
+    setup = InferenceSetup(
+        window=window, overlap=overlap, batch_size=3, device=torch.device("cpu"), input_mode="stack",
+        mean=np.zeros(n_in, np.float32), std=np.ones(n_in, np.float32), n_out=N_OUT, nodata=0,
+    )  # fmt: skip
+    probabilities = np.full((N_OUT, source.height, source.width), np.nan, dtype=np.float32)
+    emitted = np.zeros((source.height, source.width), dtype=np.int64)
+
+    def emit(rows: Span, cols: Span, values: np.ndarray) -> None:
+        probabilities[:, rows.start : rows.stop, cols.start : cols.stop] = values
+        emitted[rows.start : rows.stop, cols.start : cols.stop] += 1
+
+    core = PixelWindow(Span(0, source.height), Span(0, source.width))
+    windows = window_grid(source.height, source.width, window, overlap)
+    predict_region(model, source, core=core, windows=windows, setup=setup, emit=emit)
+    return probabilities, emitted
+
+
+@pytest.mark.parametrize(("length", "window", "overlap"), [(100, 32, 8), (64, 64, 8), (20, 32, 8), (257, 48, 0)])
+def test_windows_cover_every_pixel_and_end_flush(length: int, window: int, overlap: int) -> None:
+    starts = window_starts(length, window, overlap)
+    covered = np.zeros(length, dtype=int)
+    for start in starts:
+        covered[start : start + window] += 1
+    assert covered.min() >= 1
+    assert starts[0] == 0
+    assert min(starts[-1] + window, length) == length
+    assert all(b - a <= window - overlap for a, b in itertools.pairwise(starts))
+
+
+def test_taper_is_positive_symmetric_and_flat_in_the_middle() -> None:
+    weights = taper(64, 16)
+    assert weights.min() > 0
+    np.testing.assert_allclose(weights, weights[::-1])
+    assert (weights[16:48] == 1).all()
+    assert (np.diff(weights[:16]) > 0).all()
+
+
+def test_constant_model_gives_a_constant_map(tiny_features: str) -> None:
+    source = FeatureSource(store_of(tiny_features))
+    logits = torch.linspace(-2, 3, N_OUT)
+    probabilities, emitted = blended(ConstantModel(logits), source, window=32, overlap=8)
+    assert (emitted == 1).all(), "every pixel is emitted exactly once"
+    expected = torch.softmax(torch.cat([torch.tensor([-torch.inf]), logits[1:]]), dim=0).numpy()
+    np.testing.assert_allclose(probabilities, np.broadcast_to(expected[:, None, None], probabilities.shape), atol=1e-6)
+
+
+def test_position_dependent_model_gives_the_same_map_for_any_window(tiny_features: str) -> None:
+    source = FeatureSource(store_of(tiny_features))
+    n_in = int(np.prod(source.features.shape[:2]))
+    model = pixelwise_model(n_in, seed=1)
+    reference, _ = blended(model, source, window=4096, overlap=0)  # one window: nothing to blend
+    classes = reference.argmax(axis=0)
+    assert len(np.unique(classes)) > 1, "the test model must vary over the grid"
+    for window, overlap in [(32, 8), (48, 16), (64, 4)]:
+        probabilities, emitted = blended(model, source, window=window, overlap=overlap)
+        assert (emitted == 1).all()
+        np.testing.assert_allclose(probabilities, reference, atol=1e-5)
+        assert (probabilities.argmax(axis=0) == classes).mean() > 0.999
+
+
+@pytest.fixture(scope="module")
+def single(tiny_model: str, tiny_features: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = tmp_path_factory.mktemp("prediction")
+    params = PredictParams(tile_size=32, overlap=8, batch_size=4, device="cpu", probabilities=True)
+    return predict.run(inputs={"model": tiny_model, "features": tiny_features}, output=str(out), params=params).catalog
+
+
+def test_prediction_is_a_valid_cog_item(single: str, tiny_model: str, tiny_features: str) -> None:
+    assert validate_tree(single) == 2
+    item = item_of(single)
+    href = item.assets["classes"].get_absolute_href() or ""
+    valid, errors, _ = cog_validate(href, quiet=True)
+    assert valid, errors
+    with rasterio.open(href) as dataset:
+        assert dataset.dtypes[0] == "uint8"
+        assert dataset.nodata == 0
+        assert dataset.colormap(1)[2][:3] == (5, 73, 7)  # Forest's colour
+        classes = dataset.read(1)
+        assert (dataset.height, dataset.width) == tuple(item.properties["proj:shape"])
+    names = {c["name"] for c in item.assets["classes"].extra_fields["classification:classes"]}
+    assert {"Forest", "Water", "NoData"} <= names
+    derived = {Path(link.get_absolute_href() or "").name for link in item.links if link.rel == "derived_from"}
+    assert derived == {f"{item_of(tiny_features).id}.json", f"{item_of(tiny_model).id}.json"}
+    fractions = item.properties["deep-lulc:class_fractions"]
+    assert sum(fractions.values()) == pytest.approx(1.0, abs=1e-4)
+    assert set(np.unique(classes)) - {0} == {c.value for c in map(_class_by_name, fractions) if fractions[c.name] > 0}
+    percent = read_asset(single, "probabilities").astype(int)
+    observed = classes != 0
+    assert np.abs(percent[:, observed].sum(axis=0) - 100).max() <= 6  # per-class rounding
+    preview = Path(item.assets["thumbnail"].get_absolute_href() or "")
+    assert preview.read_bytes()[:4] == b"\x89PNG"
+    params = json.loads((Path(single).parent / "params.json").read_text())
+    assert params["params"]["tile_size"] == 32
+
+
+def _class_by_name(name: str) -> object:
+    from deep_lulc.shared.classes import SLOVENIA
+
+    return SLOVENIA.by_name(name)
+
+
+def test_tiles_merge_into_the_single_process_map(
+    single: str, tiny_model: str, tiny_features: str, tmp_path: Path
+) -> None:
+    tiles_file = tmp_path / "tiles.json"
+    planned = plan.run(
+        inputs={"features": tiny_features},
+        output=str(tiles_file),
+        params=PlanTilesParams(tile_size=40, window_size=32, overlap=8),
+    )
+    tiles = json.loads(tiles_file.read_text())
+    assert len(tiles) == planned.extra["count"] >= 4
+    catalogs = []
+    for tile in reversed(tiles):  # order must not matter
+        params = PredictParams(batch_size=3, device="cpu", probabilities=True, tile=tile["id"], tiles=str(tiles_file))
+        result = predict.run(
+            inputs={"model": tiny_model, "features": tiny_features}, output=str(tmp_path / tile["id"]), params=params
+        )
+        assert validate_tree(result.catalog) == 2
+        catalogs.append(result.catalog)
+    merged = merge.run(
+        inputs={f"t{i}": c for i, c in enumerate(catalogs)}, output=str(tmp_path / "merged"), params=MergeParams()
+    )
+    assert validate_tree(merged.catalog) == 2
+    np.testing.assert_array_equal(read_asset(merged.catalog, "classes"), read_asset(single, "classes"))
+    np.testing.assert_array_equal(read_asset(merged.catalog, "probabilities"), read_asset(single, "probabilities"))
+    merged_item, single_item = item_of(merged.catalog), item_of(single)
+    assert merged_item.id == single_item.id
+    assert merged_item.properties["proj:transform"] == single_item.properties["proj:transform"]
+    assert cog_validate(merged_item.assets["classes"].get_absolute_href() or "", quiet=True)[0]
+
+    with pytest.raises(BadInputError, match=r"got \d+ of the plan's \d+ tiles"):
+        merge.run(inputs={"t": catalogs[0]}, output=str(tmp_path / "partial"), params=MergeParams())
+    with pytest.raises(BadInputError, match="more than once"):
+        merge.run(inputs={"a": catalogs[0], "b": catalogs[0]}, output=str(tmp_path / "twice"), params=MergeParams())
+    with pytest.raises(BadInputError, match="not a tile prediction"):
+        merge.run(inputs={"a": single}, output=str(tmp_path / "whole"), params=MergeParams())
+    with pytest.raises(BadInputError, match="not in"):
+        predict.run(
+            inputs={"model": tiny_model, "features": tiny_features}, output=str(tmp_path / "x"),
+            params=PredictParams(tile="r099-c099", tiles=str(tiles_file)),
+        )  # fmt: skip
+    with pytest.raises(BadInputError, match="differ from the plan"):
+        predict.run(
+            inputs={"model": tiny_model, "features": tiny_features}, output=str(tmp_path / "y"),
+            params=PredictParams(tile_size=64, tile=tiles[0]["id"], tiles=str(tiles_file)),
+        )  # fmt: skip
+    assert not (tmp_path / "x").exists()
+    assert not (tmp_path / "y").exists()
+
+
+def test_pixels_without_observation_are_nodata(tiny_model: str, tiny_features: str, tmp_path: Path) -> None:
+    copy = tmp_path / "features"
+    shutil.copytree(Path(tiny_features).parent, copy)
+    store = store_of(str(copy / "catalog.json"))
+    counts = xr.open_zarr(store)["valid_count"].load()
+    counts[:10, :12] = 0
+    xr.Dataset({"valid_count": counts}).to_zarr(store, mode="r+", zarr_format=2)
+    result = predict.run(
+        inputs={"model": tiny_model, "features": str(copy / "catalog.json")}, output=str(tmp_path / "p"),
+        params=PredictParams(tile_size=32, overlap=8, device="cpu"),
+    )  # fmt: skip
+    classes = read_asset(result.catalog, "classes")[0]
+    assert (classes[:10, :12] == 0).all()
+    assert (classes[10:, :] != 0).mean() > 0.99
+
+
+def _edited_model(tiny_model: str, target: Path, edit: dict[str, object]) -> str:
+    shutil.copytree(Path(tiny_model).parent, target)
+    config_path = next(target.rglob("model-config.json"))
+    config = json.loads(config_path.read_text())
+    config.update(edit)
+    config_path.write_text(json.dumps(config))
+    return str(target / "catalog.json")
+
+
+def test_features_that_do_not_fit_the_model_are_refused(tiny_model: str, tiny_features: str, tmp_path: Path) -> None:
+    config = json.loads(next(Path(tiny_model).parent.rglob("model-config.json")).read_text())
+    fewer_dates = _edited_model(tiny_model, tmp_path / "dates", {"dates": config["dates"][:-1]})
+    with pytest.raises(BadInputError, match=r"model takes \d+ dates, the features have \d+"):
+        predict.run(inputs={"model": fewer_dates, "features": tiny_features}, output=str(tmp_path / "a"),
+                    params=PredictParams())  # fmt: skip
+    renamed = ["B2", *config["features"][1:]]
+    other_channels = _edited_model(tiny_model, tmp_path / "channels", {"features": renamed})
+    with pytest.raises(BadInputError, match=r"feature channels differ \(missing \['B2'\], unexpected \['B02'\]"):
+        predict.run(inputs={"model": other_channels, "features": tiny_features}, output=str(tmp_path / "b"),
+                    params=PredictParams())  # fmt: skip
+    bad_norm = _edited_model(tiny_model, tmp_path / "norm", {"std": config["std"][:-3]})
+    with pytest.raises(BadInputError, match="normalisation has"):
+        predict.run(inputs={"model": bad_norm, "features": tiny_features}, output=str(tmp_path / "c"),
+                    params=PredictParams())  # fmt: skip
+    pickled = tmp_path / "pickled"
+    shutil.copytree(Path(tiny_model).parent, pickled)
+    weights = next(pickled.rglob("model.safetensors"))
+    weights.write_bytes(pickle.dumps({"conv.weight": [1.0, 2.0]}))
+    with pytest.raises(BadInputError, match="are a pickle; refusing to load them"):
+        predict.run(inputs={"model": str(pickled / "catalog.json"), "features": tiny_features},
+                    output=str(tmp_path / "d"), params=PredictParams())  # fmt: skip
+    assert not any((tmp_path / name).exists() for name in "abcd")
+
+
+def test_cli_plans_predicts_a_tile_and_reports_errors(tiny_model: str, tiny_features: str, tmp_path: Path) -> None:
+    tiles_file = tmp_path / "tiles.json"
+    planned = subprocess.run(
+        [str(BIN / "deep-lulc"), "plan-tiles", "--features", tiny_features, "--tile-size", "48", "--window-size",
+         "32", "--overlap", "8", "--out", str(tiles_file), "--outputs-dir", str(tmp_path / "argo")],
+        capture_output=True, text=True, env=cli_env(), check=False,
+    )  # fmt: skip
+    assert planned.returncode == 0, planned.stderr
+    line = json.loads(planned.stdout)
+    assert [t["id"] for t in line["tiles"]] == [t["id"] for t in json.loads(tiles_file.read_text())]
+    assert json.loads((tmp_path / "argo" / "tiles").read_text()) == line["tiles"]  # withParam input
+    first = line["tiles"][0]["id"]
+    predicted = subprocess.run(
+        [str(BIN / "deep-lulc"), "predict", "--model", tiny_model, "--features", tiny_features, "--out",
+         str(tmp_path / first), "--tile", first, "--tiles", str(tiles_file), "--device", "cpu"],
+        capture_output=True, text=True, env=cli_env(), check=False,
+    )  # fmt: skip
+    assert predicted.returncode == 0, predicted.stderr
+    assert json.loads(predicted.stdout)["items"][0].endswith(f"-tile-{first}")
+    refused = subprocess.run(
+        [str(BIN / "deep-lulc"), "predict", "--model", tiny_features, "--features", tiny_features, "--out",
+         str(tmp_path / "bad"), "--tile", first],
+        capture_output=True, text=True, env=cli_env(), check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1
+    assert "--tile and --tiles go together" in refused.stderr
+    wrong = subprocess.run(
+        [str(BIN / "deep-lulc"), "predict", "--model", tiny_features, "--features", tiny_features, "--out",
+         str(tmp_path / "bad")],
+        capture_output=True, text=True, env=cli_env(), check=False,
+    )  # fmt: skip
+    assert wrong.returncode == 2
+    assert "holds no model item" in wrong.stderr
+    assert "deep-lulc train" in wrong.stderr
+    assert not (tmp_path / "bad").exists()
