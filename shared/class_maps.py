@@ -56,7 +56,7 @@ class Grid:
         }
 
     def sub_grid(self, row: int, col: int, height: int, width: int) -> Grid:
-        return Grid(self.epsg, self.transform * Affine.translation(col, row), height, width)
+        return Grid(self.epsg, self.transform @ Affine.translation(col, row), height, width)
 
     @staticmethod
     def of_item(item: pystac.Item) -> Grid:

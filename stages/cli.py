@@ -5,9 +5,11 @@ from __future__ import annotations
 import typer
 
 from deep_lulc.shared.version import __version__
+from deep_lulc.stages.change import cli as change_cli
 from deep_lulc.stages.chips import cli as chips_cli
 from deep_lulc.stages.cube import cli as cube_cli
 from deep_lulc.stages.demo import cli as demo_cli
+from deep_lulc.stages.evaluate import cli as evaluate_cli
 from deep_lulc.stages.features import cli as features_cli
 from deep_lulc.stages.merge import cli as merge_cli
 from deep_lulc.stages.predict import cli as predict_cli
@@ -47,6 +49,8 @@ app.command("train", epilog=train_cli.EPILOG)(train_cli.train)
 app.command("plan-tiles", epilog=predict_cli.PLAN_EPILOG)(predict_cli.plan_tiles)
 app.command("predict", epilog=predict_cli.PREDICT_EPILOG)(predict_cli.predict)
 app.command("merge", epilog=merge_cli.EPILOG)(merge_cli.merge)
+app.command("change", epilog=change_cli.EPILOG)(change_cli.change)
+app.command("evaluate", epilog=evaluate_cli.EPILOG)(evaluate_cli.evaluate)
 app.command("demo", epilog=demo_cli.EPILOG)(demo_cli.demo)
 
 

@@ -19,6 +19,7 @@ import xarray as xr
 from rio_cogeo.cogeo import cog_validate
 from torch import nn
 
+from deep_lulc.shared.classes import SLOVENIA
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.stages.merge import stage as merge
 from deep_lulc.stages.merge.params import MergeParams
@@ -160,12 +161,6 @@ def test_prediction_is_a_valid_cog_item(single: str, tiny_model: str, tiny_featu
     assert preview.read_bytes()[:4] == b"\x89PNG"
     params = json.loads((Path(single).parent / "params.json").read_text())
     assert params["params"]["tile_size"] == 32
-
-
-def _class_by_name(name: str) -> object:
-    from deep_lulc.shared.classes import SLOVENIA
-
-    return SLOVENIA.by_name(name)
 
 
 def test_tiles_merge_into_the_single_process_map(

@@ -1,0 +1,14 @@
+"""Parameters of `deep-lulc evaluate`."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from deep_lulc.shared.contract import StageParams
+
+
+class EvaluateParams(StageParams):
+    class_column: str = Field("lulc", min_length=1, description="Attribute of the labels holding the class codes.")
+    class_map: str | None = Field(None, description="File mapping source codes or names to the map's classes.")
+    erosion_radius: int = Field(0, ge=0, le=20, description="Disk radius eroding each label class (0: none).")
+    block_size: int = Field(512, ge=16, le=8192, description="Side of the square window processed at a time, in px.")

@@ -1,0 +1,319 @@
+"""`deep-lulc evaluate`: score a class map, or a change map, against reference label polygons.
+
+The labels are burnt onto the map's own grid window by window (each window with a halo as wide as the
+erosion radius, so the result equals eroding the whole raster at once) and only confusion counts are
+kept, so memory is set by `--block-size`, not by the map. Pixels the map left as nodata are skipped and
+counted: a map that abstains everywhere it is unsure must not look better than one that commits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pystac
+import shapely
+from pyproj import Transformer
+from rasterio import features as rasterio_features
+from rasterio.transform import array_bounds
+from rasterio.windows import Window
+
+from deep_lulc.shared import storage
+from deep_lulc.shared.aoi import format_bbox
+from deep_lulc.shared.class_maps import CLASS_MAP_ASSET, ClassMap, Grid, scheme_from_asset
+from deep_lulc.shared.classes import class_scheme_from_dict
+from deep_lulc.shared.contract import StageResult, finish_single_item_output
+from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.labels import LabelPolygons, describe, load_class_map, read_labels
+from deep_lulc.shared.metrics import confusion_matrix, scores
+from deep_lulc.shared.publish import staged_output
+from deep_lulc.shared.stac import items_of, read_stac, stamp_provenance
+from deep_lulc.stages.change.stage import CHANGE_ASSET
+from deep_lulc.stages.change.transitions import TRANSITION_FORMULA, TransitionCoding, blocks, class_indices
+from deep_lulc.stages.chips.erosion import erode_labels
+from deep_lulc.stages.evaluate.params import EvaluateParams
+from deep_lulc.stages.train.plots import confusion_png
+
+STAGE = "evaluate"
+log = logging.getLogger(__name__)
+
+
+def run(*, inputs: Mapping[str, str], output: str, params: EvaluateParams) -> StageResult:
+    """Score the map at `inputs['prediction']` against `inputs['labels']` (and, for a change map,
+    `inputs['before_labels']`); write the evaluation item to `output`."""
+    for key, option in (("prediction", "--prediction"), ("labels", "--labels")):
+        if key not in inputs:
+            raise BadInputError(f"missing input '{key}'", fix=f"pass {option} HREF")
+    target, coding = open_prediction(inputs["prediction"])
+    if coding is not None and "before_labels" not in inputs:
+        raise BadInputError(
+            f"{storage.redact(inputs['prediction'])} is a change map: --labels are the after-period labels "
+            "and the before-period labels are missing",
+            fix="pass --before-labels VECTOR (labels of the earlier period)",
+        )
+    if coding is None and "before_labels" in inputs:
+        raise BadInputError(
+            "--before-labels applies to change maps only, and --prediction is a single-period map",
+            fix="leave out --before-labels, or pass the catalog written by `deep-lulc change`",
+        )
+    class_map = load_class_map(params.class_map)
+    grid = target.grid
+
+    def burner(key: str, option: str) -> LabelBurner:
+        labels = read_labels(inputs[key], class_column=params.class_column, scheme=target.scheme,
+                             class_map=class_map, target_epsg=grid.epsg)  # fmt: skip
+        require_overlap(labels, grid, prediction=inputs["prediction"], option=option)
+        return LabelBurner(labels, grid, radius=params.erosion_radius, nodata=target.scheme.nodata)
+
+    after_labels = burner("labels", "--labels")
+    before_labels = None if coding is None else burner("before_labels", "--before-labels")
+    if coding is None or before_labels is None:
+        metrics = score_map(target, after_labels, params.block_size)
+        extra = {
+            "miou": metrics["miou"],
+            "overall_accuracy": metrics["overall_accuracy"],
+            "iou": {name: v["iou"] for name, v in metrics["per_class"].items() if v["support"]},
+            "seed_metric": metrics["seed_metric"],
+            "pixels": metrics["pixels"],
+            "prediction_nodata_pixels": metrics["prediction_nodata_pixels"],
+        }
+    else:
+        metrics = score_change(target, coding, before_labels, after_labels, params.block_size)
+        extra = {
+            "change_f1": metrics["change"]["f1"],
+            "change_iou": metrics["change"]["iou"],
+            "change_precision": metrics["change"]["precision"],
+            "change_recall": metrics["change"]["recall"],
+            "overall_accuracy": metrics["overall_accuracy"],
+            "transition_accuracy": metrics["transition_accuracy"],
+            "changed_pixels_true": metrics["changed_pixels_true"],
+            "changed_pixels_predicted": metrics["changed_pixels_predicted"],
+            "prediction_nodata_pixels": metrics["prediction_nodata_pixels"],
+        }
+    metrics["labels"] = describe(after_labels.labels)
+    if before_labels is not None:
+        metrics["before_labels"] = describe(before_labels.labels)
+    metrics["erosion_radius"] = params.erosion_radius
+    identifier = f"evaluation-{target.item.id}"
+
+    with staged_output(output) as staged:
+        folder = staged.path / identifier
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        confusion_png(metrics if before_labels is None else metrics["binary"], folder / "confusion_matrix.png")
+        item = evaluation_item(identifier, target.item, labels=after_labels.labels, kind=metrics["kind"])
+        if before_labels is not None:
+            item.properties["deep-lulc:before_labels"] = before_labels.labels.source
+        item.add_asset(
+            "metrics",
+            pystac.Asset(str(folder / "metrics.json"), title="Scores against the reference labels",
+                         media_type=pystac.MediaType.JSON, roles=["metadata"]),
+        )  # fmt: skip
+        item.add_asset(
+            "confusion_matrix",
+            pystac.Asset(str(folder / "confusion_matrix.png"), title="Confusion matrix (row-normalised)",
+                         media_type="image/png", roles=["overview", "visual"]),
+        )  # fmt: skip
+        stamp_provenance(
+            item, derived_from=[target.item.get_self_href() or storage.normalize_href(inputs["prediction"])]
+        )
+        catalog_href = finish_single_item_output(
+            staged,
+            item,
+            catalog_id="evaluation",
+            description=f"Evaluation of {target.item.id} against {after_labels.labels.source}",
+            stage=STAGE,
+            inputs=inputs,
+            params=params,
+        )
+    return StageResult(stage=STAGE, catalog=catalog_href, items=(identifier,), extra=extra)
+
+
+def open_prediction(href: str) -> tuple[ClassMap, TransitionCoding | None]:
+    """The first class-map or change-map item under `href`; the coding is None for a class map."""
+    for item in items_of(read_stac(href)):
+        if CLASS_MAP_ASSET in item.assets:
+            asset = item.assets[CLASS_MAP_ASSET]
+            scheme = scheme_from_asset(asset)
+            return ClassMap(item, asset.get_absolute_href() or asset.href, Grid.of_item(item), scheme), None
+        if CHANGE_ASSET in item.assets:
+            if item.properties.get("deep-lulc:transition_code") != TRANSITION_FORMULA:
+                raise BadInputError(
+                    f"change item {item.id} does not declare deep-lulc:transition_code {TRANSITION_FORMULA!r}",
+                    fix="pass a change map written by `deep-lulc change`",
+                )
+            scheme = class_scheme_from_dict(item.properties.get("deep-lulc:classes"), source=f"item {item.id}")
+            asset = item.assets[CHANGE_ASSET]
+            href_of = asset.get_absolute_href() or asset.href
+            return ClassMap(item, href_of, Grid.of_item(item), scheme), TransitionCoding(scheme)
+    raise BadInputError(
+        f"{storage.redact(href)} holds no item with a '{CLASS_MAP_ASSET}' or '{CHANGE_ASSET}' asset",
+        fix="pass the catalog.json written by `deep-lulc predict` or `deep-lulc change`",
+    )
+
+
+def require_overlap(labels: LabelPolygons, grid: Grid, *, prediction: str, option: str) -> None:
+    """Labels of another area would score as 'no labelled pixel'; say which extents miss each other."""
+    left, bottom, right, top = (float(v) for v in shapely.total_bounds(labels.geometries))
+    west, south, east, north = (float(v) for v in array_bounds(grid.height, grid.width, grid.transform))
+    if shapely.box(left, bottom, right, top).intersects(shapely.box(west, south, east, north)):
+        return
+    to_wgs84 = Transformer.from_crs(grid.epsg, 4326, always_xy=True)
+    label_extent = format_bbox(to_wgs84.transform_bounds(left, bottom, right, top))
+    map_extent = format_bbox(to_wgs84.transform_bounds(west, south, east, north))
+    raise BadInputError(
+        f"{option} {labels.source} (extent {label_extent}) do not overlap "
+        f"the prediction {storage.redact(prediction)} (extent {map_extent})",
+        fix="pass labels of the mapped area, or a map of the labels' area",
+    )
+
+
+class LabelBurner:
+    """Label polygons rasterised window by window onto a grid, each class eroded by a disk of `radius`."""
+
+    def __init__(self, labels: LabelPolygons, grid: Grid, *, radius: int, nodata: int) -> None:
+        self.labels = labels
+        self.grid = grid
+        self.radius = radius
+        self.nodata = nodata
+        self.tree = shapely.STRtree(labels.geometries)
+
+    def window(self, window: Window) -> np.ndarray:
+        row, col, height, width = int(window.row_off), int(window.col_off), int(window.height), int(window.width)
+        top, left = max(0, row - self.radius), max(0, col - self.radius)
+        bottom = min(self.grid.height, row + height + self.radius)
+        right = min(self.grid.width, col + width + self.radius)
+        halo = self.grid.sub_grid(top, left, bottom - top, right - left)
+        bounds = array_bounds(halo.height, halo.width, halo.transform)
+        # Sorted, so overlapping polygons burn in file order exactly as a whole-raster burn would.
+        hits = np.sort(self.tree.query(shapely.box(*bounds)))
+        if len(hits) == 0:
+            return np.full((height, width), self.nodata, dtype=np.uint8)
+        burned = rasterio_features.rasterize(
+            zip(self.labels.geometries[hits], self.labels.values[hits].tolist(), strict=True),
+            out_shape=(halo.height, halo.width),
+            transform=halo.transform,
+            fill=self.nodata,
+            dtype="uint8",
+        )
+        eroded = erode_labels(np.asarray(burned, dtype=np.uint8), self.radius, nodata=self.nodata)
+        return eroded[row - top : row - top + height, col - left : col - left + width]
+
+
+def _check_shape(dataset: Any, grid: Grid) -> None:
+    if (dataset.height, dataset.width) != (grid.height, grid.width):
+        raise BadInputError(
+            f"the prediction raster is {dataset.width}x{dataset.height} px "
+            f"but its item says {grid.width}x{grid.height}",
+            fix="pass an item written by `deep-lulc predict` or `deep-lulc change`",
+        )
+
+
+def _no_pixels(labelled: int, skipped: int) -> BadInputError:
+    if labelled == 0:
+        return BadInputError(
+            "no labelled pixel falls on the map (polygons narrower than a pixel, or eroded away)",
+            fix="pass larger label polygons or a smaller --erosion-radius",
+        )
+    return BadInputError(
+        f"all {skipped} labelled pixels are nodata in the prediction", fix="pass labels of the area the map covers"
+    )
+
+
+def score_map(target: ClassMap, burner: LabelBurner, size: int) -> dict[str, Any]:
+    """Per-class scores over pixels labelled in the truth and mapped in the prediction."""
+    scheme = target.scheme
+    values = [c.value for c in scheme.labelled]
+    names = [c.name for c in scheme.labelled]
+    matrix = np.zeros((len(values), len(values)), dtype=np.int64)
+    labelled = skipped = 0
+    with target.open() as dataset:
+        _check_shape(dataset, target.grid)
+        for window in blocks(target.grid.height, target.grid.width, size):
+            predicted = dataset.read(1, window=window)
+            class_indices(predicted, scheme, what="the prediction")
+            truth = burner.window(window)
+            has_truth = truth != scheme.nodata
+            keep = has_truth & (predicted != scheme.nodata)
+            labelled += int(has_truth.sum())
+            skipped += int((has_truth & ~keep).sum())
+            matrix += confusion_matrix(truth[keep], predicted[keep], values, nodata=scheme.nodata)
+    if not matrix.any():
+        raise _no_pixels(labelled, skipped)
+    log.info("%d labelled pixels scored, %d skipped where the prediction has no data", matrix.sum(), skipped)
+    return {
+        "kind": "map",
+        **scores(matrix, values, names),
+        "labelled_pixels": labelled,
+        "prediction_nodata_pixels": skipped,
+    }
+
+
+def score_change(
+    target: ClassMap, coding: TransitionCoding, before: LabelBurner, after: LabelBurner, size: int
+) -> dict[str, Any]:
+    """Changed/unchanged confusion and transition accuracy over pixels labelled in both periods and mapped;
+    plus each period's map scores, which the change map carries as its from- and to-classes."""
+    scheme = coding.scheme
+    values = np.array([c.value for c in coding.classes], dtype=np.int64)
+    names = [c.name for c in coding.classes]
+    n = coding.n
+    binary = np.zeros(4, dtype=np.int64)  # truth * 2 + predicted, 1 = changed
+    periods = {"before_map": np.zeros((n, n), dtype=np.int64), "after_map": np.zeros((n, n), dtype=np.int64)}
+    transitions_right = labelled = skipped = 0
+    with target.open() as dataset:
+        _check_shape(dataset, target.grid)
+        for window in blocks(target.grid.height, target.grid.width, size):
+            origin, destination = coding.decode(dataset.read(1, window=window))
+            was = class_indices(before.window(window), scheme, what="--before-labels")
+            now = class_indices(after.window(window), scheme, what="--labels")
+            mapped = origin >= 0
+            both = (was >= 0) & (now >= 0)
+            keep = both & mapped
+            labelled += int(both.sum())
+            skipped += int((both & ~mapped).sum())
+            truly = (was != now)[keep]
+            said = (origin != destination)[keep]
+            binary += np.bincount(truly.astype(np.int64) * 2 + said, minlength=4)
+            transitions_right += int((truly & (origin[keep] == was[keep]) & (destination[keep] == now[keep])).sum())
+            for key, truth, mapped_class in (("before_map", was, origin), ("after_map", now, destination)):
+                scored = (truth >= 0) & mapped
+                periods[key] += confusion_matrix(values[truth[scored]], values[mapped_class[scored]], values.tolist(),
+                                                 nodata=scheme.nodata)  # fmt: skip
+    if not binary.any():
+        raise _no_pixels(labelled, skipped)
+    matrix = binary.reshape(2, 2)
+    binary_scores = scores(matrix, [0, 1], ["unchanged", "changed"])
+    changed = binary_scores["per_class"]["changed"]
+    true_changes = int(matrix[1].sum())
+    log.info("%d pixels labelled in both periods scored, %d truly changed", int(matrix.sum()), true_changes)
+    return {
+        "kind": "change",
+        "pixels": int(matrix.sum()),
+        "labelled_pixels": labelled,
+        "prediction_nodata_pixels": skipped,
+        "changed_pixels_true": true_changes,
+        "changed_pixels_predicted": int(matrix[:, 1].sum()),
+        "change": {key: changed[key] for key in ("precision", "recall", "f1", "iou")},
+        "overall_accuracy": binary_scores["overall_accuracy"],
+        "transition_accuracy": round(transitions_right / true_changes, 6) if true_changes else None,
+        "binary": binary_scores,
+        **{key: scores(periods[key], values.tolist(), names) for key in periods},
+    }
+
+
+def evaluation_item(identifier: str, prediction: pystac.Item, *, labels: LabelPolygons, kind: str) -> pystac.Item:
+    """Where and when the evaluated map is, which labels it met; the numbers live in the `metrics` asset."""
+    period: dict[str, Any] = {
+        k: prediction.properties[k] for k in ("start_datetime", "end_datetime") if k in prediction.properties
+    }
+    return pystac.Item(
+        id=identifier,
+        geometry=prediction.geometry,
+        bbox=prediction.bbox,
+        datetime=None if len(period) == 2 else prediction.datetime,
+        properties={**period, "deep-lulc:labels": labels.source, "deep-lulc:evaluated": kind},
+    )

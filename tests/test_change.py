@@ -1,0 +1,307 @@
+"""`deep-lulc change`: the area matrix is a recount of the two maps, codes decode back, grids are reconciled."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pystac
+import pytest
+import rasterio
+from affine import Affine
+from pyproj import Transformer
+
+from deep_lulc.shared.class_maps import Grid
+from deep_lulc.shared.classes import SLOVENIA, ClassScheme, LulcClass
+from deep_lulc.shared.errors import BadInputError
+from deep_lulc.stages.change import stage as change
+from deep_lulc.stages.change.params import ChangeParams
+
+from .class_map_data import grid_bounds, write_class_map_catalog
+from .conftest import BIN, cli_env, validate_tree
+
+LABELLED = np.array([c.value for c in SLOVENIA.labelled])
+N = len(LABELLED)
+GRID = Grid(32633, Affine(10.0, 0.0, 520_000.0, 0.0, -10.0, 5_117_000.0), 70, 90)  # 10 m: a pixel is 0.01 ha
+SMALL_BLOCKS = ChangeParams(block_size=32)  # several windows, ragged at the right and bottom edges
+
+
+def blocky(rng: np.random.Generator, shape: tuple[int, int], cell: int, choices: np.ndarray) -> np.ndarray:
+    """Random classes in `cell`-pixel squares: patches like a real map, not salt and pepper."""
+    coarse = rng.choice(choices, size=(-(-shape[0] // cell), -(-shape[1] // cell)))
+    return np.kron(coarse, np.ones((cell, cell), dtype=coarse.dtype))[: shape[0], : shape[1]].astype(np.uint8)
+
+
+def two_maps(seed: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A before map and an after map where about a fifth of the pixels changed, both with nodata holes."""
+    rng = np.random.default_rng(seed)
+    before = blocky(rng, shape, 5, LABELLED)
+    after = before.copy()
+    changed = rng.random(shape) < 0.2
+    after[changed] = rng.choice(LABELLED, size=int(changed.sum()))
+    before[rng.random(shape) < 0.05] = SLOVENIA.nodata
+    after[rng.random(shape) < 0.05] = SLOVENIA.nodata
+    after[:3, :] = SLOVENIA.nodata  # a cloudy strip in the later year
+    return before, after
+
+
+def recount(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Pixels per (from, to) pair counted straight from the arrays."""
+    index = {int(v): i for i, v in enumerate(LABELLED)}
+    matrix = np.zeros((N, N), dtype=np.int64)
+    both = (before != SLOVENIA.nodata) & (after != SLOVENIA.nodata)
+    rows = np.array([index[int(v)] for v in before[both]])
+    cols = np.array([index[int(v)] for v in after[both]])
+    np.add.at(matrix, (rows, cols), 1)
+    return matrix
+
+
+def item_of(catalog: str) -> pystac.Item:
+    return next(iter(pystac.Catalog.from_file(catalog).get_items(recursive=True)))
+
+
+def asset_path(item: pystac.Item, key: str) -> Path:
+    return Path(item.assets[key].get_absolute_href() or "")
+
+
+def read_codes(item: pystac.Item) -> np.ndarray:
+    with rasterio.open(asset_path(item, "change")) as dataset:
+        return np.asarray(dataset.read(1))
+
+
+@dataclass(frozen=True)
+class Run:
+    before: np.ndarray
+    after: np.ndarray
+    result: Any
+    item: pystac.Item
+    summary: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    root = tmp_path_factory.mktemp("change")
+    before, after = two_maps(7, (GRID.height, GRID.width))
+    inputs = {
+        "before": write_class_map_catalog(root / "before", before, grid=GRID, item_id="prediction-2019",
+                                          start="2019-01-01T00:00:00Z", end="2019-12-31T23:59:59Z"),
+        "after": write_class_map_catalog(root / "after", after, grid=GRID, item_id="prediction-2023",
+                                         start="2023-01-01T00:00:00Z", end="2023-12-31T23:59:59Z"),
+    }  # fmt: skip
+    result = change.run(inputs=inputs, output=str(root / "out"), params=SMALL_BLOCKS)
+    item = item_of(result.catalog)
+    summary = json.loads(asset_path(item, "matrix_json").read_text())
+    return Run(before, after, result, item, summary)
+
+
+def test_matrix_is_a_recount_of_the_two_maps(run: Run) -> None:
+    expected = recount(run.before, run.after)
+    assert np.array_equal(np.array(run.summary["pixels"]), expected)
+    assert run.summary["pixel_area_m2"] == pytest.approx(100.0)
+    np.testing.assert_allclose(run.summary["hectares"], expected * 0.01, atol=1e-9)
+    with asset_path(run.item, "matrix_csv").open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0][1:] == [c.name for c in SLOVENIA.labelled]
+    assert [row[0] for row in rows[1:]] == [c.name for c in SLOVENIA.labelled]
+    np.testing.assert_allclose([[float(v) for v in row[1:]] for row in rows[1:]], expected * 0.01, atol=1e-9)
+    changed = (expected.sum() - np.trace(expected)) * 0.01
+    assert run.result.extra["changed_ha"] == pytest.approx(changed)
+    assert run.summary["stable_ha"] == pytest.approx(np.trace(expected) * 0.01)
+    assert run.result.extra["changed_fraction"] == pytest.approx(changed / (expected.sum() * 0.01), abs=1e-6)
+    net = run.result.extra["net_change_ha"]
+    for i, cls in enumerate(SLOVENIA.labelled):
+        assert net[cls.name] == pytest.approx((expected[:, i].sum() - expected[i].sum()) * 0.01)
+    assert sum(net.values()) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_top_transitions_are_the_largest_changes(run: Run) -> None:
+    expected = recount(run.before, run.after).astype(float) * 0.01
+    np.fill_diagonal(expected, 0)
+    top = run.result.extra["top_transitions"]
+    assert len(top) == 5
+    assert [t["ha"] for t in top] == sorted((t["ha"] for t in top), reverse=True)
+    assert top[0]["ha"] == pytest.approx(expected.max())
+    assert top[-1]["ha"] == pytest.approx(np.sort(expected, axis=None)[-5])
+    names = [c.name for c in SLOVENIA.labelled]
+    for entry in top:
+        assert entry["from"] != entry["to"]
+        assert entry["ha"] == pytest.approx(expected[names.index(entry["from"]), names.index(entry["to"])])
+
+
+def test_codes_decode_back_and_nodata_propagates(run: Run) -> None:
+    codes = read_codes(run.item)
+    assert codes.dtype == np.uint8
+    nodata = (run.before == SLOVENIA.nodata) | (run.after == SLOVENIA.nodata)
+    assert np.array_equal(codes == 0, nodata)
+    rng = np.random.default_rng(1)
+    rows, cols = np.nonzero(~nodata)
+    for k in rng.choice(len(rows), size=300, replace=False):
+        row, col = rows[k], cols[k]
+        source, target = divmod(int(codes[row, col]) - 1, N)  # the formula the item declares
+        assert (LABELLED[source], LABELLED[target]) == (run.before[row, col], run.after[row, col])
+    assert run.item.properties["deep-lulc:transition_code"] == "1 + from_index * n + to_index"
+    assert run.item.properties["deep-lulc:classes"] == SLOVENIA.to_dict()
+
+
+def test_only_present_transitions_are_listed(run: Run) -> None:
+    codes = read_codes(run.item)
+    listed = run.item.assets["change"].extra_fields["classification:classes"]
+    transitions = [c for c in listed if not c.get("nodata")]
+    present, counts = np.unique(codes[codes != 0], return_counts=True)
+    assert [c["value"] for c in transitions] == present.tolist()
+    assert [c["count"] for c in transitions] == counts.tolist()
+    assert [c["value"] for c in listed if c.get("nodata")] == [0]
+    forest, artificial = SLOVENIA.by_name("Forest"), SLOVENIA.by_name("ArtificialSurface")
+    names = [c.name for c in SLOVENIA.labelled]
+    code = 1 + names.index("Forest") * N + names.index("ArtificialSurface")
+    entry = next(c for c in transitions if c["value"] == code)
+    assert entry["name"] == "Forest_to_ArtificialSurface"
+    assert entry["description"] == "Forest -> ArtificialSurface"
+    assert entry["color_hint"] == artificial.color.lstrip("#").upper()
+    stable = next(c for c in transitions if c["value"] == 1 + names.index("Forest") * (N + 1))
+    assert stable["name"] == f"{forest.name}_to_{forest.name}"
+    assert stable["color_hint"] == "D3D3D3"
+
+
+def test_item_is_valid_and_spans_both_periods(run: Run) -> None:
+    assert validate_tree(run.result.catalog) == 2
+    item = run.item
+    assert item.id == "change-prediction-2019-to-prediction-2023"
+    assert item.properties["start_datetime"] == "2019-01-01T00:00:00Z"
+    assert item.properties["end_datetime"] == "2023-12-31T23:59:59Z"
+    assert Grid.of_item(item) == GRID
+    sources = [link.href for link in item.links if link.rel == "derived_from"]
+    assert len(sources) == 2
+    assert sources[0].endswith("prediction-2019.json")
+    assert sources[1].endswith("prediction-2023.json")
+    assert asset_path(item, "thumbnail").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert run.result.extra["resampled"] is False
+
+
+def test_hectares_scale_with_pixel_size(tmp_path: Path) -> None:
+    before, after = two_maps(11, (40, 50))
+    coarse = Grid(32633, Affine(20.0, 0.0, 520_000.0, 0.0, -20.0, 5_117_000.0), 40, 50)
+    inputs = {
+        "before": write_class_map_catalog(tmp_path / "b", before, grid=coarse, item_id="b"),
+        "after": write_class_map_catalog(tmp_path / "a", after, grid=coarse, item_id="a"),
+    }
+    result = change.run(inputs=inputs, output=str(tmp_path / "out"), params=SMALL_BLOCKS)
+    summary = json.loads(asset_path(item_of(result.catalog), "matrix_json").read_text())
+    assert summary["pixel_area_m2"] == pytest.approx(400.0)
+    np.testing.assert_allclose(summary["hectares"], recount(before, after) * 0.04, atol=1e-9)
+
+
+def test_finer_grid_is_resampled_with_a_warning(run: Run, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The same after-map at 5 m: every 10 m pixel centre falls on 5 m pixels of its own value.
+    fine = Grid(GRID.epsg, Affine(5.0, 0.0, GRID.transform.c, 0.0, -5.0, GRID.transform.f), 140, 180)
+    after_fine = np.kron(run.after, np.ones((2, 2), dtype=np.uint8))
+    inputs = {
+        "before": str(Path(run.result.catalog).parents[1] / "before" / "catalog.json"),
+        "after": write_class_map_catalog(tmp_path / "fine", after_fine, grid=fine, item_id="fine",
+                                         start="2023-01-01T00:00:00Z", end="2023-12-31T23:59:59Z"),
+    }  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="deep_lulc.stages.change.stage"):
+        result = change.run(inputs=inputs, output=str(tmp_path / "out"), params=SMALL_BLOCKS)
+    assert any("resampling --after onto the --before grid" in r.getMessage() for r in caplog.records)
+    assert result.extra["resampled"] is True
+    item = item_of(result.catalog)
+    assert item.properties["deep-lulc:resampled"] is True
+    assert Grid.of_item(item) == GRID
+    assert np.array_equal(read_codes(item), read_codes(run.item))
+    assert validate_tree(result.catalog) == 2
+
+
+def test_other_crs_is_reprojected_by_nearest_neighbour(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    before = blocky(rng, (GRID.height, GRID.width), 6, LABELLED)
+    # The after map lives in the neighbouring UTM zone, on 7 m pixels covering the before map.
+    west, south, east, north = Transformer.from_crs(32633, 32634, always_xy=True).transform_bounds(*grid_bounds(GRID))
+    other = Grid(32634, Affine(7.0, 0.0, west - 20, 0.0, -7.0, north + 20),
+                 int((north - south + 40) // 7), int((east - west + 40) // 7))  # fmt: skip
+    after = blocky(rng, (other.height, other.width), 9, LABELLED)
+    inputs = {
+        "before": write_class_map_catalog(tmp_path / "b", before, grid=GRID, item_id="b"),
+        "after": write_class_map_catalog(tmp_path / "a", after, grid=other, item_id="a"),
+    }
+    result = change.run(inputs=inputs, output=str(tmp_path / "out"), params=SMALL_BLOCKS)
+    assert result.extra["resampled"] is True
+    codes = read_codes(item_of(result.catalog))
+    # Independent lookup: each before-pixel centre projected into the after map's pixel it falls in.
+    cols, rows = np.meshgrid(np.arange(GRID.width) + 0.5, np.arange(GRID.height) + 0.5)
+    x, y = GRID.transform @ (cols, rows)
+    ox, oy = Transformer.from_crs(32633, 32634, always_xy=True).transform(x, y)
+    c, r = ~other.transform @ (ox, oy)
+    expected_after = after[np.floor(r).astype(int), np.floor(c).astype(int)]
+    decoded_after = LABELLED[(codes.astype(int) - 1) % N]
+    decoded_before = LABELLED[(codes.astype(int) - 1) // N]
+    assert (codes != 0).all()
+    assert np.array_equal(decoded_before, before)
+    assert (decoded_after == expected_after).mean() > 0.99  # disagreements only on pixel-centre ties
+
+
+def test_uint16_codes_for_many_classes(tmp_path: Path) -> None:
+    palette = [f"#{(37 * k) % 256:02x}{(91 * k) % 256:02x}{(53 * k) % 256:02x}" for k in range(17)]
+    scheme = ClassScheme(tuple(LulcClass(k, f"C{k}", f"class {k}", palette[k]) for k in range(17)), nodata=0)
+    rng = np.random.default_rng(2)
+    before = rng.integers(0, 17, (20, 24)).astype(np.uint8)
+    after = rng.integers(0, 17, (20, 24)).astype(np.uint8)
+    inputs = {
+        "before": write_class_map_catalog(tmp_path / "b", before, grid=GRID.sub_grid(0, 0, 20, 24), scheme=scheme,
+                                          item_id="b"),
+        "after": write_class_map_catalog(tmp_path / "a", after, grid=GRID.sub_grid(0, 0, 20, 24), scheme=scheme,
+                                         item_id="a"),
+    }  # fmt: skip
+    result = change.run(inputs=inputs, output=str(tmp_path / "out"), params=SMALL_BLOCKS)
+    item = item_of(result.catalog)
+    codes = read_codes(item).astype(int)
+    assert read_codes(item).dtype == np.uint16
+    assert item.assets["change"].extra_fields["raster:bands"][0]["data_type"] == "uint16"
+    valid = (before != 0) & (after != 0)
+    assert np.array_equal(codes != 0, valid)
+    assert codes.max() > 255
+    assert np.array_equal((codes[valid] - 1) // 16 + 1, before[valid])
+    assert np.array_equal((codes[valid] - 1) % 16 + 1, after[valid])
+    assert validate_tree(result.catalog) == 2
+
+
+def test_different_schemes_and_swapped_periods_are_refused(run: Run, tmp_path: Path) -> None:
+    renamed = ClassScheme(
+        tuple(LulcClass(c.value, "Meadow" if c.name == "Grassland" else c.name, c.description, c.color)
+              for c in SLOVENIA.classes),
+        nodata=0,
+    )  # fmt: skip
+    before = str(Path(run.result.catalog).parents[1] / "before" / "catalog.json")
+    other = write_class_map_catalog(tmp_path / "other", run.after, grid=GRID, scheme=renamed, item_id="other")
+    with pytest.raises(BadInputError, match=r"different class schemes.*code 3 is Grassland vs Meadow"):
+        change.run(inputs={"before": before, "after": other}, output=str(tmp_path / "o1"), params=SMALL_BLOCKS)
+    earlier = write_class_map_catalog(tmp_path / "early", run.after, grid=GRID, item_id="early",
+                                      start="2015-01-01T00:00:00Z", end="2015-12-31T23:59:59Z")  # fmt: skip
+    with pytest.raises(BadInputError, match="swap --before and --after"):
+        change.run(inputs={"before": before, "after": earlier}, output=str(tmp_path / "o2"), params=SMALL_BLOCKS)
+    assert not (tmp_path / "o1" / "catalog.json").exists()
+
+
+def test_cli_prints_one_json_line_and_exits_2_on_bad_input(run: Run, tmp_path: Path) -> None:
+    """Needs `change` registered in stages/cli.py."""
+    before = str(Path(run.result.catalog).parents[1] / "before" / "catalog.json")
+    after = str(Path(run.result.catalog).parents[1] / "after" / "catalog.json")
+    args = [str(BIN / "deep-lulc"), "change", "--before", before, "--after", after, "--out", str(tmp_path / "out")]
+    completed = subprocess.run(args, capture_output=True, text=True, check=False, env=cli_env())
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    lines = completed.stdout.strip().splitlines()
+    assert len(lines) == 1
+    document = json.loads(lines[0])
+    assert document["stage"] == "change"
+    assert document["changed_ha"] == pytest.approx(run.result.extra["changed_ha"])
+    missing = [*args[:3], str(tmp_path / "nowhere" / "catalog.json"), *args[4:]]
+    failed = subprocess.run(missing, capture_output=True, text=True, check=False, env=cli_env())
+    assert failed.returncode == 2
+    assert failed.stdout == ""
+    assert len(failed.stderr.strip().splitlines()) == 1
+    assert failed.stderr.startswith("deep-lulc change: error:")
