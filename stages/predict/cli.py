@@ -35,7 +35,7 @@ def predict(
     out: str = typer.Option(..., "--out", help="Output directory or s3:// prefix."),
     tile_size: int | None = typer.Option(None, "--tile-size", help="Inference window edge in px [default: 512]."),
     overlap: int | None = typer.Option(None, "--overlap", help="Overlap of neighbouring windows in px [default: 64]."),
-    batch_size: int = typer.Option(4, "--batch-size", help="Windows per forward pass."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Windows per pass [default: 1 CPU, 8 CUDA]."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     probabilities: bool = typer.Option(False, "--probabilities", help="Also write a class-probability COG."),
     tile: str | None = typer.Option(None, "--tile", help="Predict only this tile id of --tiles."),

@@ -100,6 +100,30 @@ def network_inputs(features: np.ndarray, setup: InferenceSetup) -> np.ndarray:
     return np.asarray(np.nan_to_num(normalised, nan=0.0), dtype=np.float32)
 
 
+class InputBuffer:
+    """One reusable channels-last (NHWC) batch: windows are normalised straight into it, so a batch costs
+    one copy of its windows and the network reads it without another layout change."""
+
+    def __init__(self) -> None:
+        self.array: np.ndarray | None = None
+
+    def fill(self, arrays: list[np.ndarray], setup: InferenceSetup) -> np.ndarray:
+        dates, channels, height, width = arrays[0].shape
+        stacked = setup.input_mode == "stack"
+        per_window, n_in = (1, dates * channels) if stacked else (dates, channels)
+        shape = (len(arrays) * per_window, height, width, n_in)
+        if self.array is None or self.array.shape[1:] != shape[1:] or self.array.shape[0] < shape[0]:
+            self.array = np.empty(shape, dtype=np.float32)
+        batch = self.array[: shape[0]]
+        for index, features in enumerate(arrays):
+            samples = features.reshape(per_window, n_in, height, width)
+            np.copyto(batch[index * per_window : (index + 1) * per_window], samples.transpose(0, 2, 3, 1))
+        batch -= setup.mean
+        batch /= setup.std
+        np.nan_to_num(batch, copy=False, nan=0.0)
+        return batch
+
+
 def _padded(batch: np.ndarray) -> tuple[np.ndarray, int, int]:
     height, width = int(batch.shape[-2]), int(batch.shape[-1])
     pad_y, pad_x = -height % MULTIPLE, -width % MULTIPLE
@@ -112,12 +136,19 @@ def _padded(batch: np.ndarray) -> tuple[np.ndarray, int, int]:
 
 
 @torch.no_grad()
-def class_probabilities(network: nn.Module, arrays: list[np.ndarray], setup: InferenceSetup) -> np.ndarray:
+def class_probabilities(
+    network: nn.Module, arrays: list[np.ndarray], setup: InferenceSetup, buffer: InputBuffer | None = None
+) -> np.ndarray:
     """(windows, n_out, y, x) softmax probabilities; single-date models average over dates."""
-    per_window = [network_inputs(a, setup) for a in arrays]
-    samples = per_window[0].shape[0]
-    batch, height, width = _padded(np.concatenate(per_window))
-    tensor = torch.from_numpy(batch).to(setup.device).contiguous(memory_format=torch.channels_last)
+    height, width = arrays[0].shape[-2:]
+    if height % MULTIPLE == 0 and width % MULTIPLE == 0:
+        nhwc = (buffer or InputBuffer()).fill(arrays, setup)
+        tensor = torch.from_numpy(nhwc).permute(0, 3, 1, 2)  # NCHW view with channels-last strides
+    else:  # a grid smaller than the window: pad to what the U-Net can halve five times
+        padded, height, width = _padded(np.concatenate([network_inputs(a, setup) for a in arrays]))
+        tensor = torch.from_numpy(padded).contiguous(memory_format=torch.channels_last)
+    samples = tensor.shape[0] // len(arrays)
+    tensor = tensor.to(setup.device, non_blocking=True)
     if setup.device.type == "cuda":
         with torch.autocast("cuda", dtype=torch.float16):
             logits = network(tensor)
@@ -205,9 +236,9 @@ def predict_region(
     accumulator = _Accumulator(setup.n_out, windows[0].height, cols, core, emit)
     weights = blend_weights(windows[0].height, windows[0].width, setup.overlap)
     network = network.to(setup.device).to(memory_format=torch.channels_last).eval()
-    depth = max(2, setup.batch_size + 1)
-    for batch in _batches(_prefetched(source, windows, depth), setup.batch_size):
-        probabilities = class_probabilities(network, [array for _, array in batch], setup)
+    buffer = InputBuffer()
+    for batch in _batches(_prefetched(source, windows, max(2, setup.batch_size)), setup.batch_size):
+        probabilities = class_probabilities(network, [array for _, array in batch], setup, buffer)
         for (window, _), window_probabilities in zip(batch, probabilities, strict=True):
             accumulator.move_to(window.rows.start)
             accumulator.add(window, window_probabilities, weights)

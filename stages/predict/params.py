@@ -25,7 +25,9 @@ class PredictParams(StageParams):
         le=4096,
         description=f"Overlap of neighbouring windows (default {DEFAULT_OVERLAP}, or the tiles file's).",
     )
-    batch_size: int = Field(4, ge=1, le=1024, description="Windows per forward pass.")
+    batch_size: int | None = Field(
+        None, ge=1, le=1024, description="Windows per forward pass (default 1 on CPU, 8 on CUDA)."
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     probabilities: bool = Field(False, description="Also write per-class probabilities (uint8 percent) as a COG.")
     tile: str | None = Field(None, description="Predict only this tile of --tiles (Argo fan-out).")
@@ -35,6 +37,8 @@ class PredictParams(StageParams):
     def _consistent(self) -> Self:
         if (self.tile is None) != (self.tiles is None):
             raise ValueError("--tile and --tiles go together")
+        if self.tile_size is not None and self.tile_size % 32:
+            raise ValueError(f"--tile-size {self.tile_size} must be a multiple of 32 (the U-Net halves it five times)")
         if self.tile_size is not None and self.overlap is not None and 2 * self.overlap >= self.tile_size:
             raise ValueError(f"--overlap {self.overlap} must be less than half of --tile-size {self.tile_size}")
         return self
@@ -48,7 +52,9 @@ class PredictParams(StageParams):
 
 class PlanTilesParams(StageParams):
     tile_size: int = Field(2048, ge=16, le=65536, description="Edge of each tile's own (core) region in pixels.")
-    window_size: int = Field(DEFAULT_WINDOW, ge=32, le=8192, description="predict's --tile-size (inference window).")
+    window_size: int = Field(
+        DEFAULT_WINDOW, ge=32, le=8192, multiple_of=32, description="predict's --tile-size (inference window)."
+    )
     overlap: int = Field(DEFAULT_OVERLAP, ge=0, le=4096, description="predict's --overlap.")
 
     @model_validator(mode="after")

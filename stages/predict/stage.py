@@ -67,8 +67,9 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
     windows = windows_touching(window_grid(grid.height, grid.width, window, overlap), core)
     model = load_model(model_item)
     config, scheme = model.config, model.scheme
+    batch_size = params.batch_size or (8 if device.type == "cuda" else 1)  # CPU: larger batches only cost memory
     setup = InferenceSetup(
-        window=window, overlap=overlap, batch_size=params.batch_size, device=device, input_mode=config.input_mode,
+        window=window, overlap=overlap, batch_size=batch_size, device=device, input_mode=config.input_mode,
         mean=np.asarray(config.mean, dtype=np.float32), std=np.maximum(np.asarray(config.std, dtype=np.float32), 1e-6),
         n_out=config.n_out, nodata=config.nodata,
     )  # fmt: skip
@@ -133,7 +134,8 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
         )
         catalog_href = finish_single_item_output(
             staged, item, catalog_id="prediction", description=f"LULC prediction {identifier}", stage=STAGE,
-            inputs=inputs, params=params.model_copy(update={"tile_size": window, "overlap": overlap}),
+            inputs=inputs,
+            params=params.model_copy(update={"tile_size": window, "overlap": overlap, "batch_size": setup.batch_size}),
         )  # fmt: skip
     pixels = core.height * core.width
     log.info("predicted %d px in %.1f s (%.0f px/s)", pixels, seconds, pixels / max(seconds, 1e-9))
