@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from deep_lulc.shared.contract import StageResult
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.stages.demo import stage as demo
 from deep_lulc.stages.demo.params import DemoParams
@@ -14,23 +15,48 @@ from .conftest import validate_tree
 
 
 @pytest.mark.slow
-def test_demo_chains_synth_to_a_trained_model(tmp_path: Path) -> None:
+def test_demo_chains_synth_to_change_and_accuracy(tmp_path: Path) -> None:
     result = demo.run(inputs={}, output=str(tmp_path), params=DemoParams(size=256, dates=6, epochs=1))
-    assert result.catalog == str(tmp_path / "model" / "catalog.json")
+    assert result.catalog == str(tmp_path / "change-2023-2024" / "catalog.json")
     assert validate_tree(tmp_path / "synth" / "catalog.json") == 1 + 2 + 12 + 2
     assert validate_tree(tmp_path / "cube-train" / "catalog.json") == 2
     assert validate_tree(tmp_path / "features-train" / "catalog.json") == 2
     assert validate_tree(tmp_path / "chips" / "catalog.json") > 2
+    assert validate_tree(tmp_path / "model" / "catalog.json") == 2
+    for folder in ("prediction-2023", "prediction-2024", "evaluation-2023", "evaluation-2024", "evaluation-change"):
+        assert validate_tree(tmp_path / folder / "catalog.json") == 2
     assert validate_tree(result.catalog) == 2
-    assert list(result.extra["timings_s"]) == ["synth", "cube", "features", "chips", "train"]
+    assert list(result.extra["timings_s"]) == [
+        "synth", "cube", "features", "chips", "train", "cube-2023", "features-2023", "predict-2023", "cube-2024",
+        "features-2024", "predict-2024", "change", "evaluate-2023", "evaluate-2024", "evaluate-change",
+    ]  # fmt: skip
     assert all(seconds > 0 for seconds in result.extra["timings_s"].values())
     assert result.extra["stages"]["features"]["dates"] == 23
     assert result.extra["stages"]["chips"]["train"] > 0
     assert result.extra["stages"]["chips"]["validation"] > 0
     assert result.extra["stages"]["train"]["miou"] is not None
-    table = demo.iou_table(result)
+    stages = result.extra["stages"]
+    assert 0 <= stages["evaluate-2024"]["miou"] <= 1
+    assert stages["change"]["changed_fraction"] > 0
+    accuracy = demo.map_accuracy_table({2023: _result(stages["evaluate-2023"]), 2024: _result(stages["evaluate-2024"])})
+    assert accuracy[1].split() == ["class", "2023", "2024"]
+    assert accuracy[-2].startswith("mIoU")
+    summary = demo.change_summary(_result(stages["change"]), _result(stages["evaluate-change"]))
+    assert summary[0].startswith("change: ")
+    assert "change detection vs labels: F1" in summary[-1]
+    table = demo.iou_table(_result(stages["train"]))
     assert table[0].split() == ["class", "U-Net", "IoU", "LightGBM", "IoU"]
     assert table[-1].startswith("mIoU")
+
+
+def _result(line: dict[str, object]) -> StageResult:
+    """A stage's result back from its JSON line, as the demo's summary functions take it."""
+    fields = dict(line)
+    return StageResult(
+        stage=str(fields.pop("stage")), catalog=str(fields.pop("catalog")),
+        items=tuple(fields.pop("items")),  # type: ignore[arg-type]
+        extra={k: v for k, v in fields.items() if k != "version"},
+    )  # fmt: skip
 
 
 def test_demo_takes_no_inputs(tmp_path: Path) -> None:

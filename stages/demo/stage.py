@@ -7,17 +7,25 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 
+from deep_lulc.shared import storage
 from deep_lulc.shared.contract import StageResult
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.storage import join_href
+from deep_lulc.stages.change import stage as change
+from deep_lulc.stages.change.params import ChangeParams
 from deep_lulc.stages.chips import stage as chips
 from deep_lulc.stages.chips.params import ChipsParams
 from deep_lulc.stages.cube import stage as cube
 from deep_lulc.stages.cube.params import CubeParams
 from deep_lulc.stages.demo.params import DemoParams
+from deep_lulc.stages.evaluate import stage as evaluate
+from deep_lulc.stages.evaluate.params import EvaluateParams
 from deep_lulc.stages.features import stage as features
 from deep_lulc.stages.features.params import FeaturesParams
+from deep_lulc.stages.predict import stage as predict
+from deep_lulc.stages.predict.params import PredictParams
 from deep_lulc.stages.synth import stage as synth
 from deep_lulc.stages.synth.params import SynthParams
 from deep_lulc.stages.train import stage as train
@@ -43,6 +51,41 @@ def iou_table(result: StageResult) -> list[str]:
     lines.append(
         f"{'mIoU':<20} {unet_report.get('miou', 0):>10.3f} {baseline_report.get('miou', 0) or 0:>13.3f}   "
         f"(the original's 'IoU', pixel accuracy: {unet_report.get('seed_metric', 0):.3f})"
+    )
+    return lines
+
+
+def _labels_by_year(synth_result: StageResult) -> dict[int, str]:
+    """Label vector per synthetic period, from synth's manifest (the second period's labels carry the changes)."""
+    root = synth_result.catalog.rsplit("/", 1)[0]
+    manifest = storage.read_json(join_href(root, "synth.json"), what="synthetic manifest")
+    return {int(period["year"]): join_href(root, str(period["labels"])) for period in manifest["periods"]}
+
+
+def map_accuracy_table(scores: Mapping[int, StageResult]) -> list[str]:
+    """Per-class IoU of each period's map against that period's labels (prediction AOI, unseen in training)."""
+    years = sorted(scores)
+    names = sorted({name for result in scores.values() for name in result.extra["iou"]})
+    lines = ["map accuracy on the prediction AOI (IoU):", f"{'class':<20}" + "".join(f"{y:>10}" for y in years)]
+    for name in names:
+        cells = "".join(
+            f"{scores[y].extra['iou'][name]:>10.3f}" if name in scores[y].extra["iou"] else f"{'-':>10}" for y in years
+        )
+        lines.append(f"{name:<20}{cells}")
+    lines.append(f"{'mIoU':<20}" + "".join(f"{scores[y].extra['miou']:>10.3f}" for y in years))
+    lines.append(f"{'overall accuracy':<20}" + "".join(f"{scores[y].extra['overall_accuracy']:>10.3f}" for y in years))
+    return lines
+
+
+def change_summary(change_result: StageResult, scores: StageResult) -> list[str]:
+    extra, accuracy = change_result.extra, scores.extra
+    lines = [
+        f"change: {extra['changed_ha']:.1f} ha changed ({100 * extra['changed_fraction']:.1f} % of the mapped area)",
+    ]
+    lines += [f"  {t['from']} -> {t['to']}: {t['ha']:.1f} ha" for t in extra["top_transitions"][:3]]
+    lines.append(
+        f"change detection vs labels: F1 {accuracy['change_f1']:.3f}, IoU {accuracy['change_iou']:.3f}, "
+        f"from->to correct on {100 * accuracy['transition_accuracy']:.1f} % of truly changed pixels"
     )
     return lines
 
@@ -108,22 +151,74 @@ def run(*, inputs: Mapping[str, str], output: str, params: DemoParams) -> StageR
     )  # fmt: skip
     for line in iou_table(train_result):
         log.info("%s", line)
-    log.info(
-        "demo outputs under %s: synthetic catalog (%d acquisitions), cube %s frames, features %d dates x %d channels "
-        "(%d frames kept, %d dropped as cloudy), chips %d train / %d validation",
-        output,
-        len(synth_result.items),
-        cube_result.extra["shape"],
-        features_result.extra["dates"],
-        len(features_result.extra["channels"]),
-        features_result.extra["frames_kept"],
-        features_result.extra["frames_dropped"],
-        chips_result.extra["train"],
-        chips_result.extra["validation"],
+    labels_by_year = _labels_by_year(synth_result)
+    predictions: dict[int, StageResult] = {}
+    for period_year in sorted(labels_by_year):
+        predict_cube = timed(
+            f"cube-{period_year}",
+            partial(
+                cube.run,
+                inputs={"stac": synth_result.catalog, "aoi": str(synth_result.extra["aoi_predict"])},
+                output=join_href(output, f"cube-predict-{period_year}"),
+                params=CubeParams(start=dt.date(period_year, 1, 1), end=dt.date(period_year, 12, 31)),
+            ),
+        )
+        predict_features = timed(
+            f"features-{period_year}",
+            partial(
+                features.run,
+                inputs={"cube": predict_cube.catalog},
+                output=join_href(output, f"features-predict-{period_year}"),
+                params=FeaturesParams(),
+            ),
+        )
+        predictions[period_year] = timed(
+            f"predict-{period_year}",
+            partial(
+                predict.run,
+                inputs={"model": train_result.catalog, "features": predict_features.catalog},
+                output=join_href(output, f"prediction-{period_year}"),
+                params=PredictParams(),
+            ),
+        )
+    first, last = min(predictions), max(predictions)
+    change_result = timed(
+        "change",
+        lambda: change.run(
+            inputs={"before": predictions[first].catalog, "after": predictions[last].catalog},
+            output=join_href(output, f"change-{first}-{last}"),
+            params=ChangeParams(),
+        ),
     )
+    map_scores = {
+        year: timed(
+            f"evaluate-{year}",
+            partial(
+                evaluate.run,
+                inputs={"prediction": predictions[year].catalog, "labels": labels_by_year[year]},
+                output=join_href(output, f"evaluation-{year}"),
+                params=EvaluateParams(),
+            ),
+        )
+        for year in (first, last)
+    }
+    change_scores = timed(
+        "evaluate-change",
+        lambda: evaluate.run(
+            inputs={
+                "prediction": change_result.catalog,
+                "labels": labels_by_year[last],
+                "before_labels": labels_by_year[first],
+            },
+            output=join_href(output, "evaluation-change"),
+            params=EvaluateParams(),
+        ),
+    )
+    for line in map_accuracy_table(map_scores) + change_summary(change_result, change_scores):
+        log.info("%s", line)
     return StageResult(
         stage=STAGE,
-        catalog=train_result.catalog,
-        items=train_result.items,
+        catalog=change_result.catalog,
+        items=change_result.items,
         extra={"stages": {name: result.to_dict() for name, result in results.items()}, "timings_s": timings},
     )

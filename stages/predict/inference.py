@@ -237,7 +237,7 @@ def predict_region(
     weights = blend_weights(windows[0].height, windows[0].width, setup.overlap)
     network = network.to(setup.device).to(memory_format=torch.channels_last).eval()
     buffer = InputBuffer()
-    for batch in _batches(_prefetched(source, windows, max(2, setup.batch_size)), setup.batch_size):
+    for batch in _batches(_prefetched(source, windows, setup.batch_size), setup.batch_size):
         probabilities = class_probabilities(network, [array for _, array in batch], setup, buffer)
         for (window, _), window_probabilities in zip(batch, probabilities, strict=True):
             accumulator.move_to(window.rows.start)
