@@ -238,8 +238,8 @@ def main() -> None:
                   f"{figures['seconds']:.0f} s)")  # fmt: skip
         if not cuda:
             rss = unet_inference_rss(args.encoder, window=args.window, batch_size=args.batch_size)
-            print(f"U-Net forward alone:    {rss:8,.0f} MiB peak RSS at batch {args.batch_size} (add to the "
-                  "stand-in figures for a CPU U-Net run)")  # fmt: skip
+            print(f"U-Net forward at batch {args.batch_size}: {rss:8,.0f} MiB peak RSS of a process that only runs "
+                  "the network (what a CPU U-Net run adds beyond the stand-in's data path)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -299,3 +299,13 @@ def test_cli_plans_predicts_a_tile_and_reports_errors(tiny_model: str, tiny_feat
     assert "holds no model item" in wrong.stderr
     assert "deep-lulc train" in wrong.stderr
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.gpu
+def test_cuda_prediction_agrees_with_cpu(single: str, tiny_model: str, tiny_features: str, tmp_path: Path) -> None:
+    """float16 autocast and channels-last on CUDA must give the CPU map up to near-ties."""
+    params = PredictParams(tile_size=32, overlap=8, device="cuda", probabilities=True)
+    result = predict.run(inputs={"model": tiny_model, "features": tiny_features}, output=str(tmp_path), params=params)
+    cuda_classes, cpu_classes = read_asset(result.catalog, "classes"), read_asset(single, "classes")
+    assert (cuda_classes == cpu_classes).mean() > 0.99
+    assert json.loads((tmp_path / "params.json").read_text())["params"]["batch_size"] == 8

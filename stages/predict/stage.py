@@ -81,7 +81,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
     started = time.perf_counter()
     log.info(
         "predicting %d x %d px in %d windows of %d px (overlap %d) on %s",
-        core.height, core.width, len(windows), window, overlap, device,
+        core.width, core.height, len(windows), window, overlap, device,
     )  # fmt: skip
 
     with staged_output(output) as staged:
