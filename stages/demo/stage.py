@@ -84,10 +84,17 @@ def change_summary(change_result: StageResult, scores: StageResult) -> list[str]
     ]
     lines += [f"  {t['from']} -> {t['to']}: {t['ha']:.1f} ha" for t in extra["top_transitions"][:3]]
     lines.append(
-        f"change detection vs labels: F1 {accuracy['change_f1']:.3f}, IoU {accuracy['change_iou']:.3f}, "
-        f"from->to correct on {100 * accuracy['transition_accuracy']:.1f} % of truly changed pixels"
+        f"change detection vs labels: F1 {_number(accuracy['change_f1'])}, IoU {_number(accuracy['change_iou'])}, "
+        f"from->to correct on {_number(accuracy['transition_accuracy'], percent=True)} of truly changed pixels"
     )
     return lines
+
+
+def _number(value: float | None, *, percent: bool = False) -> str:
+    """Scores are undefined (None) when nothing was predicted or present; say so rather than fail."""
+    if value is None:
+        return "n/a"
+    return f"{100 * value:.1f} %" if percent else f"{value:.3f}"
 
 
 def run(*, inputs: Mapping[str, str], output: str, params: DemoParams) -> StageResult:
