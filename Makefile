@@ -37,6 +37,7 @@ lint: install-dev
 	ln -s ../../../stages $(TYPECHECK_TREE)/deep_lulc/stages
 	MYPYPATH=$(TYPECHECK_TREE) $(BIN)/mypy -p deep_lulc
 	MYPYPATH=$(TYPECHECK_TREE) $(BIN)/mypy tests benchmarks
+	$(BIN)/hadolint dockerfiles/Dockerfile
 
 # System packages the tests' real services need: PostgreSQL 15 with PostGIS behind the STAC API test server
 # (tests/stac_api_server.py). A no-op when installed; `apt-get update` only when a package is unknown to apt.

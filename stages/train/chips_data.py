@@ -114,12 +114,12 @@ def load_chips(href: str, *, mode: InputMode) -> ChipsSource:
 
 def read_chip(record: ChipRecord) -> tuple[np.ndarray, np.ndarray]:
     """Image (bands, y, x) float32 with NaN for nodata, and label (y, x) int64."""
-    with rasterio.open(record.image) as source:
+    with rasterio.Env(**storage.gdal_s3_options()), rasterio.open(record.image) as source:
         raw = source.read()
         scales = source.scales
         image = raw.astype(np.float32) * np.asarray(scales, dtype=np.float32)[:, None, None]
         image[raw == source.nodata] = np.nan
-    with rasterio.open(record.label) as source:
+    with rasterio.Env(**storage.gdal_s3_options()), rasterio.open(record.label) as source:
         label = source.read(1).astype(np.int64)
     return image, label
 
