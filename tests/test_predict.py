@@ -309,3 +309,15 @@ def test_cuda_prediction_agrees_with_cpu(single: str, tiny_model: str, tiny_feat
     cuda_classes, cpu_classes = read_asset(result.catalog, "classes"), read_asset(single, "classes")
     assert (cuda_classes == cpu_classes).mean() > 0.99
     assert json.loads((tmp_path / "params.json").read_text())["params"]["batch_size"] == 8
+
+
+def test_merge_cli_takes_argos_aggregated_json_list() -> None:
+    from deep_lulc.stages.merge.cli import expand_hrefs
+
+    assert expand_hrefs(['["s3://b/t/a/catalog.json", "s3://b/t/b/catalog.json"]', "c.json"]) == [
+        "s3://b/t/a/catalog.json", "s3://b/t/b/catalog.json", "c.json",
+    ]  # fmt: skip
+    with pytest.raises(BadInputError, match="looks like JSON but is not"):
+        expand_hrefs(["[broken"])
+    with pytest.raises(BadInputError, match="not a JSON array of hrefs"):
+        expand_hrefs(["[1, 2]"])
