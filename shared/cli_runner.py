@@ -11,11 +11,14 @@ import typer
 
 from deep_lulc.shared.contract import StageResult, write_outputs_dir
 from deep_lulc.shared.errors import DeepLulcError, ExitCode
-from deep_lulc.shared.logs import configure_logging
+from deep_lulc.shared.logs import configure_logging, redact_text
 
 log = logging.getLogger("deep_lulc")
 
 DEBUG_OPTION = typer.Option(False, "--debug", help="Show tracebacks and debug logs.")
+OVERWRITE_OPTION = typer.Option(
+    False, "--overwrite", help="Redo the work even when --out already holds this exact run (default: a no-op)."
+)
 OUTPUTS_DIR_OPTION = typer.Option(
     None,
     "--outputs-dir",
@@ -34,7 +37,7 @@ def execute(stage: str, call: Callable[[], StageResult], *, debug: bool, outputs
     except DeepLulcError as exc:
         if debug:
             log.exception("stage %s failed", stage)
-        print(f"deep-lulc {stage}: error: {exc.one_line()}", file=sys.stderr)
+        print(redact_text(f"deep-lulc {stage}: error: {exc.one_line()}"), file=sys.stderr)
         raise typer.Exit(int(exc.exit_code)) from None
     except KeyboardInterrupt:
         print(f"deep-lulc {stage}: interrupted", file=sys.stderr)
@@ -43,8 +46,10 @@ def execute(stage: str, call: Callable[[], StageResult], *, debug: bool, outputs
         if debug:
             raise
         print(
-            f"deep-lulc {stage}: internal error: {type(exc).__name__}: {exc}; "
-            "fix: rerun with --debug and report the traceback",
+            redact_text(
+                f"deep-lulc {stage}: internal error: {type(exc).__name__}: {exc}; "
+                "fix: rerun with --debug and report the traceback"
+            ),
             file=sys.stderr,
         )
         raise typer.Exit(int(ExitCode.FAILURE)) from None

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pystac
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.publish import StagedOutput
@@ -28,6 +28,8 @@ class StageParams(BaseModel):
     """Base for every stage's params: unknown keys are errors, values are immutable once validated."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    overwrite: bool = Field(False, description="Redo the work even when the output already holds this run.")
 
 
 P = TypeVar("P", bound=StageParams)
@@ -72,7 +74,7 @@ def write_params_file(directory: Path, *, stage: str, inputs: Mapping[str, str],
         "stage": stage,
         "version": __version__,
         "inputs": {name: redact(href) for name, href in inputs.items()},
-        "params": params.model_dump(mode="json"),
+        "params": params.model_dump(mode="json", exclude={"overwrite"}),
     }
     path = directory / PARAMS_NAME
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

@@ -1,10 +1,48 @@
-"""Logging to stderr, so stdout carries only the stage's JSON result line."""
+"""Logging to stderr, so stdout carries only the stage's JSON result line; secrets never reach it.
+
+Libraries log URLs with their user info and signed query strings, and request headers, at DEBUG; every
+record passes a filter that masks those and the literal values of credential environment variables.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
 import warnings
+
+SECRET_ENVIRONMENT = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID", "STAC_API_TOKEN")
+_USER_INFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@")
+_QUERY = re.compile(r"(?P<key>[?&][^=&\s'\"]+=)[^&\s'\"]+")
+_HEADER = re.compile(r"(?P<key>['\"]?(?:Authorization|X-Api-Key|Cookie|X-Amz-Security-Token)['\"]?\s*[:=]\s*)"
+                     r"(?P<quote>['\"]?)[^'\",}]+", re.IGNORECASE)  # fmt: skip
+
+
+def redact_text(text: str) -> str:
+    """Mask URL user info, query values, auth headers and credential values found in the environment."""
+    text = _USER_INFO.sub(lambda m: f"{m.group('scheme')}<redacted>@", text)
+    text = _QUERY.sub(lambda m: f"{m.group('key')}<redacted>", text)
+    text = _HEADER.sub(lambda m: f"{m.group('key')}{m.group('quote')}<redacted>", text)
+    for name in SECRET_ENVIRONMENT:
+        value = os.environ.get(name)
+        if value and len(value) >= 6:
+            text = text.replace(value, "<redacted>")
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact_text(message)
+        if record.exc_info and record.exc_text is None:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_text(record.exc_text)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
 
 _NOISY = (
     "rasterio",
@@ -28,6 +66,8 @@ def configure_logging(*, debug: bool = False) -> None:
         datefmt="%H:%M:%S",
         force=True,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
     # odc-stac reprojects through in-memory arrays that GDAL reports as ungeoreferenced: not the user's concern.
     warnings.filterwarnings("ignore", message="Dataset has no geotransform")
     # fastai still calls torch.jit.script at import; torch 2.14 warns about it on every start.

@@ -42,6 +42,7 @@ from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.preview import thumbnail_asset
 from deep_lulc.shared.publish import staged_output
+from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.stac import stamp_provenance
 from deep_lulc.stages.change.params import ChangeParams
 from deep_lulc.stages.change.transitions import (
@@ -60,6 +61,7 @@ ID_LIMIT = 120
 log = logging.getLogger(__name__)
 
 
+@idempotent(STAGE)
 def run(*, inputs: Mapping[str, str], output: str, params: ChangeParams) -> StageResult:
     """Transitions from the map at `inputs['before']` to the map at `inputs['after']`, written to `output`."""
     for key in ("before", "after"):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from deep_lulc.shared.cli_runner import DEBUG_OPTION, OUTPUTS_DIR_OPTION, execute
+from deep_lulc.shared.cli_runner import DEBUG_OPTION, OUTPUTS_DIR_OPTION, OVERWRITE_OPTION, execute
 from deep_lulc.shared.contract import StageResult, validate_params
 from deep_lulc.stages.chips import stage
 from deep_lulc.stages.chips.params import ChipsParams
@@ -35,6 +35,7 @@ def chips(
     block_size: int = typer.Option(4, "--block-size", help="Split block side, in chip cells."),
     split_file: str | None = typer.Option(None, "--split-file", help="split.json forcing the block assignment."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
+    overwrite: bool = OVERWRITE_OPTION,
     debug: bool = DEBUG_OPTION,
     outputs_dir: Path | None = OUTPUTS_DIR_OPTION,
 ) -> None:
@@ -43,7 +44,7 @@ def chips(
     def call() -> StageResult:
         params = validate_params(
             ChipsParams,
-            {
+            {"overwrite": overwrite,
                 "class_column": class_column, "classes": classes, "class_map": class_map, "size": size,
                 "count": count, "sampling": sampling, "min_labelled": min_labelled,
                 "erosion_radius": erosion_radius, "val_fraction": val_fraction, "block_size": block_size,

@@ -27,6 +27,7 @@ from deep_lulc.shared.geometry import bounds_to_wgs84
 from deep_lulc.shared.labels import describe, load_class_map, rasterize_labels, read_labels
 from deep_lulc.shared.preview import PNG_MEDIA_TYPE
 from deep_lulc.shared.publish import staged_output
+from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.stac import save_self_contained, stamp_provenance
 from deep_lulc.shared.zarr_items import zarr_item
 from deep_lulc.stages.chips.erosion import erode_labels
@@ -84,6 +85,7 @@ def label_preview(image: np.ndarray, label: np.ndarray, scheme: ClassScheme, nam
     Image.fromarray(np.concatenate([rgb, colours], axis=1)).save(path, format="PNG")
 
 
+@idempotent(STAGE)
 def run(*, inputs: Mapping[str, str], output: str, params: ChipsParams) -> StageResult:
     """Cut chips from `inputs['features']` labelled by `inputs['labels']` into `output`."""
     missing = [name for name in ("features", "labels") if name not in inputs]

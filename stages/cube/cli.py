@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from deep_lulc.shared.cli_runner import DEBUG_OPTION, OUTPUTS_DIR_OPTION, execute
+from deep_lulc.shared.cli_runner import DEBUG_OPTION, OUTPUTS_DIR_OPTION, OVERWRITE_OPTION, execute
 from deep_lulc.shared.contract import StageResult, validate_params
 from deep_lulc.stages.cube import stage
 from deep_lulc.stages.cube.params import CubeParams
@@ -41,6 +41,7 @@ def cube(
     dask_address: str | None = typer.Option(None, "--dask-address", help="Existing dask scheduler address."),
     chunk_size: int = typer.Option(256, "--chunk-size", help="Spatial chunk of the Zarr store in pixels."),
     page_size: int = PAGE_SIZE_OPTION,
+    overwrite: bool = OVERWRITE_OPTION,
     debug: bool = DEBUG_OPTION,
     outputs_dir: Path | None = OUTPUTS_DIR_OPTION,
 ) -> None:
@@ -50,6 +51,7 @@ def cube(
         params = validate_params(
             CubeParams,
             {
+                "overwrite": overwrite,
                 "collection": collection,
                 "start": start,
                 "end": end,

@@ -21,6 +21,7 @@ from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.item_search import find_items
 from deep_lulc.shared.preview import thumbnail_asset, true_colour_png
 from deep_lulc.shared.publish import staged_output
+from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.stac import stamp_provenance
 from deep_lulc.shared.storage import join_href
 from deep_lulc.shared.zarr_items import zarr_asset
@@ -121,6 +122,7 @@ def cube_id(query_text: str, start: dt.date, end: dt.date) -> str:
     return f"cube-{start:%Y%m%d}-{end:%Y%m%d}-{digest}"
 
 
+@idempotent(STAGE)
 def run(*, inputs: Mapping[str, str], output: str, params: CubeParams) -> StageResult:
     """Build the cube for `inputs['stac']` over `inputs['aoi']` into `output`."""
     query = query_from(inputs, params)

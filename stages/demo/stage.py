@@ -12,6 +12,7 @@ from functools import partial
 from deep_lulc.shared import storage
 from deep_lulc.shared.contract import StageResult
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.publish import write_file_atomically
 from deep_lulc.shared.storage import join_href
 from deep_lulc.stages.change import stage as change
 from deep_lulc.stages.change.params import ChangeParams
@@ -95,6 +96,41 @@ def _number(value: float | None, *, percent: bool = False) -> str:
     if value is None:
         return "n/a"
     return f"{100 * value:.1f} %" if percent else f"{value:.3f}"
+
+
+ROOT_TITLES = {
+    "synth": "Synthetic Sentinel-2 L2A time series, labels and AOIs",
+    "cube": "Imagery cube, training AOI",
+    "features": "Features, training AOI",
+    "chips": "Training chips",
+    "train": "Trained U-Net (MLM model item)",
+    "change": "Land-cover change between the two periods",
+}
+
+
+def write_root_catalog(output: str, results: Mapping[str, StageResult]) -> str:
+    """One catalog over every stage's output, so a STAC browser can start from the demo's root folder."""
+    base = storage.normalize_href(output).rstrip("/")
+    links: list[dict[str, str]] = [
+        {"rel": "root", "href": "./catalog.json", "type": "application/json"},
+    ]
+    for name, result in results.items():
+        relative = storage.normalize_href(result.catalog).removeprefix(base + "/")
+        year = name.rsplit("-", 1)[-1]
+        title = ROOT_TITLES.get(name) or (
+            f"{name.rsplit('-', 1)[0].capitalize()}, prediction AOI, {year}" if year.isdigit() else name
+        )
+        links.append({"rel": "child", "href": f"./{relative}", "type": "application/json", "title": title})
+    document = {
+        "type": "Catalog",
+        "stac_version": "1.1.0",
+        "id": "deep-lulc-demo",
+        "title": "Deep LULC demo",
+        "description": "Every stage of the Deep LULC chain run on the synthetic catalog: imagery cubes, features, "
+        "chips, the model, predictions for two periods, their change and their accuracy.",
+        "links": links,
+    }
+    return write_file_atomically(join_href(output, "catalog.json"), (json.dumps(document, indent=2) + "\n").encode())
 
 
 def run(*, inputs: Mapping[str, str], output: str, params: DemoParams) -> StageResult:
@@ -223,9 +259,10 @@ def run(*, inputs: Mapping[str, str], output: str, params: DemoParams) -> StageR
     )
     for line in map_accuracy_table(map_scores) + change_summary(change_result, change_scores):
         log.info("%s", line)
+    root = write_root_catalog(output, results)
     return StageResult(
         stage=STAGE,
-        catalog=change_result.catalog,
+        catalog=root,
         items=change_result.items,
         extra={"stages": {name: result.to_dict() for name, result in results.items()}, "timings_s": timings},
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from deep_lulc.shared.cli_runner import DEBUG_OPTION, OUTPUTS_DIR_OPTION, execute
+from deep_lulc.shared.cli_runner import DEBUG_OPTION, OUTPUTS_DIR_OPTION, OVERWRITE_OPTION, execute
 from deep_lulc.shared.contract import StageResult, validate_params
 from deep_lulc.stages.evaluate import stage
 from deep_lulc.stages.evaluate.params import EvaluateParams
@@ -39,6 +39,7 @@ def evaluate(
         None, "--before-labels", help="Reference polygons of the earlier period (change maps only)."
     ),
     block_size: int = typer.Option(512, "--block-size", help="Side of the window processed at a time, in px."),
+    overwrite: bool = OVERWRITE_OPTION,
     debug: bool = DEBUG_OPTION,
     outputs_dir: Path | None = OUTPUTS_DIR_OPTION,
 ) -> None:
@@ -47,7 +48,8 @@ def evaluate(
     def call() -> StageResult:
         params = validate_params(
             EvaluateParams,
-            {"class_column": class_column, "class_map": class_map, "erosion_radius": erosion_radius,
+            {"overwrite": overwrite,
+             "class_column": class_column, "class_map": class_map, "erosion_radius": erosion_radius,
              "block_size": block_size},
         )  # fmt: skip
         inputs = {"prediction": prediction, "labels": labels}

@@ -30,6 +30,7 @@ from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.labels import LabelPolygons, describe, load_class_map, read_labels
 from deep_lulc.shared.metrics import confusion_matrix, scores
 from deep_lulc.shared.publish import staged_output
+from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.stac import items_of, read_stac, stamp_provenance
 from deep_lulc.stages.change.stage import CHANGE_ASSET
 from deep_lulc.stages.change.transitions import TRANSITION_FORMULA, TransitionCoding, blocks, class_indices
@@ -41,6 +42,7 @@ STAGE = "evaluate"
 log = logging.getLogger(__name__)
 
 
+@idempotent(STAGE)
 def run(*, inputs: Mapping[str, str], output: str, params: EvaluateParams) -> StageResult:
     """Score the map at `inputs['prediction']` against `inputs['labels']` (and, for a change map,
     `inputs['before_labels']`); write the evaluation item to `output`."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from deep_lulc.shared.cli_runner import DEBUG_OPTION, OUTPUTS_DIR_OPTION, execute
+from deep_lulc.shared.cli_runner import DEBUG_OPTION, OUTPUTS_DIR_OPTION, OVERWRITE_OPTION, execute
 from deep_lulc.shared.contract import StageResult, validate_params
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.stages.features import stage
@@ -34,6 +34,7 @@ def features(
     valid_scl: str = typer.Option("4,5,6,7,11", "--valid-scl", help="SCL classes counted as valid."),
     chunk_size: int = typer.Option(256, "--chunk-size", help="Spatial block in pixels."),
     dask_address: str | None = typer.Option(None, "--dask-address", help="Existing dask scheduler address."),
+    overwrite: bool = OVERWRITE_OPTION,
     debug: bool = DEBUG_OPTION,
     outputs_dir: Path | None = OUTPUTS_DIR_OPTION,
 ) -> None:
@@ -43,6 +44,7 @@ def features(
         params = validate_params(
             FeaturesParams,
             {
+                "overwrite": overwrite,
                 "min_valid": min_valid,
                 "step_days": step_days,
                 "valid_scl": _classes(valid_scl),

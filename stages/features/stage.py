@@ -28,6 +28,7 @@ from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.errors import BadInputError, NothingToDoError
 from deep_lulc.shared.preview import thumbnail_asset, true_colour_png
 from deep_lulc.shared.publish import staged_output
+from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.stac import stamp_provenance
 from deep_lulc.shared.zarr_items import zarr_asset, zarr_item
 from deep_lulc.stages.cube.stage import DATACUBE_EXTENSION, PROJECTION_EXTENSION, iso
@@ -103,6 +104,7 @@ def _create_store(path: Path, times: np.ndarray, cube: xr.Dataset, *, epsg: int,
     template.to_zarr(path, mode="w", compute=False, encoding=encoding, zarr_format=2, consolidated=True)
 
 
+@idempotent(STAGE)
 def run(*, inputs: Mapping[str, str], output: str, params: FeaturesParams) -> StageResult:
     """Features for the cube at `inputs['cube']`, written to `output`."""
     if "cube" not in inputs:

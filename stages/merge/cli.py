@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from deep_lulc.shared.cli_runner import DEBUG_OPTION, OUTPUTS_DIR_OPTION, execute
+from deep_lulc.shared.cli_runner import DEBUG_OPTION, OUTPUTS_DIR_OPTION, OVERWRITE_OPTION, execute
 from deep_lulc.shared.contract import StageResult, validate_params
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.stages.merge import stage
@@ -50,13 +50,14 @@ def merge(
     tiles: list[str] = TILES_ARGUMENT,
     out: str = typer.Option(..., "--out", help="Output directory or s3:// prefix."),
     allow_missing: bool = typer.Option(False, "--allow-missing", help="Leave absent tiles as nodata."),
+    overwrite: bool = OVERWRITE_OPTION,
     debug: bool = DEBUG_OPTION,
     outputs_dir: Path | None = OUTPUTS_DIR_OPTION,
 ) -> None:
     """Mosaic tile predictions into one COG + item, identical to a single-process prediction."""
 
     def call() -> StageResult:
-        params = validate_params(MergeParams, {"allow_missing": allow_missing})
+        params = validate_params(MergeParams, {"overwrite": overwrite, "allow_missing": allow_missing})
         hrefs = expand_hrefs(tiles)
         return stage.run(inputs={f"tile_{i:04d}": href for i, href in enumerate(hrefs)}, output=out, params=params)
 

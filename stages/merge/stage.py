@@ -18,6 +18,7 @@ from deep_lulc.shared.class_maps import ClassMap, Grid, open_class_map
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.publish import staged_output
+from deep_lulc.shared.reruns import idempotent
 from deep_lulc.stages.merge.params import MergeParams
 from deep_lulc.stages.predict.prediction_item import PredictionWriters, prediction_item
 
@@ -44,6 +45,7 @@ def _same(values: list[Any], what: str, hrefs: list[str]) -> Any:
     return values[0]
 
 
+@idempotent(STAGE)
 def run(*, inputs: Mapping[str, str], output: str, params: MergeParams) -> StageResult:
     """Mosaic the tile predictions in `inputs` (any keys) into one prediction under `output`."""
     hrefs = list(inputs.values())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from deep_lulc.shared.cli_runner import DEBUG_OPTION, OUTPUTS_DIR_OPTION, execute
+from deep_lulc.shared.cli_runner import DEBUG_OPTION, OUTPUTS_DIR_OPTION, OVERWRITE_OPTION, execute
 from deep_lulc.shared.contract import StageResult, validate_params
 from deep_lulc.stages.predict.params import PlanTilesParams, PredictParams
 
@@ -40,6 +40,7 @@ def predict(
     probabilities: bool = typer.Option(False, "--probabilities", help="Also write a class-probability COG."),
     tile: str | None = typer.Option(None, "--tile", help="Predict only this tile id of --tiles."),
     tiles: str | None = typer.Option(None, "--tiles", help="Tiles file from `deep-lulc plan-tiles`."),
+    overwrite: bool = OVERWRITE_OPTION,
     debug: bool = DEBUG_OPTION,
     outputs_dir: Path | None = OUTPUTS_DIR_OPTION,
 ) -> None:
@@ -48,7 +49,8 @@ def predict(
     def call() -> StageResult:
         params = validate_params(
             PredictParams,
-            {"tile_size": tile_size, "overlap": overlap, "batch_size": batch_size, "device": device,
+            {"overwrite": overwrite,
+             "tile_size": tile_size, "overlap": overlap, "batch_size": batch_size, "device": device,
              "probabilities": probabilities, "tile": tile, "tiles": tiles},
         )  # fmt: skip
         from deep_lulc.stages.predict import stage  # torch loads only when predicting

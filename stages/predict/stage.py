@@ -13,6 +13,7 @@ from deep_lulc.shared.class_maps import Grid
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.publish import staged_output
+from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.zarr_items import zarr_item
 from deep_lulc.stages.predict.inference import FeatureSource, InferenceSetup, predict_region
 from deep_lulc.stages.predict.model_loading import check_inputs_match, load_model, read_model_item
@@ -51,6 +52,7 @@ def _tile_and_window(params: PredictParams, height: int, width: int) -> tuple[Ti
     return tile, window, overlap
 
 
+@idempotent(STAGE)
 def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> StageResult:
     """Predict the features at `inputs['features']` with the model at `inputs['model']` into `output`."""
     missing = [name for name in ("model", "features") if name not in inputs]

@@ -44,7 +44,13 @@ def search(
     def call() -> StageResult:
         params = validate_params(
             SearchParams,
-            {"collection": collection, "start": start, "end": end, "max_cloud": max_cloud, "page_size": page_size},
+            {
+                "collection": collection,
+                "start": start,
+                "end": end,
+                "max_cloud": max_cloud,
+                "page_size": page_size,
+            },
         )
         return stage.run(inputs={"stac": stac, "aoi": aoi}, output=out, params=params)
 

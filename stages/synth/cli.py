@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from deep_lulc.shared.cli_runner import DEBUG_OPTION, OUTPUTS_DIR_OPTION, execute
+from deep_lulc.shared.cli_runner import DEBUG_OPTION, OUTPUTS_DIR_OPTION, OVERWRITE_OPTION, execute
 from deep_lulc.shared.contract import StageResult, validate_params
 from deep_lulc.stages.synth import stage
 from deep_lulc.stages.synth.params import SynthParams
@@ -25,6 +25,7 @@ def synth(
     dates: int = typer.Option(24, help="Acquisitions per year."),
     year: int = typer.Option(2023, help="First year; a second period covers the next year, with land-cover changes."),
     asset_style: str = typer.Option("earth-search", help="Asset keys like earth-search or planetary-computer."),
+    overwrite: bool = OVERWRITE_OPTION,
     debug: bool = DEBUG_OPTION,
     outputs_dir: Path | None = OUTPUTS_DIR_OPTION,
 ) -> None:
@@ -32,7 +33,15 @@ def synth(
 
     def call() -> StageResult:
         params = validate_params(
-            SynthParams, {"seed": seed, "size": size, "dates": dates, "year": year, "asset_style": asset_style}
+            SynthParams,
+            {
+                "overwrite": overwrite,
+                "seed": seed,
+                "size": size,
+                "dates": dates,
+                "year": year,
+                "asset_style": asset_style,
+            },
         )
         return stage.run(inputs={}, output=out, params=params)
 

@@ -16,6 +16,7 @@ from deep_lulc.shared.cog import write_cog
 from deep_lulc.shared.contract import StageResult, write_params_file
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.publish import staged_output
+from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.stac import save_self_contained
 from deep_lulc.shared.storage import join_href
 from deep_lulc.stages.synth.grid import Grid
@@ -69,6 +70,7 @@ def write_scene_cogs(scene: Scene, grid: Grid, folder: Path) -> dict[str, Path]:
     return files
 
 
+@idempotent(STAGE)
 def run(*, inputs: Mapping[str, str], output: str, params: SynthParams) -> StageResult:
     """Generate the catalog for `params.seed` into `output`; inputs must be empty (synth reads nothing)."""
     if inputs:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from deep_lulc.shared.cli_runner import DEBUG_OPTION, OUTPUTS_DIR_OPTION, execute
+from deep_lulc.shared.cli_runner import DEBUG_OPTION, OUTPUTS_DIR_OPTION, OVERWRITE_OPTION, execute
 from deep_lulc.shared.contract import StageResult, validate_params
 from deep_lulc.stages.train.params import TrainParams
 
@@ -36,6 +36,7 @@ def train(
     patience: int = typer.Option(5, "--patience", help="Early-stopping patience in epochs."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     seed: int = typer.Option(0, "--seed"),
+    overwrite: bool = OVERWRITE_OPTION,
     debug: bool = DEBUG_OPTION,
     outputs_dir: Path | None = OUTPUTS_DIR_OPTION,
 ) -> None:
@@ -44,7 +45,7 @@ def train(
     def call() -> StageResult:
         params = validate_params(
             TrainParams,
-            {
+            {"overwrite": overwrite,
                 "encoder": encoder, "input_mode": input_mode, "epochs": epochs, "batch_size": batch_size, "lr": lr,
                 "loss": loss, "pretrained": pretrained, "weights": weights, "resume": resume, "baseline": baseline,
                 "patience": patience, "device": device, "seed": seed,

@@ -20,6 +20,7 @@ from deep_lulc.shared import storage
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.publish import staged_output
+from deep_lulc.shared.reruns import idempotent
 from deep_lulc.stages.train.baseline import lightgbm_baseline
 from deep_lulc.stages.train.chips_data import ChipDataset, load_chips
 from deep_lulc.stages.train.evaluation import validation_metrics
@@ -42,6 +43,7 @@ def checkpoint_folder(output: str) -> Path:
     return Path(tempfile.gettempdir()) / "deep-lulc-checkpoints" / digest
 
 
+@idempotent(STAGE)
 def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> StageResult:
     """Train on `inputs['chips']` and write the model item to `output`."""
     if "chips" not in inputs:

@@ -1,0 +1,100 @@
+"""Idempotent reruns: a stage asked again for what its output already holds does nothing.
+
+After a successful run the stage records `result.json` beside its `catalog.json`: the request (stage,
+version, inputs, params as given) and the result line. A rerun with the same request finds both, checks
+the catalog is still there, and returns the recorded result without touching anything; `--overwrite`
+forces the work. The record is written after publication, so a run killed before it simply runs again.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
+
+from deep_lulc.shared import storage
+from deep_lulc.shared.contract import StageParams, StageResult
+from deep_lulc.shared.errors import DeepLulcError
+from deep_lulc.shared.publish import CATALOG_NAME, write_file_atomically
+from deep_lulc.shared.version import __version__
+
+RESULT_NAME = "result.json"
+log = logging.getLogger(__name__)
+P = TypeVar("P", bound=StageParams)
+P_contra = TypeVar("P_contra", bound=StageParams, contravariant=True)
+
+
+class StageRun(Protocol[P_contra]):
+    def __call__(self, *, inputs: Mapping[str, str], output: str, params: P_contra) -> StageResult: ...
+
+
+def request_document(stage: str, inputs: Mapping[str, str], params: StageParams) -> dict[str, Any]:
+    return {
+        "stage": stage,
+        "version": __version__,
+        "inputs": {name: storage.redact(href) for name, href in sorted(inputs.items())},
+        "params": params.model_dump(mode="json", exclude={"overwrite"}),
+    }
+
+
+def _exists(href: str) -> bool:
+    try:
+        fs, path = storage.filesystem_for(href)
+        return bool(fs.exists(path))
+    except (OSError, DeepLulcError):
+        return False
+
+
+def completed_run(output: str, request: Mapping[str, Any]) -> StageResult | None:
+    """The recorded result when `output` holds a complete run of exactly `request`."""
+    record_href = storage.join_href(output, RESULT_NAME)
+    if not _exists(record_href) or not _exists(storage.join_href(output, CATALOG_NAME)):
+        return None
+    try:
+        record = json.loads(storage.read_bytes(record_href, what="previous result"))
+    except (DeepLulcError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("request") != request:
+        return None
+    line = dict(record["result"])
+    return StageResult(
+        stage=str(line.pop("stage")),
+        catalog=str(line.pop("catalog")),
+        items=tuple(line.pop("items")),
+        extra={key: value for key, value in line.items() if key != "version"},
+    )
+
+
+def _forget(output: str) -> None:
+    href = storage.join_href(output, RESULT_NAME)
+    if _exists(href):
+        fs, path = storage.filesystem_for(href)
+        fs.rm(path)
+
+
+def idempotent(stage: str) -> Callable[[StageRun[P]], StageRun[P]]:
+    """Wrap a stage's `run` so that repeating a completed request is a no-op returning the same result."""
+
+    def decorate(run: StageRun[P]) -> StageRun[P]:
+        @functools.wraps(run)
+        def wrapper(*, inputs: Mapping[str, str], output: str, params: P) -> StageResult:
+            request = request_document(stage, inputs, params)
+            if not getattr(params, "overwrite", False):
+                previous = completed_run(output, request)
+                if previous is not None:
+                    log.info(
+                        "%s already holds this %s run (same inputs and params): nothing to do; --overwrite redoes it",
+                        storage.redact(output), stage,
+                    )  # fmt: skip
+                    return previous
+            _forget(output)  # a run killed after publishing must not leave an older request's record behind
+            result = run(inputs=inputs, output=output, params=params)
+            record = {"request": request, "result": result.to_dict()}
+            write_file_atomically(storage.join_href(output, RESULT_NAME), (json.dumps(record) + "\n").encode())
+            return result
+
+        return wrapper
+
+    return decorate
