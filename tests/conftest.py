@@ -181,6 +181,17 @@ def tiny_model(tiny_chips: str, tmp_path_factory: pytest.TempPathFactory) -> str
     return train.run(inputs={"chips": tiny_chips}, output=str(out), params=params).catalog
 
 
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
+    """The whole demo chain at its smallest (256 px, 6 dates a year, 1 epoch): its folder and result line."""
+    from deep_lulc.stages.demo import stage as demo
+    from deep_lulc.stages.demo.params import DemoParams
+
+    out = tmp_path_factory.mktemp("demo")
+    result = demo.run(inputs={}, output=str(out), params=DemoParams(size=256, dates=6, epochs=1))
+    return out, result.to_dict()
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(extra)

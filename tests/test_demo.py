@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,11 @@ from .conftest import validate_tree
 
 
 @pytest.mark.slow
-def test_demo_chains_synth_to_change_and_accuracy(tmp_path: Path) -> None:
-    result = demo.run(inputs={}, output=str(tmp_path), params=DemoParams(size=256, dates=6, epochs=1))
-    assert result.catalog == str(tmp_path / "change-2023-2024" / "catalog.json")
+def test_demo_chains_synth_to_change_and_accuracy(tiny_demo: tuple[Path, dict[str, object]]) -> None:
+    tmp_path, line = tiny_demo
+    result = _result(line)
+    assert result.catalog == str(tmp_path / "catalog.json")
+    assert validate_tree(result.catalog) > 40  # the root reaches every stage's catalog and item
     assert validate_tree(tmp_path / "synth" / "catalog.json") == 1 + 2 + 12 + 2
     assert validate_tree(tmp_path / "cube-train" / "catalog.json") == 2
     assert validate_tree(tmp_path / "features-train" / "catalog.json") == 2
@@ -25,7 +28,7 @@ def test_demo_chains_synth_to_change_and_accuracy(tmp_path: Path) -> None:
     assert validate_tree(tmp_path / "model" / "catalog.json") == 2
     for folder in ("prediction-2023", "prediction-2024", "evaluation-2023", "evaluation-2024", "evaluation-change"):
         assert validate_tree(tmp_path / folder / "catalog.json") == 2
-    assert validate_tree(result.catalog) == 2
+    assert validate_tree(tmp_path / "change-2023-2024" / "catalog.json") == 2
     assert list(result.extra["timings_s"]) == [
         "synth", "cube", "features", "chips", "train", "cube-2023", "features-2023", "predict-2023", "cube-2024",
         "features-2024", "predict-2024", "change", "evaluate-2023", "evaluate-2024", "evaluate-change",
@@ -44,6 +47,20 @@ def test_demo_chains_synth_to_change_and_accuracy(tmp_path: Path) -> None:
     summary = demo.change_summary(_result(stages["change"]), _result(stages["evaluate-change"]))
     assert summary[0].startswith("change: ")
     assert "change detection vs labels: F1" in summary[-1]
+    report = tmp_path / "report.html"
+    assert result.extra["report"] == str(report)
+    page = report.read_text()
+    pictures = re.findall(r'<img src="([^"]+)"', page)
+    assert len(pictures) == 7, "RGB, two maps, change, confusion matrices, loss curve"
+    for picture in pictures:
+        assert (tmp_path / picture).read_bytes()[:4] == b"\x89PNG", picture
+    for heading in ("Map accuracy", "U-Net vs LightGBM", "Change 2023", "Time per stage"):
+        assert heading in page
+    summary_text = "\n".join(result.extra["summary"])
+    assert "U-Net IoU" in summary_text
+    assert "map accuracy on the prediction AOI" in summary_text
+    assert "time per stage: synth" in summary_text
+    assert str(report) in summary_text
     table = demo.iou_table(_result(stages["train"]))
     assert table[0].split() == ["class", "U-Net", "IoU", "LightGBM", "IoU"]
     assert table[-1].startswith("mIoU")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -34,6 +35,8 @@ def demo(
         params = validate_params(DemoParams, {"seed": seed, "size": size, "dates": dates, "epochs": epochs})
         from deep_lulc.stages.demo import stage  # imports every stage, torch and fastai included
 
-        return stage.run(inputs={}, output=out, params=params)
+        result = stage.run(inputs={}, output=out, params=params)
+        print("\n".join(["", *result.extra["summary"], ""]), file=sys.stderr, flush=True)
+        return result
 
     execute(STAGE, call, debug=debug, outputs_dir=outputs_dir)

@@ -21,6 +21,7 @@ from deep_lulc.stages.chips.params import ChipsParams
 from deep_lulc.stages.cube import stage as cube
 from deep_lulc.stages.cube.params import CubeParams
 from deep_lulc.stages.demo.params import DemoParams
+from deep_lulc.stages.demo.report import write_report
 from deep_lulc.stages.evaluate import stage as evaluate
 from deep_lulc.stages.evaluate.params import EvaluateParams
 from deep_lulc.stages.features import stage as features
@@ -192,8 +193,6 @@ def run(*, inputs: Mapping[str, str], output: str, params: DemoParams) -> StageR
             ),
         ),
     )  # fmt: skip
-    for line in iou_table(train_result):
-        log.info("%s", line)
     labels_by_year = _labels_by_year(synth_result)
     predictions: dict[int, StageResult] = {}
     for period_year in sorted(labels_by_year):
@@ -257,12 +256,26 @@ def run(*, inputs: Mapping[str, str], output: str, params: DemoParams) -> StageR
             params=EvaluateParams(),
         ),
     )
-    for line in map_accuracy_table(map_scores) + change_summary(change_result, change_scores):
-        log.info("%s", line)
     root = write_root_catalog(output, results)
+    report = write_report(output, results, years=(first, last), timings=timings)
+    summary = [
+        *iou_table(train_result),
+        "",
+        *map_accuracy_table(map_scores),
+        "",
+        *change_summary(change_result, change_scores),
+        "",
+        "time per stage: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.items()),
+        f"outputs: {root} (STAC root), {report} (open in a browser)",
+    ]
     return StageResult(
         stage=STAGE,
         catalog=root,
         items=change_result.items,
-        extra={"stages": {name: result.to_dict() for name, result in results.items()}, "timings_s": timings},
+        extra={
+            "report": report,
+            "summary": summary,
+            "stages": {name: result.to_dict() for name, result in results.items()},
+            "timings_s": timings,
+        },
     )

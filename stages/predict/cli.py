@@ -33,9 +33,15 @@ def predict(
     model: str = typer.Option(..., "--model", help="The train stage's catalog.json (model item) href."),
     features: str = typer.Option(..., "--features", help="The features stage's catalog.json href."),
     out: str = typer.Option(..., "--out", help="Output directory or s3:// prefix."),
-    tile_size: int | None = typer.Option(None, "--tile-size", help="Inference window edge in px [default: 512]."),
-    overlap: int | None = typer.Option(None, "--overlap", help="Overlap of neighbouring windows in px [default: 64]."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Windows per pass [default: 1 CPU, 8 CUDA]."),
+    tile_size: int | None = typer.Option(
+        None, "--tile-size", help="Inference window edge in px (default 512, or the tiles file's)."
+    ),
+    overlap: int | None = typer.Option(
+        None, "--overlap", help="Overlap of neighbouring windows in px (default 64, or the tiles file's)."
+    ),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Windows per forward pass (default 1 on CPU, 8 on CUDA)."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     probabilities: bool = typer.Option(False, "--probabilities", help="Also write a class-probability COG."),
     tile: str | None = typer.Option(None, "--tile", help="Predict only this tile id of --tiles."),
