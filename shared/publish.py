@@ -7,6 +7,7 @@ points at missing or half-written files (local renames are atomic; S3 PUTs are a
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -52,8 +53,10 @@ class StagedOutput:
 def staged_output(output: str) -> Iterator[StagedOutput]:
     """Yield a staging directory for `output`; it is removed whatever happens."""
     output = normalize_href(output)
+    created: Path | None = None
     if scheme_of(output) == "file":
         target = Path(output)
+        created = target if not target.exists() else None
         try:
             target.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -68,8 +71,34 @@ def staged_output(output: str) -> Iterator[StagedOutput]:
         staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX))
     try:
         yield StagedOutput(output, staging)
+    except DeepLulcError:
+        _remove_if_empty(created)
+        raise
+    except OSError as exc:
+        _remove_if_empty(created)
+        if exc.errno == errno.ENOSPC or isinstance(exc, PermissionError):
+            raise classify_os_error(exc, action=f"writing the output for {redact(output)}") from exc
+        raise
+    except Exception as exc:
+        _remove_if_empty(created)
+        if "No space left on device" in str(exc):  # GDAL reports a full disk as its own error class
+            raise classify_os_error(OSError(errno.ENOSPC, str(exc)), action=f"writing {redact(output)}") from exc
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_if_empty(directory: Path | None) -> None:
+    """A failed stage leaves no output folder behind when it was the one to create it."""
+    if directory is not None and _only_staging(directory):
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _only_staging(directory: Path) -> bool:
+    try:
+        return all(entry.name.startswith(STAGING_PREFIX) for entry in directory.iterdir())
+    except OSError:
+        return False
 
 
 def _publish_local(staging: Path, target: Path) -> None:

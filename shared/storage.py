@@ -148,9 +148,11 @@ def classify_os_error(exc: OSError, *, action: str) -> Exception:
 
     if exc.errno == errno.ENOSPC:
         return BadInputError(f"no space left on the device while {action}", fix="free space or choose another --out")
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) or isinstance(exc, PermissionError):
+        # s3fs raises PermissionError("Forbidden") without an errno: a refusal, not a hiccup worth retrying
         return BadInputError(
-            f"permission denied while {action}", fix="choose a writable location or fix its permissions"
+            f"permission denied while {action}",
+            fix="check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) or choose a writable location",
         )
     return TransientError(
         f"storage error while {action}: {exc}", fix="retry; if it persists, check the storage service"

@@ -79,3 +79,16 @@ def _result(line: dict[str, object]) -> StageResult:
 def test_demo_takes_no_inputs(tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match="demo takes no inputs"):
         demo.run(inputs={"stac": "x"}, output=str(tmp_path), params=DemoParams())
+
+
+@pytest.mark.slow
+def test_demo_twice_in_one_prefix_loses_nothing(tiny_demo: tuple[Path, dict[str, object]]) -> None:
+    """The soak: the same chain again over its own outputs reuses every stage and still validates."""
+    folder, first = tiny_demo
+    again = demo.run(inputs={}, output=str(folder), params=DemoParams(size=256, dates=6, epochs=1))
+    stages = first["stages"]  # the result line: extras sit at the top level
+    assert isinstance(stages, dict)
+    for name, line in again.extra["stages"].items():
+        assert line == stages[name], f"{name} changed on the rerun"
+    assert validate_tree(again.catalog) > 40
+    assert again.extra["timings_s"]["train"] < 5, "training was not redone"

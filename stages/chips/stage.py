@@ -26,6 +26,7 @@ from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.geometry import bounds_to_wgs84
 from deep_lulc.shared.labels import describe, load_class_map, rasterize_labels, read_labels
 from deep_lulc.shared.preview import PNG_MEDIA_TYPE
+from deep_lulc.shared.progress import progress
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.stac import save_self_contained, stamp_provenance
@@ -156,7 +157,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChipsParams) -> Stage
         writers = ThreadPoolExecutor(max_workers=WRITE_THREADS)
         pending: deque[Future[pystac.Item]] = deque()
         order = sorted(range(len(chips)), key=lambda i: (chips[i].row, chips[i].col))
-        for index in order:
+        for index in progress(order, total=len(order), what="chips", unit="chip"):
             chip = chips[index]
             values = reader.window(chip.row, chip.col, chip.size).reshape(-1, chip.size, chip.size)
             label = labels[chip.row : chip.row + chip.size, chip.col : chip.col + chip.size]

@@ -14,11 +14,14 @@ import numpy as np
 import pystac
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
+from rasterio.errors import RasterioIOError
 from shapely.geometry import mapping
 
-from deep_lulc.shared import sentinel2
+from deep_lulc.shared import sentinel2, storage
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
+from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.item_search import find_items
+from deep_lulc.shared.logs import redact_text
 from deep_lulc.shared.preview import thumbnail_asset, true_colour_png
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
@@ -122,6 +125,33 @@ def cube_id(query_text: str, start: dt.date, end: dt.date) -> str:
     return f"cube-{start:%Y%m%d}-{end:%Y%m%d}-{digest}"
 
 
+def _first_unreadable(items: Sequence[pystac.Item]) -> str | None:
+    """Which asset is damaged: GDAL's read error often names no file, so probe each one's first and last block."""
+    import rasterio
+    from rasterio.windows import Window
+
+    for item in items:
+        for band in (*sentinel2.REFLECTANCE_BANDS, sentinel2.SCL_BAND):
+            key = sentinel2.asset_key_for(item, band)
+            href = item.assets[key].get_absolute_href() or ""
+            try:
+                with rasterio.Env(**storage.gdal_s3_options()), rasterio.open(href) as source:
+                    for row, col in ((0, 0), (source.height - 1, source.width - 1)):
+                        source.read(1, window=Window(col, row, 1, 1))
+            except (RasterioIOError, RuntimeError):
+                return f"asset {key} of {item.id} ({storage.redact(href)})"
+    return None
+
+
+def unreadable_source(exc: Exception, items: Sequence[pystac.Item]) -> BadInputError:
+    """A damaged or truncated COG is the input's fault: say which one."""
+    culprit = _first_unreadable(items) or "a source image"
+    return BadInputError(
+        f"cannot read {culprit}: {redact_text(str(exc))[:200]}",
+        fix="re-fetch or remove the damaged asset, or narrow --start/--end to skip that acquisition",
+    )
+
+
 @idempotent(STAGE)
 def run(*, inputs: Mapping[str, str], output: str, params: CubeParams) -> StageResult:
     """Build the cube for `inputs['stac']` over `inputs['aoi']` into `output`."""
@@ -163,7 +193,12 @@ def run(*, inputs: Mapping[str, str], output: str, params: CubeParams) -> StageR
             "reflectance": {"chunks": (1, len(BANDS), params.chunk_size, params.chunk_size)},
             "scl": {"chunks": (1, params.chunk_size, params.chunk_size)},
         }
-        dataset.to_zarr(folder / ZARR_NAME, mode="w", encoding=encoding, zarr_format=2, consolidated=True)
+        try:
+            dataset.to_zarr(folder / ZARR_NAME, mode="w", encoding=encoding, zarr_format=2, consolidated=True)
+        except (RasterioIOError, RuntimeError) as exc:
+            if not isinstance(exc, RasterioIOError) and "Rasterio" not in str(exc):
+                raise
+            raise unreadable_source(exc, items) from exc
         stored = xr.open_zarr(folder / ZARR_NAME, consolidated=True)
         fractions = valid_fraction(stored["scl"])
         clearest = int(np.argmax(fractions))

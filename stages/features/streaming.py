@@ -15,6 +15,7 @@ import numpy as np
 import xarray as xr
 
 from deep_lulc.shared import storage
+from deep_lulc.shared.progress import progress
 from deep_lulc.stages.features.indices import feature_stack
 from deep_lulc.stages.features.interpolation import interpolate_to_grid
 
@@ -123,7 +124,7 @@ def compute_window(job: FeatureJob) -> int:
 def run_all(function: Callable[[T], R], jobs: Sequence[T], *, address: str | None) -> list[R]:
     """In order, in-process; or as tasks on the dask cluster at `address`."""
     if address is None:
-        return [function(job) for job in jobs]
+        return [function(job) for job in progress(jobs, total=len(jobs), what="windows", unit="window")]
     from distributed import Client
 
     with Client(address, timeout="30s") as client:  # type: ignore[no-untyped-call]

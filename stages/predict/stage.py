@@ -12,6 +12,7 @@ from deep_lulc.shared import storage
 from deep_lulc.shared.class_maps import Grid
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.progress import progress_bar
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.zarr_items import zarr_item
@@ -90,7 +91,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
         folder = staged.path / identifier
         folder.mkdir(parents=True)
         writers = PredictionWriters(folder, out_grid, scheme, probabilities=params.probabilities)
-        done = [0]
+        bar = progress_bar(total=len(windows), what="predict", unit="window")
 
         def emit(rows: Span, cols: Span, probabilities: np.ndarray) -> None:
             observed = source.observed(rows, cols)
@@ -101,8 +102,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
             writers.write_probabilities(percent(probabilities, labelled, observed), row=row, col=col)
 
         def progress(count: int) -> None:
-            done[0] += count
-            log.debug("%d / %d windows", done[0], len(windows))
+            bar.update(count)
 
         try:
             predict_region(model.network, source, core=core, windows=windows, setup=setup, emit=emit, progress=progress)
@@ -110,6 +110,8 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
         except BaseException:
             writers.abandon()
             raise
+        finally:
+            bar.close()
         seconds = time.perf_counter() - started
         properties = {
             "deep-lulc:model": model.item.id,
