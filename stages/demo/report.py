@@ -21,7 +21,7 @@ REPORT_NAME = "report.html"
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#1d2530}
 h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #dde3ea;padding-bottom:.3rem}
-.muted{color:#5c6b7a}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:1.2rem}
+.muted{color:#5c6b7a}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:1.2rem;align-items:start}
 figure{margin:0;background:#f6f8fa;border:1px solid #e3e8ee;border-radius:8px;padding:.6rem}
 figure img{width:100%;height:auto;image-rendering:pixelated}
 figcaption{font-size:.9rem;color:#3b4a59;margin-top:.3rem}
