@@ -9,7 +9,7 @@ PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 QUIET_MIRRORS := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 TYPECHECK_TREE := build/typecheck
 
-.PHONY: demo test lint format install install-dev services lock clean
+.PHONY: demo test lint format install install-dev services browser-assets lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +40,10 @@ lint: install-dev
 	$(BIN)/hadolint dockerfiles/Dockerfile
 
 # System packages the tests' real services need: PostgreSQL 15 with PostGIS behind the STAC API test server
-# (tests/stac_api_server.py). A no-op when installed; `apt-get update` only when a package is unknown to apt.
-SERVICE_PACKAGES := postgresql postgresql-15-postgis-3
+# (tests/stac_api_server.py) and Chromium for STAC Browser (tests/test_stac_browser.py), plus Debian's Node.js and
+# npm when no npm is on the PATH (a NodeSource nodejs already brings its own). A no-op when installed;
+# `apt-get update` only when a package is unknown to apt.
+SERVICE_PACKAGES := postgresql postgresql-15-postgis-3 chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 services:
@@ -49,6 +51,7 @@ services:
 		status=$$(dpkg -s "$$pkg" 2>/dev/null || true); \
 		[[ "$$status" == *"Status: install ok installed"* ]] || missing="$$missing $$pkg"; \
 	done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
 		for pkg in $$missing; do \
@@ -57,7 +60,12 @@ services:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-test: services lint
+# STAC Browser, built from its npm sources, and playwright-core for tests/test_stac_browser.py (needs node and npm):
+# cached under build/stac-browser/ and rebuilt only when tests/browser/package*.json change.
+browser-assets: install-dev
+	$(BIN)/python tests/test_stac_browser.py
+
+test: services browser-assets lint
 	$(BIN)/pytest
 
 format: install-dev

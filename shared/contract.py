@@ -7,14 +7,17 @@ CLI only parses options into the params model (validated before any I/O).
 from __future__ import annotations
 
 import json
+import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import pystac
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from deep_lulc.shared import storage
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.publish import StagedOutput
 from deep_lulc.shared.stac import save_self_contained
@@ -93,12 +96,28 @@ def finish_single_item_output(
 ) -> str:
     """Wrap `item` in a self-contained catalog with params.json, publish the staging folder, return the
     catalog href (the tail every single-item stage shares)."""
-    catalog = pystac.Catalog(id=catalog_id, description=description)
+    catalog = pystac.Catalog(id=catalog_id, description=description, title=description)
+    relative_provenance(item, item_folder=storage.join_href(staged.output, item.id))
     catalog.add_item(item)
     save_self_contained(catalog, staged.path)
     write_params_file(staged.path, stage=stage, inputs=inputs, params=params)
     href: str = staged.publish()
     return href
+
+
+def relative_provenance(item: pystac.Item, *, item_folder: str) -> None:
+    """Point `derived_from` links at sources beside the output relatively, so a catalog served over HTTP or
+    moved with its neighbours still resolves them (absolute file paths mean nothing to a browser)."""
+    target = urlsplit(item_folder)
+    for link in item.links:
+        if link.rel != "derived_from" or not isinstance(link.target, str):
+            continue
+        source = urlsplit(link.target)
+        same_place = (source.scheme, source.netloc) == (target.scheme, target.netloc) or (
+            storage.scheme_of(link.target) == "file" and storage.scheme_of(item_folder) == "file"
+        )
+        if same_place and source.path.startswith("/") and target.path.startswith("/"):
+            link.target = posixpath.relpath(source.path, target.path)
 
 
 def write_outputs_dir(result: StageResult, directory: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import posixpath
 from collections.abc import Mapping
 from typing import Any
 
@@ -126,7 +127,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: EvaluateParams) -> St
             staged,
             item,
             catalog_id="evaluation",
-            description=f"Evaluation of {target.item.id} against {after_labels.labels.source}",
+            description=f"Evaluation of {target.item.id} against {posixpath.basename(after_labels.labels.source)}",
             stage=STAGE,
             inputs=inputs,
             params=params,
