@@ -21,6 +21,7 @@ from deep_lulc.shared.publish import CATALOG_NAME, write_file_atomically
 from deep_lulc.shared.version import __version__
 
 RESULT_NAME = "result.json"
+OUTPUT_PLACEHOLDER = "{deep-lulc:output}"
 log = logging.getLogger(__name__)
 P = TypeVar("P", bound=StageParams)
 P_contra = TypeVar("P_contra", bound=StageParams, contravariant=True)
@@ -39,6 +40,11 @@ def request_document(stage: str, inputs: Mapping[str, str], params: StageParams)
     }
 
 
+def _escaped(output: str) -> str:
+    """The output prefix as it appears inside JSON strings."""
+    return json.dumps(storage.redact(storage.normalize_href(output)).rstrip("/"))[1:-1]
+
+
 def _exists(href: str) -> bool:
     try:
         fs, path = storage.filesystem_for(href)
@@ -53,7 +59,8 @@ def completed_run(output: str, request: Mapping[str, Any]) -> StageResult | None
     if not _exists(record_href) or not _exists(storage.join_href(output, CATALOG_NAME)):
         return None
     try:
-        record = json.loads(storage.read_bytes(record_href, what="previous result"))
+        text = storage.read_bytes(record_href, what="previous result").decode("utf-8")
+        record = json.loads(text.replace(OUTPUT_PLACEHOLDER, _escaped(output)))
     except (DeepLulcError, ValueError):
         return None
     if not isinstance(record, dict) or record.get("request") != request:
@@ -91,8 +98,10 @@ def idempotent(stage: str) -> Callable[[StageRun[P]], StageRun[P]]:
                     return previous
             _forget(output)  # a run killed after publishing must not leave an older request's record behind
             result = run(inputs=inputs, output=output, params=params)
-            record = {"request": request, "result": result.to_dict()}
-            write_file_atomically(storage.join_href(output, RESULT_NAME), (json.dumps(record) + "\n").encode())
+            record = json.dumps({"request": request, "result": result.to_dict()})
+            # location-free, so identical runs in two folders write identical bytes and a moved folder still matches
+            record = record.replace(_escaped(output), OUTPUT_PLACEHOLDER)
+            write_file_atomically(storage.join_href(output, RESULT_NAME), (record + "\n").encode())
             return result
 
         return wrapper
