@@ -8,7 +8,6 @@ end; GDAL's block cache, not the map's size, bounds the memory that takes.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from rasterio.windows import Window
 
 from deep_lulc.shared import storage
 from deep_lulc.shared.classes import ClassScheme, LulcClass, class_scheme_from_dict
-from deep_lulc.shared.cog import COG_MEDIA_TYPE
+from deep_lulc.shared.cog import COG_MEDIA_TYPE, open_raster
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.stac import items_of, read_stac
 
@@ -171,10 +170,8 @@ class ClassMap:
     grid: Grid
     scheme: ClassScheme
 
-    @contextlib.contextmanager
-    def open(self) -> Iterator[Any]:
-        with rasterio.Env(**storage.gdal_s3_options()), rasterio.open(self.href) as dataset:
-            yield dataset
+    def open(self) -> contextlib.AbstractContextManager[Any]:
+        return open_raster(self.href)
 
 
 def scheme_from_asset(asset: pystac.Asset) -> ClassScheme:

@@ -1,8 +1,12 @@
-"""Cloud-optimised GeoTIFF writing: internal tiles, overviews, deflate, nodata; deterministic bytes."""
+"""Cloud-optimised GeoTIFFs: writing (internal tiles, overviews, deflate, nodata; deterministic bytes) and opening
+local or s3:// rasters through GDAL."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -11,7 +15,16 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.io import MemoryFile
 
+from deep_lulc.shared import storage
+
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+
+
+@contextlib.contextmanager
+def open_raster(href: str | Path) -> Iterator[Any]:
+    """A rasterio dataset for a local path or an s3:// href (GDAL pointed at the same endpoint as fsspec)."""
+    with rasterio.Env(**storage.gdal_s3_options()), rasterio.open(href) as dataset:
+        yield dataset
 
 
 def write_cog(

@@ -18,6 +18,7 @@ from rasterio.errors import RasterioIOError
 from shapely.geometry import mapping
 
 from deep_lulc.shared import sentinel2, storage
+from deep_lulc.shared.cog import open_raster
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.item_search import find_items
@@ -127,7 +128,6 @@ def cube_id(query_text: str, start: dt.date, end: dt.date) -> str:
 
 def _first_unreadable(items: Sequence[pystac.Item]) -> str | None:
     """Which asset is damaged: GDAL's read error often names no file, so probe each one's first and last block."""
-    import rasterio
     from rasterio.windows import Window
 
     for item in items:
@@ -135,7 +135,7 @@ def _first_unreadable(items: Sequence[pystac.Item]) -> str | None:
             key = sentinel2.asset_key_for(item, band)
             href = item.assets[key].get_absolute_href() or ""
             try:
-                with rasterio.Env(**storage.gdal_s3_options()), rasterio.open(href) as source:
+                with open_raster(href) as source:
                     for row, col in ((0, 0), (source.height - 1, source.width - 1)):
                         source.read(1, window=Window(col, row, 1, 1))
             except (RasterioIOError, RuntimeError):

@@ -15,6 +15,7 @@ from affine import Affine
 
 from deep_lulc.shared import storage
 from deep_lulc.shared.class_maps import ClassMap, Grid, open_class_map
+from deep_lulc.shared.cog import open_raster
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.publish import staged_output
@@ -90,7 +91,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: MergeParams) -> Stage
                     writers.write_classes(np.asarray(dataset.read(1)), row=row, col=col)
                 if probabilities:
                     href = tile.item.assets["probabilities"].get_absolute_href() or ""
-                    with ClassMap(tile.item, href, tile.grid, scheme).open() as dataset:
+                    with open_raster(href) as dataset:
                         writers.write_probabilities(np.asarray(dataset.read()), row=row, col=col)
             writers.finish()
         except BaseException:

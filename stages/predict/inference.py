@@ -91,15 +91,6 @@ def _prefetched(source: FeatureSource, windows: list[PixelWindow], depth: int) -
         thread.join(timeout=5)
 
 
-def network_inputs(features: np.ndarray, setup: InferenceSetup) -> np.ndarray:
-    """(samples, channels, y, x) normalised like the training chips; NaN (no observation) becomes 0."""
-    dates, channels, height, width = features.shape
-    stacked = setup.input_mode == "stack"
-    samples = features.reshape(1, dates * channels, height, width) if stacked else features
-    normalised = (samples - setup.mean[None, :, None, None]) / setup.std[None, :, None, None]
-    return np.asarray(np.nan_to_num(normalised, nan=0.0), dtype=np.float32)
-
-
 class InputBuffer:
     """One reusable channels-last (NHWC) batch: windows are normalised straight into it, so a batch costs
     one copy of its windows and the network reads it without another layout change."""
@@ -124,15 +115,16 @@ class InputBuffer:
         return batch
 
 
-def _padded(batch: np.ndarray) -> tuple[np.ndarray, int, int]:
-    height, width = int(batch.shape[-2]), int(batch.shape[-1])
+def _padded(batch: np.ndarray) -> np.ndarray:
+    """An NHWC batch grown to what the U-Net can halve five times (reflected, or repeated when too small)."""
+    height, width = int(batch.shape[1]), int(batch.shape[2])
     pad_y, pad_x = -height % MULTIPLE, -width % MULTIPLE
     if not pad_y and not pad_x:
-        return batch, height, width
-    widths = ((0, 0), (0, 0), (0, pad_y), (0, pad_x))
+        return batch
+    widths = ((0, 0), (0, pad_y), (0, pad_x), (0, 0))
     if pad_y < height and pad_x < width:
-        return np.pad(batch, widths, mode="reflect"), height, width
-    return np.pad(batch, widths, mode="edge"), height, width
+        return np.pad(batch, widths, mode="reflect")
+    return np.pad(batch, widths, mode="edge")
 
 
 @torch.no_grad()
@@ -141,12 +133,8 @@ def class_probabilities(
 ) -> np.ndarray:
     """(windows, n_out, y, x) softmax probabilities; single-date models average over dates."""
     height, width = arrays[0].shape[-2:]
-    if height % MULTIPLE == 0 and width % MULTIPLE == 0:
-        nhwc = (buffer or InputBuffer()).fill(arrays, setup)
-        tensor = torch.from_numpy(nhwc).permute(0, 3, 1, 2)  # NCHW view with channels-last strides
-    else:  # a grid smaller than the window: pad to what the U-Net can halve five times
-        padded, height, width = _padded(np.concatenate([network_inputs(a, setup) for a in arrays]))
-        tensor = torch.from_numpy(padded).contiguous(memory_format=torch.channels_last)
+    nhwc = _padded((buffer or InputBuffer()).fill(arrays, setup))  # padding only for grids smaller than a window
+    tensor = torch.from_numpy(nhwc).permute(0, 3, 1, 2)  # NCHW view with channels-last strides
     samples = tensor.shape[0] // len(arrays)
     tensor = tensor.to(setup.device, non_blocking=True)
     if setup.device.type == "cuda":

@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 import pystac
-import rasterio
 import torch
 from torch.utils.data import Dataset
 
 from deep_lulc.shared import storage
 from deep_lulc.shared.classes import ClassScheme, class_scheme_from_dict
+from deep_lulc.shared.cog import open_raster
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.stac import read_stac
 from deep_lulc.stages.train.params import InputMode
@@ -114,12 +114,12 @@ def load_chips(href: str, *, mode: InputMode) -> ChipsSource:
 
 def read_chip(record: ChipRecord) -> tuple[np.ndarray, np.ndarray]:
     """Image (bands, y, x) float32 with NaN for nodata, and label (y, x) int64."""
-    with rasterio.Env(**storage.gdal_s3_options()), rasterio.open(record.image) as source:
+    with open_raster(record.image) as source:
         raw = source.read()
         scales = source.scales
         image = raw.astype(np.float32) * np.asarray(scales, dtype=np.float32)[:, None, None]
         image[raw == source.nodata] = np.nan
-    with rasterio.Env(**storage.gdal_s3_options()), rasterio.open(record.label) as source:
+    with open_raster(record.label) as source:
         label = source.read(1).astype(np.int64)
     return image, label
 
