@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import shapely
 from rasterio.transform import from_bounds
 
 from deep_lulc.shared.classes import SLOVENIA
+from deep_lulc.shared.contract import StageResult
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.labels import rasterize_labels, read_labels
 from deep_lulc.stages.chips import stage as chips
@@ -300,3 +302,228 @@ def test_stratified_assignment_puts_rare_classes_in_both_splits() -> None:
         )
         assert {assignment[block_id(0, 0)], assignment[block_id(3, 3)]} == {TRAIN, VALIDATION}
         assert sum(split == VALIDATION for split in assignment.values()) == 3
+
+
+# Defaults that work on any AOI: chip size, count and block size chosen from the labels when left out.
+
+
+def _split_windows(catalog: str) -> list[Chip]:
+    _, items = chip_items(catalog)
+    return [
+        Chip(w["row"], w["col"], w["size"], item.properties["split"], item.properties["deep-lulc:block"])
+        for item in items
+        for w in [item.properties["deep-lulc:window"]]
+    ]
+
+
+def _assert_no_leak(chips_: list[Chip]) -> None:
+    train = [c for c in chips_ if c.split == "train"]
+    validation = [c for c in chips_ if c.split == "validation"]
+    for t in train:
+        for v in validation:
+            assert abs(t.row - v.row) > t.size or abs(t.col - v.col) > t.size, f"train {t} touches validation {v}"
+
+
+def _square_aoi(aoi_train: Path, side_m: float, path: Path) -> Path:
+    """A `side_m` square in the middle of the synthetic training AOI, drawn in EPSG:4326 as users do."""
+    from pyproj import Transformer
+    from shapely.geometry import mapping, shape
+
+    to_utm = Transformer.from_crs(4326, 32633, always_xy=True)
+    to_wgs84 = Transformer.from_crs(32633, 4326, always_xy=True)
+    polygon = shape(json.loads(aoi_train.read_text())["features"][0]["geometry"])
+    x0, y0, x1, y1 = shapely.transform(polygon, lambda xy: np.column_stack(to_utm.transform(xy[:, 0], xy[:, 1]))).bounds
+    cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, side_m / 2 - 5  # 5 m inside: the cube snaps to whole pixels
+    square = shapely.box(cx - half, cy - half, cx + half, cy + half).segmentize(500)
+    wgs84 = shapely.transform(square, lambda xy: np.column_stack(to_wgs84.transform(xy[:, 0], xy[:, 1])))
+    feature = {"type": "Feature", "properties": {"name": "3 x 3 km"}, "geometry": mapping(wgs84)}
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def three_km(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Features of a 3 x 3 km AOI (300 x 300 px at 10 m) inside a synthetic scene, and its labels."""
+    import datetime as dt
+
+    from deep_lulc.stages.cube import stage as cube
+    from deep_lulc.stages.cube.params import CubeParams
+    from deep_lulc.stages.features import stage as features
+    from deep_lulc.stages.features.params import FeaturesParams
+    from deep_lulc.stages.synth import stage as synth
+    from deep_lulc.stages.synth.params import SynthParams
+
+    root = tmp_path_factory.mktemp("three-km")
+    params = SynthParams(seed=3, size=560, dates=4)
+    synth.run(inputs={}, output=str(root / "synth"), params=params)
+    aoi = _square_aoi(root / "synth" / "aoi-train.geojson", 3000, root / "aoi-3km.geojson")
+    year = {"start": dt.date(params.year, 1, 1), "end": dt.date(params.year, 12, 31)}
+    cube_result = cube.run(inputs={"stac": str(root / "synth" / "catalog.json"), "aoi": str(aoi)},
+                           output=str(root / "cube"), params=CubeParams(**year))  # fmt: skip
+    assert cube_result.extra["shape"][1:] == [300, 300]
+    features_result = features.run(inputs={"cube": cube_result.catalog}, output=str(root / "features"),
+                                   params=FeaturesParams())  # fmt: skip
+    return {"features": features_result.catalog, "labels": str(root / "synth" / "labels.gpkg"), "root": str(root)}
+
+
+@pytest.fixture(scope="module")
+def three_km_defaults(three_km: dict[str, str]) -> StageResult:
+    inputs = {"features": three_km["features"], "labels": three_km["labels"]}
+    return chips.run(inputs=inputs, output=str(Path(three_km["root"]) / "chips"), params=ChipsParams())
+
+
+def test_a_3_km_aoi_at_defaults_gets_enough_chips_with_every_class_in_both_splits(
+    three_km_defaults: StageResult,
+) -> None:
+    result = three_km_defaults
+    print({key: value for key, value in result.extra.items() if key != "class_counts"})
+    assert result.extra["train"] >= 32
+    assert result.extra["validation"] >= 8
+    counts = result.extra["class_counts"]
+    assert len(counts["train"]) >= 5  # the synthetic landscape's classes, not a trivial AOI
+    assert set(counts["train"]) == set(counts["validation"])
+    assert result.extra["warnings"] == []
+    assert result.extra["dropped"] <= result.extra["count"] // 10  # the split wastes few windows
+    # what was chosen is said in the result, the collection and params.json
+    assert result.extra["auto"] == ["count", "size", "block_size"]
+    assert result.extra["chip_size"] == 64
+    collection, items = chip_items(result.catalog)
+    fields = collection.extra_fields
+    assert fields["deep-lulc:chip_size"] == 64 == items[0].properties["deep-lulc:window"]["size"]
+    assert fields["deep-lulc:block_size"] == result.extra["block_size"]
+    assert fields["deep-lulc:count"] == result.extra["count"]
+    assert fields["deep-lulc:auto"] == ["count", "size", "block_size"]
+    assert fields["deep-lulc:chips"]["train"] == result.extra["train"]
+    saved = json.loads((Path(result.catalog).parent / "params.json").read_text())["params"]
+    assert (saved["size"], saved["count"], saved["block_size"]) == (64, result.extra["count"],
+                                                                    result.extra["block_size"])  # fmt: skip
+    split = json.loads(Path(collection.assets["split"].get_absolute_href() or "").read_text())
+    assert (split["chip_size"], split["block_size"]) == (64, result.extra["block_size"])
+
+
+def test_no_validation_chip_overlaps_or_touches_a_training_chip_at_defaults(
+    three_km_defaults: StageResult,
+) -> None:
+    windows = _split_windows(three_km_defaults.catalog)
+    assert len(windows) == three_km_defaults.extra["train"] + three_km_defaults.extra["validation"]
+    _assert_no_leak(windows)
+    centre = windows[0].size // 2
+    block_px = windows[0].size * three_km_defaults.extra["block_size"]
+    for chip in windows:  # a chip belongs to the block under its centre
+        assert chip.block == f"r{(chip.row + centre) // block_px}c{(chip.col + centre) // block_px}"
+
+
+def test_count_and_size_grow_with_the_labelled_area_and_stay_bounded() -> None:
+    from deep_lulc.stages.chips.auto import MAX_COUNT, MAX_COVERAGE, resolve_layout
+    from deep_lulc.stages.chips.windows import integral
+
+    layouts = []
+    for side in (120, 300, 600, 1200, 2400, 4800):
+        labelled = np.zeros((side, side), dtype=bool)
+        labelled[: side - side // 10, :] = True  # a tenth unlabelled: the labelled area counts, not the grid
+        layouts.append(resolve_layout(integral(labelled), size=None, count=None, block_size=None))
+    print([(layout.size, layout.count, layout.block_size, round(layout.coverage, 2)) for layout in layouts])
+    counts = [layout.count for layout in layouts]
+    sizes = [layout.size for layout in layouts]
+    assert counts == sorted(counts)
+    assert counts[1] < counts[2] < counts[3]  # more chips on bigger AOIs...
+    assert max(counts) <= MAX_COUNT  # ...bounded
+    assert sizes == sorted(sizes)
+    assert sizes[1] == 64
+    assert sizes[-1] > 64  # bigger chips where the AOI allows
+    assert all(layout.coverage <= MAX_COVERAGE for layout in layouts if layout.size > 64)
+    assert all(2 <= layout.block_size <= 4 for layout in layouts[1:])
+    # given values are kept
+    explicit = resolve_layout(integral(np.ones((300, 300), dtype=bool)), size=32, count=10, block_size=5)
+    assert (explicit.size, explicit.count, explicit.block_size, explicit.auto) == (32, 10, 5, ())
+
+
+def test_the_chip_count_at_defaults_grows_from_a_small_aoi_to_a_3_km_one(
+    three_km_defaults: StageResult, tiny_features: str, tiny_catalog: Path, tmp_path: Path
+) -> None:
+    inputs = {"features": tiny_features, "labels": str(tiny_catalog / "labels.gpkg")}
+    small = chips.run(inputs=inputs, output=str(tmp_path / "small"), params=ChipsParams())
+    assert small.extra["count"] < three_km_defaults.extra["count"]
+    assert small.extra["train"] + small.extra["validation"] < (
+        three_km_defaults.extra["train"] + three_km_defaults.extra["validation"]
+    )
+    assert small.extra["train"] > 0
+    assert small.extra["validation"] > 0
+    _assert_no_leak(_split_windows(small.catalog))
+
+
+def test_same_inputs_and_seed_give_the_same_chips(
+    tiny_features: str, tiny_catalog: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    inputs = {"features": tiny_features, "labels": str(tiny_catalog / "labels.gpkg")}
+    caplog.set_level("INFO", logger="deep_lulc.stages.chips.stage")
+    runs = [chips.run(inputs=inputs, output=str(tmp_path / name), params=ChipsParams(seed=4)) for name in "ab"]
+    chosen = [line for line in caplog.messages if line.startswith("chips: size")]
+    assert len(chosen) == 2
+    assert chosen[0] == chosen[1]
+    assert "(auto)" in chosen[0]
+    windows = [sorted(_split_windows(run.catalog), key=lambda c: (c.row, c.col)) for run in runs]
+    assert windows[0] == windows[1]
+    assert runs[0].extra == runs[1].extra
+    splits = [json.loads((Path(run.catalog).parent / "split.json").read_text()) for run in runs]
+    assert splits[0] == splits[1]
+    other = chips.run(inputs=inputs, output=str(tmp_path / "c"), params=ChipsParams(seed=5))
+    assert sorted(_split_windows(other.catalog), key=lambda c: (c.row, c.col)) != windows[0]
+
+
+def test_a_class_confined_to_one_block_is_named_in_a_warning(
+    three_km: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    item = next(iter(pystac.Catalog.from_file(three_km["features"]).get_items(recursive=True)))
+    _, _, x0, _, _, y1 = item.properties["proj:transform"][:6]
+    rows, cols = item.properties["proj:shape"]
+    x1, y0 = x0 + 10 * cols, y1 - 10 * rows
+    middle = (y0 + y1) / 2
+    lake = shapely.box(x0 + 20, y1 - 120, x0 + 120, y1 - 20)  # 10 x 10 px in a corner: one block holds it
+    polygons = [shapely.box(x0, middle, x1, y1).difference(lake), shapely.box(x0, y0, x1, middle), lake]
+    labels = write_polygons(tmp_path / "labels.gpkg", polygons, [2, 3, 5])
+    caplog.set_level("INFO", logger="deep_lulc.stages.chips.stage")
+    result = chips.run(inputs={"features": three_km["features"], "labels": labels}, output=str(tmp_path / "out"),
+                       params=ChipsParams())  # fmt: skip
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "Water" in r.getMessage()]
+    assert len(lines) == 1
+    assert re.fullmatch(r"class 5 Water is in training but absent from validation: its \d+ labelled px lie in one "
+                        r"block, so it cannot be in both splits", lines[0])  # fmt: skip
+    assert result.extra["warnings"] == [lines[0]]
+    counts = result.extra["class_counts"]
+    assert set(counts["train"]) == {"2", "3", "5"}  # the lake is learnt...
+    assert set(counts["validation"]) == {"2", "3"}  # ...and cannot be scored
+
+
+def test_explicit_options_keep_their_meaning(chip_runs: dict[str, str]) -> None:
+    collection, items = chip_items(chip_runs["random"])
+    fields = collection.extra_fields
+    assert fields["deep-lulc:auto"] == []
+    assert (fields["deep-lulc:chip_size"], fields["deep-lulc:block_size"], fields["deep-lulc:count"]) == (16, 1, 60)
+    assert len(items) <= 60  # --count windows are drawn; the split adds none to an explicit count
+    assert {item.properties["deep-lulc:window"]["size"] for item in items} == {16}
+    assert fields["deep-lulc:chips"]["dropped_by_split"] + len(items) == 60
+
+
+def test_a_split_file_brings_its_grid_when_size_and_block_size_are_left_out(
+    chip_runs: dict[str, str], tiny_features: str, tiny_catalog: Path, tmp_path: Path
+) -> None:
+    collection, _ = chip_items(chip_runs["random"])
+    split_file = collection.assets["split"].get_absolute_href() or ""
+    inputs = {"features": tiny_features, "labels": str(tiny_catalog / "labels.gpkg")}
+    result = chips.run(inputs=inputs, output=str(tmp_path / "out"), params=ChipsParams(split_file=split_file))
+    assert (result.extra["chip_size"], result.extra["block_size"]) == (16, 1)
+    assert result.extra["auto"] == ["count"]
+    forced = json.loads(Path(split_file).read_text())["blocks"]
+    for item in chip_items(result.catalog)[1]:
+        assert item.properties["split"] == forced[item.properties["deep-lulc:block"]]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("size", 8), ("count", 0), ("block_size", 0), ("val_fraction", 0.95), ("sampling", "x")]
+)
+def test_bad_option_values_are_refused_before_any_io(option: str, value: object) -> None:
+    from deep_lulc.shared.contract import validate_params
+
+    with pytest.raises(BadInputError, match=rf"invalid parameters: --{option.replace('_', '-')}:"):
+        validate_params(ChipsParams, {option: value})

@@ -15,12 +15,20 @@ class ChipsParams(StageParams):
     class_column: str = Field("lulc", min_length=1, description="Attribute holding the class codes.")
     classes: str | None = Field(None, description="Class scheme file (YAML/JSON); default: the Slovenia scheme.")
     class_map: str | None = Field(None, description="File mapping source codes or names to the scheme.")
-    size: int = Field(128, ge=16, le=2048, description="Chip width and height in pixels.")
-    count: int | None = Field(None, ge=1, le=1_000_000, description="Chips to draw; default: as many as grid cells.")
+    size: int | None = Field(
+        None, ge=16, le=2048, description="Chip width and height in pixels; default: 64, up to 256 on large AOIs."
+    )
+    count: int | None = Field(
+        None, ge=1, le=1_000_000, description="Windows to draw; default: growing with the labelled area (48-1024)."
+    )
     sampling: Sampling = "random"
     min_labelled: float = Field(0.5, ge=0.0, le=1.0, description="Skip windows with fewer labelled pixels.")
     erosion_radius: int = Field(1, ge=0, le=20, description="Disk radius eroding each class (0: none).")
-    val_fraction: float = Field(0.2, ge=0.0, le=0.9, description="Share of blocks assigned to validation.")
-    block_size: int = Field(4, ge=1, le=256, description="Split blocks are block-size x block-size chip cells.")
+    val_fraction: float = Field(
+        0.2, ge=0.0, le=0.9, description="Share of the labelled pixels put in validation blocks."
+    )
+    block_size: int | None = Field(
+        None, ge=1, le=256, description="Split blocks are block-size x block-size chip cells; default: 2-4 by AOI."
+    )
     split_file: str | None = Field(None, description="JSON forcing the block assignment (as split.json writes).")
     seed: int = Field(0, ge=0)

@@ -31,19 +31,26 @@ from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.stac import save_self_contained, stamp_provenance
 from deep_lulc.shared.zarr_items import zarr_item
+from deep_lulc.stages.chips.auto import Layout, resolve_layout
 from deep_lulc.stages.chips.erosion import erode_labels
 from deep_lulc.stages.chips.params import ChipsParams
 from deep_lulc.stages.chips.reader import ChunkedWindowReader
 from deep_lulc.stages.chips.sampling import (
+    CODES,
     TRAIN,
     VALIDATION,
     Chip,
+    ForcedSplit,
+    Placement,
+    SplitRegions,
     assign_blocks,
-    candidate_windows,
+    block_id,
+    place_windows,
+    presence_threshold,
     read_split_file,
-    split_windows,
     stratified_assignment,
 )
+from deep_lulc.stages.chips.windows import WindowStats, all_window_sums, block_sums, candidate_windows, labelled_values
 
 STAGE = "chips"
 LABEL_EXTENSION = "https://stac-extensions.github.io/label/v1.0.1/schema.json"
@@ -118,20 +125,10 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChipsParams) -> Stage
         len(polygons.values), int((burned != 0).sum()), int((labels != 0).sum()), params.erosion_radius,
     )  # fmt: skip
 
-    rng = np.random.default_rng(params.seed)
-    windows = candidate_windows(
-        labels, mode=params.sampling, size=params.size, count=params.count, min_labelled=params.min_labelled, rng=rng
-    )
-    block_px = params.block_size * params.size
-    if forced is not None:
-        assignment = assign_blocks(
-            -(-height // block_px), -(-width // block_px), val_fraction=0, rng=rng, forced=forced
-        )
-    else:
-        assignment = stratified_assignment(
-            windows, labels, size=params.size, block_px=block_px, val_fraction=params.val_fraction, rng=rng
-        )
-    chips, dropped = split_windows(windows, size=params.size, block_px=block_px, assignment=assignment)
+    stats = WindowStats(labels, labelled_values(labels))
+    layout, assignment, regions, placement, n_windows = _plan(labels, stats, params, forced)
+    size, block_px, fill_classes = layout.size, layout.block_px, "count" in layout.auto
+    chips = placement.chips
     for split in (TRAIN, VALIDATION):
         if not any(c.split == split for c in chips) and (split == TRAIN or params.val_fraction > 0 or forced):
             raise BadInputError(
@@ -140,9 +137,10 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChipsParams) -> Stage
             )
     names = channel_names(dataset)
     log.info(
-        "%d chips (%d train, %d validation) from %d %s windows; %d training chips dropped for touching validation",
+        "%d chips (%d train, %d validation) from %d %s windows: %d moved clear of validation chips, %d dropped "
+        "(no free position in their split nearby), %d added for classes a split lacked",
         len(chips), sum(c.split == TRAIN for c in chips), sum(c.split == VALIDATION for c in chips),
-        len(windows), params.sampling, dropped,
+        n_windows, params.sampling, placement.shifted, placement.dropped, placement.added,
     )  # fmt: skip
 
     counts: dict[str, dict[int, int]] = {TRAIN: {}, VALIDATION: {}}
@@ -150,7 +148,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChipsParams) -> Stage
     band_sq = np.zeros(len(names))
     band_n = np.zeros(len(names))
     with staged_output(output) as staged:
-        collection = _collection(features_item, params, scheme)
+        collection = _collection(features_item, params, scheme, size)
         items = []
         reader = ChunkedWindowReader(dataset["features"])
         # GDAL compresses with the GIL released: writing chips on threads overlaps with reading the next.
@@ -181,28 +179,29 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChipsParams) -> Stage
         writers.shutdown()
         mean = band_sum / np.maximum(band_n, 1)
         std = np.sqrt(np.maximum(band_sq / np.maximum(band_n, 1) - mean**2, 0.0))
-        warnings = _split_warnings(counts, scheme)
+        warnings = _split_warnings(counts, scheme, stats=stats, regions=regions, block_px=block_px, filled=fill_classes)
         class_counts = {split: {str(k): v for k, v in sorted(c.items())} for split, c in counts.items()}
         for warning in warnings:
             log.warning("%s", warning)
         collection.extra_fields.update(
             {
-                "deep-lulc:chip_size": params.size,
+                "deep-lulc:chip_size": size,
+                "deep-lulc:block_size": layout.block_size,
+                "deep-lulc:count": layout.count,
+                "deep-lulc:auto": list(layout.auto),
                 "deep-lulc:channels": names,
                 "deep-lulc:features": [str(c) for c in dataset.channel.values.tolist()],
                 "deep-lulc:dates": sorted({n.split("_", 1)[1] for n in names}),
                 "deep-lulc:class_counts": class_counts,
                 "deep-lulc:normalization": {"mean": mean.round(6).tolist(), "std": std.round(6).tolist()},
                 "deep-lulc:split_warnings": warnings,
-                "deep-lulc:chips": {TRAIN: sum(c.split == TRAIN for c in chips),
-                                    VALIDATION: sum(c.split == VALIDATION for c in chips),
-                                    "dropped_touching_validation": dropped},
+                "deep-lulc:chips": _chip_tally(chips, placement),
                 "deep-lulc:labels": describe(polygons),
                 "deep-lulc:classes": scheme.to_dict(),
             }
         )  # fmt: skip
         split_path = staged.path / "split.json"
-        split_path.write_text(json.dumps({"block_size": params.block_size, "chip_size": params.size,
+        split_path.write_text(json.dumps({"block_size": layout.block_size, "chip_size": size,
                                           "blocks": assignment}, indent=2) + "\n")  # fmt: skip
         collection.add_asset(
             "split",
@@ -217,7 +216,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChipsParams) -> Stage
         catalog = pystac.Catalog(id="chips", description="Training chips (deep-lulc chips)")
         catalog.add_child(collection)
         save_self_contained(catalog, staged.path)
-        write_params_file(staged.path, stage=STAGE, inputs=inputs, params=params)
+        write_params_file(staged.path, stage=STAGE, inputs=inputs, params=_resolved(params, layout))
         catalog_href = staged.publish()
     return StageResult(
         stage=STAGE,
@@ -228,25 +227,133 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChipsParams) -> Stage
             "validation": sum(c.split == VALIDATION for c in chips),
             "class_counts": class_counts,
             "warnings": warnings,
+            "chip_size": size,
+            "count": layout.count,
+            "block_size": layout.block_size,
+            "auto": list(layout.auto),
+            "shifted": placement.shifted,
+            "dropped": placement.dropped,
+            "added": placement.added,
         },
     )
 
 
-def _split_warnings(counts: dict[str, dict[int, int]], scheme: ClassScheme) -> list[str]:
-    warnings = []
+def _plan(
+    labels: np.ndarray, stats: WindowStats, params: ChipsParams, forced: ForcedSplit | None
+) -> tuple[Layout, dict[str, str], SplitRegions, Placement, int]:
+    """Chip size, count and blocks for this AOI, the block assignment, and where each chip goes."""
+    height, width = labels.shape
+    rng = np.random.default_rng(params.seed)
+    layout = resolve_layout(
+        stats.labelled, size=params.size, count=params.count, block_size=params.block_size,
+        split_size=forced.chip_size if forced else None, split_block_size=forced.block_size if forced else None,
+    )  # fmt: skip
+    size, block_px = layout.size, layout.block_px
+    if (
+        forced is not None
+        and forced.chip_size
+        and forced.block_size
+        and forced.chip_size * forced.block_size != block_px
+    ):
+        log.warning(
+            "split file: made for blocks of %d px, these are %d px (--size %d x --block-size %d): its block ids "
+            "name other places", forced.chip_size * forced.block_size, block_px, size, layout.block_size,
+        )  # fmt: skip
+    windows = candidate_windows(
+        labels, mode=params.sampling, size=size, count=layout.count, min_labelled=params.min_labelled, rng=rng,
+        stats=stats,
+    )  # fmt: skip
+    fill_classes = "count" in layout.auto  # an explicit --count is the number of windows drawn, no more
+    if forced is not None:
+        assignment = assign_blocks(
+            -(-height // block_px), -(-width // block_px), val_fraction=0, rng=rng, forced=forced.blocks
+        )
+    else:
+        assignment = stratified_assignment(
+            windows, labels, size=size, block_px=block_px, val_fraction=params.val_fraction, rng=rng,
+            min_labelled=params.min_labelled, stats=stats, fill_classes=fill_classes,
+        )  # fmt: skip
+    regions = SplitRegions(
+        labels.shape, size=size, block_px=block_px, assignment=assignment, labelled_table=stats.labelled,
+        min_labelled=params.min_labelled,
+    )  # fmt: skip
+    placement = place_windows(windows, regions, stats=stats if fill_classes else None)
+    labelled_ids = labelled_block_ids(stats.labelled, block_px)
+    n_val_blocks = sum(assignment.get(bid) == VALIDATION for bid in labelled_ids)
+    log.info("%s", layout.describe(len(labelled_ids), n_val_blocks))
+    return layout, assignment, regions, placement, len(windows)
+
+
+def labelled_block_ids(labelled_table: np.ndarray, block_px: int) -> list[str]:
+    rows, cols = np.nonzero(block_sums(labelled_table, block_px) > 0)
+    return [block_id(int(r), int(c)) for r, c in zip(rows, cols, strict=True)]
+
+
+def _resolved(params: ChipsParams, layout: Layout) -> ChipsParams:
+    """The params as run, the values chosen for this AOI filled in (params.json records how it was made)."""
+    return params.model_copy(update={"size": layout.size, "count": layout.count, "block_size": layout.block_size})
+
+
+def _chip_tally(chips: list[Chip], placement: Placement) -> dict[str, int]:
+    return {
+        TRAIN: sum(c.split == TRAIN for c in chips),
+        VALIDATION: sum(c.split == VALIDATION for c in chips),
+        "moved_by_split": placement.shifted,
+        "dropped_by_split": placement.dropped,
+        "added_for_classes": placement.added,
+    }
+
+
+def _split_warnings(
+    counts: dict[str, dict[int, int]], scheme: ClassScheme, *, stats: WindowStats, regions: SplitRegions,
+    block_px: int, filled: bool,
+) -> list[str]:  # fmt: skip
+    """A line per class missing (or down to a few pixels) in one split, saying whether the labels allow it
+    in both at all."""
+    warnings: list[str] = []
+    enough = dict(zip(stats.values, presence_threshold(stats).tolist(), strict=True))
+    splits = [TRAIN, VALIDATION] if (regions.grid == CODES[VALIDATION]).any() else [TRAIN]  # --val-fraction 0
     for cls in scheme.labelled:
-        in_train, in_val = cls.value in counts[TRAIN], cls.value in counts[VALIDATION]
-        if in_val and not in_train:
-            warnings.append(f"class {cls.value} {cls.name} is in validation but absent from training")
-        elif in_train and not in_val:
-            warnings.append(f"class {cls.value} {cls.name} is in training but absent from validation")
+        if cls.value not in enough:
+            continue  # not in the labels of this AOI
+        pixels_in = {split: counts[split].get(cls.value, 0) for split in (TRAIN, VALIDATION)}
+        weak = [split for split in splits if pixels_in[split] < enough[cls.value]]
+        if not weak:
+            continue
+        lack = weak[0]
+        have = VALIDATION if lack == TRAIN else TRAIN
+        if len(splits) == 1:
+            warnings.append(f"class {cls.value} {cls.name} has only {pixels_in[lack]} px in training")
+            continue
+        words = {TRAIN: "training", VALIDATION: "validation"}
+        blocks = block_sums(stats.per_class[cls.value], block_px)
+        n_blocks, pixels = int((blocks > 0).sum()), int(blocks.sum())
+        if len(weak) == len(splits) == 2:
+            warnings.append(f"class {cls.value} {cls.name} is in neither split: no chip holds enough of its "
+                            f"{pixels} labelled px ({n_blocks} blocks)")  # fmt: skip
+            continue
+        if pixels_in[lack] == 0:
+            message = f"class {cls.value} {cls.name} is in {words[have]} but absent from {words[lack]}"
+        else:
+            message = f"class {cls.value} {cls.name} has only {pixels_in[lack]} px in {words[lack]}"
+        reach = np.where(regions.valid[lack], all_window_sums(stats.per_class[cls.value], regions.size), 0)
+        reachable = reach.size > 0 and reach.max() > 0
+        if not reachable and n_blocks < 2:
+            message += f": its {pixels} labelled px lie in one block, so it cannot be in both splits"
+        elif not reachable:
+            message += f": no {words[lack]} chip can hold it (its {pixels} labelled px lie in {n_blocks} blocks)"
+        elif filled:
+            message += f" (no {words[lack]} chip holds more than {int(reach.max())} px of it)"
+        else:
+            message += " (leave --count out to add a chip for it)"
+        warnings.append(message)
     return warnings
 
 
-def _collection(features_item: pystac.Item, params: ChipsParams, scheme: ClassScheme) -> pystac.Collection:
+def _collection(features_item: pystac.Item, params: ChipsParams, scheme: ClassScheme, size: int) -> pystac.Collection:
     collection = pystac.Collection(
         id="chips",
-        title=f"Training chips {params.size} px ({params.sampling} sampling)",
+        title=f"Training chips {size} px ({params.sampling} sampling)",
         description="Feature windows and eroded LULC labels, split by spatial blocks into train and validation.",
         extent=pystac.Extent(
             pystac.SpatialExtent([list(features_item.bbox or [])]),
