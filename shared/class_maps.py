@@ -250,3 +250,20 @@ def decimated(dataset: Any, *, max_side: int = 768, band: int = 1) -> np.ndarray
     step = max(1, int(np.ceil(max(dataset.height, dataset.width) / max_side)))
     shape = (max(1, dataset.height // step), max(1, dataset.width // step))
     return np.asarray(dataset.read(band, out_shape=shape, resampling=rasterio.enums.Resampling.nearest))
+
+
+class PreviewSampler:
+    """Every `step`-th pixel of a map that is produced window by window, on one global lattice: a preview
+    (at most `max_side` px a side) without reading the map back. Maps sampled by two samplers of the same
+    shape line up pixel for pixel, so previews of labels and errors can be laid side by side."""
+
+    def __init__(self, height: int, width: int, *, fill: int, max_side: int = 768) -> None:
+        self.step = max(1, int(np.ceil(max(height, width) / max_side)))
+        self.values = np.full((-(-height // self.step), -(-width // self.step)), fill, dtype=np.int64)
+
+    def add(self, values: np.ndarray, *, row: int, col: int) -> None:
+        """`values`: the (rows, cols) window whose top-left pixel is (row, col) of the map."""
+        first_row, first_col = (-row) % self.step, (-col) % self.step
+        sample = values[first_row :: self.step, first_col :: self.step]
+        top, left = (row + first_row) // self.step, (col + first_col) // self.step
+        self.values[top : top + sample.shape[0], left : left + sample.shape[1]] = sample

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -11,12 +13,14 @@ import numpy as np
 import pyogrio.raw
 import pystac
 import pytest
+import rasterio
 import shapely
 from affine import Affine
 from pyproj import Transformer
 
 from deep_lulc.shared.class_maps import Grid
 from deep_lulc.shared.classes import SLOVENIA
+from deep_lulc.shared.contract import StageResult
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.stages.change import stage as change
 from deep_lulc.stages.change.params import ChangeParams
@@ -202,8 +206,9 @@ def change_case(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                                      start="2019-01-01T00:00:00Z", end="2019-12-31T23:59:59Z")  # fmt: skip
     after = write_class_map_catalog(root / "after", mapped_after, grid=GRID, item_id="p2023",
                                     start="2023-01-01T00:00:00Z", end="2023-12-31T23:59:59Z")  # fmt: skip
+    # The recount below is pixel by pixel, so this is the raw comparison.
     changes = change.run(inputs={"before": before, "after": after}, output=str(root / "change"),
-                         params=ChangeParams(block_size=32))  # fmt: skip
+                         params=ChangeParams(block_size=32, method="raw"))  # fmt: skip
     labels = {
         "labels": reference_labels(root, AFTER_BOXES, "after.gpkg"),
         "before_labels": reference_labels(root, BEFORE_BOXES, "before.gpkg"),
@@ -274,7 +279,7 @@ def test_change_and_evaluation_through_s3(change_case: dict[str, Any], s3_bucket
     changes = change.run(
         inputs={"before": str(root / "before" / "catalog.json"), "after": str(root / "after" / "catalog.json")},
         output=f"s3://{s3_bucket}/change",
-        params=ChangeParams(),
+        params=ChangeParams(method="raw"),
     )
     assert changes.catalog == f"s3://{s3_bucket}/change/catalog.json"
     result = evaluate.run(inputs={"prediction": changes.catalog, **change_case["labels"]},
@@ -282,3 +287,161 @@ def test_change_and_evaluation_through_s3(change_case: dict[str, Any], s3_bucket
     assert result.catalog == f"s3://{s3_bucket}/evaluation/catalog.json"
     for key in ("change_f1", "transition_accuracy", "changed_pixels_true", "prediction_nodata_pixels"):
         assert result.extra[key] == change_case["result"].extra[key]
+
+
+# --- The error map --------------------------------------------------------------------------------------------
+
+
+def read_asset(catalog: str, key: str) -> tuple[np.ndarray, Any]:
+    """(pixels, profile-ish info) of a raster asset of the evaluation item."""
+    with rasterio.open(Path(item_of(catalog).assets[key].get_absolute_href() or "")) as dataset:
+        return np.asarray(dataset.read(1)), {"nodata": dataset.nodata, "colormap": dataset.colormap(1),
+                                             "crs": dataset.crs.to_epsg(), "transform": dataset.transform}  # fmt: skip
+
+
+def test_error_map_is_a_recount_of_labels_and_prediction(tmp_path: Path) -> None:
+    predicted = a_map(5)
+    prediction = write_class_map_catalog(tmp_path / "map", predicted, grid=GRID)
+    labels = reference_labels(tmp_path, TRUTH_BOXES, "labels.gpkg")
+    result = evaluate.run(inputs={"prediction": prediction, "labels": labels}, output=str(tmp_path / "out"),
+                          params=PARAMS)  # fmt: skip
+    truth = burn(TRUTH_BOXES)
+    expected = np.zeros(truth.shape, dtype=np.uint8)
+    labelled, mapped = truth != NODATA, predicted != NODATA
+    expected[labelled & mapped & (predicted == truth)] = 1
+    expected[labelled & mapped & (predicted != truth)] = 2
+    expected[labelled & ~mapped] = 3
+    errors, info = read_asset(result.catalog, "errors")
+    assert np.array_equal(errors, expected)
+    assert (info["nodata"], info["crs"], info["transform"]) == (0, 32633, GRID.transform)
+    assert info["colormap"][0][3] == 0  # no label: transparent
+    assert info["colormap"][1][:3] == (26, 152, 80)  # green
+    assert info["colormap"][2][:3] == (215, 48, 39)  # red
+    assert (errors == 1).sum() == round(result.extra["overall_accuracy"] * result.extra["pixels"])
+    assert (errors == 3).sum() == result.extra["prediction_nodata_pixels"]
+    item = item_of(result.catalog)
+    listed = {c["value"]: c for c in item.assets["errors"].extra_fields["classification:classes"]}
+    assert listed[0]["nodata"] is True
+    assert [listed[v]["count"] for v in (1, 2, 3)] == [int((expected == v).sum()) for v in (1, 2, 3)]
+    assert metrics_of(result.catalog)["error_map"] == {"correct": int((expected == 1).sum()),
+                                                       "wrong": int((expected == 2).sum()),
+                                                       "not_mapped": int((expected == 3).sum())}  # fmt: skip
+    for key in ("errors_preview", "labels_preview"):
+        assert Path(item.assets[key].get_absolute_href() or "").read_bytes()[:4] == b"\x89PNG"
+    assert item.assets["errors"].media_type == "image/tiff; application=geotiff; profile=cloud-optimized"
+    assert Grid.of_item(item) == GRID
+    assert validate_tree(result.catalog) == 2
+
+
+def test_change_error_map_marks_where_the_change_call_is_wrong(change_case: dict[str, Any]) -> None:
+    truth_before, truth_after, mapped_before, mapped_after = change_case["arrays"]
+    mapped = (mapped_before != NODATA) & (mapped_after != NODATA)
+    agree = (truth_before != truth_after) == (mapped_before != mapped_after)
+    expected = np.where(mapped, np.where(agree, 1, 2), 3).astype(np.uint8)  # every pixel is labelled in both
+    errors, _ = read_asset(change_case["result"].catalog, "errors")
+    assert np.array_equal(errors, expected)
+    extra = change_case["result"].extra
+    assert int((errors == 2).sum()) == round((1 - extra["overall_accuracy"]) * int(mapped.sum()))
+    for key in ("change_precision", "change_recall", "change_f1"):
+        assert 0 < extra[key] < 1
+    item = item_of(change_case["result"].catalog)
+    assert {"errors", "errors_preview", "labels_preview"} <= set(item.assets)
+
+
+def test_preview_samples_line_up_whatever_the_windows() -> None:
+    from deep_lulc.shared.class_maps import PreviewSampler
+
+    rng = np.random.default_rng(8)
+    values = rng.integers(0, 9, size=(1000, 1700))
+    sampler = PreviewSampler(*values.shape, fill=-1, max_side=300)
+    assert sampler.step == 6
+    for row in range(0, 1000, 37):
+        for col in range(0, 1700, 250):
+            sampler.add(values[row : row + 37, col : col + 250], row=row, col=col)
+    assert np.array_equal(sampler.values, values[::6, ::6])
+
+
+# --- The demo report: labels | prediction | errors, and the two models as maps ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def report_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Stage results for report.render: real prediction, evaluation and change catalogs on a small grid; a
+    hand-made model catalog with the chip-level comparison; a LightGBM map scored by the same stage."""
+    root = tmp_path_factory.mktemp("report")
+    labels = {2023: reference_labels(root, BEFORE_BOXES, "l2023.gpkg"),
+              2024: reference_labels(root, AFTER_BOXES, "l2024.gpkg")}  # fmt: skip
+    results: dict[str, StageResult] = {}
+    for year, seed in ((2023, 11), (2024, 12)):
+        start, end = f"{year}-01-01T00:00:00Z", f"{year}-12-31T23:59:59Z"
+        for model in ("", "lightgbm-"):
+            mapped = burn(AFTER_BOXES if year == 2024 else BEFORE_BOXES)
+            flips = np.random.default_rng(seed + len(model)).random(mapped.shape) < (0.3 if model else 0.05)
+            mapped[flips] = WATER
+            catalog = write_class_map_catalog(root / f"p-{model}{year}", mapped, grid=GRID,
+                                              item_id=f"p-{model}{year}", start=start, end=end)  # fmt: skip
+            results[f"predict-{model}{year}"] = StageResult(stage="predict", catalog=catalog, items=(f"p{year}",))
+            results[f"evaluate-{model}{year}"] = evaluate.run(
+                inputs={"prediction": catalog, "labels": labels[year]},
+                output=str(root / f"e-{model}{year}"),
+                params=PARAMS,
+            )
+    results["features-2024"] = results["predict-2024"]  # any catalog with a thumbnail stands in for features
+    results["change"] = change.run(
+        inputs={"before": results["predict-2023"].catalog, "after": results["predict-2024"].catalog},
+        output=str(root / "change"), params=ChangeParams(block_size=32),
+    )  # fmt: skip
+    results["evaluate-change"] = evaluate.run(
+        inputs={"prediction": results["change"].catalog, "labels": labels[2024], "before_labels": labels[2023]},
+        output=str(root / "e-change"), params=PARAMS,
+    )  # fmt: skip
+    model_catalog = pystac.Catalog(id="model", description="hand-made model catalog")
+    model_catalog.add_item(pystac.Item(id="unet", geometry=None, bbox=None, datetime=dt.datetime(2024, 1, 1),
+                                       properties={}))  # fmt: skip
+    model_catalog.normalize_hrefs(str(root / "model"))
+    model_catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    comparison = [{"class": "Forest", "unet_iou": 0.9, "baseline_iou": 0.7}]
+    (root / "model" / "unet" / "metrics.json").write_text(json.dumps({"comparison": comparison}))
+    results["train"] = StageResult(stage="train", catalog=str(root / "model" / "catalog.json"), items=("unet",))
+    return {"root": root, "results": results}
+
+
+def test_report_shows_errors_side_by_side_and_both_models_as_maps(report_inputs: dict[str, Any]) -> None:
+    from deep_lulc.stages.demo import report
+
+    root, results = report_inputs["root"], report_inputs["results"]
+    timings = {"train": 12.5, "train-lightgbm": 1.5}
+    page = report.render(str(root), results, years=(2023, 2024), timings=timings)
+    pictures = re.findall(r'<img src="([^"]+)"', page)
+    for picture in pictures:
+        assert (root / picture).read_bytes()[:4] == b"\x89PNG", picture
+    for year in (2023, 2024):
+        triple = page.split(f"<h3>{year}</h3>", 1)[1].split("</div>", 1)[0]
+        assert re.findall(r'<img src="([^"]+)"', triple) == [
+            f"e-{year}/evaluation-p-{year}/labels.png",
+            f"p-{year}/p-{year}/thumbnail.png",
+            f"e-{year}/evaluation-p-{year}/errors.png",
+        ]
+    maps = page.split("U-Net vs LightGBM as maps", 1)[1].split("</table>", 1)[0]
+    assert "<th>U-Net 2023</th><th>LightGBM 2023</th><th>U-Net 2024</th><th>LightGBM 2024</th>" in maps
+    miou = [results[f"evaluate-{m}{y}"].extra["miou"] for y in (2023, 2024) for m in ("", "lightgbm-")]
+    assert re.search(r"<td>mIoU</td>" + "".join(rf'<td class="num">.*?{v:.3f}</td>' for v in miou), maps)
+    assert miou[1] < miou[0]  # the noisier LightGBM map scores lower, and the table says so
+    assert "<tr><td>training (s)</td>" + "<td>12.5</td><td>1.5</td>" * 2 + "</tr>" in maps
+    assert "U-Net vs LightGBM pixel classifier (validation chips, IoU)" in page
+    change_section = page.split("<h2>Change 2023", 1)[1]
+    for label, key in (("precision", "change_precision"), ("recall", "change_recall"), ("F1", "change_f1")):
+        value = results["evaluate-change"].extra[key]
+        assert re.search(rf"<td>change {label} vs labels</td><td class=\"num\">.*?{value:.3f}</td>", change_section)
+
+
+def test_report_renders_without_lightgbm_maps(report_inputs: dict[str, Any]) -> None:
+    from deep_lulc.stages.demo import report
+
+    results = {k: v for k, v in report_inputs["results"].items() if "lightgbm" not in k}
+    page = report.render(str(report_inputs["root"]), results, years=(2023, 2024), timings={"train": 12.5})
+    maps = page.split("U-Net vs LightGBM as maps", 1)[1].split("<h2>", 1)[0]
+    assert "<th>U-Net 2023</th><th>U-Net 2024</th>" in maps
+    assert "LightGBM 20" not in maps
+    assert "No LightGBM maps in this run" in maps
+    assert "<h3>2024</h3>" in page

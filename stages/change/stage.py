@@ -3,10 +3,16 @@
 Both maps are read window by window, so memory is set by `--block-size`, not by the map. A map on another
 grid is resampled onto the `--before` grid by nearest neighbour (class codes must not be averaged), and
 the result says so: areas of a resampled comparison carry the resampling's edge effects.
+
+`--method raw` reports every pixel whose two classes differ; two maps classified independently disagree
+along every parcel border and wherever a class flickers, so that overstates change several times over.
+`--method joint` (the default) decides with both periods' class probabilities and a minimum mapping unit
+(see joint.py); maps written without `--probabilities` count their classes as certain, with a warning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import hashlib
@@ -23,6 +29,7 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.transform import array_bounds
 from rasterio.warp import Resampling, reproject, transform_bounds
+from rasterio.windows import Window
 
 from deep_lulc.shared import storage
 from deep_lulc.shared.class_maps import (
@@ -37,13 +44,14 @@ from deep_lulc.shared.class_maps import (
     open_class_map,
 )
 from deep_lulc.shared.classes import ClassScheme, LulcClass, load_class_scheme
-from deep_lulc.shared.cog import COG_MEDIA_TYPE
+from deep_lulc.shared.cog import COG_MEDIA_TYPE, open_raster
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.preview import thumbnail_asset
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.stac import stamp_provenance
+from deep_lulc.stages.change.joint import JointRule, as_probabilities, clean, decide, one_hot, stable_class, unit_pixels
 from deep_lulc.stages.change.params import ChangeParams
 from deep_lulc.stages.change.transitions import (
     NODATA_CODE,
@@ -51,11 +59,15 @@ from deep_lulc.stages.change.transitions import (
     TRANSITION_FORMULA,
     TransitionCoding,
     blocks,
+    class_indices,
     scheme_difference,
 )
 
 STAGE = "change"
 CHANGE_ASSET = "change"
+PROBABILITIES_ASSET = "probabilities"  # written by `deep-lulc predict --probabilities`: uint8 percent per class
+PROBABILITY_NODATA = 255
+MAX_HALO = 4096
 TOP_TRANSITIONS = 5
 ID_LIMIT = 120
 log = logging.getLogger(__name__)
@@ -85,12 +97,18 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChangeParams) -> Stag
         _require_overlap(grid, after.grid)
     coding = TransitionCoding(scheme)
     identifier = change_id(before.item.id, after.item.id)
+    rule, method = decision_rule(params, before, after, coding, area_m2)
 
     with staged_output(output) as staged:
         folder = staged.path / identifier
         folder.mkdir(parents=True)
-        counts = _write_transitions(folder / "change.tif", before, after, coding, params.block_size, resampled)
+        counts, raw_counts = _write_transitions(
+            folder / "change.tif", before, after, coding, params.block_size, resampled, rule
+        )
         pixels = counts[1:].reshape(coding.n, coding.n)
+        raw_pixels = raw_counts[1:].reshape(coding.n, coding.n)
+        raw_changed_ha = round(float(raw_pixels.sum() - np.trace(raw_pixels)) * area_m2 / 10_000, 6)
+        method["raw_changed_ha"] = raw_changed_ha
         if not pixels.any():
             raise BadInputError(
                 "no pixel has a class in both maps (they do not overlap, or one is all nodata)",
@@ -115,6 +133,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChangeParams) -> Stag
                 "deep-lulc:classes": scheme.to_dict(),
                 "deep-lulc:resampled": resampled,
                 "deep-lulc:changed_fraction": summary["changed_fraction"],
+                "deep-lulc:change_method": method,
             },
             stac_extensions=[PROJECTION_EXTENSION, CLASSIFICATION_EXTENSION, RASTER_EXTENSION],
         )
@@ -143,9 +162,9 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChangeParams) -> Stag
             params=params,
         )
     log.info(
-        "%.2f ha of %.2f ha changed (%.2f%%)%s",
+        "%.2f ha of %.2f ha changed (%.2f%%)%s, method %s (a pixel-by-pixel comparison: %.2f ha)",
         summary["changed_ha"], summary["changed_ha"] + summary["stable_ha"], 100 * summary["changed_fraction"],
-        " after resampling" if resampled else "",
+        " after resampling" if resampled else "", params.method, raw_changed_ha,
     )  # fmt: skip
     return StageResult(
         stage=STAGE,
@@ -157,8 +176,56 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChangeParams) -> Stag
             "net_change_ha": summary["net_change_ha"],
             "top_transitions": top_transitions(pixels, coding, area_m2),
             "resampled": resampled,
+            "method": params.method,
+            "raw_changed_ha": raw_changed_ha,
         },
     )
+
+
+def decision_rule(
+    params: ChangeParams, before: ClassMap, after: ClassMap, coding: TransitionCoding, area_m2: float
+) -> tuple[JointRule | None, dict[str, Any]]:
+    """The joint rule (None for --method raw) and the record of it the item carries."""
+    if params.method == "raw":
+        return None, {"method": "raw"}
+    present = {key: probabilities_href(m, coding) is not None for key, m in (("before", before), ("after", after))}
+    missing = [f"--{key}" for key, found in present.items() if not found]
+    if missing:
+        log.warning(
+            "%s %s no '%s' asset: comparing %s classes as certain (run `deep-lulc predict --probabilities` "
+            "for a joint decision that weighs how sure each period is)",
+            " and ".join(missing), "has" if len(missing) == 1 else "have", PROBABILITIES_ASSET,
+            "its" if len(missing) == 1 else "their",
+        )  # fmt: skip
+    rule = JointRule(
+        same_below=params.same_class_below,
+        min_confidence=params.min_confidence,
+        opening_radius=params.opening_radius,
+        unit_pixels=unit_pixels(params.min_mapping_unit, area_m2),
+    )
+    if rule.halo > MAX_HALO:
+        raise BadInputError(
+            f"--min-mapping-unit {params.min_mapping_unit} ha is {rule.unit_pixels} px of this grid, more than "
+            f"the {MAX_HALO} px a window may read around itself",
+            fix="pass a smaller --min-mapping-unit, or compare maps on a coarser grid",
+        )
+    return rule, rule.record(unit_ha=params.min_mapping_unit, probabilities=present)
+
+
+def probabilities_href(class_map: ClassMap, coding: TransitionCoding) -> str | None:
+    """The map's class-probability COG, if its item has one; one that lists other classes is refused."""
+    asset = class_map.item.assets.get(PROBABILITIES_ASSET)
+    if asset is None:
+        return None
+    bands = asset.extra_fields.get("raster:bands") or []
+    names = [band.get("name") for band in bands]
+    expected = [c.name for c in coding.classes]
+    if bands and names != expected:
+        raise BadInputError(
+            f"the '{PROBABILITIES_ASSET}' asset of {class_map.item.id} has bands {names}, not the classes {expected}",
+            fix="pass maps written by `deep-lulc predict --probabilities`, or --method raw",
+        )
+    return asset.get_absolute_href() or asset.href
 
 
 def common_scheme(before: ClassScheme, after: ClassScheme, classes_file: str | None) -> ClassScheme:
@@ -250,40 +317,150 @@ def _check_shape(dataset: Any, grid: Grid, option: str) -> None:
         )
 
 
+class _Period:
+    """One map opened for reading on the --before grid: its classes and, if it has them, probabilities."""
+
+    def __init__(self, class_map: ClassMap, coding: TransitionCoding, grid: Grid, *, option: str,
+                 resampled: bool, probabilities: str | None) -> None:  # fmt: skip
+        self.coding, self.grid, self.option, self.resampled = coding, grid, option, resampled
+        self.stack = contextlib.ExitStack()
+        self.classes = self.stack.enter_context(class_map.open())
+        _check_shape(self.classes, class_map.grid, option)
+        self.probabilities = None
+        if probabilities is not None:
+            self.probabilities = self.stack.enter_context(open_raster(probabilities))
+            _check_shape(self.probabilities, class_map.grid, f"{option} probabilities")
+            if self.probabilities.count != coding.n:
+                raise BadInputError(
+                    f"the {option} probabilities have {self.probabilities.count} bands for {coding.n} classes",
+                    fix="pass maps written by `deep-lulc predict --probabilities`, or --method raw",
+                )
+
+    def close(self) -> None:
+        self.stack.close()
+
+    def read(self, window: Window) -> np.ndarray:
+        """Class values of `window` of the --before grid."""
+        if not self.resampled:
+            return np.asarray(self.classes.read(1, window=window))
+        return _resample(self.classes, self._target(window), nodata=self.coding.scheme.nodata)
+
+    def likelihoods(self, window: Window, indices: np.ndarray) -> np.ndarray:
+        """(n, rows, cols) class probabilities; the mapped class as certain for a map without them."""
+        if self.probabilities is None:
+            return one_hot(indices, self.coding.n)
+        if self.resampled:
+            percent = _resample(self.probabilities, self._target(window), nodata=PROBABILITY_NODATA,
+                                bands=list(range(1, self.coding.n + 1)))  # fmt: skip
+        else:
+            percent = np.asarray(self.probabilities.read(window=window))
+        return as_probabilities(percent, indices, nodata=PROBABILITY_NODATA)
+
+    def _target(self, window: Window) -> Grid:
+        return self.grid.sub_grid(int(window.row_off), int(window.col_off), int(window.height), int(window.width))
+
+
 def _write_transitions(
-    path: Path, before: ClassMap, after: ClassMap, coding: TransitionCoding, size: int, resampled: bool
-) -> np.ndarray:
-    """Stream both maps into the transition COG; returns the pixel count of every code."""
+    path: Path,
+    before: ClassMap,
+    after: ClassMap,
+    coding: TransitionCoding,
+    size: int,
+    resampled: bool,
+    rule: JointRule | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stream both maps into the transition COG; returns the pixel count of every code, as written and as a
+    pixel-by-pixel comparison would have written it."""
     grid = before.grid
     counts = np.zeros(coding.codes, dtype=np.int64)
+    raw_counts = np.zeros(coding.codes, dtype=np.int64)
     writer = ClassMapWriter(path, grid, nodata=NODATA_CODE, dtype=coding.dtype, colormap=coding.colormap())
+    periods: list[_Period] = []
     try:
-        with before.open() as first, after.open() as second:
-            _check_shape(first, grid, "--before")
-            _check_shape(second, after.grid, "--after")
-            for window in blocks(grid.height, grid.width, size):
-                old = first.read(1, window=window)
-                if resampled:
-                    target = grid.sub_grid(int(window.row_off), int(window.col_off), int(window.height),
-                                           int(window.width))  # fmt: skip
-                    new = _resample(second, target, nodata=coding.scheme.nodata)
-                else:
-                    new = second.read(1, window=window)
-                codes = coding.encode(old, new)
-                counts += np.bincount(codes.ravel(), minlength=coding.codes)
-                writer.write(codes, row=int(window.row_off), col=int(window.col_off))
+        for class_map, option, other_grid in ((before, "--before", False), (after, "--after", resampled)):
+            href = None if rule is None else probabilities_href(class_map, coding)
+            periods.append(_Period(class_map, coding, grid, option=option, resampled=other_grid, probabilities=href))
+        first, second = periods
+        for window in blocks(grid.height, grid.width, size):
+            old, new = first.read(window), second.read(window)
+            raw = coding.encode(old, new)
+            raw_counts += np.bincount(raw.ravel(), minlength=coding.codes)
+            codes = raw if rule is None else _joint_codes(window, old, new, first, second, coding, size, rule)
+            counts += np.bincount(codes.ravel(), minlength=coding.codes)
+            writer.write(codes, row=int(window.row_off), col=int(window.col_off))
     except BaseException:
         writer.abandon()
         raise
+    finally:
+        for period in reversed(periods):  # GDAL environments nest: the last opened closes first
+            period.close()
     writer.finish()
-    return counts
+    return counts, raw_counts
 
 
-def _resample(dataset: Any, target: Grid, *, nodata: int) -> np.ndarray:
-    """The part of `dataset` under `target`, nearest neighbour; GDAL reads only the source window it needs."""
-    destination = np.full((target.height, target.width), nodata, dtype=dataset.dtypes[0])
+def _joint_codes(
+    window: Window,
+    old: np.ndarray,
+    new: np.ndarray,
+    first: _Period,
+    second: _Period,
+    coding: TransitionCoding,
+    size: int,
+    rule: JointRule,
+) -> np.ndarray:
+    """Transition codes of one window by the joint rule, cleaned with the halo the rule needs.
+
+    The halo is decided tile by tile on the same block grid as the windows, so memory stays one block of
+    probabilities plus one boolean mask, however large the mapping unit makes the halo.
+    """
+    before = class_indices(old, coding.scheme, what="the --before map")
+    after = class_indices(new, coding.scheme, what="the --after map")
+    p_before, p_after = first.likelihoods(window, before), second.likelihoods(window, after)
+    changed, origin, target = decide(before, after, p_before, p_after, rule)
+    if changed.any() and (rule.opening_radius > 0 or rule.unit_pixels > 1):
+        row, col, height, width = (int(v) for v in (window.row_off, window.col_off, window.height, window.width))
+        grid = first.grid
+        top, left = max(0, row - rule.halo), max(0, col - rule.halo)
+        bottom, right = min(grid.height, row + height + rule.halo), min(grid.width, col + width + rule.halo)
+        mask = np.zeros((bottom - top, right - left), dtype=bool)
+        for tile in _tiles(top, bottom, left, right, size):
+            t_row, t_col = int(tile.row_off), int(tile.col_off)
+            rows = slice(t_row - top, t_row - top + int(tile.height))
+            cols = slice(t_col - left, t_col - left + int(tile.width))
+            if (t_row, t_col) == (row, col):
+                mask[rows, cols] = changed
+                continue
+            tile_before = class_indices(first.read(tile), coding.scheme, what="the --before map")
+            tile_after = class_indices(second.read(tile), coding.scheme, what="the --after map")
+            mask[rows, cols] = decide(tile_before, tile_after, first.likelihoods(tile, tile_before),
+                                      second.likelihoods(tile, tile_after), rule)[0]  # fmt: skip
+        kept = clean(mask, rule, margin=(row - top, bottom - row - height, col - left, right - col - width))
+        dropped = changed & ~kept
+        if dropped.any():
+            shared = stable_class(p_before, p_after, before)
+            origin[dropped] = shared[dropped]
+            target[dropped] = shared[dropped]
+    valid = origin >= 0
+    return np.where(valid, 1 + origin * coding.n + target, NODATA_CODE).astype(coding.dtype)
+
+
+def _tiles(top: int, bottom: int, left: int, right: int, size: int) -> list[Window]:
+    """The windows of the `size` block grid that meet rows top..bottom-1 and cols left..right-1, clipped."""
+    tiles = []
+    for row in range(top - top % size, bottom, size):
+        for col in range(left - left % size, right, size):
+            r0, c0 = max(row, top), max(col, left)
+            tiles.append(Window(c0, r0, min(col + size, right) - c0, min(row + size, bottom) - r0))
+    return tiles
+
+
+def _resample(dataset: Any, target: Grid, *, nodata: int, bands: list[int] | None = None) -> np.ndarray:
+    """The part of `dataset` under `target`, nearest neighbour; GDAL reads only the source window it needs.
+    One band as (rows, cols), or `bands` as (bands, rows, cols)."""
+    shape = (target.height, target.width) if bands is None else (len(bands), target.height, target.width)
+    destination = np.full(shape, nodata, dtype=dataset.dtypes[0])
     reproject(
-        source=rasterio.band(dataset, 1),
+        source=rasterio.band(dataset, 1 if bands is None else bands),
         destination=destination,
         src_transform=dataset.transform,
         src_crs=dataset.crs,
@@ -301,7 +478,7 @@ def area_summary(pixels: np.ndarray, coding: TransitionCoding, area_m2: float) -
     hectares = pixels.astype(np.float64) * area_m2 / 10_000
     names = [c.name for c in coding.classes]
     stable = float(np.trace(hectares))
-    changed = float(hectares.sum() - stable)
+    changed = float(pixels.sum() - np.trace(pixels)) * area_m2 / 10_000  # from counts: no -0.0 when none changed
     net = hectares.sum(axis=0) - hectares.sum(axis=1)
     return {
         "classes": names,

@@ -12,6 +12,7 @@ import json
 import logging
 import posixpath
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,18 +25,27 @@ from rasterio.windows import Window
 
 from deep_lulc.shared import storage
 from deep_lulc.shared.aoi import format_bbox
-from deep_lulc.shared.class_maps import CLASS_MAP_ASSET, ClassMap, Grid, scheme_from_asset
-from deep_lulc.shared.classes import class_scheme_from_dict
+from deep_lulc.shared.class_maps import (
+    CLASS_MAP_ASSET,
+    CLASSIFICATION_EXTENSION,
+    PROJECTION_EXTENSION,
+    RASTER_EXTENSION,
+    ClassMap,
+    Grid,
+    scheme_from_asset,
+)
+from deep_lulc.shared.classes import ClassScheme, LulcClass, class_scheme_from_dict
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.labels import LabelPolygons, describe, load_class_map, read_labels
 from deep_lulc.shared.metrics import confusion_matrix, scores
-from deep_lulc.shared.publish import staged_output
+from deep_lulc.shared.publish import StagedOutput, staged_output
 from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.stac import items_of, read_stac, stamp_provenance
 from deep_lulc.stages.change.stage import CHANGE_ASSET
 from deep_lulc.stages.change.transitions import TRANSITION_FORMULA, TransitionCoding, blocks, class_indices
 from deep_lulc.stages.chips.erosion import erode_labels
+from deep_lulc.stages.evaluate.errors import UNCHANGED_COLOUR, UNCHANGED_VALUE, ErrorMap, error_codes
 from deep_lulc.stages.evaluate.params import EvaluateParams
 from deep_lulc.stages.train.plots import confusion_png
 
@@ -73,9 +83,32 @@ def run(*, inputs: Mapping[str, str], output: str, params: EvaluateParams) -> St
 
     after_labels = burner("labels", "--labels")
     before_labels = None if coding is None else burner("before_labels", "--before-labels")
-    if coding is None or before_labels is None:
-        metrics = score_map(target, after_labels, params.block_size)
-        extra = {
+    identifier = f"evaluation-{target.item.id}"
+
+    with staged_output(output) as staged:
+        folder = staged.path / identifier
+        folder.mkdir(parents=True)
+        errors = ErrorMap(folder, grid, label_fill=target.scheme.nodata)
+        try:
+            if coding is None or before_labels is None:
+                metrics = score_map(target, after_labels, params.block_size, errors)
+            else:
+                metrics = score_change(target, coding, before_labels, after_labels, params.block_size, errors)
+            error_assets = errors.finish(title=target.item.id, label_classes=label_legend(target.scheme, coding),
+                                         label_nodata=target.scheme.nodata)  # fmt: skip
+        except BaseException:
+            errors.abandon()
+            raise
+        metrics["error_map"] = errors.summary()
+        catalog_href = _publish(staged, folder, identifier, target, coding, metrics, error_assets, inputs=inputs,
+                                params=params, labels=(after_labels, before_labels))  # fmt: skip
+    return StageResult(stage=STAGE, catalog=catalog_href, items=(identifier,), extra=_extra(metrics, coding))
+
+
+def _extra(metrics: dict[str, Any], coding: TransitionCoding | None) -> dict[str, Any]:
+    """The headline numbers of the result line; the rest lives in the metrics asset."""
+    if coding is None:
+        return {
             "miou": metrics["miou"],
             "overall_accuracy": metrics["overall_accuracy"],
             "iou": {name: v["iou"] for name, v in metrics["per_class"].items() if v["support"]},
@@ -83,56 +116,75 @@ def run(*, inputs: Mapping[str, str], output: str, params: EvaluateParams) -> St
             "pixels": metrics["pixels"],
             "prediction_nodata_pixels": metrics["prediction_nodata_pixels"],
         }
-    else:
-        metrics = score_change(target, coding, before_labels, after_labels, params.block_size)
-        extra = {
-            "change_f1": metrics["change"]["f1"],
-            "change_iou": metrics["change"]["iou"],
-            "change_precision": metrics["change"]["precision"],
-            "change_recall": metrics["change"]["recall"],
-            "overall_accuracy": metrics["overall_accuracy"],
-            "transition_accuracy": metrics["transition_accuracy"],
-            "changed_pixels_true": metrics["changed_pixels_true"],
-            "changed_pixels_predicted": metrics["changed_pixels_predicted"],
-            "prediction_nodata_pixels": metrics["prediction_nodata_pixels"],
-        }
+    return {
+        "change_f1": metrics["change"]["f1"],
+        "change_iou": metrics["change"]["iou"],
+        "change_precision": metrics["change"]["precision"],
+        "change_recall": metrics["change"]["recall"],
+        "overall_accuracy": metrics["overall_accuracy"],
+        "transition_accuracy": metrics["transition_accuracy"],
+        "changed_pixels_true": metrics["changed_pixels_true"],
+        "changed_pixels_predicted": metrics["changed_pixels_predicted"],
+        "prediction_nodata_pixels": metrics["prediction_nodata_pixels"],
+    }
+
+
+def label_legend(scheme: ClassScheme, coding: TransitionCoding | None) -> list[LulcClass]:
+    """Classes of the labels preview: the map's classes, or for a change map the true changes in the colour
+    of the class they became over unchanged grey (the change map's own thumbnail style)."""
+    if coding is None:
+        return list(scheme.classes)
+    legend = [LulcClass(UNCHANGED_VALUE, "unchanged", "unchanged in the labels", UNCHANGED_COLOUR)]
+    return legend + [LulcClass(c.value, f"changed to {c.name}", c.description, c.color) for c in coding.classes]
+
+
+def _publish(
+    staged: StagedOutput,
+    folder: Path,
+    identifier: str,
+    target: ClassMap,
+    coding: TransitionCoding | None,
+    metrics: dict[str, Any],
+    error_assets: dict[str, pystac.Asset],
+    *,
+    inputs: Mapping[str, str],
+    params: EvaluateParams,
+    labels: tuple[LabelBurner, LabelBurner | None],
+) -> str:
+    after_labels, before_labels = labels
     metrics["labels"] = describe(after_labels.labels)
     if before_labels is not None:
         metrics["before_labels"] = describe(before_labels.labels)
     metrics["erosion_radius"] = params.erosion_radius
-    identifier = f"evaluation-{target.item.id}"
-
-    with staged_output(output) as staged:
-        folder = staged.path / identifier
-        folder.mkdir(parents=True)
-        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-        confusion_png(metrics if before_labels is None else metrics["binary"], folder / "confusion_matrix.png")
-        item = evaluation_item(identifier, target.item, labels=after_labels.labels, kind=metrics["kind"])
-        if before_labels is not None:
-            item.properties["deep-lulc:before_labels"] = before_labels.labels.source
-        item.add_asset(
-            "metrics",
-            pystac.Asset(str(folder / "metrics.json"), title="Scores against the reference labels",
-                         media_type=pystac.MediaType.JSON, roles=["metadata"]),
-        )  # fmt: skip
-        item.add_asset(
-            "confusion_matrix",
-            pystac.Asset(str(folder / "confusion_matrix.png"), title="Confusion matrix (row-normalised)",
-                         media_type="image/png", roles=["overview", "visual"]),
-        )  # fmt: skip
-        stamp_provenance(
-            item, derived_from=[target.item.get_self_href() or storage.normalize_href(inputs["prediction"])]
-        )
-        catalog_href = finish_single_item_output(
-            staged,
-            item,
-            catalog_id="evaluation",
-            description=f"Evaluation of {target.item.id} against {posixpath.basename(after_labels.labels.source)}",
-            stage=STAGE,
-            inputs=inputs,
-            params=params,
-        )
-    return StageResult(stage=STAGE, catalog=catalog_href, items=(identifier,), extra=extra)
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    confusion_png(metrics if coding is None else metrics["binary"], folder / "confusion_matrix.png")
+    item = evaluation_item(identifier, target.item, labels=after_labels.labels, kind=metrics["kind"])
+    item.properties.update(target.grid.properties())
+    item.stac_extensions = [PROJECTION_EXTENSION, CLASSIFICATION_EXTENSION, RASTER_EXTENSION]
+    if before_labels is not None:
+        item.properties["deep-lulc:before_labels"] = before_labels.labels.source
+    item.add_asset(
+        "metrics",
+        pystac.Asset(str(folder / "metrics.json"), title="Scores against the reference labels",
+                     media_type=pystac.MediaType.JSON, roles=["metadata"]),
+    )  # fmt: skip
+    item.add_asset(
+        "confusion_matrix",
+        pystac.Asset(str(folder / "confusion_matrix.png"), title="Confusion matrix (row-normalised)",
+                     media_type="image/png", roles=["overview", "visual"]),
+    )  # fmt: skip
+    for key, asset in error_assets.items():
+        item.add_asset(key, asset)
+    stamp_provenance(item, derived_from=[target.item.get_self_href() or storage.normalize_href(inputs["prediction"])])
+    return finish_single_item_output(
+        staged,
+        item,
+        catalog_id="evaluation",
+        description=f"Evaluation of {target.item.id} against {posixpath.basename(after_labels.labels.source)}",
+        stage=STAGE,
+        inputs=inputs,
+        params=params,
+    )
 
 
 def open_prediction(href: str) -> tuple[ClassMap, TransitionCoding | None]:
@@ -226,8 +278,9 @@ def _no_pixels(labelled: int, skipped: int) -> BadInputError:
     )
 
 
-def score_map(target: ClassMap, burner: LabelBurner, size: int) -> dict[str, Any]:
-    """Per-class scores over pixels labelled in the truth and mapped in the prediction."""
+def score_map(target: ClassMap, burner: LabelBurner, size: int, errors: ErrorMap | None = None) -> dict[str, Any]:
+    """Per-class scores over pixels labelled in the truth and mapped in the prediction; each window's
+    agreement goes to `errors`."""
     scheme = target.scheme
     values = [c.value for c in scheme.labelled]
     names = [c.name for c in scheme.labelled]
@@ -244,6 +297,9 @@ def score_map(target: ClassMap, burner: LabelBurner, size: int) -> dict[str, Any
             labelled += int(has_truth.sum())
             skipped += int((has_truth & ~keep).sum())
             matrix += confusion_matrix(truth[keep], predicted[keep], values, nodata=scheme.nodata)
+            if errors is not None:
+                codes = error_codes(has_truth, predicted != scheme.nodata, predicted == truth)
+                errors.add(codes, truth, row=int(window.row_off), col=int(window.col_off))
     if not matrix.any():
         raise _no_pixels(labelled, skipped)
     log.info("%d labelled pixels scored, %d skipped where the prediction has no data", matrix.sum(), skipped)
@@ -256,10 +312,16 @@ def score_map(target: ClassMap, burner: LabelBurner, size: int) -> dict[str, Any
 
 
 def score_change(
-    target: ClassMap, coding: TransitionCoding, before: LabelBurner, after: LabelBurner, size: int
+    target: ClassMap,
+    coding: TransitionCoding,
+    before: LabelBurner,
+    after: LabelBurner,
+    size: int,
+    errors: ErrorMap | None = None,
 ) -> dict[str, Any]:
     """Changed/unchanged confusion and transition accuracy over pixels labelled in both periods and mapped;
-    plus each period's map scores, which the change map carries as its from- and to-classes."""
+    plus each period's map scores, which the change map carries as its from- and to-classes. `errors` gets
+    where the changed/unchanged call agrees with the labels, and the labels' own changes."""
     scheme = coding.scheme
     values = np.array([c.value for c in coding.classes], dtype=np.int64)
     names = [c.name for c in coding.classes]
@@ -282,6 +344,12 @@ def score_change(
             said = (origin != destination)[keep]
             binary += np.bincount(truly.astype(np.int64) * 2 + said, minlength=4)
             transitions_right += int((truly & (origin[keep] == was[keep]) & (destination[keep] == now[keep])).sum())
+            if errors is not None:
+                codes = error_codes(both, mapped, (was != now) == (origin != destination))
+                true_change = np.full(was.shape, scheme.nodata, dtype=np.int64)
+                true_change[both] = np.where(was[both] != now[both], values[np.maximum(now[both], 0)],
+                                             UNCHANGED_VALUE)  # fmt: skip
+                errors.add(codes, true_change, row=int(window.row_off), col=int(window.col_off))
             for key, truth, mapped_class in (("before_map", was, origin), ("after_map", now, destination)):
                 scored = (truth >= 0) & mapped
                 periods[key] += confusion_matrix(values[truth[scored]], values[mapped_class[scored]], values.tolist(),
