@@ -37,10 +37,10 @@ from affine import Affine
 from torch import nn
 
 from deep_lulc.shared.classes import SLOVENIA
+from deep_lulc.shared.networks import ModelConfig, build_network, save_weights
+from deep_lulc.shared.windows import window_grid
 from deep_lulc.shared.zarr_items import zarr_asset
 from deep_lulc.stages.features.indices import CHANNELS
-from deep_lulc.stages.predict.windows import window_grid
-from deep_lulc.stages.train.network import ModelConfig, build_network, save_weights
 
 DATES = 23
 SEED_AOI_KM2 = 1296.0

@@ -9,8 +9,8 @@ import time
 
 import torch
 
+from deep_lulc.shared.networks import ModelConfig, build_network, count_parameters
 from deep_lulc.stages.train.losses import WeightedCrossEntropy
-from deep_lulc.stages.train.network import ModelConfig, build_network, count_parameters
 
 CHANNELS = 23 * 9
 SIZE = 64

@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ import xarray as xr
 from torch import nn
 
 from deep_lulc.shared import storage
-from deep_lulc.stages.predict.windows import PixelWindow, Span, blend_weights
+from deep_lulc.shared.windows import PixelWindow, Span, blend_weights
 
 MULTIPLE = 32  # the U-Net halves its input five times
 Emit = Callable[[Span, Span, np.ndarray], None]
@@ -38,6 +38,10 @@ class InferenceSetup:
     std: np.ndarray
     n_out: int
     nodata: int
+
+
+class WindowReader(Protocol):
+    def read(self, window: PixelWindow) -> np.ndarray: ...
 
 
 class FeatureSource:
@@ -60,7 +64,22 @@ class FeatureSource:
         return np.asarray(self.dataset["valid_count"].isel(region).values) > 0
 
 
-def _prefetched(source: FeatureSource, windows: list[PixelWindow], depth: int) -> Iterator[tuple[PixelWindow, Any]]:
+class RegionReader:
+    """A rectangle of a features store seen as a raster of its own, so a part of a grid (the validation
+    blocks of a training AOI) is predicted exactly as `predict` would predict a features item that size."""
+
+    def __init__(self, source: FeatureSource, region: PixelWindow) -> None:
+        self.source, self.region = source, region
+
+    def read(self, window: PixelWindow) -> np.ndarray:
+        row, col = self.region.rows.start, self.region.cols.start
+        shifted = PixelWindow(
+            Span(window.rows.start + row, window.rows.stop + row), Span(window.cols.start + col, window.cols.stop + col)
+        )
+        return self.source.read(shifted)
+
+
+def _prefetched(source: WindowReader, windows: list[PixelWindow], depth: int) -> Iterator[tuple[PixelWindow, Any]]:
     """Windows and their arrays in order, read ahead by a thread (Zarr decoding releases the GIL)."""
     slots: queue.Queue[tuple[PixelWindow, Any] | None] = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -209,7 +228,7 @@ class _Accumulator:
 
 def predict_region(
     network: nn.Module,
-    source: FeatureSource,
+    source: WindowReader,
     *,
     core: PixelWindow,
     windows: list[PixelWindow],

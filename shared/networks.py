@@ -1,4 +1,6 @@
-"""The network: fastai's Dynamic U-Net on a torchvision ResNet, rebuilt from a JSON config + safetensors.
+"""The networks, rebuilt from a JSON config + safetensors: fastai's Dynamic U-Net on a torchvision ResNet
+(`unet`, the original's), the temporal encoder + compact U-Net (`temporal-unet`), and the LightGBM pixel
+classifier (`lightgbm`), which has no weights tensor but a LightGBM text model.
 
 Nothing here unpickles: weights travel as safetensors, configuration as JSON, local encoder weights are
 read with `weights_only=True`.
@@ -6,6 +8,7 @@ read with `weights_only=True`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 from dataclasses import asdict, dataclass
@@ -18,7 +21,9 @@ from fastai.vision.learner import create_unet_model
 from safetensors.torch import load_file, load_model, save_model
 from torch import nn
 
+from deep_lulc.shared.architectures import ARCHITECTURES, NETWORK_ARCHITECTURES
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.temporal_unet import TemporalUnet
 
 ENCODERS: dict[str, Any] = {
     "resnet18": torchvision.models.resnet18,
@@ -46,17 +51,44 @@ class ModelConfig:
     class_names: list[str]
     nodata: int = 0
     self_attention: bool = False
+    architecture: str = "unet"  # configs written before architectures existed hold the Dynamic U-Net
+    window: int | None = None  # the inference window and overlap the map-level validation used
+    overlap: int | None = None
+    output_values: list[int] | None = None  # lightgbm: the class value of each booster output
+
+    @property
+    def is_network(self) -> bool:
+        return self.architecture in NETWORK_ARCHITECTURES
 
     def to_json(self) -> str:
         return json.dumps({"format": "deep-lulc-model/1", **asdict(self)}, indent=2)
 
     @staticmethod
     def from_json(text: str) -> ModelConfig:
-        document = json.loads(text)
-        if document.pop("format", None) != "deep-lulc-model/1":
+        """Validated like params: a malformed config is bad input (exit 2) naming the field, never a crash."""
+        fix = "pass a model item from `deep-lulc train` (its model-config.json is written with the weights)"
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BadInputError(f"model config is not JSON ({exc})", fix=fix) from exc
+        if not isinstance(document, dict) or document.pop("format", None) != "deep-lulc-model/1":
+            raise BadInputError("model config is not a deep-lulc model config", fix=fix)
+        known = {f.name: f for f in dataclasses.fields(ModelConfig)}
+        required = [name for name, f in known.items() if f.default is dataclasses.MISSING]
+        missing = [name for name in required if name not in document]
+        unknown = sorted(set(document) - set(known))
+        if missing or unknown:
+            raise BadInputError(f"model config: missing fields {missing}, unknown fields {unknown}", fix=fix)
+        if document.get("architecture", "unet") not in ARCHITECTURES:
             raise BadInputError(
-                "model config is not a deep-lulc model config", fix="pass a model item from `deep-lulc train`"
+                f"model config: unknown architecture {document.get('architecture')!r} (known: {list(ARCHITECTURES)})",
+                fix=fix,
             )
+        lists = ("channels", "features", "dates", "mean", "std", "class_values", "class_names")
+        wrong = [name for name in lists if not isinstance(document[name], list)]
+        wrong += [name for name in ("n_in", "n_out", "chip_size") if not isinstance(document[name], int)]
+        if wrong:
+            raise BadInputError(f"model config: fields {wrong} have the wrong type", fix=fix)
         return ModelConfig(**document)
 
 
@@ -89,7 +121,14 @@ def _local_encoder(name: str, weights_file: str) -> Any:
 
 
 def build_network(config: ModelConfig, *, pretrained: bool = False, weights_file: str | None = None) -> nn.Module:
-    """A Dynamic U-Net whose first convolution takes `config.n_in` channels."""
+    """The config's network: a Dynamic U-Net whose first convolution takes `config.n_in` channels, or the
+    temporal U-Net (trained from scratch: there are no ImageNet weights for a temporal encoder)."""
+    if config.architecture == "temporal-unet":
+        return TemporalUnet(len(config.features), len(config.dates), config.n_out)
+    if not config.is_network:
+        raise BadInputError(
+            f"a {config.architecture} model has no network to build", fix="use a U-Net model for this option"
+        )
     size = (config.chip_size, config.chip_size)
     arch: Any = ENCODERS[config.encoder]
     if weights_file is not None:

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# predict's default inference window and overlap, and what train validates its maps with.
+DEFAULT_WINDOW = 512
+DEFAULT_OVERLAP = 64
+
 
 @dataclass(frozen=True)
 class Span:

@@ -177,7 +177,9 @@ def tiny_model(tiny_chips: str, tmp_path_factory: pytest.TempPathFactory) -> str
     from deep_lulc.stages.train.params import TrainParams
 
     out = tmp_path_factory.mktemp("tiny-model")
-    params = TrainParams(encoder="resnet18", epochs=1, batch_size=8, lr=1e-3, pretrained=False, seed=0)
+    params = TrainParams(
+        architecture="unet", encoder="resnet18", epochs=1, batch_size=8, lr=1e-3, pretrained=False, seed=0
+    )
     return train.run(inputs={"chips": tiny_chips}, output=str(out), params=params).catalog
 
 

@@ -26,12 +26,16 @@ def test_demo_chains_synth_to_change_and_accuracy(tiny_demo: tuple[Path, dict[st
     assert validate_tree(tmp_path / "features-train" / "catalog.json") == 2
     assert validate_tree(tmp_path / "chips" / "catalog.json") > 2
     assert validate_tree(tmp_path / "model" / "catalog.json") == 2
-    for folder in ("prediction-2023", "prediction-2024", "evaluation-2023", "evaluation-2024", "evaluation-change"):
+    assert validate_tree(tmp_path / "model-lightgbm" / "catalog.json") == 2
+    for folder in ("prediction-2023", "prediction-2024", "evaluation-2023", "evaluation-2024", "evaluation-change",
+                   "prediction-lightgbm-2023", "prediction-lightgbm-2024", "evaluation-lightgbm-2023",
+                   "evaluation-lightgbm-2024"):  # fmt: skip
         assert validate_tree(tmp_path / folder / "catalog.json") == 2
     assert validate_tree(tmp_path / "change-2023-2024" / "catalog.json") == 2
     assert list(result.extra["timings_s"]) == [
-        "synth", "cube", "features", "chips", "train", "cube-2023", "features-2023", "predict-2023", "cube-2024",
-        "features-2024", "predict-2024", "change", "evaluate-2023", "evaluate-2024", "evaluate-change",
+        "synth", "cube", "features", "chips", "train", "train-lightgbm", "cube-2023", "features-2023", "predict-2023",
+        "predict-lightgbm-2023", "cube-2024", "features-2024", "predict-2024", "predict-lightgbm-2024", "change",
+        "evaluate-2023", "evaluate-2024", "evaluate-lightgbm-2023", "evaluate-lightgbm-2024", "evaluate-change",
     ]  # fmt: skip
     assert all(seconds > 0 for seconds in result.extra["timings_s"].values())
     assert result.extra["stages"]["features"]["dates"] == 23
@@ -51,18 +55,27 @@ def test_demo_chains_synth_to_change_and_accuracy(tiny_demo: tuple[Path, dict[st
     assert result.extra["report"] == str(report)
     page = report.read_text()
     pictures = re.findall(r'<img src="([^"]+)"', page)
-    assert len(pictures) == 7, "RGB, two maps, change, confusion matrices, loss curve"
+    assert len(pictures) == 13, "RGB, two maps, change, labels/prediction/errors per year, confusion, loss"
     for picture in pictures:
         assert (tmp_path / picture).read_bytes()[:4] == b"\x89PNG", picture
     for heading in ("Map accuracy", "U-Net vs LightGBM", "Change 2023", "Time per stage"):
         assert heading in page
     summary_text = "\n".join(result.extra["summary"])
     assert "U-Net IoU" in summary_text
+    assert "deep model vs LightGBM" in summary_text
     assert "map accuracy on the prediction AOI" in summary_text
     assert "time per stage: synth" in summary_text
     assert str(report) in summary_text
-    table = demo.iou_table(_result(stages["train"]))
-    assert table[0].split() == ["class", "U-Net", "IoU", "LightGBM", "IoU"]
+    table = demo.iou_table(_result(stages["train"]), _result(stages["train-lightgbm"]))
+    assert table[1].split() == ["class", "U-Net", "IoU", "LightGBM", "IoU"]
+    assert "-" not in table[2].split()[1:], "both models' chip scores are filled in"
+    comparison = demo.model_comparison_table(
+        {y: _result(stages[f"evaluate-{y}"]) for y in (2023, 2024)},
+        {y: _result(stages[f"evaluate-lightgbm-{y}"]) for y in (2023, 2024)},
+        result.extra["timings_s"],
+    )
+    assert comparison[-2].split()[0] == "mIoU"
+    assert len(comparison[-2].split()) == 5
     assert table[-1].startswith("mIoU")
 
 

@@ -21,13 +21,13 @@ from torch import nn
 
 from deep_lulc.shared.classes import SLOVENIA
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.inference import FeatureSource, InferenceSetup, predict_region
+from deep_lulc.shared.windows import PixelWindow, Span, taper, window_grid, window_starts
 from deep_lulc.stages.merge import stage as merge
 from deep_lulc.stages.merge.params import MergeParams
 from deep_lulc.stages.predict import stage as predict
 from deep_lulc.stages.predict import tiles as plan
-from deep_lulc.stages.predict.inference import FeatureSource, InferenceSetup, predict_region
 from deep_lulc.stages.predict.params import PlanTilesParams, PredictParams
-from deep_lulc.stages.predict.windows import PixelWindow, Span, taper, window_grid, window_starts
 
 from .conftest import BIN, cli_env, validate_tree
 

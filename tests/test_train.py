@@ -12,19 +12,23 @@ from pathlib import Path
 import numpy as np
 import pystac
 import pytest
+import rasterio
 import torch
 
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.networks import ModelConfig, build_network, load_weights
 from deep_lulc.stages.train import stage as train
 from deep_lulc.stages.train.chips_data import ChipDataset, load_chips
 from deep_lulc.stages.train.evaluation import predict_chip
 from deep_lulc.stages.train.losses import DiceCrossEntropy, FocalLoss, WeightedCrossEntropy, class_weights
-from deep_lulc.stages.train.network import ModelConfig, build_network, load_weights
 from deep_lulc.stages.train.params import TrainParams
 
 from .conftest import BIN, cli_env, validate_tree
 
-TINY_TRAINING = TrainParams(encoder="resnet18", epochs=3, batch_size=8, lr=1e-3, pretrained=False, patience=10)
+TINY_TRAINING = TrainParams(
+    architecture="unet", encoder="resnet18", epochs=3, batch_size=8, lr=1e-3, pretrained=False, patience=10
+)
+TINY_TEMPORAL = TrainParams(epochs=3, batch_size=8, patience=10)
 
 
 def model_of(catalog: str) -> pystac.Item:
@@ -151,3 +155,132 @@ def test_losses_ignore_nodata_and_weight_rare_classes() -> None:
     changed[0] += 100 * torch.randn_like(changed[0])  # the NoData image cannot change a loss that ignores it
     ce = WeightedCrossEntropy(weights)
     assert float(ce(changed, target)) == pytest.approx(float(ce(logits.detach(), target)), rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def temporal(tiny_chips: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = tmp_path_factory.mktemp("temporal")
+    return train.run(inputs={"chips": tiny_chips}, output=str(out), params=TINY_TEMPORAL).catalog
+
+
+def test_default_model_is_temporal_and_validated_as_maps(temporal: str) -> None:
+    assert TrainParams().architecture == "temporal-unet"
+    item = model_of(temporal)
+    assert item.properties["deep-lulc:architecture"] == "temporal-unet"
+    validation = item.properties["deep-lulc:validation"]
+    assert (validation["window"], validation["overlap"]) == (512, 64)
+    config = ModelConfig.from_json(Path(item.assets["config"].get_absolute_href() or "").read_text())
+    assert (config.window, config.overlap) == (512, 64), "predict defaults to the validated window"
+    report = json.loads(Path(item.assets["metrics"].get_absolute_href() or "").read_text())
+    assert report["unet"]["level"] == "validation chips"
+    assert set(report["map_by_window"]) == {"512/64", "32/8"}
+    assert report["map"]["pixels"] > 0
+    assert validation["map_miou"] == report["map"]["miou"]
+    # the map scores count every validation pixel the chips label, once
+    labelled = sum(v["support"] for v in report["map"]["per_class"].values())
+    assert labelled == report["map"]["pixels"]
+    assert 0 <= report["map"]["miou"] <= 1
+
+
+def test_the_same_seed_gives_the_same_weights_and_metrics(temporal: str, tiny_chips: str, tmp_path: Path) -> None:
+    again = train.run(inputs={"chips": tiny_chips}, output=str(tmp_path), params=TINY_TEMPORAL)
+    first, second = model_of(temporal), model_of(again.catalog)
+    weights = [Path(i.assets["weights"].get_absolute_href() or "").read_bytes() for i in (first, second)]
+    assert weights[0] == weights[1], "CPU training with one seed must be byte-identical"
+    metrics = [json.loads(Path(i.assets["metrics"].get_absolute_href() or "").read_text()) for i in (first, second)]
+    assert metrics[0]["map"]["miou"] == pytest.approx(metrics[1]["map"]["miou"], abs=1e-3)
+    assert metrics[0]["unet"]["miou"] == pytest.approx(metrics[1]["unet"]["miou"], abs=1e-3)
+    other = train.run(inputs={"chips": tiny_chips}, output=str(tmp_path / "seed1"),
+                      params=TINY_TEMPORAL.model_copy(update={"seed": 1, "epochs": 1}))  # fmt: skip
+    assert Path(model_of(other.catalog).assets["weights"].get_absolute_href() or "").read_bytes() != weights[0]
+
+
+def test_lightgbm_is_a_model_of_its_own(tiny_chips: str, tmp_path: Path) -> None:
+    result = train.run(inputs={"chips": tiny_chips}, output=str(tmp_path),
+                       params=TrainParams(architecture="lightgbm"))  # fmt: skip
+    item = model_of(result.catalog)
+    text = Path(item.assets["weights"].get_absolute_href() or "").read_text()
+    assert text.startswith("tree"), "LightGBM's text model format, not a pickle"
+    assert item.properties["mlm:framework"] == "lightgbm"
+    assert "history" not in item.assets
+    config = ModelConfig.from_json(Path(item.assets["config"].get_absolute_href() or "").read_text())
+    assert config.architecture == "lightgbm"
+    assert config.output_values
+    assert set(config.output_values) <= set(config.class_values)
+    assert 0 < result.extra["miou"] <= 1
+    assert validate_tree(result.catalog) == 2
+
+
+def test_options_that_need_a_network_are_refused() -> None:
+    with pytest.raises(ValueError, match="--weights need"):
+        TrainParams(architecture="lightgbm", weights="encoder.safetensors")
+    with pytest.raises(ValueError, match="--resume need"):
+        TrainParams(architecture="lightgbm", resume=True)
+    with pytest.raises(ValueError, match="--pretrained need"):
+        TrainParams(architecture="temporal-unet", pretrained=True)
+    with pytest.raises(ValueError, match="temporal-unet"):
+        TrainParams(architecture="dense")
+
+
+def test_cli_refuses_an_unknown_architecture_in_one_line(tiny_chips: str, tmp_path: Path) -> None:
+    args = [str(BIN / "deep-lulc"), "train", "--chips", tiny_chips, "--out", str(tmp_path / "m"),
+            "--architecture", "transformer"]  # fmt: skip
+    completed = subprocess.run(args, capture_output=True, text=True, check=False, env=cli_env())
+    assert completed.returncode == 2
+    lines = [line for line in completed.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, completed.stderr
+    assert "architecture" in lines[0]
+    assert not (tmp_path / "m").exists()
+    args = [*args[:-1], "lightgbm", "--weights", str(tmp_path / "w.safetensors")]
+    completed = subprocess.run(args, capture_output=True, text=True, check=False, env=cli_env())
+    assert completed.returncode == 2
+    assert "need(s) a network" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_map_does_not_depend_on_the_inference_window(
+    temporal: str, tiny_features: str, tiny_catalog: Path, tmp_path: Path
+) -> None:
+    """The collapse users saw (one class over 99 % of the AOI at 512 px windows, fine at 64 px) cannot come
+    back unnoticed: the same model maps the same features at both windows within 0.03 mIoU."""
+    from deep_lulc.stages.evaluate import stage as evaluate
+    from deep_lulc.stages.evaluate.params import EvaluateParams
+    from deep_lulc.stages.predict import stage as predict
+    from deep_lulc.stages.predict.params import PredictParams
+
+    scores, maps = [], []
+    for window, overlap in ((64, 16), (512, 64)):
+        out = tmp_path / f"w{window}"
+        predicted = predict.run(inputs={"model": temporal, "features": tiny_features}, output=str(out / "p"),
+                                params=PredictParams(tile_size=window, overlap=overlap))  # fmt: skip
+        with rasterio.open(str(predicted.extra["classes"])) as source:
+            maps.append(source.read(1))
+        scored = evaluate.run(inputs={"prediction": predicted.catalog, "labels": str(tiny_catalog / "labels.gpkg")},
+                              output=str(out / "e"), params=EvaluateParams())  # fmt: skip
+        scores.append(float(scored.extra["miou"]))
+    assert abs(scores[0] - scores[1]) <= 0.03, scores
+    assert (maps[0] == maps[1]).mean() > 0.97
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "not JSON"),
+        ('{"format": "deep-lulc-model/1", "encoder": "resnet18"}', "missing fields"),
+        ('{"format": "other"}', "not a deep-lulc model config"),
+    ],
+)
+def test_a_malformed_model_config_is_bad_input(text: str, message: str) -> None:
+    with pytest.raises(BadInputError, match=message):
+        ModelConfig.from_json(text)
+
+
+def test_a_model_config_with_an_unknown_architecture_is_bad_input(temporal: str) -> None:
+    item = model_of(temporal)
+    document = json.loads(Path(item.assets["config"].get_absolute_href() or "").read_text())
+    document["architecture"] = "transformer"
+    with pytest.raises(BadInputError, match="unknown architecture 'transformer'"):
+        ModelConfig.from_json(json.dumps(document))
+    document["architecture"], document["n_in"] = "unet", "many"
+    with pytest.raises(BadInputError, match=r"\['n_in'\] have the wrong type"):
+        ModelConfig.from_json(json.dumps(document))

@@ -25,7 +25,7 @@ def demo(
     seed: int = typer.Option(0, help="Seed of the synthetic catalog."),
     size: int = typer.Option(512, help="Synthetic scene size in 10 m pixels."),
     dates: int = typer.Option(24, help="Acquisitions per year."),
-    epochs: int = typer.Option(6, help="U-Net training epochs."),
+    epochs: int = typer.Option(20, help="Training epochs of the deep model."),
     debug: bool = DEBUG_OPTION,
     outputs_dir: Path | None = OUTPUTS_DIR_OPTION,
 ) -> None:

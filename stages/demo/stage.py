@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
+from typing import Any
 
 from deep_lulc.shared import storage
 from deep_lulc.shared.contract import StageResult
@@ -37,22 +38,56 @@ STAGE = "demo"
 log = logging.getLogger(__name__)
 
 
-def iou_table(result: StageResult) -> list[str]:
-    """Per-class IoU of the U-Net beside the LightGBM pixel baseline, as text lines."""
+def _metrics_report(result: StageResult) -> dict[str, Any]:
     from pathlib import Path
 
-    report_path = Path(result.catalog).parent / result.items[0] / "metrics.json"
-    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
-    rows = report.get("comparison", [])
-    lines = [f"{'class':<20} {'U-Net IoU':>10} {'LightGBM IoU':>13}"]
-    for row in rows:
-        baseline = "-" if row["baseline_iou"] is None else f"{row['baseline_iou']:.3f}"
-        unet = "-" if row["unet_iou"] is None else f"{row['unet_iou']:.3f}"
-        lines.append(f"{row['class']:<20} {unet:>10} {baseline:>13}")
-    unet_report, baseline_report = report.get("unet", {}), report.get("baseline") or {}
+    path = Path(result.catalog).parent / result.items[0] / "metrics.json"
+    report: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    return report
+
+
+def iou_table(result: StageResult, lightgbm: StageResult | None = None) -> list[str]:
+    """Per-class IoU on the validation chips: the deep model beside LightGBM (its own model item when given,
+    else the chip-level baseline trained with the deep model), as text lines."""
+    report = _metrics_report(result)
+    deep = report.get("unet", {})
+    other = _metrics_report(lightgbm).get("unet", {}) if lightgbm is not None else report.get("baseline") or {}
+    lines = ["validation chips (IoU):", f"{'class':<20} {'U-Net IoU':>10} {'LightGBM IoU':>13}"]
+    for name, values in deep.get("per_class", {}).items():
+        if not values.get("support"):
+            continue
+        theirs = other.get("per_class", {}).get(name, {}).get("iou")
+        mine = values.get("iou")
+        lines.append(
+            f"{name:<20} {'-' if mine is None else f'{mine:.3f}':>10} {'-' if theirs is None else f'{theirs:.3f}':>13}"
+        )
     lines.append(
-        f"{'mIoU':<20} {unet_report.get('miou', 0):>10.3f} {baseline_report.get('miou', 0) or 0:>13.3f}   "
-        f"(the original's 'IoU', pixel accuracy: {unet_report.get('seed_metric', 0):.3f})"
+        f"{'mIoU':<20} {deep.get('miou') or 0:>10.3f} {other.get('miou') or 0:>13.3f}   "
+        f"(the original's 'IoU', pixel accuracy: {deep.get('seed_metric') or 0:.3f})"
+    )
+    return lines
+
+
+def model_comparison_table(
+    deep: Mapping[int, StageResult], lightgbm: Mapping[int, StageResult], timings: Mapping[str, float]
+) -> list[str]:
+    """The deep model against LightGBM as maps of the prediction AOI (unseen in training), per class and year."""
+    years = sorted(deep)
+    names = sorted({name for result in deep.values() for name in result.extra["iou"]})
+    header = "".join(f"{f'deep {y}':>11}{f'LightGBM {y}':>14}" for y in years)
+    lines = ["maps of the prediction AOI, deep model vs LightGBM (IoU):", f"{'class':<20}{header}"]
+
+    def cell(result: StageResult, name: str, width: int) -> str:
+        value = result.extra["iou"].get(name)
+        return f"{value:>{width}.3f}" if value is not None else f"{'-':>{width}}"
+
+    for name in names:
+        lines.append(f"{name:<20}" + "".join(cell(deep[y], name, 11) + cell(lightgbm[y], name, 14) for y in years))
+    lines.append(
+        f"{'mIoU':<20}" + "".join(f"{deep[y].extra['miou']:>11.3f}{lightgbm[y].extra['miou']:>14.3f}" for y in years)
+    )
+    lines.append(
+        f"training time: deep model {timings.get('train', 0):.0f} s, LightGBM {timings.get('train-lightgbm', 0):.0f} s"
     )
     return lines
 
@@ -104,7 +139,8 @@ ROOT_TITLES = {
     "cube": "Imagery cube, training AOI",
     "features": "Features, training AOI",
     "chips": "Training chips",
-    "train": "Trained U-Net (MLM model item)",
+    "train": "Trained temporal U-Net (MLM model item)",
+    "train-lightgbm": "Trained LightGBM pixel classifier (MLM model item)",
     "change": "Land-cover change between the two periods",
 }
 
@@ -177,9 +213,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: DemoParams) -> StageR
         lambda: chips.run(
             inputs={"features": features_result.catalog, "labels": str(synth_result.extra["labels"])},
             output=join_href(output, "chips"),
-            params=ChipsParams(
-                size=64, sampling="balanced", count=96, block_size=2, val_fraction=0.25, seed=params.seed
-            ),
+            params=ChipsParams(seed=params.seed),
         ),
     )
     train_result = timed(
@@ -187,14 +221,20 @@ def run(*, inputs: Mapping[str, str], output: str, params: DemoParams) -> StageR
         lambda: train.run(
             inputs={"chips": chips_result.catalog},
             output=join_href(output, "model"),
-            params=TrainParams(
-                encoder="resnet18", epochs=params.epochs, batch_size=8, lr=2e-3, pretrained=False,
-                baseline="lightgbm", seed=params.seed,
-            ),
+            params=TrainParams(epochs=params.epochs, seed=params.seed),
         ),
-    )  # fmt: skip
+    )
+    lightgbm_result = timed(
+        "train-lightgbm",
+        lambda: train.run(
+            inputs={"chips": chips_result.catalog},
+            output=join_href(output, "model-lightgbm"),
+            params=TrainParams(architecture="lightgbm", seed=params.seed),
+        ),
+    )
     labels_by_year = _labels_by_year(synth_result)
     predictions: dict[int, StageResult] = {}
+    lightgbm_predictions: dict[int, StageResult] = {}
     for period_year in sorted(labels_by_year):
         predict_cube = timed(
             f"cube-{period_year}",
@@ -220,6 +260,15 @@ def run(*, inputs: Mapping[str, str], output: str, params: DemoParams) -> StageR
                 predict.run,
                 inputs={"model": train_result.catalog, "features": predict_features.catalog},
                 output=join_href(output, f"prediction-{period_year}"),
+                params=PredictParams(probabilities=True),
+            ),
+        )
+        lightgbm_predictions[period_year] = timed(
+            f"predict-lightgbm-{period_year}",
+            partial(
+                predict.run,
+                inputs={"model": lightgbm_result.catalog, "features": predict_features.catalog},
+                output=join_href(output, f"prediction-lightgbm-{period_year}"),
                 params=PredictParams(),
             ),
         )
@@ -244,6 +293,18 @@ def run(*, inputs: Mapping[str, str], output: str, params: DemoParams) -> StageR
         )
         for year in (first, last)
     }
+    lightgbm_scores = {
+        year: timed(
+            f"evaluate-lightgbm-{year}",
+            partial(
+                evaluate.run,
+                inputs={"prediction": lightgbm_predictions[year].catalog, "labels": labels_by_year[year]},
+                output=join_href(output, f"evaluation-lightgbm-{year}"),
+                params=EvaluateParams(),
+            ),
+        )
+        for year in (first, last)
+    }
     change_scores = timed(
         "evaluate-change",
         lambda: evaluate.run(
@@ -259,7 +320,9 @@ def run(*, inputs: Mapping[str, str], output: str, params: DemoParams) -> StageR
     root = write_root_catalog(output, results)
     report = write_report(output, results, years=(first, last), timings=timings)
     summary = [
-        *iou_table(train_result),
+        *iou_table(train_result, lightgbm_result),
+        "",
+        *model_comparison_table(map_scores, lightgbm_scores, timings),
         "",
         *map_accuracy_table(map_scores),
         "",

@@ -21,8 +21,9 @@ from torch import nn
 from deep_lulc.shared import storage
 from deep_lulc.shared.classes import ClassScheme, LulcClass
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.networks import ModelConfig, build_network
+from deep_lulc.shared.pixel_classifier import PixelClassifier
 from deep_lulc.shared.stac import items_of, read_stac
-from deep_lulc.stages.train.network import ModelConfig, build_network
 
 log = logging.getLogger(__name__)
 FIX_MODEL = "pass the catalog.json written by `deep-lulc train`"
@@ -71,15 +72,44 @@ def read_model_item(href: str) -> ModelItem:
     return ModelItem(item=item, config=config)
 
 
+def _pickled(raw: bytes) -> bool:
+    return raw[:1] == b"\x80" or raw[:2] == b"PK"
+
+
+def _pixel_classifier(raw: bytes, weights_href: str, config: ModelConfig) -> nn.Module:
+    """A LightGBM model from its text format; anything else (a pickle above all) is refused."""
+    fix = "use the model.txt written by `deep-lulc train --architecture lightgbm` (pickles are never loaded)"
+    if _pickled(raw) or not raw.startswith(b"tree"):
+        raise BadInputError(f"model {storage.redact(weights_href)} is not a LightGBM text model", fix=fix)
+    try:
+        text = raw.decode("utf-8")
+        booster_classes = int(text.split("num_class=", 1)[1].split(None, 1)[0])
+    except (UnicodeDecodeError, IndexError, ValueError) as exc:
+        raise BadInputError(f"LightGBM model {storage.redact(weights_href)} cannot be read ({exc})", fix=fix) from exc
+    values = config.output_values or []
+    if len(values) != booster_classes or any(not 0 <= v < config.n_out for v in values):
+        raise BadInputError(
+            f"the LightGBM model has {booster_classes} classes but its config maps outputs to {values}",
+            fix="keep model.txt and model-config.json from the same `deep-lulc train` run",
+        )
+    try:
+        return PixelClassifier(text, class_values=values, n_out=config.n_out)
+    except Exception as exc:  # LightGBM raises its own LightGBMError on a damaged model
+        raise BadInputError(f"LightGBM model {storage.redact(weights_href)} cannot be read ({exc})", fix=fix) from exc
+
+
 def load_model(model: ModelItem) -> LoadedModel:
-    """Rebuild the network from the config and fill it from the safetensors weights."""
+    """Rebuild the network from the config and fill it from the safetensors weights (or read the LightGBM model)."""
     item, config = model.item, model.config
     weights_href = item.assets["weights"].get_absolute_href() or ""
     raw = storage.read_bytes(weights_href, what="model weights")
+    if not config.is_network:
+        classifier = _pixel_classifier(raw, weights_href, config)
+        return LoadedModel(item=item, config=config, network=classifier, scheme=_scheme_of(item, config))
     try:
         state = load_safetensors(raw)
     except (SafetensorError, ValueError, RuntimeError) as exc:
-        kind = "a pickle" if raw[:1] == b"\x80" or raw[:2] == b"PK" else "not safetensors"
+        kind = "a pickle" if _pickled(raw) else "not safetensors"
         raise BadInputError(
             f"model weights {storage.redact(weights_href)} are {kind}; refusing to load them ({exc})",
             fix="use the model.safetensors written by `deep-lulc train` (pickled checkpoints are never loaded)",

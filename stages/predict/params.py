@@ -7,9 +7,7 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 
 from deep_lulc.shared.contract import StageParams
-
-DEFAULT_WINDOW = 512
-DEFAULT_OVERLAP = 64
+from deep_lulc.shared.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
 
 
 class PredictParams(StageParams):
@@ -17,13 +15,15 @@ class PredictParams(StageParams):
         None,
         ge=32,
         le=8192,
-        description=f"Inference window edge in pixels (default {DEFAULT_WINDOW}, or the tiles file's).",
+        description=f"Inference window edge in pixels (default: the tiles file's, else the window the model was "
+        f"validated with, else {DEFAULT_WINDOW}).",
     )
     overlap: int | None = Field(
         None,
         ge=0,
         le=4096,
-        description=f"Overlap of neighbouring windows (default {DEFAULT_OVERLAP}, or the tiles file's).",
+        description=f"Overlap of neighbouring windows (default: the tiles file's, else the model's validated overlap, "
+        f"else {DEFAULT_OVERLAP}).",
     )
     batch_size: int | None = Field(
         None, ge=1, le=1024, description="Windows per forward pass (default 1 on CPU, 8 on CUDA)."
@@ -44,7 +44,8 @@ class PredictParams(StageParams):
         return self
 
     def window(self, planned: tuple[int, int] | None = None) -> tuple[int, int]:
-        """(window, overlap): the explicit values, else the tiles file's, else the defaults."""
+        """(window, overlap): the explicit values, else the planned ones (tiles file, or the window the model
+        was validated with), else the defaults."""
         size = self.tile_size or (planned[0] if planned else DEFAULT_WINDOW)
         overlap = self.overlap if self.overlap is not None else (planned[1] if planned else DEFAULT_OVERLAP)
         return size, min(overlap, (size - 1) // 2)

@@ -11,18 +11,18 @@ import numpy as np
 from deep_lulc.shared import storage
 from deep_lulc.shared.class_maps import Grid
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
+from deep_lulc.shared.devices import pick_device
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.inference import FeatureSource, InferenceSetup, predict_region
 from deep_lulc.shared.progress import progress_bar
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
+from deep_lulc.shared.windows import PixelWindow, Span, window_grid, windows_touching
 from deep_lulc.shared.zarr_items import zarr_item
-from deep_lulc.stages.predict.inference import FeatureSource, InferenceSetup, predict_region
 from deep_lulc.stages.predict.model_loading import check_inputs_match, load_model, read_model_item
 from deep_lulc.stages.predict.params import PredictParams
 from deep_lulc.stages.predict.prediction_item import PredictionWriters, percent, prediction_item
 from deep_lulc.stages.predict.tiles import Tile, find_tile, read_tiles_file
-from deep_lulc.stages.predict.windows import PixelWindow, Span, window_grid, windows_touching
-from deep_lulc.stages.train.fitting import pick_device
 
 STAGE = "predict"
 log = logging.getLogger(__name__)
@@ -32,9 +32,12 @@ def prediction_id(features_id: str) -> str:
     return f"prediction-{features_id.removeprefix('features-')}"
 
 
-def _tile_and_window(params: PredictParams, height: int, width: int) -> tuple[Tile | None, int, int]:
+def _tile_and_window(
+    params: PredictParams, height: int, width: int, validated: tuple[int, int] | None
+) -> tuple[Tile | None, int, int]:
+    """The window: explicit, else the tiles file's, else the one the model's maps were validated with."""
     if params.tiles is None or params.tile is None:
-        window, overlap = params.window()
+        window, overlap = params.window(validated)
         return None, window, overlap
     tile = find_tile(read_tiles_file(params.tiles), params.tile, href=params.tiles)
     if (tile.grid_height, tile.grid_width) != (height, width):
@@ -62,10 +65,20 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
     device = pick_device(params.device)
     features_item, dataset = zarr_item(inputs["features"], variables=("features", "valid_count"), made_by="features")
     model_item = read_model_item(inputs["model"])
+    if not model_item.config.is_network and params.device == "cuda":
+        raise BadInputError(
+            f"--device cuda needs a network, but the model is a {model_item.config.architecture} pixel classifier "
+            "(it runs on the CPU)",
+            fix="leave --device out (auto) or use --device cpu, or pass a U-Net model",
+        )
+    if not model_item.config.is_network:
+        device = pick_device("cpu")
     for warning in check_inputs_match(model_item.config, dataset):
         log.warning("%s", warning)
     grid = Grid.of_item(features_item)
-    tile, window, overlap = _tile_and_window(params, grid.height, grid.width)
+    wanted = model_item.config
+    validated = (wanted.window, wanted.overlap) if wanted.window is not None and wanted.overlap is not None else None
+    tile, window, overlap = _tile_and_window(params, grid.height, grid.width, validated)
     core = tile.core if tile else PixelWindow(Span(0, grid.height), Span(0, grid.width))
     windows = windows_touching(window_grid(grid.height, grid.width, window, overlap), core)
     model = load_model(model_item)

@@ -16,9 +16,9 @@ from deep_lulc.shared import storage
 from deep_lulc.shared.contract import StageResult
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.publish import write_file_atomically
+from deep_lulc.shared.windows import PixelWindow, Span, window_grid, windows_touching
 from deep_lulc.shared.zarr_items import zarr_item
 from deep_lulc.stages.predict.params import PlanTilesParams
-from deep_lulc.stages.predict.windows import PixelWindow, Span, window_grid, windows_touching
 
 STAGE = "plan-tiles"
 TILE_KEYS = frozenset({"id", "row", "col", "height", "width", "read_row", "read_col", "read_height", "read_width",

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 
 from deep_lulc.shared.metrics import confusion_matrix, scores
+from deep_lulc.shared.pixel_classifier import THREADS, TRAIN_PIXELS, fit_lightgbm
 from deep_lulc.stages.train.chips_data import ChipRecord, read_chip
 
 log = logging.getLogger(__name__)
-TRAIN_PIXELS = 100_000
 
 
 def _pixels(records: list[ChipRecord], *, limit: int | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -31,18 +31,16 @@ def _pixels(records: list[ChipRecord], *, limit: int | None, rng: np.random.Gene
 def lightgbm_baseline(
     train: list[ChipRecord], validation: list[ChipRecord], *, values: list[int], names: list[str], seed: int
 ) -> dict[str, Any]:
-    """Fit on a random sample of training pixels (class-balanced weights), score every validation pixel."""
-    import lightgbm
+    """Fit on a random sample of training pixels (class-balanced weights), score every validation pixel.
 
+    The chip-level yardstick; `train --architecture lightgbm` makes the same classifier a model of its own."""
     rng = np.random.default_rng(seed)
     x_train, y_train = _pixels(train, limit=TRAIN_PIXELS, rng=rng)
     x_valid, y_valid = _pixels(validation, limit=None, rng=rng)
-    classifier = lightgbm.LGBMClassifier(
-        n_estimators=200, learning_rate=0.1, num_leaves=31, class_weight="balanced", random_state=seed, n_jobs=-1,
-        verbose=-1,
-    )  # fmt: skip
-    classifier.fit(x_train, y_train)
-    predicted = np.asarray(classifier.predict(x_valid), dtype=np.uint8)
+    booster = fit_lightgbm(x_train, y_train, seed=seed)
+    classes = np.unique(y_train)
+    scores_by_class = np.asarray(booster.predict(x_valid, num_threads=THREADS))
+    predicted = np.asarray(classes[scores_by_class.argmax(axis=1)], dtype=np.uint8)
     log.info("LightGBM baseline: %d training pixels, %d validation pixels", len(y_train), len(y_valid))
     matrix = confusion_matrix(y_valid.astype(np.uint8), predicted, values)
     result = scores(matrix, values, names)

@@ -24,6 +24,7 @@ class ChipRecord:
     image: str
     label: str
     split: str
+    window: tuple[int, int, int] | None = None  # (row, col, size) on the features grid
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class ChipsSource:
     chip_size: int
     bbox: list[float]
     temporal: tuple[str, str]
+    features_href: str | None = None  # the features item the chips were cut from (map-level validation)
 
     def split(self, name: str) -> list[ChipRecord]:
         return [r for r in self.records if r.split == name]
@@ -82,14 +84,17 @@ def load_chips(href: str, *, mode: InputMode) -> ChipsSource:
         raise BadInputError("chips hold no dates", fix="rebuild the chips")
     records = []
     for item in sorted(collection.get_items(), key=lambda i: i.id):
+        window = item.properties.get("deep-lulc:window")
         records.append(
             ChipRecord(
                 item_id=item.id,
                 image=item.assets["image"].get_absolute_href() or "",
                 label=item.assets["label"].get_absolute_href() or "",
                 split=str(item.properties.get("split")),
+                window=(int(window["row"]), int(window["col"]), int(window["size"])) if window else None,
             )
         )
+    source_link = collection.get_single_link("derived_from")
     normalization = fields["deep-lulc:normalization"]
     interval = collection.extent.temporal.intervals[0]
     return ChipsSource(
@@ -109,7 +114,29 @@ def load_chips(href: str, *, mode: InputMode) -> ChipsSource:
             interval[0].isoformat().replace("+00:00", "Z") if interval[0] else "",
             interval[1].isoformat().replace("+00:00", "Z") if interval[1] else "",
         ),
+        features_href=source_link.get_absolute_href() if source_link is not None else None,
     )
+
+
+def read_label(record: ChipRecord) -> np.ndarray:
+    with open_raster(record.label) as source:
+        return np.asarray(source.read(1), dtype=np.int64)
+
+
+def balanced_weights(records: list[ChipRecord], *, nodata: int) -> np.ndarray:
+    """A sampling weight per chip: the mean over its labelled pixels of 1/sqrt(class frequency), so chips
+    holding water, wetland or bare land are drawn more often without repeating one chip endlessly."""
+    labels = [read_label(record) for record in records]
+    counts = np.bincount(np.concatenate([label.ravel() for label in labels]), minlength=256).astype(np.float64)
+    counts[nodata] = 0
+    rarity = np.zeros(256)
+    present = counts > 0
+    rarity[present] = 1.0 / np.sqrt(counts[present] / counts.sum())
+    weights = np.array([rarity[label[label != nodata]].mean() if (label != nodata).any() else 0.0 for label in labels])
+    if weights.sum() <= 0:
+        return np.full(len(records), 1.0 / max(len(records), 1))
+    weights = np.maximum(weights, 1e-3 * weights.max())
+    return np.asarray(weights / weights.sum())
 
 
 def read_chip(record: ChipRecord) -> tuple[np.ndarray, np.ndarray]:

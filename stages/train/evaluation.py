@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from deep_lulc.shared.metrics import confusion_matrix, scores
+from deep_lulc.shared.networks import ModelConfig
 from deep_lulc.stages.train.chips_data import ChipDataset, ChipRecord
-from deep_lulc.stages.train.network import ModelConfig
 
 
 @torch.no_grad()

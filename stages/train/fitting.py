@@ -21,12 +21,12 @@ import torch
 from fastai.callback.core import Callback
 from fastai.callback.tracker import EarlyStoppingCallback
 from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader
 from fastai.learner import Learner, Metric
 from fastai.optimizer import Adam
-from fastai.torch_core import default_device
 from torch import nn
 
-from deep_lulc.stages.train.network import load_weights, save_weights
+from deep_lulc.shared.networks import load_weights, save_weights
 
 log = logging.getLogger(__name__)
 LAST, BEST, STATE = "last.safetensors", "best.safetensors", "state.json"
@@ -142,6 +142,36 @@ def progress_to_stderr() -> Iterator[None]:
         yield
 
 
+class BalancedLoader(DataLoader):  # type: ignore[misc]
+    """Draws each epoch's chips with replacement by weight, from its own seeded generator (no global RNG)."""
+
+    def __init__(self, dataset: Any, *, weights: np.ndarray, seed: int, **kwargs: Any) -> None:
+        self.chip_weights = weights
+        self.generator = np.random.default_rng(seed)
+        super().__init__(dataset, **kwargs)
+
+    def get_idxs(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.n))
+        drawn = np.asarray(self.generator.choice(self.n, size=self.n, p=self.chip_weights))
+        return [int(i) for i in drawn]
+
+
+def seed_everything(seed: int) -> None:
+    """Same chips + same seed + same machine -> the same weights: every RNG seeded, deterministic kernels."""
+    import os
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32 - 1))
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 @dataclass(frozen=True)
 class FitPlan:
     epochs: int
@@ -206,17 +236,3 @@ def _encoder_split(model: nn.Module) -> list[Any]:
     """Two parameter groups, encoder and decoder, so `freeze` trains only the decoder."""
     layers = list(model.children())
     return [list(layers[0].parameters()), [p for layer in layers[1:] for p in layer.parameters()]]
-
-
-def pick_device(requested: str) -> torch.device:
-    from deep_lulc.shared.errors import BadInputError
-
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise BadInputError("--device cuda asked for, but no CUDA device is available", fix="use --device auto or cpu")
-    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda")
-
-
-def set_default_device(device: torch.device) -> None:
-    default_device(device.type == "cuda")

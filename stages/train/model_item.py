@@ -10,13 +10,19 @@ import torch
 from shapely.geometry import box, mapping
 
 from deep_lulc.shared.classes import ClassScheme
+from deep_lulc.shared.networks import ModelConfig
 from deep_lulc.shared.stac import stamp_provenance
-from deep_lulc.stages.train.network import ModelConfig
 
 MLM_EXTENSION = "https://stac-extensions.github.io/mlm/v1.4.0/schema.json"
 CLASSIFICATION_EXTENSION = "https://stac-extensions.github.io/classification/v2.0.0/schema.json"
 RASTER_EXTENSION = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
 SAFETENSORS_MEDIA_TYPE = "application/octet-stream; application=safetensors"
+LIGHTGBM_MEDIA_TYPE = "text/plain; application=lightgbm"
+ARCHITECTURE_TITLES = {
+    "unet": "DynamicUnet ({encoder} encoder, fastai)",
+    "temporal-unet": "Temporal attention encoder + compact U-Net",
+    "lightgbm": "LightGBM gradient-boosted trees, per pixel",
+}
 
 
 def model_item(
@@ -33,6 +39,7 @@ def model_item(
     hyperparameters: dict[str, Any],
     assets: dict[str, tuple[Path, str, str, list[str]]],
     chips_href: str,
+    validation: dict[str, Any] | None = None,
 ) -> pystac.Item:
     """`assets`: key -> (path, media type, title, roles); the key `weights` is the model artifact."""
     shape = [-1, config.n_in, config.chip_size, config.chip_size]
@@ -46,10 +53,10 @@ def model_item(
             "start_datetime": temporal[0],
             "end_datetime": temporal[1],
             "mlm:name": identifier,
-            "mlm:architecture": f"DynamicUnet ({config.encoder} encoder, fastai)",
+            "mlm:architecture": ARCHITECTURE_TITLES[config.architecture].format(encoder=config.encoder),
             "mlm:tasks": ["semantic-segmentation"],
-            "mlm:framework": "pytorch",
-            "mlm:framework_version": torch.__version__.split("+")[0],
+            "mlm:framework": "pytorch" if config.is_network else "lightgbm",
+            "mlm:framework_version": torch.__version__.split("+")[0] if config.is_network else _lightgbm_version(),
             "mlm:total_parameters": parameters,
             "mlm:pretrained": pretrained_source is not None,
             "mlm:pretrained_source": pretrained_source,
@@ -92,12 +99,15 @@ def model_item(
         },
         stac_extensions=[MLM_EXTENSION, CLASSIFICATION_EXTENSION, RASTER_EXTENSION],
     )
+    item.properties["deep-lulc:architecture"] = config.architecture
+    if validation is not None:
+        item.properties["deep-lulc:validation"] = validation
     for key, (path, media_type, title, roles) in assets.items():
         extra: dict[str, Any] = {}
         if key == "weights":
             # MLM ties input band names to raster:bands names on the model asset.
             extra = {
-                "mlm:artifact_type": "safetensors",
+                "mlm:artifact_type": "safetensors" if config.is_network else "lightgbm.Booster.save_model",
                 "raster:bands": [{"name": name, "data_type": "float32"} for name in config.channels],
             }
         item.add_asset(
@@ -105,3 +115,9 @@ def model_item(
         )
     stamp_provenance(item, derived_from=[chips_href])
     return item
+
+
+def _lightgbm_version() -> str:
+    import lightgbm
+
+    return str(lightgbm.__version__)

@@ -2,31 +2,44 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from deep_lulc.shared.architectures import Architecture
 from deep_lulc.shared.contract import StageParams
 
 Encoder = Literal["resnet18", "resnet34", "resnet50"]
 InputMode = Literal["stack", "single-date"]
 LossName = Literal["ce", "weighted-ce", "focal", "dice-ce"]
+# Peak learning rates measured on the demo scene (benchmarks/quality.py); the LR finder is optional.
+DEFAULT_LR = {"temporal-unet": 3e-3, "unet": 2e-3}
 
 
 class TrainParams(StageParams):
-    encoder: Encoder = "resnet34"
-    input_mode: InputMode = Field(
-        "stack", description="stack: all features x dates as channels; single-date: one date per sample."
+    architecture: Architecture = Field(
+        "temporal-unet",
+        description="temporal-unet: per-pixel temporal attention encoder + compact U-Net (the default); unet: "
+        "fastai Dynamic U-Net on a ResNet over the stacked dates (the original); lightgbm: pixel classifier.",
     )
-    epochs: int = Field(10, ge=1, le=1000)
+    encoder: Encoder = Field("resnet34", description="ResNet encoder of the unet architecture.")
+    input_mode: InputMode = Field(
+        "stack", description="stack: all features x dates as channels; single-date: one date per sample (unet)."
+    )
+    epochs: int = Field(20, ge=1, le=1000, description="Training epochs (one-cycle schedule over all of them).")
     batch_size: int = Field(8, ge=1, le=4096)
-    lr: float | Literal["auto"] = Field("auto", description="Peak learning rate, or 'auto' for fastai's LR finder.")
+    lr: float | Literal["auto"] | None = Field(
+        None, description="Peak learning rate, 'auto' for fastai's LR finder, default: the architecture's tuned rate."
+    )
     loss: LossName = "weighted-ce"
-    pretrained: bool = Field(True, description="Start the encoder from ImageNet weights (downloaded by torchvision).")
+    pretrained: bool | None = Field(
+        None, description="Start the unet encoder from ImageNet weights (downloaded by torchvision); default: yes "
+        "for unet, which alone has an ImageNet encoder.",
+    )  # fmt: skip
     weights: str | None = Field(None, description="Local encoder weights (safetensors or a torchvision state dict).")
     resume: bool = Field(False, description="Continue from the last checkpoint in the output's checkpoints/ folder.")
     baseline: Literal["lightgbm"] | None = None
-    patience: int = Field(5, ge=1, le=1000, description="Epochs without validation mIoU gain before stopping.")
+    patience: int = Field(10, ge=1, le=1000, description="Epochs without validation mIoU gain before stopping.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = Field(0, ge=0)
 
@@ -42,7 +55,45 @@ class TrainParams(StageParams):
 
     @field_validator("lr")
     @classmethod
-    def _positive(cls, value: float | str) -> float | str:
+    def _positive(cls, value: float | str | None) -> float | str | None:
         if isinstance(value, float) and not 0 < value < 10:
             raise ValueError("must be in (0, 10)")
         return value
+
+    @model_validator(mode="after")
+    def _fits_architecture(self) -> Self:
+        """Options that only a network (or only the ImageNet U-Net) has are refused for the others."""
+        if self.architecture == "unet":
+            return self
+        needs_unet = [
+            option
+            for option, given in (
+                ("--pretrained", self.pretrained is True),
+                ("--weights", self.weights is not None),
+                ("--input-mode single-date", self.input_mode == "single-date"),
+            )
+            if given
+        ]
+        if self.architecture == "lightgbm":
+            needs_unet += [option for option, given in (("--resume", self.resume), ("--lr", self.lr is not None))
+                           if given]  # fmt: skip
+        if needs_unet:
+            network = "network" if self.architecture == "lightgbm" else "ImageNet U-Net"
+            raise ValueError(
+                f"{', '.join(needs_unet)} need(s) a {network}, but --architecture is {self.architecture}: use "
+                f"--architecture unet{' or temporal-unet' if self.architecture == 'lightgbm' else ''}, or drop "
+                "the option"
+            )
+        return self
+
+    @property
+    def use_pretrained(self) -> bool:
+        return self.architecture == "unet" and self.pretrained is not False
+
+    def peak_lr(self) -> float | None:
+        """The learning rate to train with; None: find it (LR finder)."""
+        if self.lr == "auto":
+            return None
+        if self.lr is None:
+            return DEFAULT_LR.get(self.architecture, 2e-3)
+        return float(self.lr)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,24 +18,31 @@ import numpy as np
 import torch
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
+from torch import nn
 
 from deep_lulc.shared import storage
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
+from deep_lulc.shared.devices import pick_device
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.networks import ModelConfig, build_network, count_parameters, load_weights, save_weights
+from deep_lulc.shared.pixel_classifier import N_ESTIMATORS, TRAIN_PIXELS, PixelClassifier, fit_lightgbm, sample_pixels
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
+from deep_lulc.shared.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
 from deep_lulc.stages.train.baseline import lightgbm_baseline
-from deep_lulc.stages.train.chips_data import ChipDataset, load_chips
+from deep_lulc.stages.train.chips_data import ChipDataset, ChipRecord, ChipsSource, balanced_weights, load_chips
 from deep_lulc.stages.train.evaluation import validation_metrics
-from deep_lulc.stages.train.fitting import BEST, FitPlan, fit, pick_device
+from deep_lulc.stages.train.fitting import BEST, BalancedLoader, FitPlan, fit, seed_everything
 from deep_lulc.stages.train.losses import make_loss
-from deep_lulc.stages.train.model_item import SAFETENSORS_MEDIA_TYPE, model_item
-from deep_lulc.stages.train.network import ModelConfig, build_network, count_parameters, load_weights, save_weights
+from deep_lulc.stages.train.map_validation import map_metrics
+from deep_lulc.stages.train.model_item import LIGHTGBM_MEDIA_TYPE, SAFETENSORS_MEDIA_TYPE, model_item
 from deep_lulc.stages.train.params import TrainParams
 from deep_lulc.stages.train.plots import confusion_png, loss_png
 
 STAGE = "train"
 log = logging.getLogger(__name__)
+CHIP_MAP_TOLERANCE = 0.05  # chip and map mIoU further apart than this: the chips do not tell the truth
+WINDOW_TOLERANCE = 0.03  # map mIoU at the chip-sized and the default window further apart: window-sensitive
 
 
 def checkpoint_folder(output: str) -> Path:
@@ -49,8 +59,9 @@ def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> Stage
     if "chips" not in inputs:
         raise BadInputError("missing input 'chips'", fix="pass --chips HREF (the chips stage's catalog.json)")
     device = pick_device(params.device)
-    torch.manual_seed(params.seed)
-    np.random.seed(params.seed)
+    if params.architecture == "lightgbm" and device.type == "cuda" and params.device == "cuda":
+        raise BadInputError("--device cuda needs a network; LightGBM runs on the CPU", fix="use --device auto or cpu")
+    seed_everything(params.seed)
     source = load_chips(inputs["chips"], mode=params.input_mode)
     train_records, valid_records = source.split("train"), source.split("validation")
     if not train_records or not valid_records:
@@ -59,13 +70,14 @@ def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> Stage
             fix="rebuild the chips with --val-fraction between 0 and 1 and enough --count",
         )
     mean, std = source.input_statistics(params.input_mode)
+    stacked = params.input_mode == "stack"
     config = ModelConfig(
-        encoder=params.encoder,
-        n_in=len(source.channels) if params.input_mode == "stack" else len(source.features),
+        encoder=params.encoder if params.architecture == "unet" else params.architecture,
+        n_in=len(source.channels) if stacked else len(source.features),
         n_out=max(source.scheme.values) + 1,
         chip_size=source.chip_size,
         input_mode=params.input_mode,
-        channels=list(source.channels) if params.input_mode == "stack" else list(source.features),
+        channels=list(source.channels) if stacked else list(source.features),
         features=list(source.features),
         dates=list(source.dates),
         mean=[round(float(v), 6) for v in mean],
@@ -73,36 +85,28 @@ def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> Stage
         class_values=source.scheme.values,
         class_names=[c.name for c in source.scheme.classes],
         nodata=source.scheme.nodata,
+        architecture=params.architecture,
+        window=DEFAULT_WINDOW,
+        overlap=DEFAULT_OVERLAP,
     )
-    model = build_network(config, pretrained=params.pretrained and not params.resume, weights_file=params.weights)
-    log.info("%s U-Net, %d inputs, %d parameters, on %s", params.encoder, config.n_in, count_parameters(model), device)
     n_dates = len(source.dates)
     datasets = {
         split: ChipDataset(records, mode=params.input_mode, n_dates=n_dates, mean=mean, std=std, augment=augment,
                            seed=params.seed)
         for split, records, augment in (("train", train_records, True), ("validation", valid_records, False))
     }  # fmt: skip
-    dls = DataLoaders(
-        DataLoader(
-            datasets["train"], bs=params.batch_size, shuffle=True, drop_last=len(datasets["train"]) > params.batch_size
-        ),
-        DataLoader(datasets["validation"], bs=params.batch_size),
-        device=device,
-    )
-    loss = make_loss(params.loss, source.class_counts["train"], config.n_out).to(device)
-    checkpoints = checkpoint_folder(output)
-    plan = FitPlan(
-        epochs=params.epochs,
-        lr=None if params.lr == "auto" else float(params.lr),
-        pretrained=params.pretrained or params.weights is not None,
-        patience=params.patience,
-        device=device,
-    )
-    state, lr = fit(model, dls, loss, n_out=config.n_out, plan=plan, checkpoints=checkpoints, resume=params.resume)
-    load_weights(model, checkpoints / BEST)
-    model = model.to(device)
-    metrics = validation_metrics(model, valid_records, datasets["validation"], config, device)
-    metrics |= {"best_epoch": state.best_epoch, "epochs_run": state.epochs_done, "lr": lr}
+    started = time.perf_counter()
+    if params.architecture == "lightgbm":
+        fitted = _fit_pixel_classifier(datasets["train"], config, seed=params.seed)
+    else:
+        fitted = _fit_network(params, config, datasets, source, device=device, output=output)
+    training_seconds = round(time.perf_counter() - started, 2)
+    if fitted.output_values is not None:
+        config = dataclasses.replace(config, output_values=fitted.output_values)
+    metrics = validation_metrics(fitted.predictor, valid_records, datasets["validation"], config, device)
+    metrics |= {"best_epoch": fitted.best_epoch, "epochs_run": fitted.epochs_run, "lr": fitted.lr,
+                "level": "validation chips"}  # fmt: skip
+    maps = _validate_maps(fitted.predictor, source, valid_records, config, device)
     labelled = [c for c in source.scheme.classes if c.value != source.scheme.nodata]
     baseline: dict[str, Any] | None = None
     if params.baseline == "lightgbm":
@@ -110,49 +114,61 @@ def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> Stage
             train_records, valid_records, values=[c.value for c in labelled], names=[c.name for c in labelled],
             seed=params.seed,
         )  # fmt: skip
+    digest = hashlib.sha256(config.to_json().encode()).hexdigest()[:8]
     identifier = (
-        f"model-{params.encoder}-{params.input_mode}-{hashlib.sha256(config.to_json().encode()).hexdigest()[:8]}"
+        f"model-{params.encoder}-{params.input_mode}-{digest}"
+        if params.architecture == "unet"
+        else f"model-{params.architecture}-{digest}"
     )
 
     with staged_output(output) as staged:
         folder = staged.path / identifier
         folder.mkdir(parents=True)
-        save_weights(model.cpu(), folder / "model.safetensors")
+        weights_name = fitted.save(folder)
         (folder / "model-config.json").write_text(config.to_json() + "\n")
-        report = {"unet": metrics, "baseline": baseline, "comparison": _comparison(metrics, baseline)}
+        report = {
+            "architecture": params.architecture,
+            "unet": metrics,
+            "map": maps["validated"],
+            "map_by_window": maps["by_window"],
+            "baseline": baseline,
+            "comparison": _comparison(metrics, baseline),
+            "training_seconds": training_seconds,
+        }
         (folder / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-        confusion_png(metrics, folder / "confusion_matrix.png")
-        loss_png(state.history, folder / "loss.png")
-        with (folder / "history.csv").open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["epoch", "train_loss", "valid_loss", "miou", "seconds"])
-            writer.writeheader()
-            writer.writerows(state.history)
+        confusion_png(maps["validated"], folder / "confusion_matrix.png")
         assets = {
-            "weights": (folder / "model.safetensors", SAFETENSORS_MEDIA_TYPE, "U-Net weights (safetensors)",
-                        ["mlm:model", "mlm:weights", "data"]),
+            "weights": (folder / weights_name, fitted.media_type, fitted.title, ["mlm:model", "mlm:weights", "data"]),
             "config": (folder / "model-config.json", "application/json", "Network and input configuration",
                        ["metadata"]),
-            "metrics": (folder / "metrics.json", "application/json", "Validation metrics", ["metadata"]),
-            "confusion_matrix": (folder / "confusion_matrix.png", "image/png", "Confusion matrix",
-                                 ["overview", "visual"]),
-            "history": (folder / "history.csv", "text/csv", "Loss and mIoU per epoch", ["metadata"]),
-            "loss": (folder / "loss.png", "image/png", "Loss curves", ["overview", "visual"]),
+            "metrics": (folder / "metrics.json", "application/json", "Validation metrics (maps and chips)",
+                        ["metadata"]),
+            "confusion_matrix": (folder / "confusion_matrix.png", "image/png",
+                                 "Confusion matrix of the validation blocks predicted as maps", ["overview", "visual"]),
         }  # fmt: skip
+        if fitted.history:
+            loss_png(fitted.history, folder / "loss.png")
+            with (folder / "history.csv").open("w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=["epoch", "train_loss", "valid_loss", "miou", "seconds"])
+                writer.writeheader()
+                writer.writerows(fitted.history)
+            assets["history"] = (folder / "history.csv", "text/csv", "Loss and chip mIoU per epoch", ["metadata"])
+            assets["loss"] = (folder / "loss.png", "image/png", "Loss curves", ["overview", "visual"])
         item = model_item(
             identifier,
             config=config,
             scheme=source.scheme,
             bbox=source.bbox,
             temporal=source.temporal,
-            parameters=count_parameters(model),
-            pretrained_source="ImageNet (torchvision)" if params.pretrained and not params.weights
+            parameters=fitted.parameters,
+            pretrained_source="ImageNet (torchvision)" if params.use_pretrained and not params.weights
             else (params.weights if params.weights else None),
             device=device,
             batch_size=params.batch_size,
-            hyperparameters={"epochs": params.epochs, "lr": lr, "loss": params.loss, "batch_size": params.batch_size,
-                             "seed": params.seed},
+            hyperparameters=fitted.hyperparameters,
             assets=assets,
             chips_href=source.collection_href,
+            validation=_validation_summary(maps["validated"], metrics),
         )  # fmt: skip
         catalog_href = finish_single_item_output(
             staged,
@@ -161,21 +177,152 @@ def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> Stage
             description=f"Deep LULC model {identifier}",
             stage=STAGE,
             inputs=inputs,
-            params=params,
+            params=params.model_copy(update={"lr": fitted.lr}) if fitted.lr is not None else params,
         )
-    per_class_iou = {name: value["iou"] for name, value in metrics["per_class"].items() if value["support"]}
+    validated = maps["validated"]
+    per_class_iou = {name: value["iou"] for name, value in validated["per_class"].items() if value["support"]}
     return StageResult(
         stage=STAGE,
         catalog=catalog_href,
         items=(identifier,),
         extra={
-            "miou": metrics["miou"],
-            "seed_metric": metrics["seed_metric"],
+            "architecture": params.architecture,
+            "miou": validated["miou"],
+            "seed_metric": validated["seed_metric"],
             "iou": per_class_iou,
+            "chip_miou": metrics["miou"],
             "baseline_miou": baseline["miou"] if baseline else None,
-            "epochs_run": state.epochs_done,
+            "epochs_run": fitted.epochs_run,
+            "training_seconds": training_seconds,
         },
     )
+
+
+@dataclass
+class Fitted:
+    """A trained model behind the network interface, and how to store it."""
+
+    predictor: nn.Module
+    save: Callable[[Path], str]  # writes the weights into a folder, returns the file name
+    media_type: str
+    title: str
+    parameters: int
+    hyperparameters: dict[str, Any]
+    lr: float | None = None
+    best_epoch: int | None = None
+    epochs_run: int | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    output_values: list[int] | None = None
+
+
+def _fit_network(
+    params: TrainParams,
+    config: ModelConfig,
+    datasets: dict[str, ChipDataset],
+    source: ChipsSource,
+    *,
+    device: torch.device,
+    output: str,
+) -> Fitted:
+    model = build_network(config, pretrained=params.use_pretrained and not params.resume, weights_file=params.weights)
+    log.info(
+        "%s, %d inputs, %d parameters, on %s",
+        f"{params.encoder} U-Net" if params.architecture == "unet" else params.architecture, config.n_in,
+        count_parameters(model), device,
+    )  # fmt: skip
+    train_set = datasets["train"]
+    weights = balanced_weights(train_set.records, nodata=config.nodata)
+    if params.input_mode == "single-date":
+        weights = np.repeat(weights, len(source.dates)) / len(source.dates)
+    dls = DataLoaders(
+        BalancedLoader(
+            train_set, weights=weights, seed=params.seed, bs=params.batch_size, shuffle=True,
+            drop_last=len(train_set) > params.batch_size, num_workers=0,
+        ),
+        DataLoader(datasets["validation"], bs=params.batch_size, num_workers=0),
+        device=device,
+    )  # fmt: skip
+    loss = make_loss(params.loss, source.class_counts["train"], config.n_out).to(device)
+    checkpoints = checkpoint_folder(output)
+    plan = FitPlan(
+        epochs=params.epochs,
+        lr=params.peak_lr(),
+        pretrained=params.use_pretrained or params.weights is not None,
+        patience=params.patience,
+        device=device,
+    )
+    state, lr = fit(model, dls, loss, n_out=config.n_out, plan=plan, checkpoints=checkpoints, resume=params.resume)
+    load_weights(model, checkpoints / BEST)
+    model = model.to(device).eval()
+
+    def save(folder: Path) -> str:
+        save_weights(model.cpu(), folder / "model.safetensors")
+        (folder / "model.safetensors").chmod(0o644)
+        model.to(device)
+        return "model.safetensors"
+
+    return Fitted(
+        predictor=model, save=save, media_type=SAFETENSORS_MEDIA_TYPE,
+        title=f"{params.architecture} weights (safetensors)", parameters=count_parameters(model),
+        hyperparameters={"architecture": params.architecture, "epochs": params.epochs, "lr": lr, "loss": params.loss,
+                         "batch_size": params.batch_size, "seed": params.seed, "sampling": "class-balanced chips",
+                         "augmentation": "flips and 90-degree rotations"},
+        lr=lr, best_epoch=state.best_epoch, epochs_run=state.epochs_done, history=state.history,
+    )  # fmt: skip
+
+
+def _fit_pixel_classifier(train_set: ChipDataset, config: ModelConfig, *, seed: int) -> Fitted:
+    """LightGBM on normalised training pixels: the same inputs a network sees, so predict feeds both alike."""
+    samples = [train_set.sample(index) for index in range(len(train_set))]
+    x, y = sample_pixels([image for image, _ in samples], [label for _, label in samples], nodata=config.nodata,
+                         limit=TRAIN_PIXELS, seed=seed)  # fmt: skip
+    booster = fit_lightgbm(x, y, seed=seed)
+    text = str(booster.model_to_string())
+    values = sorted(int(v) for v in np.unique(y))
+    predictor = PixelClassifier(text, class_values=values, n_out=config.n_out)
+    log.info("LightGBM pixel classifier: %d training pixels, %d trees", len(y), booster.num_trees())
+
+    def save(folder: Path) -> str:
+        (folder / "model.txt").write_text(text)
+        (folder / "model.txt").chmod(0o644)
+        return "model.txt"
+
+    return Fitted(
+        predictor=predictor, save=save, media_type=LIGHTGBM_MEDIA_TYPE, title="LightGBM model (text format)",
+        parameters=int(booster.num_trees()),
+        hyperparameters={"architecture": "lightgbm", "n_estimators": N_ESTIMATORS, "learning_rate": 0.1,
+                         "num_leaves": 31, "class_weight": "balanced", "training_pixels": len(y), "seed": seed},
+        output_values=values,
+    )  # fmt: skip
+
+
+def _validate_maps(
+    predictor: nn.Module, source: ChipsSource, records: list[ChipRecord], config: ModelConfig, device: torch.device
+) -> dict[str, Any]:
+    """The validation blocks as maps at predict's default window and at the chip size; warn on a gap."""
+    if source.features_href is None:
+        raise BadInputError("the chips collection has no derived_from link to its features",
+                            fix="rebuild the chips with `deep-lulc chips`")  # fmt: skip
+    small = max(32, 32 * (config.chip_size // 32))
+    windows = [(DEFAULT_WINDOW, DEFAULT_OVERLAP), (small, small // 4)]
+    results = map_metrics(predictor, features_href=source.features_href, records=records, config=config,
+                          device=device, windows=windows)  # fmt: skip
+    validated = results[windows[0]]
+    by_window = {f"{size}/{overlap}": result["miou"] for (size, overlap), result in results.items()}
+    spread = abs((validated["miou"] or 0.0) - (results[windows[1]]["miou"] or 0.0))
+    if spread > WINDOW_TOLERANCE:
+        log.warning("validation map mIoU differs by %.3f between %d px and %d px windows (%s)", spread,
+                    windows[0][0], windows[1][0], by_window)  # fmt: skip
+    return {"validated": validated, "by_window": by_window}
+
+
+def _validation_summary(validated: dict[str, Any], chips: dict[str, Any]) -> dict[str, Any]:
+    gap = abs((validated["miou"] or 0.0) - (chips["miou"] or 0.0))
+    if gap > CHIP_MAP_TOLERANCE:
+        log.warning("validation mIoU on chips (%.3f) and on maps (%.3f) differ by %.3f: trust the map's",
+                    chips["miou"] or 0.0, validated["miou"] or 0.0, gap)  # fmt: skip
+    return {"window": validated["window"], "overlap": validated["overlap"], "map_miou": validated["miou"],
+            "chip_miou": chips["miou"], "pixels": validated["pixels"]}  # fmt: skip
 
 
 def _comparison(unet: dict[str, Any], baseline: dict[str, Any] | None) -> list[dict[str, Any]]:
