@@ -1,4 +1,5 @@
-"""The synthetic catalog: valid STAC, right radiometry through GDAL, exact cloud flags, determinism, truth."""
+"""The synthetic catalog: valid STAC, right radiometry through GDAL, exact cloud flags, determinism, truth,
+and a scene whose single pixels are ambiguous (texture, mixed borders, town mosaics) while parcels are not."""
 
 from __future__ import annotations
 
@@ -13,18 +14,20 @@ import pystac
 import pytest
 import rasterio
 import shapely
+from scipy import ndimage, sparse
 from shapely.geometry import box, shape
 
 from deep_lulc.shared import sentinel2
 from deep_lulc.shared.classes import SLOVENIA
 from deep_lulc.stages.synth import stage as synth
 from deep_lulc.stages.synth.grid import Grid
-from deep_lulc.stages.synth.landscape import COVER_CLASS, Cover, generate_landscape
+from deep_lulc.stages.synth.landscape import COVER_CLASS, Cover, Landscape, evolve_landscape, generate_landscape
+from deep_lulc.stages.synth.mixing import Fields, mixing_matrix
 from deep_lulc.stages.synth.params import SynthParams
-from deep_lulc.stages.synth.phenology import ParcelTraits, cover_reflectance
-from deep_lulc.stages.synth.scenes import Scene, SceneContext, plan_acquisitions, render_scene
+from deep_lulc.stages.synth.phenology import BARE, COMPONENTS, Material, ParcelTraits, cover_reflectance
+from deep_lulc.stages.synth.scenes import Acquisition, Scene, SceneContext, Sky, plan_acquisitions, render_scene
 from deep_lulc.stages.synth.stage import reflectance_to_dn
-from deep_lulc.stages.synth.truth import aoi_bounds
+from deep_lulc.stages.synth.truth import PREDICT_WINDOW, TRAIN_WINDOW, aoi_bounds
 
 from .conftest import TINY, validate_tree
 
@@ -205,3 +208,136 @@ def test_planetary_computer_style(tmp_path: Path) -> None:
     assert (radiometry.offset, radiometry.source) == (-0.1, "baseline")
     assert sentinel2.processing_baseline(item) == (5, 10)
     assert validate_tree(tmp_path / "catalog.json") > 0
+
+
+def shares(matrix: sparse.csr_matrix, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """(pixels, n_groups) fraction of each pixel's signal from each group of the matrix's columns."""
+    coo = matrix.tocoo()
+    out = np.zeros((matrix.shape[0], n_groups))
+    np.add.at(out, (coo.row, groups[coo.col]), coo.data)
+    return np.asarray(out / out.sum(axis=1, keepdims=True))
+
+
+def by_parcel(landscape: Landscape, matrix: sparse.csr_matrix) -> np.ndarray:
+    n = len(landscape.parcels)
+    size = landscape.grid.size
+    return shares(matrix, np.arange(n * len(COMPONENTS)) // len(COMPONENTS), n).reshape(size, size, n)
+
+
+def by_component(landscape: Landscape, matrix: sparse.csr_matrix) -> np.ndarray:
+    width = len(COMPONENTS)
+    size = landscape.grid.size
+    groups = np.arange(len(landscape.parcels) * width) % width
+    return shares(matrix, groups, width).reshape(size, size, width)
+
+
+def near_border(index: np.ndarray, width: int) -> np.ndarray:
+    """Pixels with another parcel within the `width` x `width` window around them."""
+    return np.asarray(ndimage.maximum_filter(index, width) != ndimage.minimum_filter(index, width))
+
+
+def test_border_pixels_mix_their_parcels_and_are_labelled_by_their_centre() -> None:
+    landscape = generate_landscape(Grid(TINY.size), seed=TINY.seed)
+    parcels = by_parcel(landscape, mixing_matrix(landscape, Fields.draw(landscape.grid, seed=TINY.seed)))
+    index = landscape.parcel_index()  # the label's parcel: the one under the pixel centre
+    mixed = (parcels > 0.05).sum(axis=2) >= 2
+    assert 0.03 < mixed.mean() < 0.2
+    assert not mixed[~near_border(index, 5)].any(), "only pixels at a border mix parcels"
+    across = np.zeros_like(mixed)  # pixels whose right or lower neighbour lies in another parcel
+    across[:, :-1] |= index[:, :-1] != index[:, 1:]
+    across[:-1, :] |= index[:-1, :] != index[1:, :]
+    assert mixed[across].mean() > 0.3, "a border crossing between two pixel centres mixes one of them"
+    # By area, a pixel is mostly the parcel under its centre; a thin sliver can tip the balance.
+    assert (parcels.argmax(axis=2) == index).mean() > 0.99
+
+
+def test_town_pixels_look_like_bare_ground_or_meadow_but_towns_do_not() -> None:
+    landscape = generate_landscape(Grid(256), seed=0)
+    context = SceneContext.build(landscape, seed=0, year=2023)
+    components = by_component(landscape, context.mixing)
+    index = landscape.parcel_index()
+    covers = np.array([p.cover.value for p in landscape.parcels])[index]
+    inside = ~near_border(index, 5)
+    town, bare, meadow = ((covers == c.value) & inside for c in (Cover.URBAN, Cover.BARE, Cover.GRASS))
+    assert town.sum() > 500
+    assert bare.sum() > 100
+    assert meadow.sum() > 500
+    roof = components[..., [COMPONENTS.index(Material.ROOF_TILE), COMPONENTS.index(Material.ROOF_GREY)]].sum(-1)
+    lawn = components[..., COMPONENTS.index(Cover.GRASS)]
+    assert (roof[town] > 0.8).mean() > 0.15, "some town pixels are all roof"
+    assert (lawn[town] > 0.8).mean() > 0.08, "some town pixels are all lawn"
+    assert 0.3 < roof[town].mean() < 0.6, "a town is a mosaic"
+    assert 0.15 < lawn[town].mean() < 0.45, "a town is a mosaic"
+
+    clear = [a for a in plan_acquisitions(seed=0, year=2023, count=24) if a.sky == Sky.CLEAR]
+    summer = next(a for a in clear if 160 < a.datetime.timetuple().tm_yday < 240)
+    reflectance = render_scene(context, summer).reflectance_10m  # B02 B03 B04 B08
+    ndvi = (reflectance[3] - reflectance[2]) / (reflectance[3] + reflectance[2])
+    assert ndvi[town].std() > 1.5 * ndvi[meadow].std(), "town pixels are far more varied than meadow pixels"
+    # A roof pixel is spectrally bare ground, a lawn pixel is meadow...
+    roofed = town & (components[..., COMPONENTS.index(Material.ROOF_TILE)] > 0.95)
+    np.testing.assert_allclose(reflectance[:, roofed].mean(axis=1), BARE[:4], rtol=0.12)
+    lawned = town & (lawn > 0.95)
+    assert abs(float(ndvi[lawned].mean()) - float(ndvi[meadow].mean())) < 0.1
+    # ...but the town as a whole is neither.
+    assert ndvi[bare].mean() + 0.1 < ndvi[town].mean() < ndvi[meadow].mean() - 0.05
+
+
+def test_texture_persists_through_the_year_and_averages_out_over_the_parcel() -> None:
+    landscape = generate_landscape(Grid(TINY.size), seed=TINY.seed)
+    context = SceneContext.build(landscape, seed=TINY.seed, year=TINY.year)
+    clear = [a for a in plan_acquisitions(seed=TINY.seed, year=TINY.year, count=24) if a.sky == Sky.CLEAR]
+    spring, autumn = (
+        next(a for a in clear if lo < a.datetime.timetuple().tm_yday < hi) for lo, hi in ((90, 150), (240, 300))
+    )
+    index = landscape.parcel_index()
+    covers = np.array([p.cover.value for p in landscape.parcels])[index]
+    inside = ~near_border(index, 5)
+
+    def residual(acquisition: Acquisition) -> np.ndarray:
+        """NIR minus the mean of the pixel's parcel (interior pixels of fields, meadows and forest only)."""
+        nir = render_scene(context, acquisition).reflectance_10m[3].astype(float)
+        keep = inside & np.isin(
+            covers,
+            [c.value for c in (Cover.WINTER_CROP, Cover.SUMMER_CROP, Cover.GRASS, Cover.DECIDUOUS, Cover.EVERGREEN)],
+        )
+        labels = np.where(keep, index, len(landscape.parcels)).ravel()
+        sums = np.bincount(labels, weights=nir.ravel(), minlength=len(landscape.parcels) + 1)
+        means = sums / np.maximum(np.bincount(labels, minlength=len(landscape.parcels) + 1), 1)
+        return np.where(keep, nir - means[index], np.nan)
+
+    first, second = residual(spring), residual(autumn)
+    both = ~np.isnan(first) & ~np.isnan(second) & ~np.isnan(first + second)
+    assert both.sum() > 2000
+    assert np.nanstd(first) > 5 * 0.003, "texture is much stronger than the sensor noise"
+    assert np.corrcoef(first[both], second[both])[0, 1] > 0.5, "a pixel keeps its texture through the year"
+    # Averaging over the parcel removes it: a 5 x 5 box already removes most of its variance.
+    filled = np.where(both, first, 0.0)
+    for width, most in ((5, 0.6), (9, 0.45)):
+        box_mean = ndimage.uniform_filter(filled, width)
+        core = both & (ndimage.uniform_filter(both.astype(float), width) > 0.999)
+        assert box_mean[core].std() < most * first[core].std()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_rare_classes_cover_about_two_percent_of_each_aoi_in_both_years(seed: int) -> None:
+    first = generate_landscape(Grid(512), seed=seed)
+    second, _ = evolve_landscape(first, seed=seed)
+    for landscape in (first, second):
+        classes = landscape.class_raster()
+        for window in (TRAIN_WINDOW, PREDICT_WINDOW):
+            left, top, right, bottom = (round(f * 512) for f in window)
+            inside = classes[top:bottom, left:right]
+            for rare in (5, 6, 9):  # water, wetland, bare land
+                assert 0.01 < (inside == rare).mean() < 0.045, (rare, window)
+    # Bare land is many small pits, not one or two fields, so its look varies within each AOI.
+    assert sum(p.lulc == 9 for p in first.parcels) >= 8
+
+
+def test_mixing_is_deterministic_per_seed() -> None:
+    landscape = generate_landscape(Grid(TINY.size), seed=TINY.seed)
+    one = mixing_matrix(landscape, Fields.draw(landscape.grid, seed=TINY.seed))
+    two = mixing_matrix(landscape, Fields.draw(landscape.grid, seed=TINY.seed))
+    other = mixing_matrix(landscape, Fields.draw(landscape.grid, seed=TINY.seed + 1))
+    assert (one != two).nnz == 0
+    assert abs(one - other).max() > 0.1

@@ -3,7 +3,8 @@
 Forest on the high ground, shrubs at its edge, meadows and fields in the valley, a meandering river, two
 lakes fringed by wetland, and a town in each half (so both AOIs hold every class). Parcels are Voronoi
 cells in map coordinates, so their edges do not follow the pixel grid, as real parcels do not.
-Proportions follow the seed's imbalance: forest dominant; water and wetland a few percent.
+Proportions follow the seed's imbalance: forest dominant; water, wetland and gravel pits a few percent,
+each split into several parcels in both AOIs so a model sees more than one example of a rare class.
 """
 
 from __future__ import annotations
@@ -55,10 +56,13 @@ COVER_CLASS: dict[Cover, int] = {
 FOREST_SHARE = 0.42
 SHRUB_SHARE = 0.07
 GRASS_SHARE = 0.22
-BARE_SHARE = 0.03
+BARE_SHARE = 0.022
+PIT_RADIUS_M = (65.0, 110.0)
+SPLIT_X = 0.59  # between the two AOIs (truth.TRAIN_WINDOW and PREDICT_WINDOW), as a fraction of the extent
 PARCEL_SPACING_M = 300.0
 RIVER_HALF_WIDTH_M = 18.0
 WETLAND_RING_M = 110.0
+WETLAND_STANDS = 4
 
 
 @dataclass(frozen=True)
@@ -208,14 +212,20 @@ def generate_landscape(grid: Grid, *, seed: int) -> Landscape:
         else:
             covers[index] = Cover.WINTER_CROP if rng.random() < 0.5 else Cover.SUMMER_CROP
         cumulative += areas[index]
-    # Gravel pits and quarries: a few random valley parcels.
+    # Gravel pits: small round parcels dug into valley fields, in each half, so both AOIs hold several.
     valley = [i for i in free if covers[i] in (Cover.GRASS, Cover.WINTER_CROP, Cover.SUMMER_CROP)]
-    bare_target = BARE_SHARE * land_area
-    for index in rng.permutation(valley):
-        if bare_target <= 0:
-            break
-        covers[index] = Cover.BARE
-        bare_target -= areas[index]
+    pits: dict[int, Polygon] = {}
+    for west in (True, False):
+        half = [i for i in free if (centroids[i, 0] < minx + extent * SPLIT_X) == west]
+        bare_target = BARE_SHARE * float(areas[half].sum())
+        in_half = set(half)
+        for index in rng.permutation([i for i in valley if i in in_half]):
+            if bare_target <= 0:
+                break
+            centre = (centroids[index, 0] + rng.normal(0, 20.0), centroids[index, 1] + rng.normal(0, 20.0))
+            pit = _blob(rng, centre, rng.uniform(*PIT_RADIUS_M)).intersection(cells[index]).difference(reserved)
+            pits[int(index)] = pit
+            bare_target -= pit.area
     # Forest is mixed: deciduous stands scattered through the evergreen high ground and vice versa.
     for index, cover in enumerate(covers):
         if cover in (Cover.DECIDUOUS, Cover.EVERGREEN) and rng.random() < 0.15:
@@ -227,12 +237,26 @@ def generate_landscape(grid: Grid, *, seed: int) -> Landscape:
         for part in _explode(geometry):
             parcels.append(Parcel(len(parcels), shapely.set_precision(part, 0.01), cover))
 
-    for cell, maybe_cover in zip(cells, covers, strict=True):
+    for index, (cell, maybe_cover) in enumerate(zip(cells, covers, strict=True)):
         assert maybe_cover is not None
-        add(cell.difference(reserved), maybe_cover)
+        pit = pits.get(index)
+        add(cell.difference(reserved) if pit is None else cell.difference(reserved).difference(pit), maybe_cover)
+        if pit is not None:
+            add(pit, Cover.BARE)
     add(water_union.intersection(frame), Cover.WATER)
-    for wetland in wetlands:
-        add(wetland.intersection(frame), Cover.WETLAND)
+    # Each fringe is several stands (reed bed, sedge, wet meadow) with their own calendar and brightness, so a
+    # model learns wetland from more than one example per AOI.
+    for lake, wetland in zip(lakes, wetlands, strict=True):
+        centre = lake.centroid
+        start = rng.uniform(0, 2 * math.pi)
+        for k in range(WETLAND_STANDS):
+            angles = start + 2 * math.pi * np.linspace(k, k + 1, 9) / WETLAND_STANDS
+            reach = extent  # far beyond the ring
+            wedge = Polygon(
+                [(centre.x, centre.y)]
+                + [(centre.x + reach * math.cos(a), centre.y + reach * math.sin(a)) for a in angles]
+            )
+            add(wetland.intersection(wedge).intersection(frame), Cover.WETLAND)
     return Landscape(grid=grid, parcels=tuple(parcels))
 
 

@@ -2,7 +2,8 @@
 
 Everything atmospheric is placed on the 20 m grid of the SCL band and repeated onto the 10 m grid, so
 the SCL flags exactly the pixels the generator clouded (what a cloud-mask test needs). The surface is
-simulated at 5 m and averaged to 10 m, so parcel borders hold mixed pixels as real imagery does.
+each pixel's fixed mixture of components (`mixing`: texture, borders resolved at 2.5 m, town mosaics)
+times that date's component spectra.
 """
 
 from __future__ import annotations
@@ -12,16 +13,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, sparse
 
 from deep_lulc.stages.synth.grid import Grid
 from deep_lulc.stages.synth.landscape import Landscape
-from deep_lulc.stages.synth.phenology import ParcelTraits, parcel_reflectance
+from deep_lulc.stages.synth.mixing import Fields, mixing_matrix
+from deep_lulc.stages.synth.phenology import N_BANDS, ParcelTraits, component_reflectance
 
 CLOUD = np.array([0.42, 0.41, 0.42, 0.46, 0.33, 0.24])
 REVISIT_DAYS = 5
 SENSOR_NOISE = 0.003
-SUPERSAMPLING = 2
 
 # SCL codes this generator writes.
 SCL_NODATA, SCL_SHADOW, SCL_VEGETATION, SCL_NOT_VEGETATED, SCL_WATER, SCL_UNCLASSIFIED = 0, 3, 4, 5, 6, 7
@@ -71,25 +72,19 @@ def plan_acquisitions(*, seed: int, year: int, count: int) -> tuple[Acquisition,
 
 @dataclass(frozen=True)
 class SceneContext:
-    """What stays the same for every date of one period: parcel lookup at 5 m, texture, parcel traits."""
+    """What stays the same for every date of one period: the pixels' mixtures and the parcels' traits."""
 
     landscape: Landscape
     traits: ParcelTraits
-    fine_index: np.ndarray  # parcel index on the 5 m grid
-    texture: np.ndarray  # multiplicative brightness texture on the 10 m grid
+    mixing: sparse.csr_matrix  # (pixels, parcels x components), see `mixing.mixing_matrix`
     seed: int
     year: int
 
     @staticmethod
     def build(landscape: Landscape, *, seed: int, year: int) -> SceneContext:
-        grid = landscape.grid
-        texture_rng = np.random.default_rng([seed, 5])
-        smooth = ndimage.gaussian_filter(texture_rng.standard_normal((grid.size, grid.size)), sigma=3.0)
-        texture = 1.0 + 0.06 * smooth / max(float(smooth.std()), 1e-9) * 0.5
-        texture += texture_rng.normal(0.0, 0.01, texture.shape)
+        fields = Fields.draw(landscape.grid, seed=seed)
         traits = ParcelTraits.draw(len(landscape.parcels), np.random.default_rng([seed, year, 2]))
-        fine_index = landscape.parcel_index(grid.refined(SUPERSAMPLING))
-        return SceneContext(landscape, traits, fine_index, texture.astype(np.float32), seed, year)
+        return SceneContext(landscape, traits, mixing_matrix(landscape, fields), seed, year)
 
 
 @dataclass(frozen=True)
@@ -135,9 +130,9 @@ def render_scene(context: SceneContext, acquisition: Acquisition) -> Scene:
     grid: Grid = context.landscape.grid
     doy = acquisition.datetime.timetuple().tm_yday
 
-    spectra = parcel_reflectance(context.landscape, context.traits, doy).astype(np.float32)
-    fine = np.moveaxis(spectra[context.fine_index], -1, 0)  # (6, 2H, 2W)
-    surface = _coarsen(fine) * context.texture  # (6, H, W)
+    spectra = component_reflectance(context.landscape, context.traits, doy).astype(np.float32)
+    mixed = context.mixing @ spectra.reshape(-1, N_BANDS)  # (H * W, 6)
+    surface = np.ascontiguousarray(mixed.T).reshape(N_BANDS, grid.size, grid.size)
     surface = surface + rng.normal(0.0, SENSOR_NOISE, surface.shape).astype(np.float32)
     surface_20m = _coarsen(surface)  # (6, H/2, W/2)
 
