@@ -195,7 +195,7 @@ def test_the_same_seed_gives_the_same_weights_and_metrics(temporal: str, tiny_ch
     assert Path(model_of(other.catalog).assets["weights"].get_absolute_href() or "").read_bytes() != weights[0]
 
 
-def test_lightgbm_is_a_model_of_its_own(tiny_chips: str, tmp_path: Path) -> None:
+def test_lightgbm_is_a_model_of_its_own(tiny_chips: str, tiny_features: str, tmp_path: Path) -> None:
     result = train.run(inputs={"chips": tiny_chips}, output=str(tmp_path),
                        params=TrainParams(architecture="lightgbm"))  # fmt: skip
     item = model_of(result.catalog)
@@ -209,6 +209,17 @@ def test_lightgbm_is_a_model_of_its_own(tiny_chips: str, tmp_path: Path) -> None
     assert set(config.output_values) <= set(config.class_values)
     assert 0 < result.extra["miou"] <= 1
     assert validate_tree(result.catalog) == 2
+    from deep_lulc.stages.predict import stage as predict
+    from deep_lulc.stages.predict.params import PredictParams
+
+    mapped = predict.run(inputs={"model": result.catalog, "features": tiny_features}, output=str(tmp_path / "map"),
+                         params=PredictParams())  # fmt: skip
+    with rasterio.open(str(mapped.extra["classes"])) as source:
+        classes = source.read(1)
+    assert set(np.unique(classes)) <= {0, *config.output_values}
+    with pytest.raises(BadInputError, match="--device cuda needs a network"):
+        predict.run(inputs={"model": result.catalog, "features": tiny_features}, output=str(tmp_path / "cuda"),
+                    params=PredictParams(device="cuda"))  # fmt: skip
 
 
 def test_options_that_need_a_network_are_refused() -> None:

@@ -121,7 +121,9 @@ def change_summary(change_result: StageResult, scores: StageResult) -> list[str]
     ]
     lines += [f"  {t['from']} -> {t['to']}: {t['ha']:.1f} ha" for t in extra["top_transitions"][:3]]
     lines.append(
-        f"change detection vs labels: F1 {_number(accuracy['change_f1'])}, IoU {_number(accuracy['change_iou'])}, "
+        f"change detection vs labels: F1 {_number(accuracy['change_f1'])} (precision "
+        f"{_number(accuracy.get('change_precision'))}, recall {_number(accuracy.get('change_recall'))}), "
+        f"IoU {_number(accuracy['change_iou'])}, "
         f"from->to correct on {_number(accuracy['transition_accuracy'], percent=True)} of truly changed pixels"
     )
     return lines

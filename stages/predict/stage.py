@@ -62,8 +62,6 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
     missing = [name for name in ("model", "features") if name not in inputs]
     if missing:
         raise BadInputError(f"missing inputs {missing}", fix="pass --model HREF and --features HREF")
-    device = pick_device(params.device)
-    features_item, dataset = zarr_item(inputs["features"], variables=("features", "valid_count"), made_by="features")
     model_item = read_model_item(inputs["model"])
     if not model_item.config.is_network and params.device == "cuda":
         raise BadInputError(
@@ -71,8 +69,8 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
             "(it runs on the CPU)",
             fix="leave --device out (auto) or use --device cpu, or pass a U-Net model",
         )
-    if not model_item.config.is_network:
-        device = pick_device("cpu")
+    device = pick_device(params.device if model_item.config.is_network else "cpu")
+    features_item, dataset = zarr_item(inputs["features"], variables=("features", "valid_count"), made_by="features")
     for warning in check_inputs_match(model_item.config, dataset):
         log.warning("%s", warning)
     grid = Grid.of_item(features_item)
