@@ -283,30 +283,24 @@ def run(*, inputs: Mapping[str, str], output: str, params: DemoParams) -> StageR
             params=ChangeParams(),
         ),
     )
-    map_scores = {
-        year: timed(
-            f"evaluate-{year}",
-            partial(
-                evaluate.run,
-                inputs={"prediction": predictions[year].catalog, "labels": labels_by_year[year]},
-                output=join_href(output, f"evaluation-{year}"),
-                params=EvaluateParams(),
-            ),
-        )
-        for year in (first, last)
-    }
-    lightgbm_scores = {
-        year: timed(
-            f"evaluate-lightgbm-{year}",
-            partial(
-                evaluate.run,
-                inputs={"prediction": lightgbm_predictions[year].catalog, "labels": labels_by_year[year]},
-                output=join_href(output, f"evaluation-lightgbm-{year}"),
-                params=EvaluateParams(),
-            ),
-        )
-        for year in (first, last)
-    }
+
+    def score_maps(model: str, maps: Mapping[int, StageResult]) -> dict[int, StageResult]:
+        """Each year's map of one model against that year's labels (`model` '' is the deep model)."""
+        return {
+            year: timed(
+                f"evaluate-{model}{year}",
+                partial(
+                    evaluate.run,
+                    inputs={"prediction": maps[year].catalog, "labels": labels_by_year[year]},
+                    output=join_href(output, f"evaluation-{model}{year}"),
+                    params=EvaluateParams(),
+                ),
+            )
+            for year in (first, last)
+        }
+
+    map_scores = score_maps("", predictions)
+    lightgbm_scores = score_maps("lightgbm-", lightgbm_predictions)
     change_scores = timed(
         "evaluate-change",
         lambda: evaluate.run(
