@@ -11,12 +11,24 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pystac
 from pystac.stac_io import DefaultStacIO
 
 from deep_lulc.shared import storage
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.version import SOFTWARE_NAME, __version__
+
+DATACUBE_EXTENSION = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json"
+PROJECTION_EXTENSION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+
+
+def iso(moment: dt.datetime | np.datetime64) -> str:
+    """UTC ISO 8601 with a Z, from a datetime or a numpy datetime64 (xarray time coordinates)."""
+    if isinstance(moment, np.datetime64):
+        return str(np.datetime_as_string(moment, unit="s")) + "Z"
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
 
 PROCESSING_EXTENSION = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
 

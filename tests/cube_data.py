@@ -14,8 +14,8 @@ from pyproj import Transformer
 from shapely.geometry import box, mapping
 
 from deep_lulc.shared.sentinel2 import REFLECTANCE_BANDS
+from deep_lulc.shared.stac import DATACUBE_EXTENSION, PROJECTION_EXTENSION, iso
 from deep_lulc.shared.zarr_items import ZARR_MEDIA_TYPE
-from deep_lulc.stages.cube.stage import DATACUBE_EXTENSION, PROJECTION_EXTENSION, iso
 
 
 def write_cube_catalog(

@@ -17,10 +17,10 @@ from rasterio.transform import from_bounds
 
 from deep_lulc.shared.classes import SLOVENIA
 from deep_lulc.shared.contract import StageResult
+from deep_lulc.shared.erosion import disk, erode_labels
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.labels import rasterize_labels, read_labels
 from deep_lulc.stages.chips import stage as chips
-from deep_lulc.stages.chips.erosion import disk, erode_labels
 from deep_lulc.stages.chips.params import ChipsParams
 from deep_lulc.stages.chips.sampling import Chip
 

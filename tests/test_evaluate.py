@@ -21,10 +21,10 @@ from pyproj import Transformer
 from deep_lulc.shared.class_maps import Grid
 from deep_lulc.shared.classes import SLOVENIA
 from deep_lulc.shared.contract import StageResult
+from deep_lulc.shared.erosion import erode_labels
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.stages.change import stage as change
 from deep_lulc.stages.change.params import ChangeParams
-from deep_lulc.stages.chips.erosion import erode_labels
 from deep_lulc.stages.evaluate import stage as evaluate
 from deep_lulc.stages.evaluate.params import EvaluateParams
 

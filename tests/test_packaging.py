@@ -66,3 +66,24 @@ def test_pins_from_the_brief() -> None:
     assert any(line.startswith("fastai==2.8.") for line in lock)
     for package in ("pystac", "pystac-client", "stackstac", "xarray", "dask", "odc-stac", "rioxarray", "typer"):
         assert any(line.lower().startswith(f"{package}==") for line in lock), package
+
+
+def test_stages_import_only_shared_never_another_stage() -> None:
+    """Independent containers: a stage reaches other stages' artifacts through `deep_lulc.shared` only.
+    The demo (which chains every stage) and the CLI entry point (which lists them) are the exceptions."""
+    import ast
+
+    stages_dir = Path(__file__).resolve().parent.parent / "stages"
+    crossings = []
+    for module in sorted(stages_dir.glob("*/*.py")):
+        stage = module.parent.name
+        if stage == "demo":
+            continue
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                parts = name.split(".")
+                if parts[:2] == ["deep_lulc", "stages"] and len(parts) > 2 and parts[2] != stage:
+                    crossings.append(f"{module.relative_to(stages_dir.parent)} imports {name}")
+    assert not crossings, crossings

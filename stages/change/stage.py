@@ -51,9 +51,8 @@ from deep_lulc.shared.preview import thumbnail_asset
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.stac import stamp_provenance
-from deep_lulc.stages.change.joint import JointRule, as_probabilities, clean, decide, one_hot, stable_class, unit_pixels
-from deep_lulc.stages.change.params import ChangeParams
-from deep_lulc.stages.change.transitions import (
+from deep_lulc.shared.transitions import (
+    CHANGE_ASSET,
     NODATA_CODE,
     STABLE_COLOUR,
     TRANSITION_FORMULA,
@@ -62,9 +61,10 @@ from deep_lulc.stages.change.transitions import (
     class_indices,
     scheme_difference,
 )
+from deep_lulc.stages.change.joint import JointRule, as_probabilities, clean, decide, one_hot, stable_class, unit_pixels
+from deep_lulc.stages.change.params import ChangeParams
 
 STAGE = "change"
-CHANGE_ASSET = "change"
 PROBABILITIES_ASSET = "probabilities"  # written by `deep-lulc predict --probabilities`: uint8 percent per class
 PROBABILITY_NODATA = 255
 MAX_HALO = 4096

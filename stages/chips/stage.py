@@ -22,6 +22,7 @@ from deep_lulc.shared import storage
 from deep_lulc.shared.classes import ClassScheme, load_class_scheme
 from deep_lulc.shared.cog import write_cog
 from deep_lulc.shared.contract import StageResult, write_params_file
+from deep_lulc.shared.erosion import erode_labels
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.geometry import bounds_to_wgs84
 from deep_lulc.shared.labels import describe, load_class_map, rasterize_labels, read_labels
@@ -32,7 +33,6 @@ from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.stac import save_self_contained, stamp_provenance
 from deep_lulc.shared.zarr_items import zarr_item
 from deep_lulc.stages.chips.auto import Layout, resolve_layout
-from deep_lulc.stages.chips.erosion import erode_labels
 from deep_lulc.stages.chips.params import ChipsParams
 from deep_lulc.stages.chips.reader import ChunkedWindowReader
 from deep_lulc.stages.chips.sampling import (

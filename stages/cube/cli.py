@@ -8,9 +8,7 @@ import typer
 
 from deep_lulc.shared.cli_runner import DEBUG_OPTION, OUTPUTS_DIR_OPTION, OVERWRITE_OPTION, execute
 from deep_lulc.shared.contract import StageResult, validate_params
-from deep_lulc.stages.cube import stage
-from deep_lulc.stages.cube.params import CubeParams
-from deep_lulc.stages.search.cli import (
+from deep_lulc.shared.scene_selection import (
     AOI_OPTION,
     COLLECTION_OPTION,
     END_OPTION,
@@ -19,6 +17,8 @@ from deep_lulc.stages.search.cli import (
     STAC_OPTION,
     START_OPTION,
 )
+from deep_lulc.stages.cube import stage
+from deep_lulc.stages.cube.params import CubeParams
 
 EPILOG = """
 Example:

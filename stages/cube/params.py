@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from deep_lulc.stages.search.params import SceneSelection
+from deep_lulc.shared.scene_selection import SceneSelection
 
 Loader = Literal["odc-stac", "stackstac"]
 

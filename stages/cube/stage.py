@@ -26,26 +26,18 @@ from deep_lulc.shared.logs import redact_text
 from deep_lulc.shared.preview import thumbnail_asset, true_colour_png
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
-from deep_lulc.shared.stac import stamp_provenance
+from deep_lulc.shared.scene_selection import query_from
+from deep_lulc.shared.stac import DATACUBE_EXTENSION, PROJECTION_EXTENSION, iso, stamp_provenance
 from deep_lulc.shared.storage import join_href
 from deep_lulc.shared.zarr_items import zarr_asset
 from deep_lulc.stages.cube.grid import CubeGrid, grid_for
 from deep_lulc.stages.cube.loaders import BANDS, SolarDay, group_by_solar_day, load_dn
 from deep_lulc.stages.cube.params import CubeParams
-from deep_lulc.stages.search.stage import query_from
 
 STAGE = "cube"
-DATACUBE_EXTENSION = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json"
-PROJECTION_EXTENSION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 ZARR_NAME = "cube.zarr"
 PREVIEW_NAME = "preview.png"
 log = logging.getLogger(__name__)
-
-
-def iso(moment: dt.datetime | np.datetime64) -> str:
-    if isinstance(moment, np.datetime64):
-        return str(np.datetime_as_string(moment, unit="s")) + "Z"
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def period_bounds(start: dt.date, end: dt.date) -> tuple[str, str]:

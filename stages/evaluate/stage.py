@@ -36,18 +36,17 @@ from deep_lulc.shared.class_maps import (
 )
 from deep_lulc.shared.classes import ClassScheme, LulcClass, class_scheme_from_dict
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
+from deep_lulc.shared.erosion import erode_labels
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.labels import LabelPolygons, describe, load_class_map, read_labels
 from deep_lulc.shared.metrics import confusion_matrix, scores
+from deep_lulc.shared.plots import confusion_png
 from deep_lulc.shared.publish import StagedOutput, staged_output
 from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.stac import items_of, read_stac, stamp_provenance
-from deep_lulc.stages.change.stage import CHANGE_ASSET
-from deep_lulc.stages.change.transitions import TRANSITION_FORMULA, TransitionCoding, blocks, class_indices
-from deep_lulc.stages.chips.erosion import erode_labels
+from deep_lulc.shared.transitions import CHANGE_ASSET, TRANSITION_FORMULA, TransitionCoding, blocks, class_indices
 from deep_lulc.stages.evaluate.errors import UNCHANGED_COLOUR, UNCHANGED_VALUE, ErrorMap, error_codes
 from deep_lulc.stages.evaluate.params import EvaluateParams
-from deep_lulc.stages.train.plots import confusion_png
 
 STAGE = "evaluate"
 log = logging.getLogger(__name__)

@@ -29,9 +29,8 @@ from deep_lulc.shared.errors import BadInputError, NothingToDoError
 from deep_lulc.shared.preview import thumbnail_asset, true_colour_png
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
-from deep_lulc.shared.stac import stamp_provenance
+from deep_lulc.shared.stac import DATACUBE_EXTENSION, PROJECTION_EXTENSION, iso, stamp_provenance
 from deep_lulc.shared.zarr_items import zarr_asset, zarr_item
-from deep_lulc.stages.cube.stage import DATACUBE_EXTENSION, PROJECTION_EXTENSION, iso
 from deep_lulc.stages.features.indices import CHANNELS
 from deep_lulc.stages.features.params import FeaturesParams
 from deep_lulc.stages.features.streaming import (

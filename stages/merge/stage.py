@@ -18,10 +18,10 @@ from deep_lulc.shared.class_maps import ClassMap, Grid, open_class_map
 from deep_lulc.shared.cog import open_raster
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.prediction_item import PredictionWriters, prediction_item
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
 from deep_lulc.stages.merge.params import MergeParams
-from deep_lulc.stages.predict.prediction_item import PredictionWriters, prediction_item
 
 STAGE = "merge"
 FIX = "pass the catalogs written by `deep-lulc predict --tile ... --tiles ...` for one plan"

@@ -14,6 +14,7 @@ from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.devices import pick_device
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.inference import FeatureSource, InferenceSetup, predict_region
+from deep_lulc.shared.prediction_item import PredictionWriters, percent, prediction_item
 from deep_lulc.shared.progress import progress_bar
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
@@ -21,7 +22,6 @@ from deep_lulc.shared.windows import PixelWindow, Span, window_grid, windows_tou
 from deep_lulc.shared.zarr_items import zarr_item
 from deep_lulc.stages.predict.model_loading import check_inputs_match, load_model, read_model_item
 from deep_lulc.stages.predict.params import PredictParams
-from deep_lulc.stages.predict.prediction_item import PredictionWriters, percent, prediction_item
 from deep_lulc.stages.predict.tiles import Tile, find_tile, read_tiles_file
 
 STAGE = "predict"

@@ -8,6 +8,15 @@ import typer
 
 from deep_lulc.shared.cli_runner import DEBUG_OPTION, OUTPUTS_DIR_OPTION, execute
 from deep_lulc.shared.contract import StageResult, validate_params
+from deep_lulc.shared.scene_selection import (
+    AOI_OPTION,
+    COLLECTION_OPTION,
+    END_OPTION,
+    MAX_CLOUD_OPTION,
+    PAGE_SIZE_OPTION,
+    STAC_OPTION,
+    START_OPTION,
+)
 from deep_lulc.stages.search import stage
 from deep_lulc.stages.search.params import SearchParams
 
@@ -17,14 +26,6 @@ Example:
   deep-lulc search --stac https://earth-search.aws.element84.com/v1 --collection sentinel-2-l2a
   --aoi aoi.geojson --start 2023-01-01 --end 2023-12-31 --max-cloud 60 --out items.json
 """
-
-STAC_OPTION = typer.Option(..., "--stac", help="STAC API root URL, or href of a static catalog/collection.")
-AOI_OPTION = typer.Option(..., "--aoi", help="Vector file (GeoJSON, GeoPackage, Shapefile...) or lon/lat bbox.")
-COLLECTION_OPTION = typer.Option("sentinel-2-l2a", "--collection", help="Collection id.")
-START_OPTION = typer.Option(..., "--start", help="First day, YYYY-MM-DD.")
-END_OPTION = typer.Option(..., "--end", help="Last day, YYYY-MM-DD (inclusive).")
-MAX_CLOUD_OPTION = typer.Option(None, "--max-cloud", help="Keep items with eo:cloud_cover <= PCT.")
-PAGE_SIZE_OPTION = typer.Option(100, "--page-size", help="Items per STAC API page.")
 
 
 def search(

@@ -9,31 +9,15 @@ from collections.abc import Mapping
 
 import pystac
 
-from deep_lulc.shared.aoi import load_aoi
 from deep_lulc.shared.contract import StageResult
-from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.item_search import SceneQuery, find_items
+from deep_lulc.shared.item_search import find_items
 from deep_lulc.shared.publish import write_file_atomically
+from deep_lulc.shared.scene_selection import query_from
 from deep_lulc.shared.version import __version__
-from deep_lulc.stages.search.params import SceneSelection, SearchParams
+from deep_lulc.stages.search.params import SearchParams
 
 STAGE = "search"
 log = logging.getLogger(__name__)
-
-
-def query_from(inputs: Mapping[str, str], params: SceneSelection) -> SceneQuery:
-    missing = [name for name in ("stac", "aoi") if name not in inputs]
-    if missing:
-        raise BadInputError(f"missing inputs {missing}", fix="pass --stac SRC and --aoi AOI")
-    return SceneQuery(
-        source=inputs["stac"],
-        collection=params.collection,
-        aoi=load_aoi(inputs["aoi"]),
-        start=params.start,
-        end=params.end,
-        max_cloud=params.max_cloud,
-        page_size=params.page_size,
-    )
 
 
 def summary_lines(items: list[pystac.Item]) -> list[str]:

@@ -26,6 +26,7 @@ from deep_lulc.shared.devices import pick_device
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.networks import ModelConfig, build_network, count_parameters, load_weights, save_weights
 from deep_lulc.shared.pixel_classifier import N_ESTIMATORS, TRAIN_PIXELS, PixelClassifier, fit_lightgbm, sample_pixels
+from deep_lulc.shared.plots import confusion_png, loss_png
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
@@ -37,7 +38,6 @@ from deep_lulc.stages.train.losses import make_loss
 from deep_lulc.stages.train.map_validation import map_metrics
 from deep_lulc.stages.train.model_item import LIGHTGBM_MEDIA_TYPE, SAFETENSORS_MEDIA_TYPE, model_item
 from deep_lulc.stages.train.params import TrainParams
-from deep_lulc.stages.train.plots import confusion_png, loss_png
 
 STAGE = "train"
 log = logging.getLogger(__name__)

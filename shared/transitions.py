@@ -17,6 +17,7 @@ from rasterio.windows import Window
 from deep_lulc.shared.classes import ClassScheme, LulcClass
 from deep_lulc.shared.errors import BadInputError
 
+CHANGE_ASSET = "change"  # the transition COG of a change item
 TRANSITION_FORMULA = "1 + from_index * n + to_index"
 STABLE_COLOUR = (211, 211, 211)  # light grey: unchanged pixels recede, changes stand out in their new class colour
 NODATA_CODE = 0
