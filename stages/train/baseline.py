@@ -8,24 +8,17 @@ from typing import Any
 import numpy as np
 
 from deep_lulc.shared.metrics import confusion_matrix, scores
-from deep_lulc.shared.pixel_classifier import THREADS, TRAIN_PIXELS, fit_lightgbm
+from deep_lulc.shared.pixel_classifier import THREADS, TRAIN_PIXELS, fit_lightgbm, sample_pixels
 from deep_lulc.stages.train.chips_data import ChipRecord, read_chip
 
 log = logging.getLogger(__name__)
 
 
-def _pixels(records: list[ChipRecord], *, limit: int | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    features, labels = [], []
-    for record in records:
-        image, label = read_chip(record)
-        keep = label.ravel() != 0
-        features.append(image.reshape(image.shape[0], -1).T[keep])
-        labels.append(label.ravel()[keep])
-    x, y = np.concatenate(features), np.concatenate(labels)
-    if limit is not None and len(y) > limit:
-        pick = rng.choice(len(y), size=limit, replace=False)
-        x, y = x[pick], y[pick]
-    return x, y
+def _pixels(records: list[ChipRecord], *, limit: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Raw (unnormalised, NaN where unobserved) labelled pixels of the chips: LightGBM needs no scaling."""
+    chips = [read_chip(record) for record in records]
+    return sample_pixels([image for image, _ in chips], [label for _, label in chips], nodata=0, limit=limit,
+                         seed=seed)  # fmt: skip
 
 
 def lightgbm_baseline(
@@ -34,9 +27,8 @@ def lightgbm_baseline(
     """Fit on a random sample of training pixels (class-balanced weights), score every validation pixel.
 
     The chip-level yardstick; `train --architecture lightgbm` makes the same classifier a model of its own."""
-    rng = np.random.default_rng(seed)
-    x_train, y_train = _pixels(train, limit=TRAIN_PIXELS, rng=rng)
-    x_valid, y_valid = _pixels(validation, limit=None, rng=rng)
+    x_train, y_train = _pixels(train, limit=TRAIN_PIXELS, seed=seed)
+    x_valid, y_valid = _pixels(validation, limit=None, seed=seed)
     booster = fit_lightgbm(x_train, y_train, seed=seed)
     classes = np.unique(y_train)
     scores_by_class = np.asarray(booster.predict(x_valid, num_threads=THREADS))
