@@ -9,7 +9,7 @@ PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 QUIET_MIRRORS := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 TYPECHECK_TREE := build/typecheck
 
-.PHONY: demo test lint format install install-dev services browser-assets lock clean
+.PHONY: demo test test-fast lint format install install-dev services browser-assets lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,11 @@ browser-assets: install-dev
 
 test: services browser-assets lint
 	$(BIN)/pytest
+
+# The hermetic tier: no PostgreSQL, Chromium or npm, nothing marked slow; minutes, for the edit-test loop.
+# `make test` above still runs everything (and is what CI runs).
+test-fast: install-dev
+	$(BIN)/pytest -m "not services and not slow"
 
 format: install-dev
 	$(BIN)/ruff check --fix .

@@ -22,7 +22,8 @@ from affine import Affine
 from shapely.geometry import mapping
 
 from deep_lulc.shared.geometry import bounds_to_wgs84
-from deep_lulc.shared.zarr_items import ZARR_MEDIA_TYPE
+from deep_lulc.shared.grids import geobox, write_projection
+from deep_lulc.shared.products.zarr_store import ZARR_MEDIA_TYPE
 from deep_lulc.stages.features.indices import CHANNELS
 
 SIDE = 1024
@@ -77,13 +78,9 @@ def make_features_catalog(folder: Path) -> str:
         geometry=mapping(footprint),
         bbox=list(footprint.bounds),
         datetime=None,
-        properties={
-            "start_datetime": "2023-01-01T00:00:00Z",
-            "end_datetime": "2023-12-31T23:59:59Z",
-            "proj:code": "EPSG:32633",
-            "proj:transform": list(transform)[:6],
-        },
+        properties={"start_datetime": "2023-01-01T00:00:00Z", "end_datetime": "2023-12-31T23:59:59Z"},
     )
+    write_projection(item, geobox(32633, transform, SIDE, SIDE))
     item.add_asset("data", pystac.Asset(str(item_dir / "features.zarr"), media_type=ZARR_MEDIA_TYPE, roles=["data"]))
     catalog = pystac.Catalog(id="features", description="benchmark features")
     catalog.add_item(item)

@@ -37,9 +37,10 @@ from affine import Affine
 from torch import nn
 
 from deep_lulc.shared.classes import SLOVENIA
+from deep_lulc.shared.grids import geobox, write_projection
 from deep_lulc.shared.networks import ModelConfig, build_network, save_weights
+from deep_lulc.shared.products.zarr_store import zarr_asset
 from deep_lulc.shared.windows import window_grid
-from deep_lulc.shared.zarr_items import zarr_asset
 from deep_lulc.stages.features.indices import CHANNELS
 
 DATES = 23
@@ -108,9 +109,9 @@ def write_features(folder: Path, size: int, *, dense: bool, seed: int = 0) -> st
     }
     item = pystac.Item(
         f"features-benchmark-{size}", geometry=footprint, bbox=[14.9, 46.0, 15.0, 46.1], datetime=None,
-        properties={"start_datetime": "2023-01-01T00:00:00Z", "end_datetime": "2023-12-31T23:59:59Z",
-                    "proj:code": "EPSG:32633", "proj:shape": [size, size], "proj:transform": list(transform)[:6]},
+        properties={"start_datetime": "2023-01-01T00:00:00Z", "end_datetime": "2023-12-31T23:59:59Z"},
     )  # fmt: skip
+    write_projection(item, geobox(32633, transform, size, size))
     item.add_asset("data", zarr_asset(str(store), title="features"))
     catalog = pystac.Catalog("features", "benchmark features")
     catalog.add_item(item)

@@ -32,10 +32,27 @@ class StageParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    overwrite: bool = Field(False, description="Redo the work even when the output already holds this run.")
+    overwrite: bool = Field(
+        False, description="Redo the work even when --out already holds this exact run (default: a no-op)."
+    )
+
+
+class StageInputs(BaseModel):
+    """Base for every stage's inputs: the hrefs it reads, one field each (`--name` on the command line)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def hrefs(self) -> dict[str, str]:
+        """The given inputs as `run` takes them (absent optional ones left out)."""
+        return {name: value for name, value in self.model_dump().items() if value is not None}
+
+
+class NoInputs(StageInputs):
+    """A stage that reads nothing (synth, demo)."""
 
 
 P = TypeVar("P", bound=StageParams)
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -44,6 +61,11 @@ class StageResult:
     catalog: str
     items: tuple[str, ...]
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of_item(cls, stage: str, catalog: str, item_id: str, extra: Mapping[str, Any]) -> StageResult:
+        """The result of a stage publishing one item (every stage but synth and chips)."""
+        return cls(stage=stage, catalog=catalog, items=(item_id,), extra=extra)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,7 +80,7 @@ class StageResult:
         return json.dumps(self.to_dict(), sort_keys=False, separators=(",", ":"))
 
 
-def validate_params(model: type[P], values: Mapping[str, Any]) -> P:
+def validate_params(model: type[M], values: Mapping[str, Any]) -> M:
     """Build a params model, turning pydantic's report into one actionable line naming the option."""
     try:
         return model.model_validate(dict(values))
@@ -68,7 +90,8 @@ def validate_params(model: type[P], values: Mapping[str, Any]) -> P:
             location = ".".join(str(part) for part in error["loc"]) or "params"
             option = "--" + location.replace("_", "-")
             problems.append(f"{option}: {error['msg']} (got {error.get('input')!r})")
-        raise BadInputError("invalid parameters: " + "; ".join(problems), fix="correct the option values") from exc
+        what = "inputs" if issubclass(model, StageInputs) else "parameters"
+        raise BadInputError(f"invalid {what}: " + "; ".join(problems), fix="correct the option values") from exc
 
 
 def write_params_file(directory: Path, *, stage: str, inputs: Mapping[str, str], params: StageParams) -> Path:

@@ -20,7 +20,7 @@ import torch
 import xarray as xr
 from torch import nn
 
-from deep_lulc.shared import storage
+from deep_lulc.shared.products.features import open_store as open_features_store
 from deep_lulc.shared.windows import PixelWindow, Span, blend_weights
 
 MULTIPLE = 32  # the U-Net halves its input five times
@@ -48,9 +48,7 @@ class FeatureSource:
     """Windows of a features store, read without dask: each read decodes only the chunks it touches."""
 
     def __init__(self, href: str) -> None:
-        options = storage.s3_storage_options() if storage.scheme_of(href) == "s3" else None
-        path = href if storage.scheme_of(href) == "s3" else storage.normalize_href(href)
-        self.dataset: xr.Dataset = xr.open_zarr(path, consolidated=True, chunks=None, storage_options=options)
+        self.dataset: xr.Dataset = open_features_store(href, lazy=False)
         self.features = self.dataset["features"]
         self.height = int(self.dataset.sizes["y"])
         self.width = int(self.dataset.sizes["x"])

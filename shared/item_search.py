@@ -22,6 +22,7 @@ from urllib3 import Retry
 from deep_lulc.shared import sentinel2, storage
 from deep_lulc.shared.aoi import Aoi, format_bbox
 from deep_lulc.shared.errors import BadInputError, NothingToDoError, TransientError
+from deep_lulc.shared.products.scenes import is_scene_list, read_scene_list
 from deep_lulc.shared.stac import items_of, read_stac
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,10 @@ def _check_aoi_within(bboxes: Iterable[list[float]], query: SceneQuery) -> None:
 
 
 def _search_static(href: str, query: SceneQuery) -> list[pystac.Item]:
-    root = read_stac(href)
+    document = storage.read_json(href, what="STAC document")
+    if is_scene_list(document):
+        return _matching(read_scene_list(document, href), query, collection=query.collection)
+    root = read_stac(href, document)
     if isinstance(root, pystac.Collection) and root.id == query.collection:
         collections: list[pystac.Collection] = [root]
     elif isinstance(root, pystac.Catalog):
@@ -190,20 +194,29 @@ def _search_static(href: str, query: SceneQuery) -> list[pystac.Item]:
         )
     else:
         candidates = [item for collection in collections for item in items_of(collection)]
-    matches = []
-    for item in candidates:
-        if item.datetime is None or item.geometry is None:
-            continue
-        if not query.contains_time(item.datetime) or not _cloud_ok(item, query.max_cloud):
-            continue
-        if shape(item.geometry).intersects(query.aoi.geometry):
-            matches.append(item)
+    matches = _matching(candidates, query)
     if not matches and collections:
         _check_aoi_within(
             [list(b) for c in collections for b in c.extent.spatial.bboxes]
             + [list(shape(i.geometry).bounds) for i in candidates if i.geometry is not None],
             query,
         )
+    return matches
+
+
+def _matching(items: Iterable[pystac.Item], query: SceneQuery, *, collection: str | None = None) -> list[pystac.Item]:
+    """The items inside the query's time range, cloud limit and AOI (and collection, for a scene list whose
+    items name theirs)."""
+    matches = []
+    for item in items:
+        if item.datetime is None or item.geometry is None:
+            continue
+        if collection is not None and item.collection_id not in (None, collection):
+            continue
+        if not query.contains_time(item.datetime) or not _cloud_ok(item, query.max_cloud):
+            continue
+        if shape(item.geometry).intersects(query.aoi.geometry):
+            matches.append(item)
     return matches
 
 

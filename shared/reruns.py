@@ -4,6 +4,10 @@ After a successful run the stage records `result.json` beside its `catalog.json`
 version, inputs, params as given) and the result line. A rerun with the same request finds both, checks
 the catalog is still there, and returns the recorded result without touching anything; `--overwrite`
 forces the work. The record is written after publication, so a run killed before it simply runs again.
+
+Stages whose output is one file rather than a catalog folder (`search`'s ItemCollection, `plan-tiles`'
+tiles.json, whose paths Argo passes on) keep the same record in `<file>.run.json` beside it, which is also
+their provenance: stage, version, inputs and resolved params, like a folder's params.json.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from deep_lulc.shared.publish import CATALOG_NAME, write_file_atomically
 from deep_lulc.shared.version import __version__
 
 RESULT_NAME = "result.json"
+FILE_RECORD_SUFFIX = ".run.json"
 OUTPUT_PLACEHOLDER = "{deep-lulc:output}"
 log = logging.getLogger(__name__)
 P = TypeVar("P", bound=StageParams)
@@ -53,10 +58,17 @@ def _exists(href: str) -> bool:
         return False
 
 
-def completed_run(output: str, request: Mapping[str, Any]) -> StageResult | None:
+def _record_of(output: str, *, file_output: bool) -> tuple[str, str]:
+    """(record href, href whose presence proves the output complete)."""
+    if file_output:
+        return output.rstrip("/") + FILE_RECORD_SUFFIX, output
+    return storage.join_href(output, RESULT_NAME), storage.join_href(output, CATALOG_NAME)
+
+
+def completed_run(output: str, request: Mapping[str, Any], *, file_output: bool = False) -> StageResult | None:
     """The recorded result when `output` holds a complete run of exactly `request`."""
-    record_href = storage.join_href(output, RESULT_NAME)
-    if not _exists(record_href) or not _exists(storage.join_href(output, CATALOG_NAME)):
+    record_href, product_href = _record_of(output, file_output=file_output)
+    if not _exists(record_href) or not _exists(product_href):
         return None
     try:
         text = storage.read_bytes(record_href, what="previous result").decode("utf-8")
@@ -74,34 +86,37 @@ def completed_run(output: str, request: Mapping[str, Any]) -> StageResult | None
     )
 
 
-def _forget(output: str) -> None:
-    href = storage.join_href(output, RESULT_NAME)
+def _forget(output: str, *, file_output: bool) -> None:
+    href = _record_of(output, file_output=file_output)[0]
     if _exists(href):
         fs, path = storage.filesystem_for(href)
         fs.rm(path)
 
 
-def idempotent(stage: str) -> Callable[[StageRun[P]], StageRun[P]]:
-    """Wrap a stage's `run` so that repeating a completed request is a no-op returning the same result."""
+def idempotent(stage: str, *, file_output: bool = False) -> Callable[[StageRun[P]], StageRun[P]]:
+    """Wrap a stage's `run` so that repeating a completed request is a no-op returning the same result;
+    `file_output`: the output is one file, recorded in `<file>.run.json`."""
 
     def decorate(run: StageRun[P]) -> StageRun[P]:
         @functools.wraps(run)
         def wrapper(*, inputs: Mapping[str, str], output: str, params: P) -> StageResult:
             request = request_document(stage, inputs, params)
             if not getattr(params, "overwrite", False):
-                previous = completed_run(output, request)
+                previous = completed_run(output, request, file_output=file_output)
                 if previous is not None:
                     log.info(
                         "%s already holds this %s run (same inputs and params): nothing to do; --overwrite redoes it",
                         storage.redact(output), stage,
                     )  # fmt: skip
                     return previous
-            _forget(output)  # a run killed after publishing must not leave an older request's record behind
+            _forget(
+                output, file_output=file_output
+            )  # a run killed after publishing must not leave an older request's record behind
             result = run(inputs=inputs, output=output, params=params)
             record = json.dumps({"request": request, "result": result.to_dict()})
             # location-free, so identical runs in two folders write identical bytes and a moved folder still matches
             record = record.replace(_escaped(output), OUTPUT_PLACEHOLDER)
-            write_file_atomically(storage.join_href(output, RESULT_NAME), (record + "\n").encode())
+            write_file_atomically(_record_of(output, file_output=file_output)[0], (record + "\n").encode())
             return result
 
         return wrapper

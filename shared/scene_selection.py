@@ -1,4 +1,4 @@
-"""Choosing scenes: the parameters, CLI options and query that `search` and `cube` share, so both
+"""Choosing scenes: the parameters, inputs and query that `search` and `cube` share, so both
 stages describe a selection the same way without importing each other."""
 
 from __future__ import annotations
@@ -6,28 +6,27 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
-import typer
 from pydantic import Field, model_validator
 
 from deep_lulc.shared.aoi import load_aoi
-from deep_lulc.shared.contract import StageParams
+from deep_lulc.shared.contract import StageInputs, StageParams
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.item_search import SceneQuery
 
-STAC_OPTION = typer.Option(..., "--stac", help="STAC API root URL, or href of a static catalog/collection.")
-AOI_OPTION = typer.Option(..., "--aoi", help="Vector file (GeoJSON, GeoPackage, Shapefile...) or lon/lat bbox.")
-COLLECTION_OPTION = typer.Option("sentinel-2-l2a", "--collection", help="Collection id.")
-START_OPTION = typer.Option(..., "--start", help="First day, YYYY-MM-DD.")
-END_OPTION = typer.Option(..., "--end", help="Last day, YYYY-MM-DD (inclusive).")
-MAX_CLOUD_OPTION = typer.Option(None, "--max-cloud", help="Keep items with eo:cloud_cover <= PCT.")
-PAGE_SIZE_OPTION = typer.Option(100, "--page-size", help="Items per STAC API page.")
+
+class SceneInputs(StageInputs):
+    stac: str = Field(
+        description="STAC API root URL, href of a static catalog/collection, or an ItemCollection file "
+        "(search's --out)."
+    )
+    aoi: str = Field(description="Vector file (GeoJSON, GeoPackage, Shapefile...) or lon/lat bbox.")
 
 
 class SceneSelection(StageParams):
-    collection: str = Field("sentinel-2-l2a", min_length=1)
-    start: dt.date
-    end: dt.date
-    max_cloud: float | None = Field(None, ge=0, le=100, description="Maximum eo:cloud_cover in percent.")
+    collection: str = Field("sentinel-2-l2a", min_length=1, description="Collection id.")
+    start: dt.date = Field(description="First day, YYYY-MM-DD.")
+    end: dt.date = Field(description="Last day, YYYY-MM-DD (inclusive).")
+    max_cloud: float | None = Field(None, ge=0, le=100, description="Keep items with eo:cloud_cover <= PCT (percent).")
     page_size: int = Field(100, ge=1, le=10_000, description="Items per STAC API page.")
 
     @model_validator(mode="after")

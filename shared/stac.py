@@ -7,7 +7,8 @@ links to its sources, so a STAC browser can walk a map back to the scenes it cam
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,6 @@ from deep_lulc.shared import storage
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.version import SOFTWARE_NAME, __version__
 
-DATACUBE_EXTENSION = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json"
-PROJECTION_EXTENSION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
-
 
 def iso(moment: dt.datetime | np.datetime64) -> str:
     """UTC ISO 8601 with a Z, from a datetime or a numpy datetime64 (xarray time coordinates)."""
@@ -30,7 +28,14 @@ def iso(moment: dt.datetime | np.datetime64) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# The one extension without a pystac class; every other schema URI comes from `pystac.extensions`.
 PROCESSING_EXTENSION = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
+SHA2_256 = "1220"  # multihash prefix: sha2-256, 32 bytes
+
+
+def file_checksum(data: bytes) -> str:
+    """`file:checksum` of `data`: a sha2-256 multihash, hex-encoded, as the file extension specifies."""
+    return SHA2_256 + hashlib.sha256(data).hexdigest()
 
 
 class FsspecStacIO(DefaultStacIO):
@@ -56,10 +61,11 @@ def stac_io() -> FsspecStacIO:
     return FsspecStacIO()
 
 
-def read_stac(href: str) -> pystac.STACObject:
-    """Read a catalog, collection or item from any supported href."""
+def read_stac(href: str, document: dict[str, Any] | None = None) -> pystac.STACObject:
+    """Read a catalog, collection or item from any supported href (`document`: its JSON, already read)."""
     href = storage.normalize_href(href)
-    document = storage.read_json(href, what="STAC document")
+    if document is None:
+        document = storage.read_json(href, what="STAC document")
     if "type" not in document or "stac_version" not in document:
         raise BadInputError(
             f"{storage.redact(href)} is JSON but not a STAC object (no 'type'/'stac_version')",
@@ -80,6 +86,24 @@ def items_of(obj: pystac.STACObject) -> list[pystac.Item]:
     if isinstance(obj, pystac.Catalog):
         return list(obj.get_items(recursive=True))
     raise BadInputError(f"unsupported STAC object type {type(obj).__name__}", fix="pass a catalog, collection or item")
+
+
+def period_item(
+    identifier: str,
+    geometry: Mapping[str, Any],
+    bbox: Sequence[float],
+    period: tuple[str, str],
+    properties: Mapping[str, Any] | None = None,
+) -> pystac.Item:
+    """An item over a period (start and end datetimes, no single datetime), as every product of a time series is:
+    a datetime would claim one acquisition where there are many."""
+    return pystac.Item(
+        id=identifier,
+        geometry=dict(geometry),
+        bbox=list(bbox),
+        datetime=None,
+        properties={"start_datetime": period[0], "end_datetime": period[1], **(properties or {})},
+    )
 
 
 def stamp_provenance(item: pystac.Item, *, derived_from: Iterable[str] = ()) -> None:

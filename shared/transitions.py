@@ -7,12 +7,10 @@ can decode a change map without this code.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from rasterio.windows import Window
 
 from deep_lulc.shared.classes import ClassScheme, LulcClass
 from deep_lulc.shared.errors import BadInputError
@@ -21,13 +19,6 @@ CHANGE_ASSET = "change"  # the transition COG of a change item
 TRANSITION_FORMULA = "1 + from_index * n + to_index"
 STABLE_COLOUR = (211, 211, 211)  # light grey: unchanged pixels recede, changes stand out in their new class colour
 NODATA_CODE = 0
-
-
-def blocks(height: int, width: int, size: int) -> Iterator[Window]:
-    """Square windows covering a grid, row by row: memory is set by `size`, not by the map."""
-    for row in range(0, height, size):
-        for col in range(0, width, size):
-            yield Window(col, row, min(size, width - col), min(size, height - row))
 
 
 def class_indices(values: np.ndarray, scheme: ClassScheme, *, what: str) -> np.ndarray:

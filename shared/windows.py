@@ -1,4 +1,5 @@
-"""Where the inference windows go and how their outputs are blended.
+"""Pixel windows (the one window type of the project), where the inference windows go and how their outputs
+are blended.
 
 Windows sit on one grid for the whole features raster, whatever part of it a process predicts: a tile
 of the Argo fan-out computes exactly the windows that touch its region, in the same order as a single
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from rasterio.windows import Window
 
 # predict's default inference window and overlap, and what train validates its maps with.
 DEFAULT_WINDOW = 512
@@ -29,8 +31,23 @@ class Span:
 
 @dataclass(frozen=True)
 class PixelWindow:
+    """A rectangle of pixels of a grid. Reads go through `slices` (numpy), `region` (xarray) or `rasterio()`
+    (GDAL), so no other window type is needed."""
+
     rows: Span
     cols: Span
+
+    @staticmethod
+    def at(row: int, col: int, height: int, width: int) -> PixelWindow:
+        return PixelWindow(Span(row, row + height), Span(col, col + width))
+
+    @property
+    def row(self) -> int:
+        return self.rows.start
+
+    @property
+    def col(self) -> int:
+        return self.cols.start
 
     @property
     def height(self) -> int:
@@ -39,6 +56,27 @@ class PixelWindow:
     @property
     def width(self) -> int:
         return self.cols.stop - self.cols.start
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.rows.start, self.rows.stop), slice(self.cols.start, self.cols.stop)
+
+    @property
+    def region(self) -> dict[str, slice]:
+        return {"y": slice(self.rows.start, self.rows.stop), "x": slice(self.cols.start, self.cols.stop)}
+
+    def rasterio(self) -> Window:
+        return Window(self.col, self.row, self.width, self.height)
+
+
+def blocks(height: int, width: int, size: int) -> list[PixelWindow]:
+    """Square windows on multiples of `size` covering a grid, row by row: memory is set by `size`, not by the
+    map, and blocks aligned with a store's chunks can be written in parallel."""
+    return [
+        PixelWindow.at(row, col, min(size, height - row), min(size, width - col))
+        for row in range(0, height, size)
+        for col in range(0, width, size)
+    ]
 
 
 def window_starts(length: int, window: int, overlap: int) -> list[int]:

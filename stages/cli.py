@@ -1,21 +1,26 @@
-"""The `deep-lulc` command: one subcommand per stage, each a thin adapter over the stage's `run`."""
+"""The `deep-lulc` command: one subcommand per stage, each built by the stage runtime from its declaration."""
 
 from __future__ import annotations
 
 import typer
 
+from deep_lulc.shared.runtime import Stage, register
 from deep_lulc.shared.version import __version__
-from deep_lulc.stages.change import cli as change_cli
-from deep_lulc.stages.chips import cli as chips_cli
-from deep_lulc.stages.cube import cli as cube_cli
-from deep_lulc.stages.demo import cli as demo_cli
-from deep_lulc.stages.evaluate import cli as evaluate_cli
-from deep_lulc.stages.features import cli as features_cli
-from deep_lulc.stages.merge import cli as merge_cli
-from deep_lulc.stages.predict import cli as predict_cli
-from deep_lulc.stages.search import cli as search_cli
-from deep_lulc.stages.synth import cli as synth_cli
-from deep_lulc.stages.train import cli as train_cli
+from deep_lulc.stages.change.cli import COMMAND as CHANGE
+from deep_lulc.stages.chips.cli import COMMAND as CHIPS
+from deep_lulc.stages.cube.cli import COMMAND as CUBE
+from deep_lulc.stages.demo.cli import COMMAND as DEMO
+from deep_lulc.stages.evaluate.cli import COMMAND as EVALUATE
+from deep_lulc.stages.features.cli import COMMAND as FEATURES
+from deep_lulc.stages.merge.cli import COMMAND as MERGE
+from deep_lulc.stages.predict.cli import COMMAND as PREDICT
+from deep_lulc.stages.predict.cli import PLAN_COMMAND as PLAN_TILES
+from deep_lulc.stages.search.cli import COMMAND as SEARCH
+from deep_lulc.stages.synth.cli import COMMAND as SYNTH
+from deep_lulc.stages.train.cli import COMMAND as TRAIN
+
+COMMANDS: tuple[Stage, ...] = (SYNTH, SEARCH, CUBE, FEATURES, CHIPS, TRAIN, PLAN_TILES, PREDICT, MERGE, CHANGE,
+                               EVALUATE, DEMO)  # fmt: skip
 
 app = typer.Typer(
     name="deep-lulc",
@@ -40,18 +45,7 @@ def _main(
     """Deep LULC."""
 
 
-app.command("synth", epilog=synth_cli.EPILOG)(synth_cli.synth)
-app.command("search", epilog=search_cli.EPILOG)(search_cli.search)
-app.command("cube", epilog=cube_cli.EPILOG)(cube_cli.cube)
-app.command("features", epilog=features_cli.EPILOG)(features_cli.features)
-app.command("chips", epilog=chips_cli.EPILOG)(chips_cli.chips)
-app.command("train", epilog=train_cli.EPILOG)(train_cli.train)
-app.command("plan-tiles", epilog=predict_cli.PLAN_EPILOG)(predict_cli.plan_tiles)
-app.command("predict", epilog=predict_cli.PREDICT_EPILOG)(predict_cli.predict)
-app.command("merge", epilog=merge_cli.EPILOG)(merge_cli.merge)
-app.command("change", epilog=change_cli.EPILOG)(change_cli.change)
-app.command("evaluate", epilog=evaluate_cli.EPILOG)(evaluate_cli.evaluate)
-app.command("demo", epilog=demo_cli.EPILOG)(demo_cli.demo)
+register(app, list(COMMANDS))
 
 
 def main() -> None:

@@ -10,28 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pystac
-from rasterio.transform import array_bounds
 
-from deep_lulc.shared.class_maps import (
-    CLASS_MAP_ASSET,
-    CLASSIFICATION_EXTENSION,
-    PROJECTION_EXTENSION,
-    RASTER_EXTENSION,
-    ClassMapWriter,
-    Grid,
-    class_map_asset,
-    colormap_of,
-    legend_png,
-)
 from deep_lulc.shared.classes import SLOVENIA, ClassScheme
 from deep_lulc.shared.geometry import bounds_to_wgs84
+from deep_lulc.shared.grids import GeoBox, epsg_of, write_projection
 from deep_lulc.shared.preview import thumbnail_asset
+from deep_lulc.shared.products.class_map import add_class_map_asset, class_map_writer, legend_png
 from deep_lulc.shared.stac import save_self_contained, stamp_provenance
 
 
-def grid_bounds(grid: Grid) -> tuple[float, float, float, float]:
+def grid_bounds(grid: GeoBox) -> tuple[float, float, float, float]:
     """(minx, miny, maxx, maxy) of a grid in its own CRS."""
-    west, south, east, north = array_bounds(grid.height, grid.width, grid.transform)
+    west, south, east, north = grid.boundingbox
     return float(west), float(south), float(east), float(north)
 
 
@@ -39,7 +29,7 @@ def write_class_map_catalog(
     directory: Path,
     values: np.ndarray,
     *,
-    grid: Grid,
+    grid: GeoBox,
     scheme: ClassScheme = SLOVENIA,
     item_id: str = "prediction-test",
     start: str = "2023-01-01T00:00:00Z",
@@ -52,23 +42,23 @@ def write_class_map_catalog(
     directory.mkdir(parents=True, exist_ok=True)
     folder = directory / item_id
     folder.mkdir()
-    writer = ClassMapWriter(folder / "classes.tif", grid, nodata=scheme.nodata, colormap=colormap_of(scheme))
+    writer = class_map_writer(folder / "classes.tif", grid, scheme)
     half = max(1, grid.height // 2)  # two writes, so the streamed path is what gets exercised
     writer.write(values[:half].astype(np.uint8), row=0, col=0)
     if half < grid.height:
         writer.write(values[half:].astype(np.uint8), row=half, col=0)
     writer.finish()
     legend_png(values, list(scheme.classes), folder / "thumbnail.png", title=item_id, nodata=scheme.nodata)
-    footprint = bounds_to_wgs84(grid.epsg, grid_bounds(grid))
+    footprint = bounds_to_wgs84(epsg_of(grid), grid_bounds(grid))
     item = pystac.Item(
         id=item_id,
         geometry=footprint.__geo_interface__,
         bbox=list(footprint.bounds),
         datetime=None,
-        properties={"start_datetime": start, "end_datetime": end, **grid.properties()},
-        stac_extensions=[PROJECTION_EXTENSION, CLASSIFICATION_EXTENSION, RASTER_EXTENSION],
+        properties={"start_datetime": start, "end_datetime": end},
     )
-    item.add_asset(CLASS_MAP_ASSET, class_map_asset(str(folder / "classes.tif"), scheme=scheme, title="Classes"))
+    write_projection(item, grid)
+    add_class_map_asset(item, folder / "classes.tif", scheme=scheme, title="Classes")
     item.add_asset("thumbnail", thumbnail_asset(folder / "thumbnail.png", title="Classes with legend"))
     stamp_provenance(item, derived_from=["https://example.com/model/item.json"])
     catalog = pystac.Catalog(id="prediction", description="Hand-made prediction for tests")

@@ -200,8 +200,17 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
+SERVICE_FIXTURES = {"stac_api"}  # PostgreSQL + pgstac behind a real STAC API
+SERVICE_MODULES = {"test_stac_browser.py", "test_stac_api.py"}  # Chromium and npm-built STAC Browser; pgstac
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip `gpu` tests only where no CUDA device exists; every other test always runs."""
+    """Mark the tests that need system services (`make test-fast` leaves them out), and skip `gpu` tests only
+    where no CUDA device exists; every other test always runs."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & SERVICE_FIXTURES or item.path.name in SERVICE_MODULES:
+            item.add_marker(pytest.mark.services)
     try:
         import torch
 

@@ -18,9 +18,10 @@ from affine import Affine
 from pyproj import Transformer
 from scipy import ndimage
 
-from deep_lulc.shared.class_maps import ClassMapWriter, Grid
 from deep_lulc.shared.classes import SLOVENIA, ClassScheme, LulcClass
+from deep_lulc.shared.cog import CogWriter
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.grids import epsg_of, geobox, geobox_of
 from deep_lulc.stages.change import stage as change
 from deep_lulc.stages.change.params import ChangeParams
 
@@ -29,7 +30,7 @@ from .conftest import BIN, cli_env, validate_tree
 
 LABELLED = np.array([c.value for c in SLOVENIA.labelled])
 N = len(LABELLED)
-GRID = Grid(32633, Affine(10.0, 0.0, 520_000.0, 0.0, -10.0, 5_117_000.0), 70, 90)  # 10 m: a pixel is 0.01 ha
+GRID = geobox(32633, Affine(10.0, 0.0, 520_000.0, 0.0, -10.0, 5_117_000.0), 70, 90)  # 10 m: a pixel is 0.01 ha
 # Several windows, ragged at the right and bottom edges; the pixel-by-pixel comparison these tests recount.
 SMALL_BLOCKS = ChangeParams(block_size=32, method="raw")
 # The fixtures' flicker is drawn with moderate confidence (both periods ~60 % sure): these thresholds, stricter
@@ -180,7 +181,7 @@ def test_item_is_valid_and_spans_both_periods(run: Run) -> None:
     assert item.id == "change-prediction-2019-to-prediction-2023"
     assert item.properties["start_datetime"] == "2019-01-01T00:00:00Z"
     assert item.properties["end_datetime"] == "2023-12-31T23:59:59Z"
-    assert Grid.of_item(item) == GRID
+    assert geobox_of(item) == GRID
     sources = [link.href for link in item.links if link.rel == "derived_from"]
     assert len(sources) == 2
     assert sources[0].endswith("prediction-2019.json")
@@ -191,7 +192,7 @@ def test_item_is_valid_and_spans_both_periods(run: Run) -> None:
 
 def test_hectares_scale_with_pixel_size(tmp_path: Path) -> None:
     before, after = two_maps(11, (40, 50))
-    coarse = Grid(32633, Affine(20.0, 0.0, 520_000.0, 0.0, -20.0, 5_117_000.0), 40, 50)
+    coarse = geobox(32633, Affine(20.0, 0.0, 520_000.0, 0.0, -20.0, 5_117_000.0), 40, 50)
     inputs = {
         "before": write_class_map_catalog(tmp_path / "b", before, grid=coarse, item_id="b"),
         "after": write_class_map_catalog(tmp_path / "a", after, grid=coarse, item_id="a"),
@@ -204,7 +205,7 @@ def test_hectares_scale_with_pixel_size(tmp_path: Path) -> None:
 
 def test_finer_grid_is_resampled_with_a_warning(run: Run, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     # The same after-map at 5 m: every 10 m pixel centre falls on 5 m pixels of its own value.
-    fine = Grid(GRID.epsg, Affine(5.0, 0.0, GRID.transform.c, 0.0, -5.0, GRID.transform.f), 140, 180)
+    fine = geobox(epsg_of(GRID), Affine(5.0, 0.0, GRID.affine.c, 0.0, -5.0, GRID.affine.f), 140, 180)
     after_fine = np.kron(run.after, np.ones((2, 2), dtype=np.uint8))
     inputs = {
         "before": str(Path(run.result.catalog).parents[1] / "before" / "catalog.json"),
@@ -217,7 +218,7 @@ def test_finer_grid_is_resampled_with_a_warning(run: Run, tmp_path: Path, caplog
     assert result.extra["resampled"] is True
     item = item_of(result.catalog)
     assert item.properties["deep-lulc:resampled"] is True
-    assert Grid.of_item(item) == GRID
+    assert geobox_of(item) == GRID
     assert np.array_equal(read_codes(item), read_codes(run.item))
     assert validate_tree(result.catalog) == 2
 
@@ -227,7 +228,7 @@ def test_other_crs_is_reprojected_by_nearest_neighbour(tmp_path: Path) -> None:
     before = blocky(rng, (GRID.height, GRID.width), 6, LABELLED)
     # The after map lives in the neighbouring UTM zone, on 7 m pixels covering the before map.
     west, south, east, north = Transformer.from_crs(32633, 32634, always_xy=True).transform_bounds(*grid_bounds(GRID))
-    other = Grid(32634, Affine(7.0, 0.0, west - 20, 0.0, -7.0, north + 20),
+    other = geobox(32634, Affine(7.0, 0.0, west - 20, 0.0, -7.0, north + 20),
                  int((north - south + 40) // 7), int((east - west + 40) // 7))  # fmt: skip
     after = blocky(rng, (other.height, other.width), 9, LABELLED)
     inputs = {
@@ -239,9 +240,9 @@ def test_other_crs_is_reprojected_by_nearest_neighbour(tmp_path: Path) -> None:
     codes = read_codes(item_of(result.catalog))
     # Independent lookup: each before-pixel centre projected into the after map's pixel it falls in.
     cols, rows = np.meshgrid(np.arange(GRID.width) + 0.5, np.arange(GRID.height) + 0.5)
-    x, y = GRID.transform @ (cols, rows)
+    x, y = GRID.affine @ (cols, rows)
     ox, oy = Transformer.from_crs(32633, 32634, always_xy=True).transform(x, y)
-    c, r = ~other.transform @ (ox, oy)
+    c, r = ~other.affine @ (ox, oy)
     expected_after = after[np.floor(r).astype(int), np.floor(c).astype(int)]
     decoded_after = LABELLED[(codes.astype(int) - 1) % N]
     decoded_before = LABELLED[(codes.astype(int) - 1) // N]
@@ -257,9 +258,9 @@ def test_uint16_codes_for_many_classes(tmp_path: Path) -> None:
     before = rng.integers(0, 17, (20, 24)).astype(np.uint8)
     after = rng.integers(0, 17, (20, 24)).astype(np.uint8)
     inputs = {
-        "before": write_class_map_catalog(tmp_path / "b", before, grid=GRID.sub_grid(0, 0, 20, 24), scheme=scheme,
+        "before": write_class_map_catalog(tmp_path / "b", before, grid=GRID[0:20, 0:24], scheme=scheme,
                                           item_id="b"),
-        "after": write_class_map_catalog(tmp_path / "a", after, grid=GRID.sub_grid(0, 0, 20, 24), scheme=scheme,
+        "after": write_class_map_catalog(tmp_path / "a", after, grid=GRID[0:20, 0:24], scheme=scheme,
                                          item_id="a"),
     }  # fmt: skip
     result = change.run(inputs=inputs, output=str(tmp_path / "out"), params=SMALL_BLOCKS)
@@ -325,8 +326,8 @@ def add_probabilities(catalog: str, percent: np.ndarray) -> None:
     """Give the catalog's prediction item the `probabilities` asset of `predict --probabilities`: one uint8
     percent band per labelled class, 255 where the map has no data."""
     item_path = next(Path(catalog).parent.glob("*/*.json"))
-    grid = Grid.of_item(pystac.Item.from_file(str(item_path)))
-    writer = ClassMapWriter(item_path.parent / "probabilities.tif", grid, nodata=255, count=N,
+    grid = geobox_of(pystac.Item.from_file(str(item_path)))
+    writer = CogWriter(item_path.parent / "probabilities.tif", grid, nodata=255, count=N,
                             band_descriptions=[c.name for c in SLOVENIA.labelled], scale=0.01)  # fmt: skip
     writer.write(percent, row=0, col=0)
     writer.finish(overview_resampling="average")
@@ -555,7 +556,7 @@ def test_joint_decision_on_hand_made_probabilities() -> None:
 
 
 def test_joint_on_a_finer_after_grid_resamples_the_probabilities(flicker: Flicker, tmp_path: Path) -> None:
-    fine = Grid(GRID.epsg, Affine(5.0, 0.0, GRID.transform.c, 0.0, -5.0, GRID.transform.f), 140, 180)
+    fine = geobox(epsg_of(GRID), Affine(5.0, 0.0, GRID.affine.c, 0.0, -5.0, GRID.affine.f), 140, 180)
     after_item = pystac.Item.from_file(str(next(Path(flicker.probability_catalogs["after"]).parent.glob("*/*.json"))))
     with rasterio.open(asset_path(after_item, "probabilities")) as dataset:
         percent = np.asarray(dataset.read())

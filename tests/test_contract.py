@@ -19,9 +19,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from deep_lulc.shared.cli_runner import execute
 from deep_lulc.shared.contract import StageResult
 from deep_lulc.shared.errors import BadInputError, NothingToDoError, TransientError
+from deep_lulc.shared.runtime import execute
 from deep_lulc.shared.stac import items_of, read_stac
 from deep_lulc.shared.storage import redact
 from deep_lulc.stages.synth import stage as synth

@@ -18,11 +18,11 @@ import shapely
 from affine import Affine
 from pyproj import Transformer
 
-from deep_lulc.shared.class_maps import Grid
 from deep_lulc.shared.classes import SLOVENIA
 from deep_lulc.shared.contract import StageResult
 from deep_lulc.shared.erosion import erode_labels
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.grids import geobox, geobox_of
 from deep_lulc.stages.change import stage as change
 from deep_lulc.stages.change.params import ChangeParams
 from deep_lulc.stages.evaluate import stage as evaluate
@@ -31,7 +31,7 @@ from deep_lulc.stages.evaluate.params import EvaluateParams
 from .class_map_data import write_class_map_catalog
 from .conftest import BIN, cli_env, validate_tree
 
-GRID = Grid(32633, Affine(10.0, 0.0, 520_000.0, 0.0, -10.0, 5_117_000.0), 60, 80)
+GRID = geobox(32633, Affine(10.0, 0.0, 520_000.0, 0.0, -10.0, 5_117_000.0), 60, 80)
 FOREST, GRASSLAND, WATER, ARTIFICIAL = 2, 3, 5, 8
 PARAMS = EvaluateParams(block_size=16)  # many windows, ragged edges
 NODATA = SLOVENIA.nodata
@@ -39,8 +39,8 @@ NODATA = SLOVENIA.nodata
 
 def pixel_box(row0: int, col0: int, row1: int, col1: int) -> shapely.Polygon:
     """The polygon covering pixel rows row0..row1-1 and columns col0..col1-1 of GRID."""
-    x0, y0 = GRID.transform @ (col0, row0)
-    x1, y1 = GRID.transform @ (col1, row1)
+    x0, y0 = GRID.affine @ (col0, row0)
+    x1, y1 = GRID.affine @ (col1, row1)
     return shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
 
 
@@ -313,7 +313,7 @@ def test_error_map_is_a_recount_of_labels_and_prediction(tmp_path: Path) -> None
     expected[labelled & ~mapped] = 3
     errors, info = read_asset(result.catalog, "errors")
     assert np.array_equal(errors, expected)
-    assert (info["nodata"], info["crs"], info["transform"]) == (0, 32633, GRID.transform)
+    assert (info["nodata"], info["crs"], info["transform"]) == (0, 32633, GRID.affine)
     assert info["colormap"][0][3] == 0  # no label: transparent
     assert info["colormap"][1][:3] == (26, 152, 80)  # green
     assert info["colormap"][2][:3] == (215, 48, 39)  # red
@@ -329,7 +329,7 @@ def test_error_map_is_a_recount_of_labels_and_prediction(tmp_path: Path) -> None
     for key in ("errors_preview", "labels_preview"):
         assert Path(item.assets[key].get_absolute_href() or "").read_bytes()[:4] == b"\x89PNG"
     assert item.assets["errors"].media_type == "image/tiff; application=geotiff; profile=cloud-optimized"
-    assert Grid.of_item(item) == GRID
+    assert geobox_of(item) == GRID
     assert validate_tree(result.catalog) == 2
 
 
@@ -349,7 +349,7 @@ def test_change_error_map_marks_where_the_change_call_is_wrong(change_case: dict
 
 
 def test_preview_samples_line_up_whatever_the_windows() -> None:
-    from deep_lulc.shared.class_maps import PreviewSampler
+    from deep_lulc.shared.products.class_map import PreviewSampler
 
     rng = np.random.default_rng(8)
     values = rng.integers(0, 9, size=(1000, 1700))

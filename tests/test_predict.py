@@ -22,6 +22,7 @@ from torch import nn
 from deep_lulc.shared.classes import SLOVENIA
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.inference import FeatureSource, InferenceSetup, predict_region
+from deep_lulc.shared.products import zarr_store
 from deep_lulc.shared.windows import PixelWindow, Span, taper, window_grid, window_starts
 from deep_lulc.stages.merge import stage as merge
 from deep_lulc.stages.merge.params import MergeParams
@@ -213,6 +214,16 @@ def test_tiles_merge_into_the_single_process_map(
     assert not (tmp_path / "y").exists()
 
 
+def _reseal(catalog: Path, store: Path) -> None:
+    """Record an edited store's manifest again, and its new size and checksum in the item: a deliberate edit,
+    not the damage a features read refuses."""
+    manifest = zarr_store.record_manifest(store)
+    item_path = Path(item_of(str(catalog)).get_self_href() or "")
+    document = json.loads(item_path.read_text())
+    document["assets"]["manifest"].update({"file:size": manifest.size, "file:checksum": manifest.checksum})
+    item_path.write_text(json.dumps(document))
+
+
 def test_pixels_without_observation_are_nodata(tiny_model: str, tiny_features: str, tmp_path: Path) -> None:
     copy = tmp_path / "features"
     shutil.copytree(Path(tiny_features).parent, copy)
@@ -220,6 +231,7 @@ def test_pixels_without_observation_are_nodata(tiny_model: str, tiny_features: s
     counts = xr.open_zarr(store)["valid_count"].load()
     counts[:10, :12] = 0
     xr.Dataset({"valid_count": counts}).to_zarr(store, mode="r+", zarr_format=2)
+    _reseal(copy / "catalog.json", Path(store))
     result = predict.run(
         inputs={"model": tiny_model, "features": str(copy / "catalog.json")}, output=str(tmp_path / "p"),
         params=PredictParams(tile_size=32, overlap=8, device="cpu"),
@@ -263,6 +275,7 @@ def test_features_that_do_not_fit_the_model_are_refused(tiny_model: str, tiny_fe
     assert not any((tmp_path / name).exists() for name in "abcd")
 
 
+@pytest.mark.slow
 def test_cli_plans_predicts_a_tile_and_reports_errors(tiny_model: str, tiny_features: str, tmp_path: Path) -> None:
     tiles_file = tmp_path / "tiles.json"
     planned = subprocess.run(
@@ -312,7 +325,7 @@ def test_cuda_prediction_agrees_with_cpu(single: str, tiny_model: str, tiny_feat
 
 
 def test_merge_cli_takes_argos_aggregated_json_list() -> None:
-    from deep_lulc.stages.merge.cli import expand_hrefs
+    from deep_lulc.shared.runtime import expand_hrefs
 
     assert expand_hrefs(['["s3://b/t/a/catalog.json", "s3://b/t/b/catalog.json"]', "c.json"]) == [
         "s3://b/t/a/catalog.json", "s3://b/t/b/catalog.json", "c.json",
@@ -321,3 +334,82 @@ def test_merge_cli_takes_argos_aggregated_json_list() -> None:
         expand_hrefs(["[broken"])
     with pytest.raises(BadInputError, match="not a JSON array of hrefs"):
         expand_hrefs(["[1, 2]"])
+
+
+# --- The tiles file: validated entry by entry ------------------------------------------------------------------
+
+
+def _plan_file(tmp_path: Path, edit: object = None) -> Path:
+    """A tiles file as plan-tiles writes it (9 tiles of a 100 x 90 grid), after `edit(entries)` if given."""
+    entries = [tile.model_dump() for tile in plan.plan_tiles(100, 90, tile_size=40, window=32, overlap=8)]
+    document = edit(entries) if callable(edit) else entries
+    path = tmp_path / "tiles.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def _edited(index: int, **changes: object) -> object:
+    def edit(entries: list[dict[str, object]]) -> list[dict[str, object]]:
+        for key, value in changes.items():
+            if value is ...:
+                del entries[index][key]
+            else:
+                entries[index][key] = value
+        return entries
+
+    return edit
+
+
+def test_a_planned_tiles_file_reads_back_as_planned(tmp_path: Path) -> None:
+    tiles = plan.read_tiles_file(str(_plan_file(tmp_path)))
+    assert tiles == plan.plan_tiles(100, 90, tile_size=40, window=32, overlap=8)
+    assert [t.id for t in tiles][:3] == ["r000-c000", "r000-c001", "r000-c002"]
+    assert plan.find_tile(tiles, "r002-c001", href="x").core == PixelWindow(Span(80, 100), Span(40, 80))
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda entries: {"tiles": entries}, r"is not a list of tile objects \(Input should be a valid list\)"),
+        (lambda entries: [], "holds no tiles"),
+        (lambda entries: [*entries, 7], r"entry 9: Input should be a valid dictionary"),
+        (_edited(2, row=...), r"entry 2 \(id 'r000-c002'\): row: Field required"),
+        (_edited(4, colour="red"), r"entry 4 \(id 'r001-c001'\): colour: Extra inputs are not permitted"),
+        (_edited(1, height="40"), r"entry 1 \(id 'r000-c001'\): height: Input should be a valid integer"),
+        (_edited(1, tiles=True), r"entry 1 \(id 'r000-c001'\): tiles: Input should be a valid integer"),
+        (_edited(3, width=-5), r"entry 3 \(id 'r001-c000'\): width: Input should be greater than or equal to 1"),
+        (_edited(8, row=90), r"entry 8 \(id 'r002-c002'\): its region \(rows 90\.\.110, .*outside the 100 x 90 grid"),
+        (_edited(0, read_width=200), r"entry 0 \(id 'r000-c000'\): its read region reaches outside"),
+        (_edited(0, overlap=16), r"entry 0 .*: overlap 16 is not less than half of window_size 32"),
+        (_edited(5, id="r000-c000"), r"lists tile ids \['r000-c000'\] more than once"),
+        (_edited(6, row=..., col="0"), r"entry 6 \(id 'r002-c000'\): row: Field required \(1 more problem\)"),
+    ],
+)
+def test_a_malformed_tiles_file_is_bad_input_naming_the_entry(tmp_path: Path, edit: object, problem: str) -> None:
+    path = _plan_file(tmp_path, edit)
+    with pytest.raises(BadInputError, match=rf"tiles file .*tiles\.json:? {problem}.*; fix: pass the tiles\.json"):
+        plan.read_tiles_file(str(path))
+
+
+def test_a_tiles_file_that_is_not_json_is_bad_input(tmp_path: Path) -> None:
+    path = tmp_path / "tiles.json"
+    path.write_bytes(b'[{"id": "r000-c000",')
+    with pytest.raises(BadInputError, match=r"tiles file .*tiles\.json is not JSON"):
+        plan.read_tiles_file(str(path))
+
+
+def test_cli_predict_with_a_malformed_tiles_file_exits_2_before_reading_model_or_features(tmp_path: Path) -> None:
+    path = _plan_file(tmp_path, _edited(0, height=-1))
+    failed = subprocess.run(
+        [str(BIN / "deep-lulc"), "predict", "--model", str(tmp_path / "no-model" / "catalog.json"), "--features",
+         str(tmp_path / "no-features" / "catalog.json"), "--out", str(tmp_path / "out"), "--tiles", str(path),
+         "--tile", "r000-c000"],
+        capture_output=True, text=True, env=cli_env(), check=False,
+    )  # fmt: skip
+    assert failed.returncode == 2, failed.stderr[-2000:]
+    assert failed.stdout == ""
+    lines = failed.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("deep-lulc predict: error: tiles file ")
+    assert "entry 0 (id 'r000-c000'): height: Input should be greater than or equal to 1" in lines[0]
+    assert not (tmp_path / "out").exists()

@@ -36,6 +36,7 @@ def complete_or_absent(output: Path) -> None:
             assert Path(asset.get_absolute_href() or "").exists(), asset.href
 
 
+@pytest.mark.slow
 def test_rerun_is_a_no_op_with_the_same_line_unless_overwrite(tiny_cube: str, tmp_path: Path) -> None:
     out = tmp_path / "features"
     first = deep_lulc("features", "--cube", tiny_cube, "--out", str(out), "--chunk-size", "64")
@@ -66,6 +67,7 @@ def test_a_deleted_catalog_makes_the_rerun_work_again(tiny_cube: str, tmp_path: 
     assert validate_tree(tmp_path / "catalog.json") == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("after_s", [0.5, 3.0, 4.5, 6.0])
 def test_a_killed_stage_leaves_no_dangling_catalog_and_a_rerun_completes(
     tiny_cube: str, tmp_path: Path, after_s: float
@@ -118,6 +120,7 @@ def test_no_secret_reaches_logs_items_or_params(
     assert any(host in t for t in texts), "the API URL itself is still recorded, without its secrets"
 
 
+@pytest.mark.slow
 def test_concurrent_tile_predictions_into_one_prefix_lose_nothing(
     tiny_model: str, tiny_features: str, tmp_path: Path
 ) -> None:

@@ -25,8 +25,7 @@ from deep_lulc.stages.cube import stage as cube
 from deep_lulc.stages.cube.params import CubeParams
 from deep_lulc.stages.search import stage as search
 from deep_lulc.stages.search.params import SearchParams
-from deep_lulc.stages.synth.grid import Grid
-from deep_lulc.stages.synth.landscape import generate_landscape
+from deep_lulc.stages.synth.landscape import generate_landscape, scene_grid
 from deep_lulc.stages.synth.scenes import SceneContext, plan_acquisitions, render_scene
 
 from .conftest import BIN, REALDATA, TINY, cli_env, validate_tree
@@ -111,11 +110,11 @@ def test_cube_values_match_the_generator(tiny_catalog: Path, tiny_cube: str) -> 
     assert item.properties["start_datetime"] == f"{TINY.year}-01-01T00:00:00Z"
     assert item.assets["thumbnail"].roles == ["thumbnail"]
     # The synthetic grid and the cube grid share the 10 m lattice, so 10 m bands come through unresampled.
-    grid = Grid(TINY.size)
+    grid = scene_grid(TINY.size)
     context = SceneContext.build(generate_landscape(grid, seed=TINY.seed), seed=TINY.seed, year=TINY.year)
     scenes = [render_scene(context, a) for a in plan_acquisitions(seed=TINY.seed, year=TINY.year, count=TINY.dates)]
-    col0 = round((float(dataset.x[0]) - 5 - grid.origin_x) / 10)
-    row0 = round((grid.origin_y - float(dataset.y[0]) - 5) / 10)
+    col0 = round((float(dataset.x[0]) - 5 - grid.affine.c) / 10)
+    row0 = round((grid.affine.f - float(dataset.y[0]) - 5) / 10)
     rows, cols = dataset.sizes["y"], dataset.sizes["x"]
     for index, scene in enumerate(scenes):
         expected = scene.reflectance_10m[2][row0 : row0 + rows, col0 : col0 + cols]

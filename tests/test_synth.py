@@ -20,8 +20,15 @@ from shapely.geometry import box, shape
 from deep_lulc.shared import sentinel2
 from deep_lulc.shared.classes import SLOVENIA
 from deep_lulc.stages.synth import stage as synth
-from deep_lulc.stages.synth.grid import Grid
-from deep_lulc.stages.synth.landscape import COVER_CLASS, Cover, Landscape, evolve_landscape, generate_landscape
+from deep_lulc.stages.synth.landscape import (
+    COVER_CLASS,
+    Cover,
+    Landscape,
+    evolve_landscape,
+    generate_landscape,
+    grid_bounds,
+    scene_grid,
+)
 from deep_lulc.stages.synth.mixing import Fields, mixing_matrix
 from deep_lulc.stages.synth.params import SynthParams
 from deep_lulc.stages.synth.phenology import BARE, COMPONENTS, Material, ParcelTraits, cover_reflectance
@@ -40,7 +47,7 @@ def imagery(catalog_dir: Path) -> list[pystac.Item]:
 
 
 def scenes_of(params: SynthParams, year: int) -> list[Scene]:
-    landscape = generate_landscape(Grid(params.size), seed=params.seed)
+    landscape = generate_landscape(scene_grid(params.size), seed=params.seed)
     context = SceneContext.build(landscape, seed=params.seed, year=year)
     return [render_scene(context, a) for a in plan_acquisitions(seed=params.seed, year=year, count=params.dates)]
 
@@ -125,7 +132,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
 
 
 def test_landscape_is_imbalanced_like_the_seed() -> None:
-    landscape = generate_landscape(Grid(512), seed=0)
+    landscape = generate_landscape(scene_grid(512), seed=0)
     fractions = landscape.class_fractions()
     assert max(fractions, key=lambda value: fractions[value]) == 2  # forest dominant
     assert 0.25 < fractions[2] < 0.5
@@ -136,7 +143,7 @@ def test_landscape_is_imbalanced_like_the_seed() -> None:
     grid = landscape.grid
     for window in ((0.02, 0.02, 0.56, 0.98), (0.62, 0.02, 0.98, 0.98)):
         minx, _miny, maxx, _maxy = aoi_bounds(grid, window)
-        col0, col1 = round((minx - grid.origin_x) / 10), round((maxx - grid.origin_x) / 10)
+        col0, col1 = round((minx - grid.affine.c) / 10), round((maxx - grid.affine.c) / 10)
         present = set(np.unique(classes[:, col0:col1]).tolist())
         assert present == {1, 2, 3, 4, 5, 6, 8, 9}, "every class must appear in both AOIs"
 
@@ -181,7 +188,7 @@ def test_labels_aois_and_second_period(tiny_catalog: Path) -> None:
     assert set(np.flatnonzero(lulc_before != lulc_after).tolist()) == changed
     assert set(lulc_after[lulc_before != lulc_after].tolist()) == {8}  # growth of artificial surface
 
-    footprint = box(*Grid(TINY.size).bounds)
+    footprint = box(*grid_bounds(scene_grid(TINY.size)))
     aois = []
     for name in ("aoi-train.geojson", "aoi-predict.geojson"):
         document = json.loads((tiny_catalog / name).read_text())
@@ -220,13 +227,13 @@ def shares(matrix: sparse.csr_matrix, groups: np.ndarray, n_groups: int) -> np.n
 
 def by_parcel(landscape: Landscape, matrix: sparse.csr_matrix) -> np.ndarray:
     n = len(landscape.parcels)
-    size = landscape.grid.size
+    size = landscape.grid.width
     return shares(matrix, np.arange(n * len(COMPONENTS)) // len(COMPONENTS), n).reshape(size, size, n)
 
 
 def by_component(landscape: Landscape, matrix: sparse.csr_matrix) -> np.ndarray:
     width = len(COMPONENTS)
-    size = landscape.grid.size
+    size = landscape.grid.width
     groups = np.arange(len(landscape.parcels) * width) % width
     return shares(matrix, groups, width).reshape(size, size, width)
 
@@ -237,7 +244,7 @@ def near_border(index: np.ndarray, width: int) -> np.ndarray:
 
 
 def test_border_pixels_mix_their_parcels_and_are_labelled_by_their_centre() -> None:
-    landscape = generate_landscape(Grid(TINY.size), seed=TINY.seed)
+    landscape = generate_landscape(scene_grid(TINY.size), seed=TINY.seed)
     parcels = by_parcel(landscape, mixing_matrix(landscape, Fields.draw(landscape.grid, seed=TINY.seed)))
     index = landscape.parcel_index()  # the label's parcel: the one under the pixel centre
     mixed = (parcels > 0.05).sum(axis=2) >= 2
@@ -252,7 +259,7 @@ def test_border_pixels_mix_their_parcels_and_are_labelled_by_their_centre() -> N
 
 
 def test_town_pixels_look_like_bare_ground_or_meadow_but_towns_do_not() -> None:
-    landscape = generate_landscape(Grid(256), seed=0)
+    landscape = generate_landscape(scene_grid(256), seed=0)
     context = SceneContext.build(landscape, seed=0, year=2023)
     components = by_component(landscape, context.mixing)
     index = landscape.parcel_index()
@@ -284,7 +291,7 @@ def test_town_pixels_look_like_bare_ground_or_meadow_but_towns_do_not() -> None:
 
 
 def test_texture_persists_through_the_year_and_averages_out_over_the_parcel() -> None:
-    landscape = generate_landscape(Grid(TINY.size), seed=TINY.seed)
+    landscape = generate_landscape(scene_grid(TINY.size), seed=TINY.seed)
     context = SceneContext.build(landscape, seed=TINY.seed, year=TINY.year)
     clear = [a for a in plan_acquisitions(seed=TINY.seed, year=TINY.year, count=24) if a.sky == Sky.CLEAR]
     spring, autumn = (
@@ -321,7 +328,7 @@ def test_texture_persists_through_the_year_and_averages_out_over_the_parcel() ->
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_rare_classes_cover_about_two_percent_of_each_aoi_in_both_years(seed: int) -> None:
-    first = generate_landscape(Grid(512), seed=seed)
+    first = generate_landscape(scene_grid(512), seed=seed)
     second, _ = evolve_landscape(first, seed=seed)
     for landscape in (first, second):
         classes = landscape.class_raster()
@@ -335,7 +342,7 @@ def test_rare_classes_cover_about_two_percent_of_each_aoi_in_both_years(seed: in
 
 
 def test_mixing_is_deterministic_per_seed() -> None:
-    landscape = generate_landscape(Grid(TINY.size), seed=TINY.seed)
+    landscape = generate_landscape(scene_grid(TINY.size), seed=TINY.seed)
     one = mixing_matrix(landscape, Fields.draw(landscape.grid, seed=TINY.seed))
     two = mixing_matrix(landscape, Fields.draw(landscape.grid, seed=TINY.seed))
     other = mixing_matrix(landscape, Fields.draw(landscape.grid, seed=TINY.seed + 1))

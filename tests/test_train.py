@@ -17,8 +17,9 @@ import torch
 
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.networks import ModelConfig, build_network, load_weights
+from deep_lulc.shared.products.chips import read_chips
 from deep_lulc.stages.train import stage as train
-from deep_lulc.stages.train.chips_data import ChipDataset, load_chips
+from deep_lulc.stages.train.chips_data import ChipDataset
 from deep_lulc.stages.train.evaluation import predict_chip
 from deep_lulc.stages.train.losses import DiceCrossEntropy, FocalLoss, WeightedCrossEntropy, class_weights
 from deep_lulc.stages.train.params import TrainParams
@@ -78,7 +79,7 @@ def test_reload_from_config_and_safetensors_gives_identical_predictions(trained:
     item = model_of(trained)
     config = ModelConfig.from_json(Path(item.assets["config"].get_absolute_href() or "").read_text())
     rebuilt = load_weights(build_network(config), item.assets["weights"].get_absolute_href() or "").eval()
-    source = load_chips(tiny_chips, mode="stack")
+    source = read_chips(tiny_chips)
     records = source.split("validation")
     dataset = ChipDataset(records, mode="stack", n_dates=len(source.dates), mean=np.array(config.mean),
                           std=np.array(config.std), augment=False)  # fmt: skip
@@ -89,6 +90,7 @@ def test_reload_from_config_and_safetensors_gives_identical_predictions(trained:
     assert not Path(item.assets["weights"].get_absolute_href() or "").read_bytes().startswith(b"\x80")  # not a pickle
 
 
+@pytest.mark.slow
 def test_single_date_mode_feeds_one_date_per_sample(tiny_chips: str, tmp_path: Path) -> None:
     params = TINY_TRAINING.model_copy(update={"input_mode": "single-date", "epochs": 1})
     result = train.run(inputs={"chips": tiny_chips}, output=str(tmp_path), params=params)
@@ -182,6 +184,7 @@ def test_default_model_is_temporal_and_validated_as_maps(temporal: str) -> None:
     assert 0 <= report["map"]["miou"] <= 1
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_weights_and_metrics(temporal: str, tiny_chips: str, tmp_path: Path) -> None:
     again = train.run(inputs={"chips": tiny_chips}, output=str(tmp_path), params=TINY_TEMPORAL)
     first, second = model_of(temporal), model_of(again.catalog)
@@ -195,6 +198,7 @@ def test_the_same_seed_gives_the_same_weights_and_metrics(temporal: str, tiny_ch
     assert Path(model_of(other.catalog).assets["weights"].get_absolute_href() or "").read_bytes() != weights[0]
 
 
+@pytest.mark.slow
 def test_lightgbm_is_a_model_of_its_own(tiny_chips: str, tiny_features: str, tmp_path: Path) -> None:
     result = train.run(inputs={"chips": tiny_chips}, output=str(tmp_path),
                        params=TrainParams(architecture="lightgbm"))  # fmt: skip

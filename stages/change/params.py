@@ -6,10 +6,17 @@ from typing import Literal
 
 from pydantic import Field
 
-from deep_lulc.shared.contract import StageParams
+from deep_lulc.shared.contract import StageInputs, StageParams
+
+
+class ChangeInputs(StageInputs):
+    before: str = Field(description="Catalog or item of the earlier map (deep-lulc predict).")
+    after: str = Field(description="Catalog or item of the later map (deep-lulc predict).")
 
 
 class ChangeParams(StageParams):
+    """Transition map (from-class -> to-class per pixel), area matrix in hectares and net change per class."""
+
     classes: str | None = Field(
         None, description="Class scheme file (YAML/JSON) both maps must use; default: the scheme their assets list."
     )

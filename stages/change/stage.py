@@ -13,10 +13,8 @@ along every parcel border and wherever a class flickers, so that overstates chan
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime as dt
 import hashlib
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,46 +25,35 @@ import pyproj
 import pystac
 import rasterio
 from rasterio.crs import CRS
-from rasterio.transform import array_bounds
 from rasterio.warp import Resampling, reproject, transform_bounds
-from rasterio.windows import Window
 
-from deep_lulc.shared import storage
-from deep_lulc.shared.class_maps import (
-    CLASSIFICATION_EXTENSION,
-    PROJECTION_EXTENSION,
-    RASTER_EXTENSION,
-    ClassMap,
-    ClassMapWriter,
-    Grid,
-    decimated,
-    legend_png,
-    open_class_map,
-)
-from deep_lulc.shared.classes import ClassScheme, LulcClass, load_class_scheme
-from deep_lulc.shared.cog import COG_MEDIA_TYPE, open_raster
+from deep_lulc.shared import grids, storage
+from deep_lulc.shared.classes import ClassScheme, load_class_scheme
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.preview import thumbnail_asset
+from deep_lulc.shared.grids import GeoBox, epsg_of
+from deep_lulc.shared.products.change import change_item, change_writer, write_matrix_files, write_thumbnail
+from deep_lulc.shared.products.class_map import (
+    PROBABILITIES_ASSET,
+    PROBABILITY_NODATA,
+    ClassMap,
+    CogAsset,
+    open_class_map,
+)
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
-from deep_lulc.shared.stac import stamp_provenance
 from deep_lulc.shared.transitions import (
-    CHANGE_ASSET,
     NODATA_CODE,
-    STABLE_COLOUR,
     TRANSITION_FORMULA,
     TransitionCoding,
-    blocks,
     class_indices,
     scheme_difference,
 )
+from deep_lulc.shared.windows import PixelWindow, blocks
 from deep_lulc.stages.change.joint import JointRule, as_probabilities, clean, decide, one_hot, stable_class, unit_pixels
 from deep_lulc.stages.change.params import ChangeParams
 
 STAGE = "change"
-PROBABILITIES_ASSET = "probabilities"  # written by `deep-lulc predict --probabilities`: uint8 percent per class
-PROBABILITY_NODATA = 255
 MAX_HALO = 4096
 TOP_TRANSITIONS = 5
 ID_LIMIT = 120
@@ -92,7 +79,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChangeParams) -> Stag
         log.warning(
             "the --after map's grid (EPSG:%d, %dx%d px) differs from the --before map's (EPSG:%d, %dx%d px): "
             "resampling --after onto the --before grid by nearest neighbour",
-            after.grid.epsg, after.grid.width, after.grid.height, grid.epsg, grid.width, grid.height,
+            epsg_of(after.grid), after.grid.width, after.grid.height, epsg_of(grid), grid.width, grid.height,
         )  # fmt: skip
         _require_overlap(grid, after.grid)
     coding = TransitionCoding(scheme)
@@ -102,9 +89,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChangeParams) -> Stag
     with staged_output(output) as staged:
         folder = staged.path / identifier
         folder.mkdir(parents=True)
-        counts, raw_counts = _write_transitions(
-            folder / "change.tif", before, after, coding, params.block_size, resampled, rule
-        )
+        counts, raw_counts = _write_transitions(folder, before, after, coding, params.block_size, resampled, rule)
         pixels = counts[1:].reshape(coding.n, coding.n)
         raw_pixels = raw_counts[1:].reshape(coding.n, coding.n)
         raw_changed_ha = round(float(raw_pixels.sum() - np.trace(raw_pixels)) * area_m2 / 10_000, 6)
@@ -115,43 +100,15 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChangeParams) -> Stag
                 fix="pass two maps of the same area",
             )
         summary = area_summary(pixels, coding, area_m2)
-        _write_matrix_csv(folder / "matrix.csv", summary)
-        (folder / "matrix.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        _thumbnail(
-            folder / "change.tif", coding, folder / "thumbnail.png", title=f"{before.item.id} -> {after.item.id}"
-        )
-        item = pystac.Item(
-            id=identifier,
-            geometry=before.item.geometry,
-            bbox=before.item.bbox,
-            datetime=None,
-            properties={
-                "start_datetime": _iso(start),
-                "end_datetime": _iso(end),
-                **grid.properties(),
-                "deep-lulc:transition_code": TRANSITION_FORMULA,
-                "deep-lulc:classes": scheme.to_dict(),
-                "deep-lulc:resampled": resampled,
-                "deep-lulc:changed_fraction": summary["changed_fraction"],
-                "deep-lulc:change_method": method,
-            },
-            stac_extensions=[PROJECTION_EXTENSION, CLASSIFICATION_EXTENSION, RASTER_EXTENSION],
-        )
-        item.add_asset(CHANGE_ASSET, change_asset(str(folder / "change.tif"), coding, counts, grid))
-        item.add_asset(
-            "matrix_csv",
-            pystac.Asset(str(folder / "matrix.csv"), title="Transition matrix in hectares (rows: from, columns: to)",
-                         media_type="text/csv", roles=["data"]),
+        write_matrix_files(folder, summary)
+        write_thumbnail(folder, coding, title=f"{before.item.id} -> {after.item.id}")
+        item = change_item(
+            identifier, folder=folder, footprint=before.item, grid=grid, period=(_iso(start), _iso(end)),
+            coding=coding, counts=counts,
+            properties={"deep-lulc:resampled": resampled, "deep-lulc:changed_fraction": summary["changed_fraction"],
+                        "deep-lulc:change_method": method},
+            derived_from=[_item_href(before, inputs["before"]), _item_href(after, inputs["after"])],
         )  # fmt: skip
-        item.add_asset(
-            "matrix_json",
-            pystac.Asset(str(folder / "matrix.json"), title="Transition matrix, net change and changed area",
-                         media_type=pystac.MediaType.JSON, roles=["data", "metadata"]),
-        )  # fmt: skip
-        item.add_asset(
-            "thumbnail", thumbnail_asset(folder / "thumbnail.png", title="Changes in their new class colour")
-        )
-        stamp_provenance(item, derived_from=[_item_href(before, inputs["before"]), _item_href(after, inputs["after"])])
         catalog_href = finish_single_item_output(
             staged,
             item,
@@ -166,20 +123,16 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChangeParams) -> Stag
         summary["changed_ha"], summary["changed_ha"] + summary["stable_ha"], 100 * summary["changed_fraction"],
         " after resampling" if resampled else "", params.method, raw_changed_ha,
     )  # fmt: skip
-    return StageResult(
-        stage=STAGE,
-        catalog=catalog_href,
-        items=(identifier,),
-        extra={
-            "changed_fraction": summary["changed_fraction"],
-            "changed_ha": summary["changed_ha"],
-            "net_change_ha": summary["net_change_ha"],
-            "top_transitions": top_transitions(pixels, coding, area_m2),
-            "resampled": resampled,
-            "method": params.method,
-            "raw_changed_ha": raw_changed_ha,
-        },
-    )
+    extra = {
+        "changed_fraction": summary["changed_fraction"],
+        "changed_ha": summary["changed_ha"],
+        "net_change_ha": summary["net_change_ha"],
+        "top_transitions": top_transitions(pixels, coding, area_m2),
+        "resampled": resampled,
+        "method": params.method,
+        "raw_changed_ha": raw_changed_ha,
+    }
+    return StageResult.of_item(STAGE, catalog_href, identifier, extra)
 
 
 def decision_rule(
@@ -188,7 +141,7 @@ def decision_rule(
     """The joint rule (None for --method raw) and the record of it the item carries."""
     if params.method == "raw":
         return None, {"method": "raw"}
-    present = {key: probabilities_href(m, coding) is not None for key, m in (("before", before), ("after", after))}
+    present = {key: probabilities_of(m, coding) is not None for key, m in (("before", before), ("after", after))}
     missing = [f"--{key}" for key, found in present.items() if not found]
     if missing:
         log.warning(
@@ -212,20 +165,19 @@ def decision_rule(
     return rule, rule.record(unit_ha=params.min_mapping_unit, probabilities=present)
 
 
-def probabilities_href(class_map: ClassMap, coding: TransitionCoding) -> str | None:
+def probabilities_of(class_map: ClassMap, coding: TransitionCoding) -> CogAsset | None:
     """The map's class-probability COG, if its item has one; one that lists other classes is refused."""
-    asset = class_map.item.assets.get(PROBABILITIES_ASSET)
+    asset = class_map.probabilities()
     if asset is None:
         return None
-    bands = asset.extra_fields.get("raster:bands") or []
-    names = [band.get("name") for band in bands]
+    names = asset.band_names()
     expected = [c.name for c in coding.classes]
-    if bands and names != expected:
+    if asset.bands and names != expected:
         raise BadInputError(
             f"the '{PROBABILITIES_ASSET}' asset of {class_map.item.id} has bands {names}, not the classes {expected}",
             fix="pass maps written by `deep-lulc predict --probabilities`, or --method raw",
         )
-    return asset.get_absolute_href() or asset.href
+    return asset
 
 
 def common_scheme(before: ClassScheme, after: ClassScheme, classes_file: str | None) -> ClassScheme:
@@ -248,24 +200,25 @@ def common_scheme(before: ClassScheme, after: ClassScheme, classes_file: str | N
     return declared
 
 
-def same_grid(first: Grid, second: Grid) -> bool:
+def same_grid(first: GeoBox, second: GeoBox) -> bool:
     return (
-        first.epsg == second.epsg
+        epsg_of(first) == epsg_of(second)
         and (first.height, first.width) == (second.height, second.width)
-        and first.transform.almost_equals(second.transform, precision=1e-6)
+        and first.affine.almost_equals(second.affine, precision=1e-6)
     )
 
 
-def pixel_area_m2(grid: Grid) -> float:
+def pixel_area_m2(grid: GeoBox) -> float:
     """Pixel area in square metres; areas in degrees² would be meaningless, so a geographic grid is refused."""
-    crs = pyproj.CRS.from_epsg(grid.epsg)
+    epsg = epsg_of(grid)
+    crs = pyproj.CRS.from_epsg(epsg)
     if crs.is_geographic:
         raise BadInputError(
-            f"the --before map is on a geographic grid (EPSG:{grid.epsg}), where pixels have no fixed area",
+            f"the --before map is on a geographic grid (EPSG:{epsg}), where pixels have no fixed area",
             fix="predict onto a projected grid (e.g. UTM)",
         )
     metres = float(crs.axis_info[0].unit_conversion_factor)
-    return grid.pixel_area_m2 * metres * metres
+    return grids.pixel_area_m2(grid) * metres * metres
 
 
 def change_id(before: str, after: str) -> str:
@@ -300,16 +253,16 @@ def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def _require_overlap(grid: Grid, other: Grid) -> None:
-    west, south, east, north = array_bounds(other.height, other.width, other.transform)
-    left, bottom, right, top = transform_bounds(CRS.from_epsg(other.epsg), CRS.from_epsg(grid.epsg),
+def _require_overlap(grid: GeoBox, other: GeoBox) -> None:
+    west, south, east, north = other.boundingbox
+    left, bottom, right, top = transform_bounds(CRS.from_epsg(epsg_of(other)), CRS.from_epsg(epsg_of(grid)),
                                                 west, south, east, north)  # fmt: skip
-    x0, y0, x1, y1 = array_bounds(grid.height, grid.width, grid.transform)
+    x0, y0, x1, y1 = grid.boundingbox
     if left >= x1 or right <= x0 or bottom >= y1 or top <= y0:
         raise BadInputError("the --before and --after maps do not overlap", fix="pass two maps of the same area")
 
 
-def _check_shape(dataset: Any, grid: Grid, option: str) -> None:
+def _check_shape(dataset: Any, grid: GeoBox, option: str) -> None:
     if (dataset.height, dataset.width) != (grid.height, grid.width):
         raise BadInputError(
             f"the {option} raster is {dataset.width}x{dataset.height} px but its item says {grid.width}x{grid.height}",
@@ -320,15 +273,15 @@ def _check_shape(dataset: Any, grid: Grid, option: str) -> None:
 class _Period:
     """One map opened for reading on the --before grid: its classes and, if it has them, probabilities."""
 
-    def __init__(self, class_map: ClassMap, coding: TransitionCoding, grid: Grid, *, option: str,
-                 resampled: bool, probabilities: str | None) -> None:  # fmt: skip
+    def __init__(self, class_map: ClassMap, coding: TransitionCoding, grid: GeoBox, *, option: str,
+                 resampled: bool, probabilities: CogAsset | None) -> None:  # fmt: skip
         self.coding, self.grid, self.option, self.resampled = coding, grid, option, resampled
         self.stack = contextlib.ExitStack()
         self.classes = self.stack.enter_context(class_map.open())
         _check_shape(self.classes, class_map.grid, option)
         self.probabilities = None
         if probabilities is not None:
-            self.probabilities = self.stack.enter_context(open_raster(probabilities))
+            self.probabilities = self.stack.enter_context(probabilities.open())
             _check_shape(self.probabilities, class_map.grid, f"{option} probabilities")
             if self.probabilities.count != coding.n:
                 raise BadInputError(
@@ -339,13 +292,13 @@ class _Period:
     def close(self) -> None:
         self.stack.close()
 
-    def read(self, window: Window) -> np.ndarray:
+    def read(self, window: PixelWindow) -> np.ndarray:
         """Class values of `window` of the --before grid."""
         if not self.resampled:
-            return np.asarray(self.classes.read(1, window=window))
+            return np.asarray(self.classes.read(1, window=window.rasterio()))
         return _resample(self.classes, self._target(window), nodata=self.coding.scheme.nodata)
 
-    def likelihoods(self, window: Window, indices: np.ndarray) -> np.ndarray:
+    def likelihoods(self, window: PixelWindow, indices: np.ndarray) -> np.ndarray:
         """(n, rows, cols) class probabilities; the mapped class as certain for a map without them."""
         if self.probabilities is None:
             return one_hot(indices, self.coding.n)
@@ -353,15 +306,15 @@ class _Period:
             percent = _resample(self.probabilities, self._target(window), nodata=PROBABILITY_NODATA,
                                 bands=list(range(1, self.coding.n + 1)))  # fmt: skip
         else:
-            percent = np.asarray(self.probabilities.read(window=window))
+            percent = np.asarray(self.probabilities.read(window=window.rasterio()))
         return as_probabilities(percent, indices, nodata=PROBABILITY_NODATA)
 
-    def _target(self, window: Window) -> Grid:
-        return self.grid.sub_grid(int(window.row_off), int(window.col_off), int(window.height), int(window.width))
+    def _target(self, window: PixelWindow) -> GeoBox:
+        return self.grid[window.slices]
 
 
 def _write_transitions(
-    path: Path,
+    folder: Path,
     before: ClassMap,
     after: ClassMap,
     coding: TransitionCoding,
@@ -374,12 +327,12 @@ def _write_transitions(
     grid = before.grid
     counts = np.zeros(coding.codes, dtype=np.int64)
     raw_counts = np.zeros(coding.codes, dtype=np.int64)
-    writer = ClassMapWriter(path, grid, nodata=NODATA_CODE, dtype=coding.dtype, colormap=coding.colormap())
+    writer = change_writer(folder, grid, coding)
     periods: list[_Period] = []
     try:
         for class_map, option, other_grid in ((before, "--before", False), (after, "--after", resampled)):
-            href = None if rule is None else probabilities_href(class_map, coding)
-            periods.append(_Period(class_map, coding, grid, option=option, resampled=other_grid, probabilities=href))
+            found = None if rule is None else probabilities_of(class_map, coding)
+            periods.append(_Period(class_map, coding, grid, option=option, resampled=other_grid, probabilities=found))
         first, second = periods
         for window in blocks(grid.height, grid.width, size):
             old, new = first.read(window), second.read(window)
@@ -387,7 +340,7 @@ def _write_transitions(
             raw_counts += np.bincount(raw.ravel(), minlength=coding.codes)
             codes = raw if rule is None else _joint_codes(window, old, new, first, second, coding, size, rule)
             counts += np.bincount(codes.ravel(), minlength=coding.codes)
-            writer.write(codes, row=int(window.row_off), col=int(window.col_off))
+            writer.write(codes, row=window.row, col=window.col)
     except BaseException:
         writer.abandon()
         raise
@@ -399,7 +352,7 @@ def _write_transitions(
 
 
 def _joint_codes(
-    window: Window,
+    window: PixelWindow,
     old: np.ndarray,
     new: np.ndarray,
     first: _Period,
@@ -418,15 +371,15 @@ def _joint_codes(
     p_before, p_after = first.likelihoods(window, before), second.likelihoods(window, after)
     changed, origin, target = decide(before, after, p_before, p_after, rule)
     if changed.any() and (rule.opening_radius > 0 or rule.unit_pixels > 1):
-        row, col, height, width = (int(v) for v in (window.row_off, window.col_off, window.height, window.width))
+        row, col, height, width = window.row, window.col, window.height, window.width
         grid = first.grid
         top, left = max(0, row - rule.halo), max(0, col - rule.halo)
         bottom, right = min(grid.height, row + height + rule.halo), min(grid.width, col + width + rule.halo)
         mask = np.zeros((bottom - top, right - left), dtype=bool)
         for tile in _tiles(top, bottom, left, right, size):
-            t_row, t_col = int(tile.row_off), int(tile.col_off)
-            rows = slice(t_row - top, t_row - top + int(tile.height))
-            cols = slice(t_col - left, t_col - left + int(tile.width))
+            t_row, t_col = tile.row, tile.col
+            rows = slice(t_row - top, t_row - top + tile.height)
+            cols = slice(t_col - left, t_col - left + tile.width)
             if (t_row, t_col) == (row, col):
                 mask[rows, cols] = changed
                 continue
@@ -444,17 +397,17 @@ def _joint_codes(
     return np.where(valid, 1 + origin * coding.n + target, NODATA_CODE).astype(coding.dtype)
 
 
-def _tiles(top: int, bottom: int, left: int, right: int, size: int) -> list[Window]:
+def _tiles(top: int, bottom: int, left: int, right: int, size: int) -> list[PixelWindow]:
     """The windows of the `size` block grid that meet rows top..bottom-1 and cols left..right-1, clipped."""
     tiles = []
     for row in range(top - top % size, bottom, size):
         for col in range(left - left % size, right, size):
             r0, c0 = max(row, top), max(col, left)
-            tiles.append(Window(c0, r0, min(col + size, right) - c0, min(row + size, bottom) - r0))
+            tiles.append(PixelWindow.at(r0, c0, min(row + size, bottom) - r0, min(col + size, right) - c0))
     return tiles
 
 
-def _resample(dataset: Any, target: Grid, *, nodata: int, bands: list[int] | None = None) -> np.ndarray:
+def _resample(dataset: Any, target: GeoBox, *, nodata: int, bands: list[int] | None = None) -> np.ndarray:
     """The part of `dataset` under `target`, nearest neighbour; GDAL reads only the source window it needs.
     One band as (rows, cols), or `bands` as (bands, rows, cols)."""
     shape = (target.height, target.width) if bands is None else (len(bands), target.height, target.width)
@@ -465,8 +418,8 @@ def _resample(dataset: Any, target: Grid, *, nodata: int, bands: list[int] | Non
         src_transform=dataset.transform,
         src_crs=dataset.crs,
         src_nodata=nodata if dataset.nodata is None else dataset.nodata,
-        dst_transform=target.transform,
-        dst_crs=CRS.from_epsg(target.epsg),
+        dst_transform=target.affine,
+        dst_crs=CRS.from_epsg(epsg_of(target)),
         dst_nodata=nodata,
         resampling=Resampling.nearest,
     )
@@ -506,45 +459,6 @@ def top_transitions(pixels: np.ndarray, coding: TransitionCoding, area_m2: float
         rows.append({"from": coding.classes[i].name, "to": coding.classes[j].name,
                      "ha": round(float(off_diagonal[i, j]) * area_m2 / 10_000, 6)})  # fmt: skip
     return rows
-
-
-def _write_matrix_csv(path: Path, summary: dict[str, Any]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["from \\ to (ha)", *summary["classes"]])
-        for name, row in zip(summary["classes"], summary["hectares"], strict=True):
-            writer.writerow([name, *row])
-
-
-def change_asset(path: str, coding: TransitionCoding, counts: np.ndarray, grid: Grid) -> pystac.Asset:
-    """Like a prediction's `classes` asset, but listing the transitions the map holds."""
-    band: dict[str, Any] = {"nodata": NODATA_CODE, "data_type": coding.dtype}
-    if abs(grid.transform.a) == abs(grid.transform.e) and grid.transform.b == grid.transform.d == 0:
-        band["spatial_resolution"] = abs(grid.transform.a)
-    return pystac.Asset(
-        path,
-        title=f"Class transitions, code {TRANSITION_FORMULA} (n = {coding.n})",
-        media_type=COG_MEDIA_TYPE,
-        roles=["data"],
-        extra_fields={"classification:classes": coding.classification(counts), "raster:bands": [band]},
-    )
-
-
-def _thumbnail(cog: Path, coding: TransitionCoding, path: Path, *, title: str) -> None:
-    """Stable pixels grey, changed pixels in the colour of the class they became, with a legend."""
-    with rasterio.open(cog) as dataset:
-        codes = decimated(dataset)
-    origin, target = coding.decode(codes)
-    stable_value = 255  # above every class value (<= 254), so it cannot collide with a to-class
-    values = np.full(codes.shape, coding.scheme.nodata, dtype=np.int64)
-    to_values = np.array([c.value for c in coding.classes], dtype=np.int64)
-    changed = (origin >= 0) & (origin != target)
-    values[changed] = to_values[target[changed]]
-    values[(origin >= 0) & (origin == target)] = stable_value
-    grey = "#" + "".join(f"{channel:02x}" for channel in STABLE_COLOUR)
-    legend = [LulcClass(stable_value, "unchanged", "unchanged", grey)]
-    legend += [LulcClass(c.value, f"changed to {c.name}", c.description, c.color) for c in coding.classes]
-    legend_png(values, legend, path, title=title, nodata=coding.scheme.nodata)
 
 
 def _item_href(class_map: ClassMap, fallback: str) -> str:

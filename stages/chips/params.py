@@ -6,12 +6,19 @@ from typing import Literal
 
 from pydantic import Field
 
-from deep_lulc.shared.contract import StageParams
+from deep_lulc.shared.contract import StageInputs, StageParams
 
 Sampling = Literal["random", "grid", "balanced"]
 
 
+class ChipsInputs(StageInputs):
+    features: str = Field(description="The features stage's catalog.json href.")
+    labels: str = Field(description="Label polygons: GeoPackage, Shapefile, GeoJSON, FlatGeobuf.")
+
+
 class ChipsParams(StageParams):
+    """Rasterise and erode labels, sample chip windows, split them by blocks, write a STAC chip collection."""
+
     class_column: str = Field("lulc", min_length=1, description="Attribute holding the class codes.")
     classes: str | None = Field(None, description="Class scheme file (YAML/JSON); default: the Slovenia scheme.")
     class_map: str | None = Field(None, description="File mapping source codes or names to the scheme.")
@@ -21,7 +28,9 @@ class ChipsParams(StageParams):
     count: int | None = Field(
         None, ge=1, le=1_000_000, description="Windows to draw; default: growing with the labelled area (48-1024)."
     )
-    sampling: Sampling = "random"
+    sampling: Sampling = Field(
+        "random", description="random windows, a regular grid, or balanced (rarest classes first)."
+    )
     min_labelled: float = Field(0.5, ge=0.0, le=1.0, description="Skip windows with fewer labelled pixels.")
     erosion_radius: int = Field(1, ge=0, le=20, description="Disk radius eroding each class (0: none).")
     val_fraction: float = Field(
@@ -31,4 +40,4 @@ class ChipsParams(StageParams):
         None, ge=1, le=256, description="Split blocks are block-size x block-size chip cells; default: 2-4 by AOI."
     )
     split_file: str | None = Field(None, description="JSON forcing the block assignment (as split.json writes).")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, description="Random seed.")

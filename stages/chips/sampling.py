@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.products.chips import TRAIN as TRAIN
+from deep_lulc.shared.products.chips import VALIDATION as VALIDATION
 from deep_lulc.stages.chips.windows import WindowStats, all_window_sums, block_sums, labelled_values
 
-TRAIN, VALIDATION = "train", "validation"
 CODES = {TRAIN: 1, VALIDATION: 2}
 SPLITS: dict[int, str | None] = {0: None, 1: TRAIN, 2: VALIDATION}
 STRATIFY_TRIES = 256

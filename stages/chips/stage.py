@@ -8,30 +8,21 @@ import os
 from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pystac
-import xarray as xr
-from affine import Affine
-from PIL import Image
-from shapely.geometry import mapping
 
-from deep_lulc.shared import storage
 from deep_lulc.shared.classes import ClassScheme, load_class_scheme
-from deep_lulc.shared.cog import write_cog
 from deep_lulc.shared.contract import StageResult, write_params_file
 from deep_lulc.shared.erosion import erode_labels
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.geometry import bounds_to_wgs84
+from deep_lulc.shared.grids import epsg_of, geobox_of
 from deep_lulc.shared.labels import describe, load_class_map, rasterize_labels, read_labels
-from deep_lulc.shared.preview import PNG_MEDIA_TYPE
+from deep_lulc.shared.products.chips import ChipsSummary, channel_names, write_chip, write_chips_catalog
+from deep_lulc.shared.products.features import open_features
 from deep_lulc.shared.progress import progress
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
-from deep_lulc.shared.stac import save_self_contained, stamp_provenance
-from deep_lulc.shared.zarr_items import zarr_item
 from deep_lulc.stages.chips.auto import Layout, resolve_layout
 from deep_lulc.stages.chips.params import ChipsParams
 from deep_lulc.stages.chips.reader import ChunkedWindowReader
@@ -53,44 +44,9 @@ from deep_lulc.stages.chips.sampling import (
 from deep_lulc.stages.chips.windows import WindowStats, all_window_sums, block_sums, candidate_windows, labelled_values
 
 STAGE = "chips"
-LABEL_EXTENSION = "https://stac-extensions.github.io/label/v1.0.1/schema.json"
-CLASSIFICATION_EXTENSION = "https://stac-extensions.github.io/classification/v2.0.0/schema.json"
-EO_EXTENSION = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
-RASTER_EXTENSION = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
-PROJECTION_EXTENSION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
-GEOTIFF_MEDIA_TYPE = "image/tiff; application=geotiff"
-IMAGE_SCALE = 1e-4  # features are stored as int16 x 1e-4: reflectance and indices keep 4 decimals
-IMAGE_NODATA = -32768
 WRITE_THREADS = max(1, min(4, os.cpu_count() or 1))
 WRITE_QUEUE = 2 * WRITE_THREADS
 log = logging.getLogger(__name__)
-
-
-def channel_names(dataset: xr.Dataset) -> list[str]:
-    """One name per image band: feature x date, date-major, e.g. 'B02_2023-01-01'."""
-    dates = [str(np.datetime_as_string(t, unit="D")) for t in dataset.time.values]
-    return [f"{channel}_{date}" for date in dates for channel in dataset.channel.values.tolist()]
-
-
-def encode_image(values: np.ndarray) -> np.ndarray:
-    scaled = np.round(np.nan_to_num(values, nan=0.0) / IMAGE_SCALE)
-    encoded = np.asarray(np.clip(scaled, IMAGE_NODATA + 1, 32767), dtype=np.int16)
-    encoded[np.isnan(values)] = IMAGE_NODATA
-    return encoded
-
-
-def label_preview(image: np.ndarray, label: np.ndarray, scheme: ClassScheme, names: list[str], path: Path) -> None:
-    """True colour of the middle date beside the label colours, for browsing chips."""
-    dates = sorted({name.split("_", 1)[1] for name in names})
-    middle = dates[len(dates) // 2]
-    rgb = np.stack([image[names.index(f"{band}_{middle}")] for band in ("B04", "B03", "B02")], axis=-1)
-    rgb = (np.clip(np.nan_to_num(rgb) / 0.3, 0, 1) ** (1 / 1.6) * 255).astype(np.uint8)
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    for cls in scheme.classes:
-        palette[cls.value] = cls.rgb
-    colours = palette[label]
-    colours[label == scheme.nodata] = (40, 40, 40)
-    Image.fromarray(np.concatenate([rgb, colours], axis=1)).save(path, format="PNG")
 
 
 @idempotent(STAGE)
@@ -102,9 +58,9 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChipsParams) -> Stage
     scheme = load_class_scheme(params.classes)
     class_map = load_class_map(params.class_map)
     forced = read_split_file(params.split_file) if params.split_file else None
-    features_item, dataset = zarr_item(inputs["features"], variables=("features", "valid_count"), made_by="features")
-    epsg = int(str(features_item.properties["proj:code"]).split(":")[1])
-    transform = Affine(*features_item.properties["proj:transform"][:6])
+    features_item, dataset = open_features(inputs["features"])
+    grid = geobox_of(features_item)
+    epsg, transform = epsg_of(grid), grid.affine
     height, width = dataset.sizes["y"], dataset.sizes["x"]
 
     polygons = read_labels(
@@ -135,7 +91,8 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChipsParams) -> Stage
                 f"no {split} chip among {len(chips)}: the {split} blocks hold no window that passes the filters",
                 fix="lower --block-size, change --val-fraction or --seed, or sample more chips (--count)",
             )
-    names = channel_names(dataset)
+    dates = [str(np.datetime_as_string(t, unit="D")) for t in dataset.time.values]
+    names = channel_names([str(c) for c in dataset.channel.values.tolist()], dates)
     log.info(
         "%d chips (%d train, %d validation) from %d %s windows: %d moved clear of validation chips, %d dropped "
         "(no free position in their split nearby), %d added for classes a split lacked",
@@ -148,7 +105,6 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChipsParams) -> Stage
     band_sq = np.zeros(len(names))
     band_n = np.zeros(len(names))
     with staged_output(output) as staged:
-        collection = _collection(features_item, params, scheme, size)
         items = []
         reader = ChunkedWindowReader(dataset["features"])
         # GDAL compresses with the GIL released: writing chips on threads overlaps with reading the next.
@@ -171,8 +127,9 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChipsParams) -> Stage
                 items.append(pending.popleft().result())
             pending.append(
                 writers.submit(
-                    _chip_item, f"chip-{index:05d}", chip, values, label, staged.path / "chips",
-                    features_item=features_item, transform=transform, epsg=epsg, names=names, scheme=scheme,
+                    write_chip, staged.path / "chips", f"chip-{index:05d}", values, label, features_grid=grid,
+                    row=chip.row, col=chip.col, split=chip.split, block=chip.block, features_item=features_item,
+                    channels=names, scheme=scheme,
                 )
             )  # fmt: skip
         items.extend(future.result() for future in pending)
@@ -183,39 +140,17 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChipsParams) -> Stage
         class_counts = {split: {str(k): v for k, v in sorted(c.items())} for split, c in counts.items()}
         for warning in warnings:
             log.warning("%s", warning)
-        collection.extra_fields.update(
-            {
-                "deep-lulc:chip_size": size,
-                "deep-lulc:block_size": layout.block_size,
-                "deep-lulc:count": layout.count,
-                "deep-lulc:auto": list(layout.auto),
-                "deep-lulc:channels": names,
-                "deep-lulc:features": [str(c) for c in dataset.channel.values.tolist()],
-                "deep-lulc:dates": sorted({n.split("_", 1)[1] for n in names}),
-                "deep-lulc:class_counts": class_counts,
-                "deep-lulc:normalization": {"mean": mean.round(6).tolist(), "std": std.round(6).tolist()},
-                "deep-lulc:split_warnings": warnings,
-                "deep-lulc:chips": _chip_tally(chips, placement),
-                "deep-lulc:labels": describe(polygons),
-                "deep-lulc:classes": scheme.to_dict(),
-            }
+        summary = ChipsSummary(
+            sampling=params.sampling, chip_size=size, block_size=layout.block_size, count=layout.count,
+            auto=list(layout.auto), channels=names, features=[str(c) for c in dataset.channel.values.tolist()],
+            class_counts=class_counts, mean=mean, std=std, split_warnings=warnings,
+            tally=_chip_tally(chips, placement), labels=describe(polygons), scheme=scheme,
         )  # fmt: skip
         split_path = staged.path / "split.json"
         split_path.write_text(json.dumps({"block_size": layout.block_size, "chip_size": size,
                                           "blocks": assignment}, indent=2) + "\n")  # fmt: skip
-        collection.add_asset(
-            "split",
-            pystac.Asset(str(split_path), title="Block -> split assignment (reusable with --split-file)",
-                         media_type=pystac.MediaType.JSON, roles=["metadata"]),
-        )  # fmt: skip
-        collection.add_link(
-            pystac.Link("derived_from", storage.redact(inputs["labels"]), media_type="application/octet-stream",
-                        title="labels")
-        )  # fmt: skip
-        collection.add_items(sorted(items, key=lambda item: item.id))
-        catalog = pystac.Catalog(id="chips", description="Training chips (deep-lulc chips)")
-        catalog.add_child(collection)
-        save_self_contained(catalog, staged.path)
+        write_chips_catalog(staged.path, features_item=features_item, summary=summary, items=items,
+                            split_path=split_path, labels_href=inputs["labels"])  # fmt: skip
         write_params_file(staged.path, stage=STAGE, inputs=inputs, params=_resolved(params, layout))
         catalog_href = staged.publish()
     return StageResult(
@@ -348,96 +283,3 @@ def _split_warnings(
             message += " (leave --count out to add a chip for it)"
         warnings.append(message)
     return warnings
-
-
-def _collection(features_item: pystac.Item, params: ChipsParams, scheme: ClassScheme, size: int) -> pystac.Collection:
-    collection = pystac.Collection(
-        id="chips",
-        title=f"Training chips {size} px ({params.sampling} sampling)",
-        description="Feature windows and eroded LULC labels, split by spatial blocks into train and validation.",
-        extent=pystac.Extent(
-            pystac.SpatialExtent([list(features_item.bbox or [])]),
-            pystac.TemporalExtent([[
-                pystac.utils.str_to_datetime(str(features_item.properties["start_datetime"])),
-                pystac.utils.str_to_datetime(str(features_item.properties["end_datetime"])),
-            ]]),
-        ),
-        license="other",
-        summaries=pystac.Summaries({"split": [TRAIN, VALIDATION]}),
-    )  # fmt: skip
-    collection.add_link(
-        pystac.Link("derived_from", features_item.get_self_href() or features_item.id, media_type=pystac.MediaType.JSON)
-    )
-    return collection
-
-
-def _chip_item(
-    identifier: str,
-    chip: Chip,
-    values: np.ndarray,
-    label: np.ndarray,
-    folder: Path,
-    *,
-    features_item: pystac.Item,
-    transform: Affine,
-    epsg: int,
-    names: list[str],
-    scheme: ClassScheme,
-) -> pystac.Item:
-    chip_transform = transform * Affine.translation(chip.col, chip.row)
-    directory = folder / identifier
-    image_path = write_cog(directory / "image.tif", encode_image(values), transform=chip_transform, epsg=epsg,
-                           nodata=IMAGE_NODATA, band_descriptions=names, scale=IMAGE_SCALE)  # fmt: skip
-    colormap = {cls.value: (*cls.rgb, 255) for cls in scheme.classes}
-    label_path = write_cog(directory / "label.tif", label, transform=chip_transform, epsg=epsg, nodata=scheme.nodata,
-                           overview_resampling="nearest", colormap=colormap)  # fmt: skip
-    preview_path = directory / "preview.png"
-    label_preview(values, label, scheme, names, preview_path)
-    x0, y0 = chip_transform.c, chip_transform.f
-    x1, y1 = x0 + chip_transform.a * chip.size, y0 + chip_transform.e * chip.size
-    footprint = bounds_to_wgs84(epsg, (x0, y1, x1, y0), segments=1)
-    item = pystac.Item(
-        id=identifier,
-        geometry=mapping(footprint),
-        bbox=list(footprint.bounds),
-        datetime=None,
-        properties={
-            "start_datetime": features_item.properties["start_datetime"],
-            "end_datetime": features_item.properties["end_datetime"],
-            "split": chip.split,
-            "deep-lulc:block": chip.block,
-            "deep-lulc:window": {"row": chip.row, "col": chip.col, "size": chip.size},
-            "proj:code": f"EPSG:{epsg}",
-            "proj:shape": [chip.size, chip.size],
-            "proj:transform": list(chip_transform)[:6],
-            "label:type": "raster",
-            "label:tasks": ["segmentation"],
-            "label:properties": None,
-            "label:description": "LULC class per pixel, eroded; 0 = no label",
-            "label:classes": [{"name": None, "classes": [c.value for c in scheme.labelled]}],
-        },
-        stac_extensions=[
-            LABEL_EXTENSION,
-            CLASSIFICATION_EXTENSION,
-            EO_EXTENSION,
-            RASTER_EXTENSION,
-            PROJECTION_EXTENSION,
-        ],
-    )
-    band_info: dict[str, Any] = {"nodata": IMAGE_NODATA, "data_type": "int16", "scale": IMAGE_SCALE, "offset": 0.0}
-    item.add_asset(
-        "image",
-        pystac.Asset(str(image_path), title="Features x dates", media_type=GEOTIFF_MEDIA_TYPE, roles=["data"],
-                     extra_fields={"eo:bands": [{"name": name} for name in names],
-                                   "raster:bands": [dict(band_info) for _ in names]}),
-    )  # fmt: skip
-    item.add_asset(
-        "label",
-        pystac.Asset(str(label_path), title="LULC labels", media_type=GEOTIFF_MEDIA_TYPE, roles=["labels"],
-                     extra_fields={"classification:classes": scheme.to_classification(),
-                                   "raster:bands": [{"nodata": scheme.nodata, "data_type": "uint8"}]}),
-    )  # fmt: skip
-    item.add_asset("preview", pystac.Asset(str(preview_path), title="Image and labels", media_type=PNG_MEDIA_TYPE,
-                                           roles=["thumbnail"]))  # fmt: skip
-    stamp_provenance(item, derived_from=[features_item.get_self_href() or features_item.id])
-    return item

@@ -17,7 +17,7 @@ import xarray as xr
 
 from deep_lulc.shared import sentinel2, storage
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.stages.cube.grid import CubeGrid
+from deep_lulc.shared.grids import GeoBox, epsg_of
 from deep_lulc.stages.cube.params import Loader
 
 BANDS: tuple[str, ...] = sentinel2.REFLECTANCE_BANDS
@@ -84,7 +84,7 @@ def resampling_for(item: pystac.Item, key: str, band: str, resolution: float) ->
 
 
 def load_dn(
-    days: Sequence[SolarDay], grid: CubeGrid, *, loader: Loader, chunk_size: int
+    days: Sequence[SolarDay], grid: GeoBox, *, loader: Loader, chunk_size: int
 ) -> tuple[xr.DataArray, xr.DataArray]:
     """Lazy DN (time, band, y, x) uint16 and SCL (time, y, x) uint8, one step per solar day."""
     items = [item for day in days for item in day.items]
@@ -100,24 +100,22 @@ def load_dn(
 
 
 def _load_odc(
-    items: list[pystac.Item], keys: dict[str, str], grid: CubeGrid, chunk_size: int
+    items: list[pystac.Item], keys: dict[str, str], grid: GeoBox, chunk_size: int
 ) -> tuple[xr.DataArray, xr.DataArray]:
     import odc.stac
-    from odc.geo.geobox import GeoBox
 
     s3_options: dict[str, Any] = dict(storage.gdal_s3_options())
     if s3_options:
         odc.stac.configure_rio(cloud_defaults=True, **s3_options)
 
-    geobox = GeoBox((grid.height, grid.width), grid.transform, f"EPSG:{grid.epsg}")
-    resampling = {key: resampling_for(items[0], key, band, grid.resolution) for band, key in keys.items()}
+    resampling = {key: resampling_for(items[0], key, band, grid.affine.a) for band, key in keys.items()}
     config = {
         "*": {"assets": {"*": {"nodata": 0, "data_type": "uint16"}, keys["SCL"]: {"nodata": 0, "data_type": "uint8"}}}
     }
     dataset = odc.stac.load(
         items,
         bands=list(keys.values()),
-        geobox=geobox,
+        geobox=grid,
         groupby="solar_day",
         resampling=resampling,
         chunks={"time": 1, "x": chunk_size, "y": chunk_size},
@@ -131,12 +129,13 @@ def _load_odc(
 
 
 def _load_stackstac(
-    days: Sequence[SolarDay], keys: dict[str, str], grid: CubeGrid, chunk_size: int
+    days: Sequence[SolarDay], keys: dict[str, str], grid: GeoBox, chunk_size: int
 ) -> tuple[xr.DataArray, xr.DataArray]:
     import stackstac
     from rasterio.enums import Resampling
 
     items = [item for day in days for item in day.items]
+    box = grid.boundingbox
     documents = [item.to_dict(transform_hrefs=True) for item in items]
     for document, item in zip(documents, items, strict=True):
         for key, asset in document["assets"].items():
@@ -147,9 +146,9 @@ def _load_stackstac(
         array = stackstac.stack(
             documents,
             assets=[keys[band] for band in bands],
-            epsg=grid.epsg,
-            resolution=grid.resolution,
-            bounds=grid.bounds,
+            epsg=epsg_of(grid),
+            resolution=grid.affine.a,
+            bounds=(box.left, box.bottom, box.right, box.top),
             resampling=getattr(Resampling, method),
             rescale=False,
             dtype=np.dtype(dtype),
@@ -168,19 +167,20 @@ def _load_stackstac(
     groups: dict[str, list[str]] = {}
     for band, key in keys.items():
         if band != sentinel2.SCL_BAND:
-            groups.setdefault(resampling_for(items[0], key, band, grid.resolution), []).append(band)
+            groups.setdefault(resampling_for(items[0], key, band, grid.affine.a), []).append(band)
     parts = [stack(bands, method, "uint16").assign_coords(band=bands) for method, bands in groups.items()]
     dn = xr.concat(parts, dim="band").sel(band=list(BANDS)).transpose("time", "band", "y", "x")
     scl = stack([sentinel2.SCL_BAND], "nearest", "uint8").isel(band=0, drop=True)
     return _plain_coords(dn, grid), _plain_coords(scl, grid)
 
 
-def _plain_coords(array: xr.DataArray, grid: CubeGrid) -> xr.DataArray:
+def _plain_coords(array: xr.DataArray, grid: GeoBox) -> xr.DataArray:
     """Drop loader-specific coordinates; give pixel-centre x/y on the cube grid."""
     keep = {"time", "band", "y", "x"}
     array = array.drop_vars([name for name in array.coords if name not in keep])
-    x = grid.bounds[0] + grid.resolution * (np.arange(grid.width) + 0.5)
-    y = grid.bounds[3] - grid.resolution * (np.arange(grid.height) + 0.5)
+    left, top, resolution = grid.affine.c, grid.affine.f, grid.affine.a
+    x = left + resolution * (np.arange(grid.width) + 0.5)
+    y = top - resolution * (np.arange(grid.height) + 0.5)
     if array.sizes["x"] != grid.width or array.sizes["y"] != grid.height:
         raise RuntimeError(f"loader grid {array.sizes['y']}x{array.sizes['x']} != cube grid {grid.height}x{grid.width}")
     plain = array.assign_coords(x=x, y=y)

@@ -12,7 +12,9 @@ Loader = Literal["odc-stac", "stackstac"]
 
 
 class CubeParams(SceneSelection):
+    """Load B02 B03 B04 B08 B11 B12 and SCL onto the AOI's UTM grid as a Zarr datacube item."""
+
     resolution: float = Field(10.0, gt=0, le=1000, description="Pixel size in metres of the output grid.")
-    loader: Loader = "odc-stac"
+    loader: Loader = Field("odc-stac", description="Library that reads the COGs onto the grid.")
     dask_address: str | None = Field(None, description="Scheduler of an existing dask cluster; default local.")
     chunk_size: int = Field(256, ge=64, le=8192, description="Spatial chunk of the Zarr store, in pixels.")

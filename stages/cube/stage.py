@@ -7,35 +7,33 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
 
 import dask
 import numpy as np
 import pystac
-import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from rasterio.errors import RasterioIOError
 from shapely.geometry import mapping
 
-from deep_lulc.shared import sentinel2, storage
+from deep_lulc.shared import grids, sentinel2, storage
 from deep_lulc.shared.cog import open_raster
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.item_search import find_items
 from deep_lulc.shared.logs import redact_text
 from deep_lulc.shared.preview import thumbnail_asset, true_colour_png
+from deep_lulc.shared.products import cube as cube_product
+from deep_lulc.shared.products.cube import ZARR_NAME
+from deep_lulc.shared.products.zarr_store import ZarrLocation
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.scene_selection import query_from
-from deep_lulc.shared.stac import DATACUBE_EXTENSION, PROJECTION_EXTENSION, iso, stamp_provenance
+from deep_lulc.shared.stac import iso, stamp_provenance
 from deep_lulc.shared.storage import join_href
-from deep_lulc.shared.zarr_items import zarr_asset
-from deep_lulc.stages.cube.grid import CubeGrid, grid_for
 from deep_lulc.stages.cube.loaders import BANDS, SolarDay, group_by_solar_day, load_dn
 from deep_lulc.stages.cube.params import CubeParams
 
 STAGE = "cube"
-ZARR_NAME = "cube.zarr"
 PREVIEW_NAME = "preview.png"
 log = logging.getLogger(__name__)
 
@@ -73,44 +71,6 @@ def dask_scheduler(address: str | None) -> Iterator[None]:
 
     with Client(address, timeout="30s"), dask.config.set(scheduler=None):  # type: ignore[no-untyped-call]
         yield
-
-
-def datacube_fields(grid: CubeGrid, times: np.ndarray) -> dict[str, Any]:
-    minx, miny, maxx, maxy = grid.bounds
-    return {
-        "cube:dimensions": {
-            "time": {"type": "temporal", "extent": [iso(times[0]), iso(times[-1])], "values": [iso(t) for t in times]},
-            "band": {"type": "bands", "values": list(BANDS)},
-            "y": {
-                "type": "spatial",
-                "axis": "y",
-                "extent": [miny, maxy],
-                "step": -grid.resolution,
-                "reference_system": grid.epsg,
-            },
-            "x": {
-                "type": "spatial",
-                "axis": "x",
-                "extent": [minx, maxx],
-                "step": grid.resolution,
-                "reference_system": grid.epsg,
-            },
-        },
-        "cube:variables": {
-            "reflectance": {
-                "dimensions": ["time", "band", "y", "x"],
-                "type": "data",
-                "description": "Surface reflectance (scale and offset applied), NaN where no data",
-                "unit": "1",
-            },
-            "scl": {
-                "dimensions": ["time", "y", "x"],
-                "type": "data",
-                "description": "Sen2Cor scene classification (0 = no data)",
-                "values": sorted(sentinel2.SCL_CLASSES),
-            },
-        },
-    }
 
 
 def cube_id(query_text: str, start: dt.date, end: dt.date) -> str:
@@ -156,22 +116,21 @@ def run(*, inputs: Mapping[str, str], output: str, params: CubeParams) -> StageR
         transform = first.assets[sentinel2.asset_key_for(first, "B04")].extra_fields.get("proj:transform")
         if transform:
             anchor = (float(transform[2]), float(transform[5]))
-    grid = grid_for(query.aoi, resolution=params.resolution, anchor=anchor)
+    epsg = query.aoi.utm_epsg()
+    grid = grids.snapped_geobox(epsg, query.aoi.projected(epsg).bounds, resolution=params.resolution, anchor=anchor)
     log.info(
         "%d items in %d solar days -> %d x %d px at %g m (EPSG:%d), loader %s",
         len(items),
         len(days),
         grid.width,
         grid.height,
-        grid.resolution,
-        grid.epsg,
+        params.resolution,
+        epsg,
         params.loader,
     )
     dn, scl = load_dn(days, grid, loader=params.loader, chunk_size=params.chunk_size)
     reflectance = to_reflectance(dn, days)
-    chunks = {"time": 1, "band": -1, "y": params.chunk_size, "x": params.chunk_size}
-    dataset = xr.Dataset({"reflectance": reflectance, "scl": scl}).chunk(chunks)
-    dataset = dataset.rio.write_crs(f"EPSG:{grid.epsg}").rio.write_transform(grid.transform)
+    dataset = xr.Dataset({"reflectance": reflectance, "scl": scl})
     start, end = period_bounds(params.start, params.end)
     dataset.attrs.update({"start_datetime": start, "end_datetime": end, "source": "deep-lulc cube"})
     identifier = cube_id(
@@ -181,35 +140,29 @@ def run(*, inputs: Mapping[str, str], output: str, params: CubeParams) -> StageR
     with staged_output(output) as staged, dask_scheduler(params.dask_address):
         folder = staged.path / identifier
         folder.mkdir(parents=True)
-        encoding = {
-            "reflectance": {"chunks": (1, len(BANDS), params.chunk_size, params.chunk_size)},
-            "scl": {"chunks": (1, params.chunk_size, params.chunk_size)},
-        }
         try:
-            dataset.to_zarr(folder / ZARR_NAME, mode="w", encoding=encoding, zarr_format=2, consolidated=True)
+            manifest = cube_product.write_store(dataset, folder / ZARR_NAME, grid=grid, chunk_size=params.chunk_size)
         except (RasterioIOError, RuntimeError) as exc:
             if not isinstance(exc, RasterioIOError) and "Rasterio" not in str(exc):
                 raise
             raise unreadable_source(exc, items) from exc
-        stored = xr.open_zarr(folder / ZARR_NAME, consolidated=True)
+        stored = ZarrLocation.at(str(folder / ZARR_NAME)).open()
         fractions = valid_fraction(stored["scl"])
         clearest = int(np.argmax(fractions))
         rgb = stored["reflectance"].isel(time=clearest).sel(band=["B04", "B03", "B02"]).values
         true_colour_png(rgb[0], rgb[1], rgb[2], folder / PREVIEW_NAME)
 
-        item = pystac.Item(
-            id=identifier,
+        item = cube_product.cube_item(
+            identifier,
             geometry=mapping(query.aoi.geometry),
-            bbox=list(query.aoi.bbox),
-            datetime=None,
+            bbox=query.aoi.bbox,
+            start=start,
+            end=end,
+            grid=grid,
+            times=stored.time.values,
+            store=folder / ZARR_NAME,
+            manifest=manifest,
             properties={
-                "start_datetime": start,
-                "end_datetime": end,
-                "proj:code": f"EPSG:{grid.epsg}",
-                "proj:shape": [grid.height, grid.width],
-                "proj:transform": list(grid.transform)[:6],
-                "proj:bbox": list(grid.bounds),
-                **datacube_fields(grid, stored.time.values),
                 "deep-lulc:collection": query.collection,
                 "deep-lulc:loader": params.loader,
                 "deep-lulc:acquisitions": [
@@ -221,9 +174,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: CubeParams) -> StageR
                     for day, fraction in zip(days, fractions, strict=True)
                 ],
             },
-            stac_extensions=[PROJECTION_EXTENSION, DATACUBE_EXTENSION],
         )
-        item.add_asset("data", zarr_asset(str(folder / ZARR_NAME), title="Reflectance and SCL cube"))
         clearest_date = iso(stored.time.values[clearest])
         item.add_asset(
             "thumbnail", thumbnail_asset(folder / PREVIEW_NAME, title=f"True colour, clearest date {clearest_date}")
@@ -234,14 +185,10 @@ def run(*, inputs: Mapping[str, str], output: str, params: CubeParams) -> StageR
             stage=STAGE, inputs=inputs, params=params,
         )  # fmt: skip
 
-    return StageResult(
-        stage=STAGE,
-        catalog=catalog_href,
-        items=(identifier,),
-        extra={
-            "cube": join_href(output, identifier, ZARR_NAME),
-            "shape": [len(days), grid.height, grid.width],
-            "epsg": grid.epsg,
-            "clearest": iso(stored.time.values[clearest]),
-        },
-    )
+    extra = {
+        "cube": join_href(output, identifier, ZARR_NAME),
+        "shape": [len(days), grid.height, grid.width],
+        "epsg": epsg,
+        "clearest": iso(stored.time.values[clearest]),
+    }
+    return StageResult.of_item(STAGE, catalog_href, identifier, extra)

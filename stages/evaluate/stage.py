@@ -8,7 +8,6 @@ counted: a map that abstains everywhere it is unsure must not look better than o
 
 from __future__ import annotations
 
-import json
 import logging
 import posixpath
 from collections.abc import Mapping
@@ -16,36 +15,32 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pystac
 import shapely
 from pyproj import Transformer
 from rasterio import features as rasterio_features
-from rasterio.transform import array_bounds
-from rasterio.windows import Window
 
 from deep_lulc.shared import storage
 from deep_lulc.shared.aoi import format_bbox
-from deep_lulc.shared.class_maps import (
-    CLASS_MAP_ASSET,
-    CLASSIFICATION_EXTENSION,
-    PROJECTION_EXTENSION,
-    RASTER_EXTENSION,
-    ClassMap,
-    Grid,
-    scheme_from_asset,
-)
-from deep_lulc.shared.classes import ClassScheme, LulcClass, class_scheme_from_dict
+from deep_lulc.shared.classes import ClassScheme, LulcClass
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.erosion import erode_labels
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.grids import GeoBox, epsg_of
 from deep_lulc.shared.labels import LabelPolygons, describe, load_class_map, read_labels
 from deep_lulc.shared.metrics import confusion_matrix, scores
-from deep_lulc.shared.plots import confusion_png
+from deep_lulc.shared.products.class_map import ClassMap
+from deep_lulc.shared.products.evaluation import (
+    UNCHANGED_COLOUR,
+    UNCHANGED_VALUE,
+    ErrorMap,
+    error_codes,
+    evaluation_item,
+    open_scored_map,
+)
 from deep_lulc.shared.publish import StagedOutput, staged_output
 from deep_lulc.shared.reruns import idempotent
-from deep_lulc.shared.stac import items_of, read_stac, stamp_provenance
-from deep_lulc.shared.transitions import CHANGE_ASSET, TRANSITION_FORMULA, TransitionCoding, blocks, class_indices
-from deep_lulc.stages.evaluate.errors import UNCHANGED_COLOUR, UNCHANGED_VALUE, ErrorMap, error_codes
+from deep_lulc.shared.transitions import TransitionCoding, class_indices
+from deep_lulc.shared.windows import PixelWindow, blocks
 from deep_lulc.stages.evaluate.params import EvaluateParams
 
 STAGE = "evaluate"
@@ -59,7 +54,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: EvaluateParams) -> St
     for key, option in (("prediction", "--prediction"), ("labels", "--labels")):
         if key not in inputs:
             raise BadInputError(f"missing input '{key}'", fix=f"pass {option} HREF")
-    target, coding = open_prediction(inputs["prediction"])
+    target, coding = open_scored_map(inputs["prediction"])
     if coding is not None and "before_labels" not in inputs:
         raise BadInputError(
             f"{storage.redact(inputs['prediction'])} is a change map: --labels are the after-period labels "
@@ -76,7 +71,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: EvaluateParams) -> St
 
     def burner(key: str, option: str) -> LabelBurner:
         labels = read_labels(inputs[key], class_column=params.class_column, scheme=target.scheme,
-                             class_map=class_map, target_epsg=grid.epsg)  # fmt: skip
+                             class_map=class_map, target_epsg=epsg_of(grid))  # fmt: skip
         require_overlap(labels, grid, prediction=inputs["prediction"], option=option)
         return LabelBurner(labels, grid, radius=params.erosion_radius, nodata=target.scheme.nodata)
 
@@ -93,15 +88,15 @@ def run(*, inputs: Mapping[str, str], output: str, params: EvaluateParams) -> St
                 metrics = score_map(target, after_labels, params.block_size, errors)
             else:
                 metrics = score_change(target, coding, before_labels, after_labels, params.block_size, errors)
-            error_assets = errors.finish(title=target.item.id, label_classes=label_legend(target.scheme, coding),
-                                         label_nodata=target.scheme.nodata)  # fmt: skip
+            errors.finish(title=target.item.id, label_classes=label_legend(target.scheme, coding),
+                          label_nodata=target.scheme.nodata)  # fmt: skip
         except BaseException:
             errors.abandon()
             raise
         metrics["error_map"] = errors.summary()
-        catalog_href = _publish(staged, folder, identifier, target, coding, metrics, error_assets, inputs=inputs,
-                                params=params, labels=(after_labels, before_labels))  # fmt: skip
-    return StageResult(stage=STAGE, catalog=catalog_href, items=(identifier,), extra=_extra(metrics, coding))
+        catalog_href = _publish(staged, folder, identifier, target, metrics, errors, inputs=inputs, params=params,
+                                labels=(after_labels, before_labels))  # fmt: skip
+    return StageResult.of_item(STAGE, catalog_href, identifier, _extra(metrics, coding))
 
 
 def _extra(metrics: dict[str, Any], coding: TransitionCoding | None) -> dict[str, Any]:
@@ -142,9 +137,8 @@ def _publish(
     folder: Path,
     identifier: str,
     target: ClassMap,
-    coding: TransitionCoding | None,
     metrics: dict[str, Any],
-    error_assets: dict[str, pystac.Asset],
+    errors: ErrorMap,
     *,
     inputs: Mapping[str, str],
     params: EvaluateParams,
@@ -155,26 +149,11 @@ def _publish(
     if before_labels is not None:
         metrics["before_labels"] = describe(before_labels.labels)
     metrics["erosion_radius"] = params.erosion_radius
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    confusion_png(metrics if coding is None else metrics["binary"], folder / "confusion_matrix.png")
-    item = evaluation_item(identifier, target.item, labels=after_labels.labels, kind=metrics["kind"])
-    item.properties.update(target.grid.properties())
-    item.stac_extensions = [PROJECTION_EXTENSION, CLASSIFICATION_EXTENSION, RASTER_EXTENSION]
-    if before_labels is not None:
-        item.properties["deep-lulc:before_labels"] = before_labels.labels.source
-    item.add_asset(
-        "metrics",
-        pystac.Asset(str(folder / "metrics.json"), title="Scores against the reference labels",
-                     media_type=pystac.MediaType.JSON, roles=["metadata"]),
+    item = evaluation_item(
+        identifier, folder=folder, target=target, metrics=metrics, labels=after_labels.labels.source,
+        before_labels=None if before_labels is None else before_labels.labels.source, errors=errors,
+        derived_from=[target.item.get_self_href() or storage.normalize_href(inputs["prediction"])],
     )  # fmt: skip
-    item.add_asset(
-        "confusion_matrix",
-        pystac.Asset(str(folder / "confusion_matrix.png"), title="Confusion matrix (row-normalised)",
-                     media_type="image/png", roles=["overview", "visual"]),
-    )  # fmt: skip
-    for key, asset in error_assets.items():
-        item.add_asset(key, asset)
-    stamp_provenance(item, derived_from=[target.item.get_self_href() or storage.normalize_href(inputs["prediction"])])
     return finish_single_item_output(
         staged,
         item,
@@ -186,36 +165,13 @@ def _publish(
     )
 
 
-def open_prediction(href: str) -> tuple[ClassMap, TransitionCoding | None]:
-    """The first class-map or change-map item under `href`; the coding is None for a class map."""
-    for item in items_of(read_stac(href)):
-        if CLASS_MAP_ASSET in item.assets:
-            asset = item.assets[CLASS_MAP_ASSET]
-            scheme = scheme_from_asset(asset)
-            return ClassMap(item, asset.get_absolute_href() or asset.href, Grid.of_item(item), scheme), None
-        if CHANGE_ASSET in item.assets:
-            if item.properties.get("deep-lulc:transition_code") != TRANSITION_FORMULA:
-                raise BadInputError(
-                    f"change item {item.id} does not declare deep-lulc:transition_code {TRANSITION_FORMULA!r}",
-                    fix="pass a change map written by `deep-lulc change`",
-                )
-            scheme = class_scheme_from_dict(item.properties.get("deep-lulc:classes"), source=f"item {item.id}")
-            asset = item.assets[CHANGE_ASSET]
-            href_of = asset.get_absolute_href() or asset.href
-            return ClassMap(item, href_of, Grid.of_item(item), scheme), TransitionCoding(scheme)
-    raise BadInputError(
-        f"{storage.redact(href)} holds no item with a '{CLASS_MAP_ASSET}' or '{CHANGE_ASSET}' asset",
-        fix="pass the catalog.json written by `deep-lulc predict` or `deep-lulc change`",
-    )
-
-
-def require_overlap(labels: LabelPolygons, grid: Grid, *, prediction: str, option: str) -> None:
+def require_overlap(labels: LabelPolygons, grid: GeoBox, *, prediction: str, option: str) -> None:
     """Labels of another area would score as 'no labelled pixel'; say which extents miss each other."""
     left, bottom, right, top = (float(v) for v in shapely.total_bounds(labels.geometries))
-    west, south, east, north = (float(v) for v in array_bounds(grid.height, grid.width, grid.transform))
+    west, south, east, north = (float(v) for v in grid.boundingbox)
     if shapely.box(left, bottom, right, top).intersects(shapely.box(west, south, east, north)):
         return
-    to_wgs84 = Transformer.from_crs(grid.epsg, 4326, always_xy=True)
+    to_wgs84 = Transformer.from_crs(epsg_of(grid), 4326, always_xy=True)
     label_extent = format_bbox(to_wgs84.transform_bounds(left, bottom, right, top))
     map_extent = format_bbox(to_wgs84.transform_bounds(west, south, east, north))
     raise BadInputError(
@@ -228,20 +184,20 @@ def require_overlap(labels: LabelPolygons, grid: Grid, *, prediction: str, optio
 class LabelBurner:
     """Label polygons rasterised window by window onto a grid, each class eroded by a disk of `radius`."""
 
-    def __init__(self, labels: LabelPolygons, grid: Grid, *, radius: int, nodata: int) -> None:
+    def __init__(self, labels: LabelPolygons, grid: GeoBox, *, radius: int, nodata: int) -> None:
         self.labels = labels
         self.grid = grid
         self.radius = radius
         self.nodata = nodata
         self.tree = shapely.STRtree(labels.geometries)
 
-    def window(self, window: Window) -> np.ndarray:
-        row, col, height, width = int(window.row_off), int(window.col_off), int(window.height), int(window.width)
+    def window(self, window: PixelWindow) -> np.ndarray:
+        row, col, height, width = window.row, window.col, window.height, window.width
         top, left = max(0, row - self.radius), max(0, col - self.radius)
         bottom = min(self.grid.height, row + height + self.radius)
         right = min(self.grid.width, col + width + self.radius)
-        halo = self.grid.sub_grid(top, left, bottom - top, right - left)
-        bounds = array_bounds(halo.height, halo.width, halo.transform)
+        halo = self.grid[top:bottom, left:right]
+        bounds = tuple(halo.boundingbox)
         # Sorted, so overlapping polygons burn in file order exactly as a whole-raster burn would.
         hits = np.sort(self.tree.query(shapely.box(*bounds)))
         if len(hits) == 0:
@@ -249,7 +205,7 @@ class LabelBurner:
         burned = rasterio_features.rasterize(
             zip(self.labels.geometries[hits], self.labels.values[hits].tolist(), strict=True),
             out_shape=(halo.height, halo.width),
-            transform=halo.transform,
+            transform=halo.affine,
             fill=self.nodata,
             dtype="uint8",
         )
@@ -257,7 +213,7 @@ class LabelBurner:
         return eroded[row - top : row - top + height, col - left : col - left + width]
 
 
-def _check_shape(dataset: Any, grid: Grid) -> None:
+def _check_shape(dataset: Any, grid: GeoBox) -> None:
     if (dataset.height, dataset.width) != (grid.height, grid.width):
         raise BadInputError(
             f"the prediction raster is {dataset.width}x{dataset.height} px "
@@ -288,7 +244,7 @@ def score_map(target: ClassMap, burner: LabelBurner, size: int, errors: ErrorMap
     with target.open() as dataset:
         _check_shape(dataset, target.grid)
         for window in blocks(target.grid.height, target.grid.width, size):
-            predicted = dataset.read(1, window=window)
+            predicted = dataset.read(1, window=window.rasterio())
             class_indices(predicted, scheme, what="the prediction")
             truth = burner.window(window)
             has_truth = truth != scheme.nodata
@@ -298,7 +254,7 @@ def score_map(target: ClassMap, burner: LabelBurner, size: int, errors: ErrorMap
             matrix += confusion_matrix(truth[keep], predicted[keep], values, nodata=scheme.nodata)
             if errors is not None:
                 codes = error_codes(has_truth, predicted != scheme.nodata, predicted == truth)
-                errors.add(codes, truth, row=int(window.row_off), col=int(window.col_off))
+                errors.add(codes, truth, row=window.row, col=window.col)
     if not matrix.any():
         raise _no_pixels(labelled, skipped)
     log.info("%d labelled pixels scored, %d skipped where the prediction has no data", matrix.sum(), skipped)
@@ -331,7 +287,7 @@ def score_change(
     with target.open() as dataset:
         _check_shape(dataset, target.grid)
         for window in blocks(target.grid.height, target.grid.width, size):
-            origin, destination = coding.decode(dataset.read(1, window=window))
+            origin, destination = coding.decode(dataset.read(1, window=window.rasterio()))
             was = class_indices(before.window(window), scheme, what="--before-labels")
             now = class_indices(after.window(window), scheme, what="--labels")
             mapped = origin >= 0
@@ -348,7 +304,7 @@ def score_change(
                 true_change = np.full(was.shape, scheme.nodata, dtype=np.int64)
                 true_change[both] = np.where(was[both] != now[both], values[np.maximum(now[both], 0)],
                                              UNCHANGED_VALUE)  # fmt: skip
-                errors.add(codes, true_change, row=int(window.row_off), col=int(window.col_off))
+                errors.add(codes, true_change, row=window.row, col=window.col)
             for key, truth, mapped_class in (("before_map", was, origin), ("after_map", now, destination)):
                 scored = (truth >= 0) & mapped
                 periods[key] += confusion_matrix(values[truth[scored]], values[mapped_class[scored]], values.tolist(),
@@ -373,17 +329,3 @@ def score_change(
         "binary": binary_scores,
         **{key: scores(periods[key], values.tolist(), names) for key in periods},
     }
-
-
-def evaluation_item(identifier: str, prediction: pystac.Item, *, labels: LabelPolygons, kind: str) -> pystac.Item:
-    """Where and when the evaluated map is, which labels it met; the numbers live in the `metrics` asset."""
-    period: dict[str, Any] = {
-        k: prediction.properties[k] for k in ("start_datetime", "end_datetime") if k in prediction.properties
-    }
-    return pystac.Item(
-        id=identifier,
-        geometry=prediction.geometry,
-        bbox=prediction.bbox,
-        datetime=None if len(period) == 2 else prediction.datetime,
-        properties={**period, "deep-lulc:labels": labels.source, "deep-lulc:evaluated": kind},
-    )

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from deep_lulc.shared.contract import StageParams
+from deep_lulc.shared.contract import StageInputs, StageParams
 from deep_lulc.shared.sentinel2 import DEFAULT_VALID_SCL, SCL_CLASSES
 
 
+class FeaturesInputs(StageInputs):
+    cube: str = Field(description="The cube stage's catalog.json (or cube item) href.")
+
+
 class FeaturesParams(StageParams):
+    """Cloud-filter the cube's frames and interpolate bands + NDVI/NDWI/NDBI onto a regular date grid."""
+
     min_valid: float = Field(0.99, ge=0.0, le=1.0, description="Keep frames with at least this valid fraction.")
     step_days: int = Field(16, ge=1, le=366, description="Spacing of the regular output dates.")
     valid_scl: tuple[int, ...] = Field(DEFAULT_VALID_SCL, min_length=1, description="SCL classes that count as valid.")

@@ -8,4 +8,6 @@ from deep_lulc.shared.contract import StageParams
 
 
 class MergeParams(StageParams):
+    """Mosaic tile predictions into one COG + item, identical to a single-process prediction."""
+
     allow_missing: bool = Field(False, description="Mosaic even when some tiles of the plan are absent (left nodata).")

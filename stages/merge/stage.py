@@ -11,14 +11,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from affine import Affine
 
 from deep_lulc.shared import storage
-from deep_lulc.shared.class_maps import ClassMap, Grid, open_class_map
-from deep_lulc.shared.cog import open_raster
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.prediction_item import PredictionWriters, prediction_item
+from deep_lulc.shared.products.class_map import (
+    ClassMap,
+    CogAsset,
+    PredictionWriters,
+    grid_of_record,
+    open_class_map,
+    prediction_item,
+)
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
 from deep_lulc.stages.merge.params import MergeParams
@@ -44,6 +48,17 @@ def _same(values: list[Any], what: str, hrefs: list[str]) -> Any:
                 fix=FIX,
             )
     return values[0]
+
+
+def _probabilities_of(tiles: list[ClassMap]) -> list[CogAsset] | None:
+    """Every tile's probability COG, checked before anything is written; None unless all tiles have one."""
+    found = [tile.probabilities() for tile in tiles]
+    present = [asset for asset in found if asset is not None]
+    if len(present) < len(tiles):
+        return None
+    for asset in present:
+        asset.verify()
+    return present
 
 
 @idempotent(STAGE)
@@ -72,26 +87,20 @@ def run(*, inputs: Mapping[str, str], output: str, params: MergeParams) -> Stage
         raise BadInputError(
             f"got {len(ids)} of the plan's {planned} tiles", fix="pass every tile's catalog, or --allow-missing"
         )
-    grid = Grid(
-        int(str(grid_properties["proj:code"]).split(":")[1]),
-        Affine(*grid_properties["proj:transform"][:6]),
-        int(grid_properties["proj:shape"][0]),
-        int(grid_properties["proj:shape"][1]),
-    )
-    probabilities = all("probabilities" in t.item.assets for t in tiles)
+    grid = grid_of_record(grid_properties, name=f"the deep-lulc:grid of {tiles[0].item.id}")
+    probabilities = _probabilities_of(tiles)
 
     with staged_output(output) as staged:
         folder = staged.path / whole
         folder.mkdir(parents=True)
-        writers = PredictionWriters(folder, grid, scheme, probabilities=probabilities)
+        writers = PredictionWriters(folder, grid, scheme, probabilities=probabilities is not None)
         try:
-            for tile, descriptor in zip(tiles, descriptors, strict=True):
+            for index, (tile, descriptor) in enumerate(zip(tiles, descriptors, strict=True)):
                 row, col = int(descriptor["row"]), int(descriptor["col"])
                 with tile.open() as dataset:
                     writers.write_classes(np.asarray(dataset.read(1)), row=row, col=col)
-                if probabilities:
-                    href = tile.item.assets["probabilities"].get_absolute_href() or ""
-                    with open_raster(href) as dataset:
+                if probabilities is not None:
+                    with probabilities[index].open() as dataset:
                         writers.write_probabilities(np.asarray(dataset.read()), row=row, col=col)
             writers.finish()
         except BaseException:
@@ -115,20 +124,16 @@ def run(*, inputs: Mapping[str, str], output: str, params: MergeParams) -> Stage
                 "deep-lulc:merged_tiles": sorted(ids),
             },
             class_pixels=writers.pixel_counts(),
-            probabilities=probabilities,
+            probabilities=probabilities is not None,
         )
         catalog_href = finish_single_item_output(
             staged, item, catalog_id="prediction", description=f"LULC prediction {whole} ({len(ids)} tiles)",
             stage=STAGE, inputs=inputs, params=params,
         )  # fmt: skip
     log.info("merged %d tiles into %d x %d px", len(ids), grid.height, grid.width)
-    return StageResult(
-        stage=STAGE,
-        catalog=catalog_href,
-        items=(whole,),
-        extra={
-            "classes": storage.join_href(output, whole, "classes.tif"),
-            "tiles": len(ids),
-            "class_fractions": item.properties["deep-lulc:class_fractions"],
-        },
-    )
+    extra = {
+        "classes": storage.join_href(output, whole, "classes.tif"),
+        "tiles": len(ids),
+        "class_fractions": item.properties["deep-lulc:class_fractions"],
+    }
+    return StageResult.of_item(STAGE, catalog_href, whole, extra)

@@ -19,14 +19,15 @@ from safetensors.torch import load as load_safetensors
 from torch import nn
 
 from deep_lulc.shared import storage
-from deep_lulc.shared.classes import ClassScheme, LulcClass
+from deep_lulc.shared.classes import ClassScheme
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.networks import ModelConfig, build_network
 from deep_lulc.shared.pixel_classifier import PixelClassifier
-from deep_lulc.shared.stac import items_of, read_stac
+from deep_lulc.shared.products.model import ModelProduct, looks_pickled
+from deep_lulc.shared.products.model import read_model as read_model_item
 
+__all__ = ["LoadedModel", "check_inputs_match", "load_model", "read_model_item"]
 log = logging.getLogger(__name__)
-FIX_MODEL = "pass the catalog.json written by `deep-lulc train`"
 
 
 @dataclass(frozen=True)
@@ -37,49 +38,10 @@ class LoadedModel:
     scheme: ClassScheme
 
 
-def _scheme_of(item: pystac.Item, config: ModelConfig) -> ClassScheme:
-    """Class colours come from the MLM output's classification classes; names and values from the config."""
-    outputs = item.properties.get("mlm:output") or [{}]
-    colours = {
-        c["value"]: "#" + str(c.get("color_hint", "808080")) for c in outputs[0].get("classification:classes", [])
-    }
-    descriptions = {
-        c["value"]: str(c.get("description") or c["name"]) for c in outputs[0].get("classification:classes", [])
-    }
-    classes = tuple(
-        LulcClass(value, name, descriptions.get(value, name), colours.get(value, "#808080"))
-        for value, name in zip(config.class_values, config.class_names, strict=True)
-    )
-    return ClassScheme(classes=classes, nodata=config.nodata)
-
-
-@dataclass(frozen=True)
-class ModelItem:
-    item: pystac.Item
-    config: ModelConfig
-
-
-def read_model_item(href: str) -> ModelItem:
-    """The model item and its config (cheap: no weights yet, so mismatches are found before loading them)."""
-    candidates = [item for item in items_of(read_stac(href)) if {"weights", "config"} <= set(item.assets)]
-    if not candidates:
-        raise BadInputError(
-            f"{storage.redact(href)} holds no model item (assets 'weights' and 'config')", fix=FIX_MODEL
-        )
-    item = candidates[0]
-    config_href = item.assets["config"].get_absolute_href() or ""
-    config = ModelConfig.from_json(storage.read_bytes(config_href, what="model config").decode("utf-8"))
-    return ModelItem(item=item, config=config)
-
-
-def _pickled(raw: bytes) -> bool:
-    return raw[:1] == b"\x80" or raw[:2] == b"PK"
-
-
 def _pixel_classifier(raw: bytes, weights_href: str, config: ModelConfig) -> nn.Module:
     """A LightGBM model from its text format; anything else (a pickle above all) is refused."""
     fix = "use the model.txt written by `deep-lulc train --architecture lightgbm` (pickles are never loaded)"
-    if _pickled(raw) or not raw.startswith(b"tree"):
+    if looks_pickled(raw) or not raw.startswith(b"tree"):
         raise BadInputError(f"model {storage.redact(weights_href)} is not a LightGBM text model", fix=fix)
     try:
         text = raw.decode("utf-8")
@@ -98,18 +60,18 @@ def _pixel_classifier(raw: bytes, weights_href: str, config: ModelConfig) -> nn.
         raise BadInputError(f"LightGBM model {storage.redact(weights_href)} cannot be read ({exc})", fix=fix) from exc
 
 
-def load_model(model: ModelItem) -> LoadedModel:
+def load_model(model: ModelProduct) -> LoadedModel:
     """Rebuild the network from the config and fill it from the safetensors weights (or read the LightGBM model)."""
     item, config = model.item, model.config
-    weights_href = item.assets["weights"].get_absolute_href() or ""
-    raw = storage.read_bytes(weights_href, what="model weights")
+    weights_href = model.weights_href
+    raw = model.read_weights()
     if not config.is_network:
         classifier = _pixel_classifier(raw, weights_href, config)
-        return LoadedModel(item=item, config=config, network=classifier, scheme=_scheme_of(item, config))
+        return LoadedModel(item=item, config=config, network=classifier, scheme=model.class_scheme())
     try:
         state = load_safetensors(raw)
     except (SafetensorError, ValueError, RuntimeError) as exc:
-        kind = "a pickle" if _pickled(raw) else "not safetensors"
+        kind = "a pickle" if looks_pickled(raw) else "not safetensors"
         raise BadInputError(
             f"model weights {storage.redact(weights_href)} are {kind}; refusing to load them ({exc})",
             fix="use the model.safetensors written by `deep-lulc train` (pickled checkpoints are never loaded)",
@@ -124,7 +86,7 @@ def load_model(model: ModelItem) -> LoadedModel:
             fix="keep model.safetensors and model-config.json from the same `deep-lulc train` run",
         ) from exc
     network.eval()
-    return LoadedModel(item=item, config=config, network=network, scheme=_scheme_of(item, config))
+    return LoadedModel(item=item, config=config, network=network, scheme=model.class_scheme())
 
 
 def _offsets(dates: list[dt.date]) -> list[int]:

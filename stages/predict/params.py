@@ -6,11 +6,24 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from deep_lulc.shared.contract import StageParams
+from deep_lulc.shared.contract import StageInputs, StageParams
 from deep_lulc.shared.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
+
+FEATURES_HELP = "The features stage's catalog.json href."
+
+
+class PredictInputs(StageInputs):
+    model: str = Field(description="The train stage's catalog.json (model item) href.")
+    features: str = Field(description=FEATURES_HELP)
+
+
+class PlanTilesInputs(StageInputs):
+    features: str = Field(description=FEATURES_HELP)
 
 
 class PredictParams(StageParams):
+    """Map LULC classes over the features grid (or one tile of it) with a trained model; writes a COG."""
+
     tile_size: int | None = Field(
         None,
         ge=32,
@@ -28,7 +41,7 @@ class PredictParams(StageParams):
     batch_size: int | None = Field(
         None, ge=1, le=1024, description="Windows per forward pass (default 1 on CPU, 8 on CUDA)."
     )
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU.")
     probabilities: bool = Field(False, description="Also write per-class probabilities (uint8 percent) as a COG.")
     tile: str | None = Field(None, description="Predict only this tile of --tiles (Argo fan-out).")
     tiles: str | None = Field(None, description="Tiles file written by `deep-lulc plan-tiles`.")
@@ -52,6 +65,8 @@ class PredictParams(StageParams):
 
 
 class PlanTilesParams(StageParams):
+    """Split the features grid into tiles for `predict --tile` (a JSON array for Argo's withParam)."""
+
     tile_size: int = Field(2048, ge=16, le=65536, description="Edge of each tile's own (core) region in pixels.")
     window_size: int = Field(
         DEFAULT_WINDOW, ge=32, le=8192, multiple_of=32, description="predict's --tile-size (inference window)."

@@ -9,17 +9,17 @@ from collections.abc import Mapping
 import numpy as np
 
 from deep_lulc.shared import storage
-from deep_lulc.shared.class_maps import Grid
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.devices import pick_device
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.grids import geobox_of
 from deep_lulc.shared.inference import FeatureSource, InferenceSetup, predict_region
-from deep_lulc.shared.prediction_item import PredictionWriters, percent, prediction_item
+from deep_lulc.shared.products.class_map import PredictionWriters, grid_record, percent, prediction_item
+from deep_lulc.shared.products.features import open_features
 from deep_lulc.shared.progress import progress_bar
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.windows import PixelWindow, Span, window_grid, windows_touching
-from deep_lulc.shared.zarr_items import zarr_item
 from deep_lulc.stages.predict.model_loading import check_inputs_match, load_model, read_model_item
 from deep_lulc.stages.predict.params import PredictParams
 from deep_lulc.stages.predict.tiles import Tile, find_tile, read_tiles_file
@@ -32,14 +32,20 @@ def prediction_id(features_id: str) -> str:
     return f"prediction-{features_id.removeprefix('features-')}"
 
 
+def _planned_tile(params: PredictParams) -> Tile | None:
+    """The tile to predict, read (and validated) before any model or features are: a bad plan fails fast."""
+    if params.tiles is None or params.tile is None:
+        return None
+    return find_tile(read_tiles_file(params.tiles), params.tile, href=params.tiles)
+
+
 def _tile_and_window(
-    params: PredictParams, height: int, width: int, validated: tuple[int, int] | None
+    params: PredictParams, tile: Tile | None, height: int, width: int, validated: tuple[int, int] | None
 ) -> tuple[Tile | None, int, int]:
     """The window: explicit, else the tiles file's, else the one the model's maps were validated with."""
-    if params.tiles is None or params.tile is None:
+    if tile is None:
         window, overlap = params.window(validated)
         return None, window, overlap
-    tile = find_tile(read_tiles_file(params.tiles), params.tile, href=params.tiles)
     if (tile.grid_height, tile.grid_width) != (height, width):
         raise BadInputError(
             f"the tiles were planned for a {tile.grid_height} x {tile.grid_width} grid, the features are "
@@ -62,6 +68,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
     missing = [name for name in ("model", "features") if name not in inputs]
     if missing:
         raise BadInputError(f"missing inputs {missing}", fix="pass --model HREF and --features HREF")
+    planned = _planned_tile(params)
     model_item = read_model_item(inputs["model"])
     if not model_item.config.is_network and params.device == "cuda":
         raise BadInputError(
@@ -70,13 +77,13 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
             fix="leave --device out (auto) or use --device cpu, or pass a U-Net model",
         )
     device = pick_device(params.device if model_item.config.is_network else "cpu")
-    features_item, dataset = zarr_item(inputs["features"], variables=("features", "valid_count"), made_by="features")
+    features_item, dataset = open_features(inputs["features"])
     for warning in check_inputs_match(model_item.config, dataset):
         log.warning("%s", warning)
-    grid = Grid.of_item(features_item)
+    grid = geobox_of(features_item)
     wanted = model_item.config
     validated = (wanted.window, wanted.overlap) if wanted.window is not None and wanted.overlap is not None else None
-    tile, window, overlap = _tile_and_window(params, grid.height, grid.width, validated)
+    tile, window, overlap = _tile_and_window(params, planned, grid.height, grid.width, validated)
     core = tile.core if tile else PixelWindow(Span(0, grid.height), Span(0, grid.width))
     windows = windows_touching(window_grid(grid.height, grid.width, window, overlap), core)
     model = load_model(model_item)
@@ -90,7 +97,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
     source = FeatureSource(features_item.assets["data"].get_absolute_href() or "")
     whole = prediction_id(features_item.id)
     identifier = f"{whole}-tile-{tile.id}" if tile else whole
-    out_grid = grid.sub_grid(core.rows.start, core.cols.start, core.height, core.width)
+    out_grid = grid[core.rows.start : core.rows.stop, core.cols.start : core.cols.stop]
     labelled = [c.value for c in scheme.labelled]
     started = time.perf_counter()
     log.info(
@@ -128,7 +135,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
             "deep-lulc:model": model.item.id,
             "deep-lulc:window": {"size": window, "overlap": overlap},
             "deep-lulc:prediction_id": whole,
-            "deep-lulc:grid": Grid.properties(grid),
+            "deep-lulc:grid": grid_record(grid),
         }
         if tile is not None:
             properties["deep-lulc:tile"] = {"id": tile.id, "row": tile.row, "col": tile.col, "height": tile.height,
@@ -154,14 +161,10 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
         )  # fmt: skip
     pixels = core.height * core.width
     log.info("predicted %d px in %.1f s (%.0f px/s)", pixels, seconds, pixels / max(seconds, 1e-9))
-    return StageResult(
-        stage=STAGE,
-        catalog=catalog_href,
-        items=(identifier,),
-        extra={
-            "classes": storage.join_href(output, identifier, "classes.tif"),
-            "pixels": pixels,
-            "seconds": round(seconds, 2),
-            "class_fractions": item.properties["deep-lulc:class_fractions"],
-        },
-    )
+    extra = {
+        "classes": storage.join_href(output, identifier, "classes.tif"),
+        "pixels": pixels,
+        "seconds": round(seconds, 2),
+        "class_fractions": item.properties["deep-lulc:class_fractions"],
+    }
+    return StageResult.of_item(STAGE, catalog_href, identifier, extra)

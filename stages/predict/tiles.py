@@ -9,42 +9,66 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from deep_lulc.shared import storage
 from deep_lulc.shared.contract import StageResult
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.products.features import open_features
 from deep_lulc.shared.publish import write_file_atomically
+from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.windows import PixelWindow, Span, window_grid, windows_touching
-from deep_lulc.shared.zarr_items import zarr_item
 from deep_lulc.stages.predict.params import PlanTilesParams
 
 STAGE = "plan-tiles"
-TILE_KEYS = frozenset({"id", "row", "col", "height", "width", "read_row", "read_col", "read_height", "read_width",
-                       "window_size", "overlap", "grid_height", "grid_width", "tiles"})  # fmt: skip
+TILES_FIX = "pass the tiles.json written by `deep-lulc plan-tiles` (a JSON array of its tile objects, unedited)"
 
 
-@dataclass(frozen=True)
-class Tile:
-    id: str
-    row: int
-    col: int
-    height: int
-    width: int
-    read_row: int  # the region its windows read, margins included
-    read_col: int
-    read_height: int
-    read_width: int
-    window_size: int
-    overlap: int
-    grid_height: int
-    grid_width: int
-    tiles: int  # how many tiles the plan has, so merge can tell when one is missing
+class Tile(BaseModel):
+    """One entry of a tiles file. Strict, so that a hand-edited or foreign file is refused entry by entry
+    rather than predicting a region that does not blend with its neighbours."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    id: str = Field(min_length=1)
+    row: int = Field(ge=0)
+    col: int = Field(ge=0)
+    height: int = Field(ge=1)
+    width: int = Field(ge=1)
+    read_row: int = Field(ge=0)  # the region its windows read, margins included
+    read_col: int = Field(ge=0)
+    read_height: int = Field(ge=1)
+    read_width: int = Field(ge=1)
+    window_size: int = Field(ge=32, multiple_of=32)
+    overlap: int = Field(ge=0)
+    grid_height: int = Field(ge=1)
+    grid_width: int = Field(ge=1)
+    tiles: int = Field(ge=1)  # how many tiles the plan has, so merge can tell when one is missing
+
+    @model_validator(mode="after")
+    def _inside_the_grid(self) -> Self:
+        grid = f"the {self.grid_height} x {self.grid_width} grid"
+        if self.row + self.height > self.grid_height or self.col + self.width > self.grid_width:
+            raise ValueError(f"its region (rows {self.row}..{self.row + self.height}, cols {self.col}.."
+                             f"{self.col + self.width}) reaches outside {grid}")  # fmt: skip
+        read_bottom, read_right = self.read_row + self.read_height, self.read_col + self.read_width
+        if read_bottom > self.grid_height or read_right > self.grid_width:
+            raise ValueError(f"its read region reaches outside {grid}")
+        if not (self.read_row <= self.row and self.read_col <= self.col and self.row + self.height <= read_bottom
+                and self.col + self.width <= read_right):  # fmt: skip
+            raise ValueError("its read region does not contain its own region")
+        if 2 * self.overlap >= self.window_size:
+            raise ValueError(f"overlap {self.overlap} is not less than half of window_size {self.window_size}")
+        return self
 
     @property
     def core(self) -> PixelWindow:
         return PixelWindow(Span(self.row, self.row + self.height), Span(self.col, self.col + self.width))
+
+
+TILES = TypeAdapter(list[Tile])
 
 
 def plan_tiles(height: int, width: int, *, tile_size: int, window: int, overlap: int) -> list[Tile]:
@@ -71,15 +95,42 @@ def plan_tiles(height: int, width: int, *, tile_size: int, window: int, overlap:
 
 
 def read_tiles_file(href: str) -> list[Tile]:
-    fix = "pass the tiles.json written by `deep-lulc plan-tiles`"
+    """The tiles of a plan, every entry validated; the first problem is bad input naming its entry."""
+    where = f"tiles file {storage.redact(href)}"
     raw = storage.read_bytes(href, what="tiles file")
     try:
         document = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInputError(f"tiles file {storage.redact(href)} is not JSON ({exc})", fix=fix) from exc
-    if not isinstance(document, list) or not all(isinstance(e, dict) and set(e) == TILE_KEYS for e in document):
-        raise BadInputError(f"tiles file {storage.redact(href)} is not a list of tile descriptors", fix=fix)
-    return [Tile(**entry) for entry in document]
+        raise BadInputError(f"{where} is not JSON ({exc})", fix=TILES_FIX) from exc
+    try:
+        tiles = TILES.validate_python(document)
+    except ValidationError as exc:
+        raise BadInputError(f"{where}: {_first_problem(exc, document)}", fix=TILES_FIX) from exc
+    if not tiles:
+        raise BadInputError(f"{where} holds no tiles", fix=TILES_FIX)
+    ids = [tile.id for tile in tiles]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise BadInputError(f"{where} lists tile ids {duplicates} more than once", fix=TILES_FIX)
+    return tiles
+
+
+def _first_problem(error: ValidationError, document: Any) -> str:
+    """`entry 3 (id 'r000-c001'): height: Input should be ...`, plus how many more problems there are."""
+    problems = error.errors()
+    first = problems[0]
+    location = list(first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if not location:
+        text = f"is not a list of tile objects ({message})"
+    else:
+        index = location.pop(0)
+        entry = document[index] if isinstance(document, list) and isinstance(index, int) else None
+        name = f" (id {entry['id']!r})" if isinstance(entry, dict) and isinstance(entry.get("id"), str) else ""
+        field = f"{'.'.join(str(part) for part in location)}: " if location else ""
+        text = f"entry {index}{name}: {field}{message}"
+    more = len(problems) - 1
+    return text + (f" ({more} more problem{'s' if more > 1 else ''})" if more else "")
 
 
 def find_tile(tiles: list[Tile], identifier: str, *, href: str) -> Tile:
@@ -90,14 +141,15 @@ def find_tile(tiles: list[Tile], identifier: str, *, href: str) -> Tile:
     raise BadInputError(f"tile {identifier!r} is not in {storage.redact(href)}", fix=f"use one of {shown}")
 
 
+@idempotent(STAGE, file_output=True)
 def run(*, inputs: Mapping[str, str], output: str, params: PlanTilesParams) -> StageResult:
     """Tiles covering the features at `inputs['features']`, written as a JSON array to `output`."""
     if "features" not in inputs:
         raise BadInputError("missing input 'features'", fix="pass --features HREF (the features stage's catalog.json)")
-    item, dataset = zarr_item(inputs["features"], variables=("features", "valid_count"), made_by="features")
+    item, dataset = open_features(inputs["features"])
     height, width = int(dataset.sizes["y"]), int(dataset.sizes["x"])
     tiles = plan_tiles(height, width, tile_size=params.tile_size, window=params.window_size, overlap=params.overlap)
-    descriptors: list[dict[str, Any]] = [asdict(tile) for tile in tiles]
+    descriptors: list[dict[str, Any]] = [tile.model_dump() for tile in tiles]
     href = write_file_atomically(output, (json.dumps(descriptors, indent=1) + "\n").encode("utf-8"))
     return StageResult(
         stage=STAGE,

@@ -6,4 +6,4 @@ from deep_lulc.shared.scene_selection import SceneSelection
 
 
 class SearchParams(SceneSelection):
-    """`deep-lulc search`."""
+    """List the scenes of a collection over an AOI and a time range (one line per date on stderr)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Mapping
@@ -11,9 +10,9 @@ import pystac
 
 from deep_lulc.shared.contract import StageResult
 from deep_lulc.shared.item_search import find_items
-from deep_lulc.shared.publish import write_file_atomically
+from deep_lulc.shared.products.scenes import write_scene_list
+from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.scene_selection import query_from
-from deep_lulc.shared.version import __version__
 from deep_lulc.stages.search.params import SearchParams
 
 STAGE = "search"
@@ -31,26 +30,14 @@ def summary_lines(items: list[pystac.Item]) -> list[str]:
     return lines
 
 
+@idempotent(STAGE, file_output=True)
 def run(*, inputs: Mapping[str, str], output: str, params: SearchParams) -> StageResult:
     """Search `inputs['stac']` for `inputs['aoi']` and write an ItemCollection to `output` (a .json href)."""
     query = query_from(inputs, params)
     items = find_items(query)
     for line in summary_lines(items):
         print(line, file=sys.stderr)
-    collection = pystac.ItemCollection(
-        [item.clone() for item in items],
-        extra_fields={"deep-lulc:search": {"params": params.model_dump(mode="json"), "version": __version__}},
-    )
-    for item in collection.items:
-        self_href = item.get_self_href()
-        item.make_asset_hrefs_absolute()
-        item.clear_links("root")
-        item.clear_links("parent")
-        item.clear_links("collection")
-        if self_href:
-            item.set_self_href(self_href)
-    document = collection.to_dict(transform_hrefs=False)
-    written = write_file_atomically(output, (json.dumps(document, indent=1) + "\n").encode())
+    written = write_scene_list(items, output, params=params.model_dump(mode="json", exclude={"overwrite"}))
     log.info("%d scenes written to %s", len(items), written)
     return StageResult(
         stage=STAGE,

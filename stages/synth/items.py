@@ -6,25 +6,26 @@ from pathlib import Path
 from typing import Any
 
 import pystac
+from pystac.extensions.eo import Band, EOExtension
+from pystac.extensions.projection import ProjectionExtension
+from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 from shapely.geometry import Polygon, mapping
 
 from deep_lulc.shared import sentinel2
 from deep_lulc.shared.cog import COG_MEDIA_TYPE
 from deep_lulc.shared.geometry import bounds_to_wgs84
+from deep_lulc.shared.grids import GeoBox, epsg_of
 from deep_lulc.shared.stac import stamp_provenance
-from deep_lulc.stages.synth.grid import MGRS_TILE, Grid
+from deep_lulc.stages.synth.landscape import MGRS_TILE, grid_bounds
 from deep_lulc.stages.synth.params import AssetStyle
 from deep_lulc.stages.synth.scenes import Scene
 
-EO_EXTENSION = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
-RASTER_EXTENSION = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
-PROJECTION_EXTENSION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 PROCESSING_BASELINE = "05.10"
 
 
-def footprint_wgs84(grid: Grid, bounds: tuple[float, float, float, float] | None = None) -> Polygon:
+def footprint_wgs84(grid: GeoBox, bounds: tuple[float, float, float, float] | None = None) -> Polygon:
     """The footprint of the grid (or of `bounds` on it) in EPSG:4326."""
-    return bounds_to_wgs84(grid.epsg, bounds or grid.bounds)
+    return bounds_to_wgs84(epsg_of(grid), bounds or grid_bounds(grid))
 
 
 def item_id(scene: Scene, style: AssetStyle) -> str:
@@ -42,7 +43,7 @@ def asset_key(band: str, style: AssetStyle) -> str:
 
 
 def build_item(
-    scene: Scene, *, grid: Grid, style: AssetStyle, files: dict[str, Path], derived_from: tuple[str, ...] = ()
+    scene: Scene, *, grid: GeoBox, style: AssetStyle, files: dict[str, Path], derived_from: tuple[str, ...] = ()
 ) -> pystac.Item:
     """An item whose assets point at the COGs in `files` (band id -> path)."""
     acquisition = scene.acquisition
@@ -53,8 +54,6 @@ def build_item(
         "platform": platform,
         "constellation": "sentinel-2",
         "instruments": ["msi"],
-        "eo:cloud_cover": round(scene.cloud_cover_percent, 4),
-        "proj:code": f"EPSG:{grid.epsg}",
         "s2:processing_baseline": PROCESSING_BASELINE,
         "s2:product_type": "S2MSI2A",
         "s2:nodata_pixel_percentage": round(100.0 * (1.0 - data_fraction), 4),
@@ -76,49 +75,51 @@ def build_item(
         bbox=list(footprint.bounds),
         datetime=acquisition.datetime,
         properties=properties,
-        stac_extensions=[EO_EXTENSION, PROJECTION_EXTENSION] + ([RASTER_EXTENSION] if style == "earth-search" else []),
     )
+    EOExtension.ext(item, add_if_missing=True).cloud_cover = round(scene.cloud_cover_percent, 4)
+    ProjectionExtension.ext(item, add_if_missing=True).code = f"EPSG:{epsg_of(grid)}"
+    if style == "earth-search":
+        RasterExtension.add_to(item)
     for band, path in files.items():
         resolution = 20 if band in ("B11", "B12", sentinel2.SCL_BAND) else 10
-        band_grid = grid.coarsened(resolution // 10)
-        extra: dict[str, Any] = {
-            "gsd": resolution,
-            "proj:shape": [band_grid.size, band_grid.size],
-            "proj:transform": list(band_grid.transform)[:6],
-        }
+        band_grid = grid.zoom_out(resolution // 10)
         if band == sentinel2.SCL_BAND:
             title, roles = "Scene classification map (SCL)", ["data"]
-            raster: dict[str, Any] = {"nodata": 0, "data_type": "uint8", "spatial_resolution": resolution}
+            raster = RasterBand.create(nodata=0, data_type=DataType.UINT8, spatial_resolution=resolution)
         else:
             meta = sentinel2.BAND_BY_ID[band]
             title, roles = f"{meta.common_name.capitalize()} ({band}) - {resolution}m", ["data", "reflectance"]
-            extra["eo:bands"] = [
-                {
-                    "name": band,
-                    "common_name": meta.common_name,
-                    "center_wavelength": meta.center_wavelength_um,
-                    "full_width_half_max": meta.full_width_half_max_um,
-                }
-            ]
-            raster = {
-                "nodata": 0,
-                "data_type": "uint16",
-                "bits_per_sample": 15,
-                "spatial_resolution": resolution,
-                "scale": sentinel2.REFLECTANCE_SCALE,
-                "offset": sentinel2.BOA_OFFSET,
-            }
-        if style == "earth-search":
-            extra["raster:bands"] = [raster]
-        item.add_asset(
-            asset_key(band, style),
-            pystac.Asset(href=str(path), media_type=COG_MEDIA_TYPE, title=title, roles=roles, extra_fields=extra),
+            raster = RasterBand.create(
+                nodata=0,
+                data_type=DataType.UINT16,
+                bits_per_sample=15,
+                spatial_resolution=resolution,
+                scale=sentinel2.REFLECTANCE_SCALE,
+                offset=sentinel2.BOA_OFFSET,
+            )
+        asset = pystac.Asset(
+            href=str(path), media_type=COG_MEDIA_TYPE, title=title, roles=roles, extra_fields={"gsd": resolution}
         )
+        item.add_asset(asset_key(band, style), asset)
+        projection = ProjectionExtension.ext(asset)
+        projection.shape = [band_grid.height, band_grid.width]
+        projection.transform = list(band_grid.affine)[:6]
+        if band != sentinel2.SCL_BAND:
+            EOExtension.ext(asset).bands = [
+                Band.create(
+                    name=band,
+                    common_name=meta.common_name,
+                    center_wavelength=meta.center_wavelength_um,
+                    full_width_half_max=meta.full_width_half_max_um,
+                )
+            ]
+        if style == "earth-search":
+            RasterExtension.ext(asset).bands = [raster]
     stamp_provenance(item, derived_from=derived_from)
     return item
 
 
-def collection_for(items: list[pystac.Item], *, grid: Grid, style: AssetStyle) -> pystac.Collection:
+def collection_for(items: list[pystac.Item], *, grid: GeoBox, style: AssetStyle) -> pystac.Collection:
     footprint = footprint_wgs84(grid)
     times = sorted(item.datetime for item in items if item.datetime is not None)
     collection = pystac.Collection(

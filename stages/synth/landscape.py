@@ -15,12 +15,32 @@ from enum import StrEnum
 
 import numpy as np
 import shapely
+from affine import Affine
 from rasterio import features
 from scipy import ndimage
 from shapely.geometry import LineString, Point, Polygon, box
 from shapely.geometry.base import BaseGeometry
 
-from deep_lulc.stages.synth.grid import Grid
+from deep_lulc.shared.grids import GeoBox, geobox
+
+# The scene is a window of Sentinel-2 tile 33TWM (UTM zone 33N, east of Ljubljana: the seed's area), from
+# the upper-left corner of its 10 m lattice.
+CRS_EPSG = 32633
+PIXEL_SIZE_M = 10.0
+ORIGIN_X = 520_000.0
+ORIGIN_Y = 5_117_000.0
+MGRS_TILE = "33TWM"
+
+
+def scene_grid(size: int) -> GeoBox:
+    """The north-up scene grid, `size` pixels of 10 m a side."""
+    return geobox(CRS_EPSG, Affine(PIXEL_SIZE_M, 0.0, ORIGIN_X, 0.0, -PIXEL_SIZE_M, ORIGIN_Y), size, size)
+
+
+def grid_bounds(grid: GeoBox) -> tuple[float, float, float, float]:
+    """(minx, miny, maxx, maxy) of the grid's outer edges."""
+    edges = grid.boundingbox
+    return edges.left, edges.bottom, edges.right, edges.top
 
 
 class Cover(StrEnum):
@@ -78,21 +98,21 @@ class Parcel:
 
 @dataclass(frozen=True)
 class Landscape:
-    grid: Grid
+    grid: GeoBox
     parcels: tuple[Parcel, ...]
 
-    def parcel_index(self, grid: Grid | None = None) -> np.ndarray:
+    def parcel_index(self, grid: GeoBox | None = None) -> np.ndarray:
         """Index into `parcels` of the parcel under each pixel centre of `grid` (default: the scene grid)."""
         grid = grid or self.grid
         shapes = ((p.geometry, i + 1) for i, p in enumerate(self.parcels))
-        burned = features.rasterize(shapes, out_shape=(grid.size, grid.size), transform=grid.transform, dtype="int32")
+        burned = features.rasterize(shapes, out_shape=(grid.height, grid.width), transform=grid.affine, dtype="int32")
         holes = burned == 0
         if holes.any():  # float slivers between cells: take the nearest parcel
             _, (rows, cols) = ndimage.distance_transform_edt(holes, return_indices=True)
             burned = burned[rows, cols]
         return np.asarray(burned, dtype=np.int32) - 1
 
-    def class_raster(self, grid: Grid | None = None) -> np.ndarray:
+    def class_raster(self, grid: GeoBox | None = None) -> np.ndarray:
         lookup = np.array([p.lulc for p in self.parcels], dtype=np.uint8)
         return np.asarray(lookup[self.parcel_index(grid)])
 
@@ -151,16 +171,17 @@ def _explode(geometry: BaseGeometry) -> list[Polygon]:
     return [g for g in shapely.get_parts(geometry) if isinstance(g, Polygon) and g.area > 1.0]
 
 
-def generate_landscape(grid: Grid, *, seed: int) -> Landscape:
+def generate_landscape(grid: GeoBox, *, seed: int) -> Landscape:
     """The first period's landscape for `seed`; deterministic."""
     rng = np.random.default_rng([seed, 7])
-    frame = box(*grid.bounds)
-    minx, miny, maxx, _ = grid.bounds
+    bounds = grid_bounds(grid)
+    frame = box(*bounds)
+    minx, miny, maxx, _ = bounds
     extent = maxx - minx
     waves = _terrain(rng, extent)
 
     # Water bodies and their wetland fringes, one lake in each horizontal half.
-    river = _river(rng, grid.bounds)
+    river = _river(rng, bounds)
     lakes = []
     for left, right in ((0.12, 0.42), (0.66, 0.90)):
         centre = (minx + extent * rng.uniform(left, right), miny + extent * rng.uniform(0.18, 0.32))

@@ -26,7 +26,7 @@ from affine import Affine
 from rasterio import features
 from scipy import ndimage, sparse
 
-from deep_lulc.stages.synth.grid import Grid
+from deep_lulc.shared.grids import GeoBox
 from deep_lulc.stages.synth.landscape import Cover, Landscape
 from deep_lulc.stages.synth.phenology import COMPONENTS, Component, Material
 
@@ -97,9 +97,9 @@ class Fields:
     street_angle: float
 
     @staticmethod
-    def draw(grid: Grid, *, seed: int) -> Fields:
+    def draw(grid: GeoBox, *, seed: int) -> Fields:
         rng = np.random.default_rng([seed, 5])
-        shape = (grid.size, grid.size)
+        shape = (grid.height, grid.width)
         texture = ndimage.gaussian_filter(rng.standard_normal(shape), sigma=TEXTURE_SIGMA_PX)
         brightness = ndimage.gaussian_filter(rng.standard_normal(shape), sigma=TEXTURE_SIGMA_PX)
         components = np.array([_COLUMN[c] for c, _ in LOT_MIX])
@@ -128,11 +128,11 @@ def _textured(
     return rows, cols, np.concatenate([(1.0 - fraction) * gain, fraction * gain])
 
 
-def _town(fine_rows: np.ndarray, fine_cols: np.ndarray, grid: Grid, fields: Fields) -> tuple[np.ndarray, np.ndarray]:
+def _town(fine_rows: np.ndarray, fine_cols: np.ndarray, grid: GeoBox, fields: Fields) -> tuple[np.ndarray, np.ndarray]:
     """Component column and gain of town sub-pixels at fine (row, col): lots on a rotated lattice, streets."""
-    step = grid.pixel_size / SUPERSAMPLING
-    x = grid.origin_x + (fine_cols + 0.5) * step
-    y = grid.origin_y - (fine_rows + 0.5) * step
+    step = grid.affine.a / SUPERSAMPLING
+    x = grid.affine.c + (fine_cols + 0.5) * step
+    y = grid.affine.f - (fine_rows + 0.5) * step
     cos, sin = math.cos(fields.street_angle), math.sin(fields.street_angle)
     u, v = x * cos + y * sin, -x * sin + y * cos
     lot_u = np.floor(u / LOT_M[0]).astype(np.int64) % LOT_TABLE
@@ -147,10 +147,11 @@ def _town(fine_rows: np.ndarray, fine_cols: np.ndarray, grid: Grid, fields: Fiel
 def _fine_parcels(landscape: Landscape, row0: int, rows: int) -> np.ndarray:
     """Parcel index at the fine grid for coarse rows [row0, row0 + rows)."""
     grid = landscape.grid
-    step = grid.pixel_size / SUPERSAMPLING
-    transform = Affine(step, 0.0, grid.origin_x, 0.0, -step, grid.origin_y - row0 * grid.pixel_size)
+    pixel, left, top = grid.affine.a, grid.affine.c, grid.affine.f
+    step = pixel / SUPERSAMPLING
+    transform = Affine(step, 0.0, left, 0.0, -step, top - row0 * pixel)
     shapes = ((p.geometry, i + 1) for i, p in enumerate(landscape.parcels))
-    shape = (rows * SUPERSAMPLING, grid.size * SUPERSAMPLING)
+    shape = (rows * SUPERSAMPLING, grid.width * SUPERSAMPLING)
     burned = features.rasterize(shapes, out_shape=shape, transform=transform, dtype="int32")
     holes = burned == 0
     if holes.any():  # float slivers between cells: take the nearest parcel
@@ -162,7 +163,7 @@ def _fine_parcels(landscape: Landscape, row0: int, rows: int) -> np.ndarray:
 def mixing_matrix(landscape: Landscape, fields: Fields) -> sparse.csr_matrix:
     """(pixels, parcels x components) fractions; row `r * size + c` is pixel (r, c) of the scene grid."""
     grid = landscape.grid
-    size, factor = grid.size, SUPERSAMPLING
+    size, factor = grid.width, SUPERSAMPLING
     cover_of = np.array([_COVERS.index(p.cover) for p in landscape.parcels])
     strip = max(1, min(size, FINE_PIXELS_PER_STRIP // (size * factor * factor)))
     columns = len(landscape.parcels) * len(COMPONENTS)

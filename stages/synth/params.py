@@ -12,6 +12,8 @@ AssetStyle = Literal["earth-search", "planetary-computer"]
 
 
 class SynthParams(StageParams):
+    """Write a synthetic Sentinel-2 L2A STAC catalog with labels and AOIs (the offline default)."""
+
     seed: int = Field(0, ge=0, description="Random seed; the same seed gives byte-identical catalogs.")
     size: int = Field(512, ge=128, le=4096, description="Scene width and height in 10 m pixels.")
     dates: int = Field(24, ge=4, le=73, description="Acquisitions per year (on the 5-day revisit).")

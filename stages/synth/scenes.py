@@ -15,7 +15,7 @@ from enum import StrEnum
 import numpy as np
 from scipy import ndimage, sparse
 
-from deep_lulc.stages.synth.grid import Grid
+from deep_lulc.shared.grids import GeoBox
 from deep_lulc.stages.synth.landscape import Landscape
 from deep_lulc.stages.synth.mixing import Fields, mixing_matrix
 from deep_lulc.stages.synth.phenology import N_BANDS, ParcelTraits, component_reflectance
@@ -127,16 +127,16 @@ def _coarsen(values: np.ndarray) -> np.ndarray:
 def render_scene(context: SceneContext, acquisition: Acquisition) -> Scene:
     """Simulate one acquisition; deterministic per (seed, year, acquisition index)."""
     rng = np.random.default_rng([context.seed, context.year, acquisition.index, 1])
-    grid: Grid = context.landscape.grid
+    grid: GeoBox = context.landscape.grid
     doy = acquisition.datetime.timetuple().tm_yday
 
     spectra = component_reflectance(context.landscape, context.traits, doy).astype(np.float32)
     mixed = context.mixing @ spectra.reshape(-1, N_BANDS)  # (H * W, 6)
-    surface = np.ascontiguousarray(mixed.T).reshape(N_BANDS, grid.size, grid.size)
+    surface = np.ascontiguousarray(mixed.T).reshape(N_BANDS, grid.height, grid.width)
     surface = surface + rng.normal(0.0, SENSOR_NOISE, surface.shape).astype(np.float32)
     surface_20m = _coarsen(surface)  # (6, H/2, W/2)
 
-    half = grid.size // 2
+    half = grid.width // 2
     shape20 = (half, half)
     cloud = np.zeros(shape20, dtype=bool)
     cloud_high = np.zeros(shape20, dtype=bool)

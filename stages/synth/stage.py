@@ -15,13 +15,13 @@ from deep_lulc.shared import sentinel2
 from deep_lulc.shared.cog import write_cog
 from deep_lulc.shared.contract import StageResult, write_params_file
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.grids import GeoBox, epsg_of
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.stac import save_self_contained
 from deep_lulc.shared.storage import join_href
-from deep_lulc.stages.synth.grid import Grid
 from deep_lulc.stages.synth.items import build_item, collection_for, footprint_wgs84, item_id
-from deep_lulc.stages.synth.landscape import evolve_landscape, generate_landscape
+from deep_lulc.stages.synth.landscape import evolve_landscape, generate_landscape, scene_grid
 from deep_lulc.stages.synth.params import SynthParams
 from deep_lulc.stages.synth.scenes import Scene, SceneContext, plan_acquisitions, render_scene
 from deep_lulc.stages.synth.truth import PREDICT_WINDOW, TRAIN_WINDOW, labels_item, write_aoi, write_labels
@@ -39,31 +39,32 @@ def reflectance_to_dn(reflectance: np.ndarray) -> np.ndarray:
     return dn.astype(np.uint16)
 
 
-def write_scene_cogs(scene: Scene, grid: Grid, folder: Path) -> dict[str, Path]:
+def write_scene_cogs(scene: Scene, grid: GeoBox, folder: Path) -> dict[str, Path]:
     """One COG per band, named by band id like the providers' files."""
     files: dict[str, Path] = {}
-    grid20 = grid.coarsened(2)
+    grid20 = grid.zoom_out(2)
+    epsg = epsg_of(grid)
     for index, band in enumerate(("B02", "B03", "B04", "B08")):
         files[band] = write_cog(
             folder / f"{band}.tif",
             reflectance_to_dn(scene.reflectance_10m[index]),
-            transform=grid.transform,
-            epsg=grid.epsg,
+            transform=grid.affine,
+            epsg=epsg,
             nodata=0,
         )
     for index, band in enumerate(("B11", "B12")):
         files[band] = write_cog(
             folder / f"{band}.tif",
             reflectance_to_dn(scene.reflectance_20m[index]),
-            transform=grid20.transform,
-            epsg=grid.epsg,
+            transform=grid20.affine,
+            epsg=epsg,
             nodata=0,
         )
     files[sentinel2.SCL_BAND] = write_cog(
         folder / "SCL.tif",
         scene.scl,
-        transform=grid20.transform,
-        epsg=grid.epsg,
+        transform=grid20.affine,
+        epsg=epsg,
         nodata=0,
         overview_resampling="nearest",
     )
@@ -77,7 +78,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: SynthParams) -> Stage
         raise BadInputError(
             f"synth takes no inputs, got {sorted(inputs)}", fix="call synth with only --out and options"
         )
-    grid = Grid(size=params.size)
+    grid = scene_grid(params.size)
     years = (params.year, params.year + 1)
     with staged_output(output) as staged:
         root = staged.path
@@ -139,8 +140,8 @@ def run(*, inputs: Mapping[str, str], output: str, params: SynthParams) -> Stage
         manifest = {
             "seed": params.seed,
             "size": params.size,
-            "crs": f"EPSG:{grid.epsg}",
-            "transform": list(grid.transform)[:6],
+            "crs": f"EPSG:{epsg_of(grid)}",
+            "transform": list(grid.affine)[:6],
             "asset_style": params.asset_style,
             "periods": [
                 {"year": years[0], "labels": "labels.gpkg", "class_fractions": _fractions(first.class_fractions())},

@@ -11,16 +11,16 @@ import pyogrio
 import pyogrio.raw
 import pystac
 import shapely
+from pystac.extensions.classification import Classification, ClassificationExtension
+from pystac.extensions.label import LabelClasses, LabelExtension, LabelMethod, LabelTask, LabelType
 from shapely.geometry import mapping
 
 from deep_lulc.shared.classes import SLOVENIA
+from deep_lulc.shared.grids import GeoBox, epsg_of
 from deep_lulc.shared.stac import stamp_provenance
-from deep_lulc.stages.synth.grid import Grid
 from deep_lulc.stages.synth.items import footprint_wgs84
 from deep_lulc.stages.synth.landscape import Landscape
 
-LABEL_EXTENSION = "https://stac-extensions.github.io/label/v1.0.1/schema.json"
-CLASSIFICATION_EXTENSION = "https://stac-extensions.github.io/classification/v2.0.0/schema.json"
 GEOPACKAGE_MEDIA_TYPE = "application/geopackage+sqlite3"
 # GeoPackage stamps the write time into gpkg_contents; a fixed date keeps the same seed byte-identical.
 _FIXED_OGR_DATE = "2000-01-01T00:00:00.000Z"
@@ -46,23 +46,24 @@ def write_labels(landscape: Landscape, path: Path) -> Path:
         ],
         fields=["parcel_id", "lulc", "lulc_name", "cover"],
         geometry_type="Polygon",
-        crs=f"EPSG:{landscape.grid.epsg}",
+        crs=f"EPSG:{epsg_of(landscape.grid)}",
         driver="GPKG",
         layer="labels",
     )
     return path
 
 
-def aoi_bounds(grid: Grid, window: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+def aoi_bounds(grid: GeoBox, window: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
     """Map bounds of a fractional pixel window, snapped to whole pixels."""
-    left, top, right, bottom = (round(f * grid.size) for f in window)
-    transform = grid.transform
+    left, right = round(window[0] * grid.width), round(window[2] * grid.width)
+    top, bottom = round(window[1] * grid.height), round(window[3] * grid.height)
+    transform = grid.affine
     x0, y0 = transform @ (left, top)
     x1, y1 = transform @ (right, bottom)
     return x0, y1, x1, y0
 
 
-def write_aoi(grid: Grid, window: tuple[float, float, float, float], path: Path, name: str) -> Path:
+def write_aoi(grid: GeoBox, window: tuple[float, float, float, float], path: Path, name: str) -> Path:
     """An AOI polygon in EPSG:4326 (GeoJSON's CRS), as users draw them."""
     polygon = footprint_wgs84(grid, aoi_bounds(grid, window))
     document = {
@@ -85,25 +86,23 @@ def labels_item(landscape: Landscape, *, year: int, labels_path: Path, sources: 
         properties={
             "start_datetime": dt.datetime(year, 1, 1, tzinfo=dt.UTC).isoformat().replace("+00:00", "Z"),
             "end_datetime": dt.datetime(year, 12, 31, 23, 59, 59, tzinfo=dt.UTC).isoformat().replace("+00:00", "Z"),
-            "label:description": f"Land use / land cover parcels for {year} (synthetic ground truth)",
-            "label:type": "vector",
-            "label:properties": ["lulc"],
-            "label:classes": [{"name": "lulc", "classes": present}],
-            "label:tasks": ["segmentation", "classification"],
-            "label:methods": ["automated"],
         },
-        stac_extensions=[LABEL_EXTENSION, CLASSIFICATION_EXTENSION],
     )
-    item.add_asset(
-        "labels",
-        pystac.Asset(
-            href=str(labels_path),
-            media_type=GEOPACKAGE_MEDIA_TYPE,
-            title=f"LULC parcels {year}",
-            roles=["labels"],
-            extra_fields={"classification:classes": SLOVENIA.to_classification()},
-        ),
+    LabelExtension.ext(item, add_if_missing=True).apply(
+        label_description=f"Land use / land cover parcels for {year} (synthetic ground truth)",
+        label_type=LabelType.VECTOR,
+        label_properties=["lulc"],
+        label_classes=[LabelClasses.create(classes=present, name="lulc")],
+        label_tasks=[LabelTask.SEGMENTATION, LabelTask.CLASSIFICATION],
+        label_methods=[LabelMethod.AUTOMATED],
     )
+    asset = pystac.Asset(
+        href=str(labels_path), media_type=GEOPACKAGE_MEDIA_TYPE, title=f"LULC parcels {year}", roles=["labels"]
+    )
+    item.add_asset("labels", asset)
+    ClassificationExtension.ext(asset, add_if_missing=True).classes = [
+        Classification(fields) for fields in SLOVENIA.to_classification()
+    ]
     for source in sources:
         item.add_link(pystac.Link("source", source, media_type=pystac.MediaType.JSON))
     stamp_provenance(item)

@@ -9,7 +9,7 @@ import numpy as np
 
 from deep_lulc.shared.metrics import confusion_matrix, scores
 from deep_lulc.shared.pixel_classifier import THREADS, TRAIN_PIXELS, fit_lightgbm, sample_pixels
-from deep_lulc.stages.train.chips_data import ChipRecord, read_chip
+from deep_lulc.shared.products.chips import ChipRecord, read_chip
 
 log = logging.getLogger(__name__)
 

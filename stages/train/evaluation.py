@@ -10,7 +10,8 @@ from torch import nn
 
 from deep_lulc.shared.metrics import confusion_matrix, scores
 from deep_lulc.shared.networks import ModelConfig
-from deep_lulc.stages.train.chips_data import ChipDataset, ChipRecord
+from deep_lulc.shared.products.chips import ChipRecord
+from deep_lulc.stages.train.chips_data import ChipDataset
 
 
 @torch.no_grad()

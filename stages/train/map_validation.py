@@ -21,9 +21,9 @@ from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.inference import FeatureSource, InferenceSetup, RegionReader, predict_region
 from deep_lulc.shared.metrics import confusion_matrix, scores
 from deep_lulc.shared.networks import ModelConfig
+from deep_lulc.shared.products.chips import ChipRecord, read_chip
+from deep_lulc.shared.products.features import open_features
 from deep_lulc.shared.windows import DEFAULT_OVERLAP, PixelWindow, Span, window_grid
-from deep_lulc.shared.zarr_items import zarr_item
-from deep_lulc.stages.train.chips_data import ChipRecord, read_chip
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def map_metrics(
     windows: Sequence[tuple[int, int]],
 ) -> dict[tuple[int, int], dict[str, Any]]:
     """Scores of the validation region's map for each (window, overlap)."""
-    item, _ = zarr_item(features_href, variables=("features", "valid_count"), made_by="features")
+    item, _ = open_features(features_href)
     source = FeatureSource(item.assets["data"].get_absolute_href() or "")
     region = validation_region(records, DEFAULT_OVERLAP, source.height, source.width)
     truth = validation_truth(records, region)

@@ -7,7 +7,7 @@ from typing import Literal, Self
 from pydantic import Field, field_validator, model_validator
 
 from deep_lulc.shared.architectures import Architecture
-from deep_lulc.shared.contract import StageParams
+from deep_lulc.shared.contract import StageInputs, StageParams
 
 Encoder = Literal["resnet18", "resnet34", "resnet50"]
 InputMode = Literal["stack", "single-date"]
@@ -16,7 +16,15 @@ LossName = Literal["ce", "weighted-ce", "focal", "dice-ce"]
 DEFAULT_LR = {"temporal-unet": 3e-3, "unet": 2e-3}
 
 
+class TrainInputs(StageInputs):
+    chips: str = Field(description="The chips stage's catalog.json href.")
+
+
 class TrainParams(StageParams):
+    """Train a model on the chips (temporal U-Net, fastai Dynamic U-Net or LightGBM), validate it as maps, and
+    publish it as a STAC MLM model item.
+    """
+
     architecture: Architecture = Field(
         "temporal-unet",
         description="temporal-unet: per-pixel temporal attention encoder + compact U-Net (the default); unet: "
@@ -27,21 +35,25 @@ class TrainParams(StageParams):
         "stack", description="stack: all features x dates as channels; single-date: one date per sample (unet)."
     )
     epochs: int = Field(20, ge=1, le=1000, description="Training epochs (one-cycle schedule over all of them).")
-    batch_size: int = Field(8, ge=1, le=4096)
+    batch_size: int = Field(8, ge=1, le=4096, description="Chips per optimisation step.")
     lr: float | Literal["auto"] | None = Field(
         None, description="Peak learning rate, 'auto' for fastai's LR finder, default: the architecture's tuned rate."
     )
-    loss: LossName = "weighted-ce"
+    loss: LossName = Field(
+        "weighted-ce", description="Loss: cross-entropy, class-weighted cross-entropy, focal, or dice + cross-entropy."
+    )
     pretrained: bool | None = Field(
         None, description="Start the unet encoder from ImageNet weights (downloaded by torchvision); default: yes "
         "for unet, which alone has an ImageNet encoder.",
     )  # fmt: skip
     weights: str | None = Field(None, description="Local encoder weights (safetensors or a torchvision state dict).")
     resume: bool = Field(False, description="Continue from the last checkpoint in the output's checkpoints/ folder.")
-    baseline: Literal["lightgbm"] | None = None
+    baseline: Literal["lightgbm"] | None = Field(
+        None, description="Also train a LightGBM pixel classifier on the same chips and report both."
+    )
     patience: int = Field(10, ge=1, le=1000, description="Epochs without validation mIoU gain before stopping.")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    seed: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU.")
+    seed: int = Field(0, ge=0, description="Seed of every random generator; the same seed gives the same weights.")
 
     @field_validator("lr", mode="before")
     @classmethod

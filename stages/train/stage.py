@@ -27,16 +27,17 @@ from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.networks import ModelConfig, build_network, count_parameters, load_weights, save_weights
 from deep_lulc.shared.pixel_classifier import N_ESTIMATORS, TRAIN_PIXELS, PixelClassifier, fit_lightgbm, sample_pixels
 from deep_lulc.shared.plots import confusion_png, loss_png
+from deep_lulc.shared.products.chips import ChipRecord, ChipSet, read_chips
+from deep_lulc.shared.products.model import CONFIG_NAME, LIGHTGBM_MEDIA_TYPE, SAFETENSORS_MEDIA_TYPE, model_item
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
 from deep_lulc.stages.train.baseline import lightgbm_baseline
-from deep_lulc.stages.train.chips_data import ChipDataset, ChipRecord, ChipsSource, balanced_weights, load_chips
+from deep_lulc.stages.train.chips_data import ChipDataset, balanced_weights
 from deep_lulc.stages.train.evaluation import validation_metrics
 from deep_lulc.stages.train.fitting import BEST, BalancedLoader, FitPlan, fit, seed_everything
 from deep_lulc.stages.train.losses import make_loss
 from deep_lulc.stages.train.map_validation import map_metrics
-from deep_lulc.stages.train.model_item import LIGHTGBM_MEDIA_TYPE, SAFETENSORS_MEDIA_TYPE, model_item
 from deep_lulc.stages.train.params import TrainParams
 
 STAGE = "train"
@@ -62,7 +63,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> Stage
     if params.architecture == "lightgbm" and device.type == "cuda" and params.device == "cuda":
         raise BadInputError("--device cuda needs a network; LightGBM runs on the CPU", fix="use --device auto or cpu")
     seed_everything(params.seed)
-    source = load_chips(inputs["chips"], mode=params.input_mode)
+    source = read_chips(inputs["chips"])
     train_records, valid_records = source.split("train"), source.split("validation")
     if not train_records or not valid_records:
         raise BadInputError(
@@ -125,7 +126,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> Stage
         folder = staged.path / identifier
         folder.mkdir(parents=True)
         weights_name = fitted.save(folder)
-        (folder / "model-config.json").write_text(config.to_json() + "\n")
+        (folder / CONFIG_NAME).write_text(config.to_json() + "\n")
         report = {
             "architecture": params.architecture,
             "unet": metrics,
@@ -139,7 +140,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> Stage
         confusion_png(maps["validated"], folder / "confusion_matrix.png")
         assets = {
             "weights": (folder / weights_name, fitted.media_type, fitted.title, ["mlm:model", "mlm:weights", "data"]),
-            "config": (folder / "model-config.json", "application/json", "Network and input configuration",
+            "config": (folder / CONFIG_NAME, "application/json", "Network and input configuration",
                        ["metadata"]),
             "metrics": (folder / "metrics.json", "application/json", "Validation metrics (maps and chips)",
                         ["metadata"]),
@@ -181,21 +182,17 @@ def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> Stage
         )
     validated = maps["validated"]
     per_class_iou = {name: value["iou"] for name, value in validated["per_class"].items() if value["support"]}
-    return StageResult(
-        stage=STAGE,
-        catalog=catalog_href,
-        items=(identifier,),
-        extra={
-            "architecture": params.architecture,
-            "miou": validated["miou"],
-            "seed_metric": validated["seed_metric"],
-            "iou": per_class_iou,
-            "chip_miou": metrics["miou"],
-            "baseline_miou": baseline["miou"] if baseline else None,
-            "epochs_run": fitted.epochs_run,
-            "training_seconds": training_seconds,
-        },
-    )
+    extra = {
+        "architecture": params.architecture,
+        "miou": validated["miou"],
+        "seed_metric": validated["seed_metric"],
+        "iou": per_class_iou,
+        "chip_miou": metrics["miou"],
+        "baseline_miou": baseline["miou"] if baseline else None,
+        "epochs_run": fitted.epochs_run,
+        "training_seconds": training_seconds,
+    }
+    return StageResult.of_item(STAGE, catalog_href, identifier, extra)
 
 
 @dataclass
@@ -219,7 +216,7 @@ def _fit_network(
     params: TrainParams,
     config: ModelConfig,
     datasets: dict[str, ChipDataset],
-    source: ChipsSource,
+    source: ChipSet,
     *,
     device: torch.device,
     output: str,
@@ -297,7 +294,7 @@ def _fit_pixel_classifier(train_set: ChipDataset, config: ModelConfig, *, seed: 
 
 
 def _validate_maps(
-    predictor: nn.Module, source: ChipsSource, records: list[ChipRecord], config: ModelConfig, device: torch.device
+    predictor: nn.Module, source: ChipSet, records: list[ChipRecord], config: ModelConfig, device: torch.device
 ) -> dict[str, Any]:
     """The validation blocks as maps at predict's default window and at the chip size; warn on a gap."""
     if source.features_href is None:

@@ -1,0 +1,104 @@
+"""Pixel grids as odc-geo `GeoBox`es, and their projection-extension fields.
+
+One grid type serves the cube, the features, chips, class maps and the synthetic scene, so a grid read
+from one product's item is the grid another product writes, with no hand-rolled parsing in between.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pystac
+from affine import Affine
+from odc.geo.geobox import GeoBox
+from pystac.extensions.projection import ProjectionExtension
+
+from deep_lulc.shared.errors import BadInputError
+
+__all__ = [
+    "GeoBox",
+    "epsg_of",
+    "geobox",
+    "geobox_of",
+    "pixel_area_m2",
+    "projection_fields",
+    "snapped_geobox",
+    "write_projection",
+]
+
+
+def geobox(epsg: int, transform: Affine, height: int, width: int) -> GeoBox:
+    return GeoBox((height, width), transform, f"EPSG:{epsg}")
+
+
+def epsg_of(grid: GeoBox) -> int:
+    """The grid's EPSG code; every product grid is an EPSG CRS (UTM in practice)."""
+    epsg = grid.crs.epsg if grid.crs is not None else None
+    if epsg is None:
+        raise BadInputError(f"grid CRS {grid.crs} has no EPSG code", fix="reproject the input to an EPSG CRS")
+    return int(epsg)
+
+
+def pixel_area_m2(grid: GeoBox) -> float:
+    a = grid.affine
+    return abs(a.a * a.e - a.b * a.d)
+
+
+def snapped_geobox(
+    epsg: int, bounds: tuple[float, float, float, float], *, resolution: float, anchor: tuple[float, float] = (0, 0)
+) -> GeoBox:
+    """`bounds` snapped outward onto the lattice through `anchor` (a corner of the source pixels), so a grid at
+    the sources' native resolution needs no resampling at all."""
+    minx, miny, maxx, maxy = bounds
+    ax, ay = anchor[0] % resolution, anchor[1] % resolution
+    left = math.floor((minx - ax) / resolution) * resolution + ax
+    bottom = math.floor((miny - ay) / resolution) * resolution + ay
+    right = math.ceil((maxx - ax) / resolution) * resolution + ax
+    top = math.ceil((maxy - ay) / resolution) * resolution + ay
+    width, height = round((right - left) / resolution), round((top - bottom) / resolution)
+    return geobox(epsg, Affine(resolution, 0.0, left, 0.0, -resolution, top), height, width)
+
+
+def projection_fields(grid: GeoBox) -> dict[str, Any]:
+    """The projection-extension fields of an item (or asset) on `grid`, as plain properties."""
+    return {
+        "proj:code": f"EPSG:{epsg_of(grid)}",
+        "proj:shape": [grid.height, grid.width],
+        "proj:transform": list(grid.affine)[:6],
+        "proj:bbox": list(grid.boundingbox),
+    }
+
+
+def write_projection(target: pystac.Item | pystac.Asset, grid: GeoBox) -> None:
+    """Stamp `grid` on an item or asset through pystac's projection extension (which also declares its schema)."""
+    if isinstance(target, pystac.Item):
+        projection: Any = ProjectionExtension.ext(target, add_if_missing=True)
+    else:
+        owner = target.owner
+        if isinstance(owner, pystac.Item):
+            ProjectionExtension.add_to(owner)
+        projection = ProjectionExtension.ext(target)
+    projection.code = f"EPSG:{epsg_of(grid)}"
+    projection.shape = [grid.height, grid.width]
+    projection.transform = list(grid.affine)[:6]
+    projection.bbox = list(grid.boundingbox)
+
+
+def geobox_of(target: pystac.Item | pystac.Asset) -> GeoBox:
+    """The grid an item (or asset) declares with the projection extension; bad input when it declares none."""
+    fields = target.properties if isinstance(target, pystac.Item) else target.extra_fields
+    name = target.id if isinstance(target, pystac.Item) else (target.title or target.href)
+    try:
+        code = str(fields["proj:code"]) if "proj:code" in fields else f"EPSG:{int(fields['proj:epsg'])}"
+        authority, _, number = code.partition(":")
+        if authority.upper() != "EPSG":
+            raise ValueError(f"proj:code {code!r} is not an EPSG code")
+        height, width = (int(v) for v in fields["proj:shape"])
+        transform = Affine(*(float(v) for v in fields["proj:transform"][:6]))
+        return geobox(int(number), transform, height, width)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadInputError(
+            f"{name} declares no usable grid (proj:code, proj:shape, proj:transform): {exc}",
+            fix="pass an item written by a deep-lulc stage, or add the projection extension fields",
+        ) from exc

@@ -1,0 +1,133 @@
+"""Change maps: the item `change` publishes (a transition COG, the area matrix as CSV and JSON, a thumbnail)
+and how `evaluate` reads one back.
+
+The transition COG is a class map whose codes are `1 + from_index * n + to_index` over the scheme the item
+carries in `deep-lulc:classes`; its asset lists only the transitions present, with their pixel counts.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pystac
+import rasterio
+
+from deep_lulc.shared.classes import ClassScheme, LulcClass, class_scheme_from_dict
+from deep_lulc.shared.cog import CogWriter
+from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.grids import GeoBox, write_projection
+from deep_lulc.shared.preview import thumbnail_asset
+from deep_lulc.shared.products.class_map import (
+    THUMBNAIL_ASSET,
+    ClassMap,
+    add_cog_asset,
+    class_band,
+    class_map_of,
+    decimated,
+    legend_png,
+)
+from deep_lulc.shared.stac import period_item, stamp_provenance
+from deep_lulc.shared.transitions import CHANGE_ASSET, NODATA_CODE, STABLE_COLOUR, TRANSITION_FORMULA, TransitionCoding
+
+CHANGE_FILE = "change.tif"
+MATRIX_CSV_FILE, MATRIX_JSON_FILE, THUMBNAIL_FILE = "matrix.csv", "matrix.json", "thumbnail.png"
+MATRIX_CSV_ASSET, MATRIX_JSON_ASSET = "matrix_csv", "matrix_json"
+CLASSES_PROPERTY = "deep-lulc:classes"
+CODE_PROPERTY = "deep-lulc:transition_code"
+
+
+def change_writer(folder: Path, grid: GeoBox, coding: TransitionCoding) -> CogWriter:
+    """The transition COG, filled window by window (codes never written stay nodata)."""
+    return CogWriter(folder / CHANGE_FILE, grid, nodata=NODATA_CODE, dtype=coding.dtype, colormap=coding.colormap())
+
+
+def write_matrix_files(folder: Path, summary: Mapping[str, Any]) -> None:
+    """The area matrix: hectares as CSV (rows: from, columns: to), the whole summary as JSON."""
+    with (folder / MATRIX_CSV_FILE).open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["from \\ to (ha)", *summary["classes"]])
+        for name, row in zip(summary["classes"], summary["hectares"], strict=True):
+            writer.writerow([name, *row])
+    (folder / MATRIX_JSON_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+
+def write_thumbnail(folder: Path, coding: TransitionCoding, *, title: str) -> None:
+    """Stable pixels grey, changed pixels in the colour of the class they became, with a legend."""
+    with rasterio.open(folder / CHANGE_FILE) as dataset:
+        codes = decimated(dataset)
+    origin, target = coding.decode(codes)
+    stable_value = 255  # above every class value (<= 254), so it cannot collide with a to-class
+    values = np.full(codes.shape, coding.scheme.nodata, dtype=np.int64)
+    to_values = np.array([c.value for c in coding.classes], dtype=np.int64)
+    changed = (origin >= 0) & (origin != target)
+    values[changed] = to_values[target[changed]]
+    values[(origin >= 0) & (origin == target)] = stable_value
+    grey = "#" + "".join(f"{channel:02x}" for channel in STABLE_COLOUR)
+    legend = [LulcClass(stable_value, "unchanged", "unchanged", grey)]
+    legend += [LulcClass(c.value, f"changed to {c.name}", c.description, c.color) for c in coding.classes]
+    legend_png(values, legend, folder / THUMBNAIL_FILE, title=title, nodata=coding.scheme.nodata)
+
+
+def change_item(
+    identifier: str,
+    *,
+    folder: Path,
+    footprint: pystac.Item,
+    grid: GeoBox,
+    period: tuple[str, str],
+    coding: TransitionCoding,
+    counts: np.ndarray,
+    properties: Mapping[str, Any],
+    derived_from: Iterable[str],
+) -> pystac.Item:
+    """The change item over the files in `folder` (transition COG, matrices, thumbnail); `footprint` is the
+    map whose geometry it shares, `counts` the pixels of every code."""
+    item = period_item(
+        identifier,
+        footprint.geometry or {},
+        footprint.bbox or [],
+        period,
+        {
+            CODE_PROPERTY: TRANSITION_FORMULA,
+            CLASSES_PROPERTY: coding.scheme.to_dict(),
+            **properties,
+        },
+    )
+    write_projection(item, grid)
+    a = grid.affine
+    square = abs(a.a) == abs(a.e) and a.b == a.d == 0
+    add_cog_asset(
+        item, CHANGE_ASSET, folder / CHANGE_FILE,
+        title=f"Class transitions, code {TRANSITION_FORMULA} (n = {coding.n})",
+        bands=[class_band(nodata=NODATA_CODE, dtype=coding.dtype, spatial_resolution=abs(a.a) if square else None)],
+        classes=coding.classification(counts),
+    )  # fmt: skip
+    item.add_asset(
+        MATRIX_CSV_ASSET,
+        pystac.Asset(str(folder / MATRIX_CSV_FILE), title="Transition matrix in hectares (rows: from, columns: to)",
+                     media_type="text/csv", roles=["data"]),
+    )  # fmt: skip
+    item.add_asset(
+        MATRIX_JSON_ASSET,
+        pystac.Asset(str(folder / MATRIX_JSON_FILE), title="Transition matrix, net change and changed area",
+                     media_type=pystac.MediaType.JSON, roles=["data", "metadata"]),
+    )  # fmt: skip
+    item.add_asset(THUMBNAIL_ASSET, thumbnail_asset(folder / THUMBNAIL_FILE, title="Changes in their new class colour"))
+    stamp_provenance(item, derived_from=derived_from)
+    return item
+
+
+def change_map_of(item: pystac.Item) -> tuple[ClassMap, TransitionCoding]:
+    """A change item's transition COG as a class map over its classes, and the coding of its codes."""
+    if item.properties.get(CODE_PROPERTY) != TRANSITION_FORMULA:
+        raise BadInputError(
+            f"change item {item.id} does not declare {CODE_PROPERTY} {TRANSITION_FORMULA!r}",
+            fix="pass a change map written by `deep-lulc change`",
+        )
+    scheme: ClassScheme = class_scheme_from_dict(item.properties.get(CLASSES_PROPERTY), source=f"item {item.id}")
+    return class_map_of(item, key=CHANGE_ASSET, scheme=scheme), TransitionCoding(scheme)

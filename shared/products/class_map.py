@@ -1,0 +1,372 @@
+"""Class maps: the prediction item `predict` and `merge` publish (a `classes` COG, optionally a `probabilities`
+COG, a legend preview), how any class-like COG asset is written, and how a class map is read back.
+
+Every COG asset records its size (file extension) when it is written, and a read checks it: a class map whose
+file was lost or cut short is bad input naming that file, never a GDAL traceback or a map of nodata. Grids are
+odc-geo `GeoBox`es read and written through `deep_lulc.shared.grids`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pystac
+import rasterio
+from pystac.extensions.classification import Classification, ClassificationExtension
+from pystac.extensions.file import FileExtension
+from pystac.extensions.raster import DataType, RasterBand, RasterExtension
+from shapely.geometry import mapping
+
+from deep_lulc.shared import storage
+from deep_lulc.shared.classes import ClassScheme, LulcClass, class_scheme_from_dict
+from deep_lulc.shared.cog import COG_MEDIA_TYPE, CogWriter, Colormap, open_cog, require_file
+from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.geometry import bounds_to_wgs84
+from deep_lulc.shared.grids import GeoBox, epsg_of, geobox_of, projection_fields, write_projection
+from deep_lulc.shared.preview import thumbnail_asset
+from deep_lulc.shared.stac import items_of, period_item, read_stac, stamp_provenance
+
+CLASS_MAP_ASSET = "classes"
+PROBABILITIES_ASSET = "probabilities"  # uint8 percent per labelled class, written by `predict --probabilities`
+THUMBNAIL_ASSET = "thumbnail"
+CLASSES_FILE = "classes.tif"
+PROBABILITIES_FILE = "probabilities.tif"
+PREVIEW_FILE = "preview.png"
+PROBABILITY_NODATA = 255
+PROBABILITY_SCALE = 0.01
+GRID_PROPERTY = "deep-lulc:grid"  # the features grid a (tile) prediction was cut from
+GRID_FIELDS = ("proj:code", "proj:shape", "proj:transform")
+
+
+def colormap_of(scheme: ClassScheme) -> Colormap:
+    """GDAL colour table: class colours, nodata transparent."""
+    return {c.value: (*c.rgb, 0 if c.value == scheme.nodata else 255) for c in scheme.classes}
+
+
+# --- Writing ----------------------------------------------------------------------------------------------------
+
+
+def class_map_writer(path: Path, grid: GeoBox, scheme: ClassScheme) -> CogWriter:
+    """The `classes` COG of a map in `scheme`, filled window by window."""
+    return CogWriter(path, grid, nodata=scheme.nodata, colormap=colormap_of(scheme))
+
+
+def probabilities_writer(path: Path, grid: GeoBox, scheme: ClassScheme) -> CogWriter:
+    """The `probabilities` COG: one uint8 percent band per labelled class, 255 where nothing was observed."""
+    labelled = [c.name for c in scheme.labelled]
+    return CogWriter(path, grid, nodata=PROBABILITY_NODATA, count=len(labelled), band_descriptions=labelled,
+                     scale=PROBABILITY_SCALE)  # fmt: skip
+
+
+def add_cog_asset(
+    item: pystac.Item,
+    key: str,
+    path: Path,
+    *,
+    title: str,
+    bands: Sequence[RasterBand],
+    classes: Sequence[Mapping[str, Any]] | None = None,
+) -> pystac.Asset:
+    """Add the COG at `path` (already written) as asset `key`: its bands (raster extension), what its codes
+    mean (classification extension) and its size (file extension), which a read checks."""
+    asset = pystac.Asset(str(path), title=title, media_type=COG_MEDIA_TYPE, roles=["data"])
+    item.add_asset(key, asset)
+    if classes is not None:
+        ClassificationExtension.ext(asset, add_if_missing=True).classes = [Classification(dict(c)) for c in classes]
+    RasterExtension.ext(asset, add_if_missing=True).bands = list(bands)
+    FileExtension.ext(asset, add_if_missing=True).size = path.stat().st_size
+    return asset
+
+
+def class_band(*, nodata: int, dtype: str = "uint8", spatial_resolution: float | None = None) -> RasterBand:
+    """The one band of a class-code COG; the raster schema wants a number for spatial_resolution, never null."""
+    return RasterBand.create(nodata=nodata, data_type=DataType(dtype), spatial_resolution=spatial_resolution)
+
+
+def add_class_map_asset(
+    item: pystac.Item, path: Path, *, scheme: ClassScheme, title: str, key: str = CLASS_MAP_ASSET
+) -> pystac.Asset:
+    """The `classes` asset: a COG whose classification:classes say what each code means."""
+    return add_cog_asset(item, key, path, title=title, bands=[class_band(nodata=scheme.nodata)],
+                         classes=scheme.to_classification())  # fmt: skip
+
+
+def add_probabilities_asset(item: pystac.Item, path: Path, *, scheme: ClassScheme) -> pystac.Asset:
+    bands = []
+    for cls in scheme.labelled:
+        band = RasterBand.create(nodata=PROBABILITY_NODATA, data_type=DataType.UINT8, scale=PROBABILITY_SCALE,
+                                 offset=0)  # fmt: skip
+        band.properties["name"] = cls.name  # which class a band is: what `change` checks before weighing them
+        bands.append(band)
+    return add_cog_asset(item, PROBABILITIES_ASSET, path, title="Class probabilities (percent; 255: no observation)",
+                         bands=bands)  # fmt: skip
+
+
+def grid_record(grid: GeoBox) -> dict[str, Any]:
+    """The features grid as the `deep-lulc:grid` property of a prediction (merge puts tiles back on it)."""
+    fields = projection_fields(grid)
+    return {key: fields[key] for key in GRID_FIELDS}
+
+
+def grid_of_record(record: Mapping[str, Any], *, name: str) -> GeoBox:
+    """The grid a `deep-lulc:grid` property holds, read by the one projection-field parser."""
+    return geobox_of(pystac.Asset(href=name, title=name, extra_fields=dict(record)))
+
+
+class PredictionWriters:
+    """The class COG and, optionally, the probability COG of one prediction, filled block by block."""
+
+    def __init__(self, folder: Path, grid: GeoBox, scheme: ClassScheme, *, probabilities: bool) -> None:
+        self.scheme = scheme
+        self.class_pixels = np.zeros(256, dtype=np.int64)
+        self.classes = class_map_writer(folder / CLASSES_FILE, grid, scheme)
+        self.probabilities = probabilities_writer(folder / PROBABILITIES_FILE, grid, scheme) if probabilities else None
+
+    def write_classes(self, classes: np.ndarray, *, row: int, col: int) -> None:
+        self.class_pixels += np.bincount(classes.ravel(), minlength=256)
+        self.classes.write(classes, row=row, col=col)
+
+    def write_probabilities(self, percent: np.ndarray, *, row: int, col: int) -> None:
+        if self.probabilities is not None:
+            self.probabilities.write(percent, row=row, col=col)
+
+    def finish(self) -> None:
+        self.classes.finish()
+        if self.probabilities is not None:
+            self.probabilities.finish(overview_resampling="average")
+
+    def abandon(self) -> None:
+        self.classes.abandon()
+        if self.probabilities is not None:
+            self.probabilities.abandon()
+
+    def pixel_counts(self) -> dict[str, int]:
+        return {c.name: int(self.class_pixels[c.value]) for c in self.scheme.labelled if self.class_pixels[c.value]}
+
+
+def percent(probabilities: np.ndarray, labelled: list[int], observed: np.ndarray) -> np.ndarray:
+    """uint8 percent per labelled class; 255 where there was no observation."""
+    values = np.round(probabilities[labelled] * 100).astype(np.uint8)
+    values[:, ~observed] = PROBABILITY_NODATA
+    return values
+
+
+def prediction_item(
+    identifier: str,
+    *,
+    folder: Path,
+    grid: GeoBox,
+    scheme: ClassScheme,
+    period: tuple[str, str],
+    derived_from: list[str],
+    properties: Mapping[str, Any],
+    class_pixels: Mapping[str, int],
+    probabilities: bool,
+) -> pystac.Item:
+    """An item whose `classes` asset is the map (written by `PredictionWriters` into `folder`), with a legend
+    preview written beside it."""
+    west, south, east, north = grid.boundingbox
+    footprint = bounds_to_wgs84(epsg_of(grid), (west, south, east, north))
+    with rasterio.open(folder / CLASSES_FILE) as dataset:
+        overview = decimated(dataset)
+    legend_png(overview, list(scheme.classes), folder / PREVIEW_FILE, title=identifier, nodata=scheme.nodata)
+    total = max(sum(class_pixels.values()), 1)
+    item = period_item(
+        identifier,
+        mapping(footprint),
+        footprint.bounds,
+        period,
+        {
+            "deep-lulc:class_fractions": {name: round(count / total, 6) for name, count in class_pixels.items()},
+            **properties,
+        },
+    )
+    write_projection(item, grid)
+    add_class_map_asset(item, folder / CLASSES_FILE, scheme=scheme, title="LULC classes")
+    if probabilities:
+        add_probabilities_asset(item, folder / PROBABILITIES_FILE, scheme=scheme)
+    item.add_asset(THUMBNAIL_ASSET, thumbnail_asset(folder / PREVIEW_FILE, title="Predicted classes with legend"))
+    stamp_provenance(item, derived_from=derived_from)
+    return item
+
+
+# --- Reading ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CogAsset:
+    """A COG asset of an item as its writer described it: where, how large, which bands."""
+
+    item_id: str
+    key: str
+    href: str
+    size: int | None
+    bands: tuple[RasterBand, ...]
+
+    @property
+    def what(self) -> str:
+        return f"the '{self.key}' COG of {self.item_id}"
+
+    def band_names(self) -> list[Any]:
+        return [band.properties.get("name") for band in self.bands]
+
+    def verify(self) -> None:
+        require_file(self.href, size=self.size, what=self.what, fix=self.fix)
+
+    def open(self) -> contextlib.AbstractContextManager[Any]:
+        """The rasterio dataset, after checking the file is there whole."""
+        return open_cog(self.href, size=self.size, what=self.what, fix=self.fix)
+
+    @property
+    def fix(self) -> str:
+        return "restore the file or re-run the stage that wrote the item"
+
+
+def cog_asset_of(item: pystac.Item, key: str) -> CogAsset:
+    asset = item.assets[key]
+    try:
+        size = FileExtension.ext(asset).size
+    except pystac.ExtensionNotImplemented:
+        size = None
+    return CogAsset(item_id=item.id, key=key, href=asset.get_absolute_href() or asset.href, size=size,
+                    bands=tuple(_bands(asset)))  # fmt: skip
+
+
+def _bands(asset: pystac.Asset) -> list[RasterBand]:
+    try:
+        return list(RasterExtension.ext(asset).bands or [])
+    except pystac.ExtensionNotImplemented:
+        return []
+
+
+@dataclass(frozen=True)
+class ClassMap:
+    """A class-map item read back: where its raster is, on which grid, with which classes."""
+
+    item: pystac.Item
+    raster: CogAsset
+    grid: GeoBox
+    scheme: ClassScheme
+
+    @property
+    def href(self) -> str:
+        return self.raster.href
+
+    def open(self) -> contextlib.AbstractContextManager[Any]:
+        return self.raster.open()
+
+    def probabilities(self) -> CogAsset | None:
+        """The map's class-probability COG, if its item has one."""
+        if PROBABILITIES_ASSET not in self.item.assets:
+            return None
+        return cog_asset_of(self.item, PROBABILITIES_ASSET)
+
+
+def scheme_from_asset(asset: pystac.Asset) -> ClassScheme:
+    """The class scheme a class-map asset declares (classification:classes, nodata of its band)."""
+    try:
+        classes = ClassificationExtension.ext(asset).classes
+    except pystac.ExtensionNotImplemented:
+        classes = None
+    if not classes:
+        raise BadInputError(
+            f"asset {asset.href} has no classification:classes", fix="pass an item written by deep-lulc predict"
+        )
+    bands = _bands(asset)
+    nodata = bands[0].nodata if bands else None
+    document = {
+        "nodata": int(nodata if nodata is not None else 0),
+        "classes": [
+            {"value": c.value, "name": c.name, "description": c.description,
+             "color": "#" + str(c.color_hint or "808080").lower()}
+            for c in classes
+        ],
+    }  # fmt: skip
+    return class_scheme_from_dict(document, source=asset.href)
+
+
+def class_map_of(item: pystac.Item, *, key: str = CLASS_MAP_ASSET, scheme: ClassScheme | None = None) -> ClassMap:
+    """The class map of `item`'s asset `key` (its scheme from the asset unless given), its file checked."""
+    raster = cog_asset_of(item, key)
+    class_map = ClassMap(item=item, raster=raster, grid=geobox_of(item),
+                         scheme=scheme if scheme is not None else scheme_from_asset(item.assets[key]))  # fmt: skip
+    raster.verify()
+    return class_map
+
+
+def open_class_map(href: str, *, made_by: str, asset_key: str = CLASS_MAP_ASSET) -> ClassMap:
+    """The first item under `href` (catalog or item) with a class-map asset."""
+    items = [item for item in items_of(read_stac(href)) if asset_key in item.assets]
+    if not items:
+        raise BadInputError(
+            f"{storage.redact(href)} holds no item with a '{asset_key}' asset",
+            fix=f"pass the catalog.json written by `deep-lulc {made_by}`",
+        )
+    return class_map_of(items[0], key=asset_key)
+
+
+# --- Previews ---------------------------------------------------------------------------------------------------
+
+
+def legend_png(
+    values: np.ndarray, classes: list[LulcClass], path: Path, *, title: str, nodata: int, max_side: int = 768
+) -> Path:
+    """A map preview with a legend of the classes present, for STAC browsers and the report."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    step = max(1, int(np.ceil(max(values.shape) / max_side)))
+    small = values[::step, ::step]
+    present = [c for c in classes if c.value != nodata and bool((small == c.value).any())]
+    lookup = np.zeros(int(max(c.value for c in classes)) + 1, dtype=np.int64)
+    colours: list[tuple[float, float, float, float]] = [(1.0, 1.0, 1.0, 0.0)]
+    for index, cls in enumerate(present, start=1):
+        lookup[cls.value] = index
+        red, green, blue = cls.rgb
+        colours.append((red / 255, green / 255, blue / 255, 1.0))
+    indexed = lookup[np.clip(small, 0, len(lookup) - 1)]
+    height, width = small.shape
+    figure, axes = plt.subplots(figsize=(7.5, 7.5 * height / max(width, 1) * 0.8 + 0.6), dpi=100)
+    axes.imshow(indexed, cmap=ListedColormap(colours), vmin=0, vmax=len(colours) - 1, interpolation="nearest")
+    axes.set_axis_off()
+    axes.set_title(title, fontsize=10)
+    handles = [Patch(facecolor=colours[i], edgecolor="black", label=c.name) for i, c in enumerate(present, start=1)]
+    if handles:
+        axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def decimated(dataset: Any, *, max_side: int = 768, band: int = 1) -> np.ndarray:
+    """A nearest-neighbour overview read (uses the COG's overviews when they exist)."""
+    step = max(1, int(np.ceil(max(dataset.height, dataset.width) / max_side)))
+    shape = (max(1, dataset.height // step), max(1, dataset.width // step))
+    return np.asarray(dataset.read(band, out_shape=shape, resampling=rasterio.enums.Resampling.nearest))
+
+
+class PreviewSampler:
+    """Every `step`-th pixel of a map that is produced window by window, on one global lattice: a preview
+    (at most `max_side` px a side) without reading the map back. Maps sampled by two samplers of the same
+    shape line up pixel for pixel, so previews of labels and errors can be laid side by side."""
+
+    def __init__(self, height: int, width: int, *, fill: int, max_side: int = 768) -> None:
+        self.step = max(1, int(np.ceil(max(height, width) / max_side)))
+        self.values = np.full((-(-height // self.step), -(-width // self.step)), fill, dtype=np.int64)
+
+    def add(self, values: np.ndarray, *, row: int, col: int) -> None:
+        """`values`: the (rows, cols) window whose top-left pixel is (row, col) of the map."""
+        first_row, first_col = (-row) % self.step, (-col) % self.step
+        sample = values[first_row :: self.step, first_col :: self.step]
+        top, left = (row + first_row) // self.step, (col + first_col) // self.step
+        self.values[top : top + sample.shape[0], left : left + sample.shape[1]] = sample

@@ -1,0 +1,138 @@
+"""The features: bands and indices interpolated onto a regular date grid (time, channel, y, x), with the
+count of valid observations per pixel (y, x), in a Zarr store on the cube's grid, and their item.
+
+Written window by window (each window fills whole chunks of both variables), read by chips, train's map
+validation and predict; only this module knows the layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import pystac
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+from pystac.extensions.datacube import DatacubeExtension
+
+from deep_lulc.shared.grids import GeoBox, epsg_of, write_projection
+from deep_lulc.shared.products import zarr_store
+from deep_lulc.shared.products.cube import bands_dimension, data_variable, temporal_dimension
+from deep_lulc.shared.products.zarr_store import Manifest, ZarrLocation
+from deep_lulc.shared.stac import period_item
+
+ZARR_NAME = "features.zarr"
+DATA_TITLE = "Interpolated features"
+VARIABLES = ("features", "valid_count")
+MADE_BY = "features"
+
+
+class Features(zarr_store.ZarrProduct):
+    """A features item and its verified store (unpacks as `item, dataset`)."""
+
+
+def create_store(
+    path: Path,
+    *,
+    grid: GeoBox,
+    times: np.ndarray,
+    channels: Sequence[str],
+    y: np.ndarray,
+    x: np.ndarray,
+    block: int,
+    attrs: Mapping[str, Any],
+) -> None:
+    """Metadata and coordinates of the store; `write_window` fills in the data, `finish_store` seals it."""
+    shape = (len(times), len(channels), len(y), len(x))
+    template = xr.Dataset(
+        {
+            "features": (
+                ("time", "channel", "y", "x"),
+                da.empty(shape, chunks=(-1, -1, block, block), dtype=np.float32),
+            ),
+            "valid_count": (("y", "x"), da.zeros(shape[2:], chunks=(block, block), dtype=np.int16)),
+        },
+        coords={"time": times, "channel": list(channels), "y": y, "x": x},
+        attrs=dict(attrs),
+    )
+    template = template.rio.write_crs(f"EPSG:{epsg_of(grid)}").rio.write_transform(grid.affine)
+    encoding = {
+        "features": {"chunks": (len(times), len(channels), block, block)},
+        "valid_count": {"chunks": (block, block)},
+    }
+    zarr_store.write_dataset(template, path, encoding=encoding, compute=False)
+
+
+def write_window(
+    store: ZarrLocation, region: Mapping[str, slice], *, features: np.ndarray, valid_count: np.ndarray
+) -> None:
+    """One window's features (time, channel, y, x) and valid counts (y, x) into its region of the store."""
+    block = xr.Dataset(
+        {
+            "features": (("time", "channel", "y", "x"), features),
+            "valid_count": (("y", "x"), valid_count.astype(np.int16)),
+        }
+    )
+    store.write_region(block, region)
+
+
+def finish_store(path: Path) -> Manifest:
+    """After the last window: the manifest readers verify the store against."""
+    return zarr_store.record_manifest(path)
+
+
+def _datacube(item: pystac.Item, cube_item: pystac.Item, times: np.ndarray, channels: Sequence[str]) -> None:
+    """The cube's spatial dimensions as the cube recorded them, the date grid and the channels."""
+    dimensions = dict(DatacubeExtension.ext(cube_item).dimensions)
+    dimensions.pop("band", None)
+    dimensions["time"] = temporal_dimension(times)
+    dimensions["channel"] = bands_dimension(channels)
+    DatacubeExtension.ext(item, add_if_missing=True).apply(
+        dimensions=dimensions,
+        variables={
+            "features": data_variable(
+                ("time", "channel", "y", "x"), "Bands and indices, linearly interpolated over cloud-free observations"
+            ),
+            "valid_count": data_variable(
+                ("y", "x"),
+                "Valid observations per pixel among the kept frames (0: no data, features NaN)",
+                auxiliary=True,
+            ),
+        },
+    )
+
+
+def features_item(
+    identifier: str,
+    *,
+    cube_item: pystac.Item,
+    grid: GeoBox,
+    times: np.ndarray,
+    channels: Sequence[str],
+    store: Path,
+    manifest: Manifest,
+    properties: Mapping[str, Any] | None = None,
+) -> pystac.Item:
+    """The features item: the cube's footprint and period, its grid, datacube fields, the store and its
+    manifest; `properties` are the stage's own additions."""
+    period = (cube_item.properties["start_datetime"], cube_item.properties["end_datetime"])
+    item = period_item(identifier, cube_item.geometry or {}, cube_item.bbox or [], period)
+    write_projection(item, grid)
+    _datacube(item, cube_item, times, channels)
+    item.properties.update(properties or {})
+    zarr_store.add_store_assets(item, store, title=DATA_TITLE, manifest=manifest)
+    return item
+
+
+def open_features(href: str) -> Features:
+    """The features item behind `href` (catalog or item) and its store, checked against its manifest."""
+    item, dataset = zarr_store.open_item_store(href, variables=VARIABLES, made_by=MADE_BY)
+    return Features(item, dataset)
+
+
+def open_store(href: str, *, lazy: bool = True) -> xr.Dataset:
+    """A features store by its own href (a worker or a reader handed the asset, not the item)."""
+    return zarr_store.open_store(href, made_by=MADE_BY, variables=VARIABLES, lazy=lazy)

@@ -1,0 +1,242 @@
+"""The trained model: a STAC item with the Machine Learning Model (MLM) extension 1.4, written through
+pystac's MLM classes (the only place that knows MLM fields), and read back for `predict`.
+
+The writer records the size and SHA-256 (file extension) of the weights and of the config. The weights are
+opaque numbers, so they are checked against that record on read: a weights file cut short in a copy is bad
+input naming it, never a LightGBM model missing half its trees. The config is checked by its content
+(`ModelConfig.from_json`, then against the features and the weights); its record says "truncated" when it
+does not parse, and a config edited by hand is used as it is, with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pystac
+import torch
+from pystac.extensions.classification import Classification, ClassificationExtension
+from pystac.extensions.file import FileExtension
+from pystac.extensions.mlm import (
+    AcceleratorType,
+    AssetGeneralMLMExtension,
+    Hyperparameters,
+    InputStructure,
+    MLMExtension,
+    ModelInput,
+    ModelOutput,
+    ResultStructure,
+    TaskType,
+    ValueScaling,
+    ValueScalingType,
+)
+from pystac.extensions.raster import DataType, RasterBand, RasterExtension
+from shapely.geometry import box, mapping
+
+from deep_lulc.shared import storage
+from deep_lulc.shared.classes import ClassScheme, LulcClass
+from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.networks import ModelConfig
+from deep_lulc.shared.stac import SHA2_256, file_checksum, items_of, period_item, read_stac, stamp_provenance
+
+__all__ = [
+    "CONFIG",
+    "CONFIG_NAME",
+    "LIGHTGBM_MEDIA_TYPE",
+    "SAFETENSORS_MEDIA_TYPE",
+    "WEIGHTS",
+    "AssetSpec",
+    "ModelProduct",
+    "looks_pickled",
+    "model_item",
+    "read_model",
+]
+
+log = logging.getLogger(__name__)
+WEIGHTS, CONFIG = "weights", "config"  # asset keys: the model artifact and its JSON config
+CONFIG_NAME = "model-config.json"
+SAFETENSORS_MEDIA_TYPE = "application/octet-stream; application=safetensors"
+LIGHTGBM_MEDIA_TYPE = "text/plain; application=lightgbm"
+ARCHITECTURE_TITLES = {
+    "unet": "DynamicUnet ({encoder} encoder, fastai)",
+    "temporal-unet": "Temporal attention encoder + compact U-Net",
+    "lightgbm": "LightGBM gradient-boosted trees, per pixel",
+}
+DIMENSIONS = ["batch", "channel", "height", "width"]
+RECORDED = (WEIGHTS, CONFIG)  # the assets whose size and checksum the item records
+FIX_MODEL = "pass the catalog.json written by `deep-lulc train`"
+FIX_DAMAGED = "copy the whole model folder again, or retrain with `deep-lulc train`"
+AssetSpec = tuple[Path, str, str, list[str]]  # path, media type, title, roles
+
+
+def model_item(
+    identifier: str,
+    *,
+    config: ModelConfig,
+    scheme: ClassScheme,
+    bbox: list[float],
+    temporal: tuple[str, str],
+    parameters: int,
+    pretrained_source: str | None,
+    device: torch.device,
+    batch_size: int,
+    hyperparameters: dict[str, Any],
+    assets: dict[str, AssetSpec],
+    chips_href: str,
+    validation: dict[str, Any] | None = None,
+) -> pystac.Item:
+    """`assets`: key -> (path, media type, title, roles), files already written; `weights` is the model
+    artifact, `config` its ModelConfig JSON."""
+    item = period_item(identifier, mapping(box(*bbox)), bbox, (temporal[0], temporal[1]))
+    chip = [config.chip_size, config.chip_size]
+    model_input = ModelInput.create(
+        name=f"features ({config.input_mode})",
+        description="Bands and NDVI/NDWI/NDBI"
+        + (" for every date, date-major" if config.input_mode == "stack" else " of one date"),
+        bands=list(config.channels),
+        input=InputStructure.create(shape=[-1, config.n_in, *chip], dim_order=DIMENSIONS, data_type=DataType.FLOAT32),
+    )
+    # MLM 1.4 takes one value scaling per channel (a list); pystac 1.15 types the field as a single object.
+    model_input.properties["value_scaling"] = [
+        ValueScaling.create(type=ValueScalingType.Z_SCORE, mean=m, stddev=s).to_dict()
+        for m, s in zip(config.mean, config.std, strict=True)
+    ]
+    model_output = ModelOutput.create(
+        name="classes",
+        tasks=[TaskType.SEMANTIC_SEGMENTATION],
+        result=ResultStructure.create(
+            shape=[-1, config.n_out, *chip], dim_order=DIMENSIONS, data_type=DataType.FLOAT32
+        ),
+        classes=[Classification(c.to_classification()) for c in scheme.classes],
+    )
+    MLMExtension.ext(item, add_if_missing=True).apply(
+        name=identifier,
+        architecture=ARCHITECTURE_TITLES[config.architecture].format(encoder=config.encoder),
+        tasks=[TaskType.SEMANTIC_SEGMENTATION],
+        input=[model_input],
+        output=[model_output],
+        framework="pytorch" if config.is_network else "lightgbm",
+        framework_version=torch.__version__.split("+")[0] if config.is_network else _lightgbm_version(),
+        total_parameters=parameters,
+        pretrained=pretrained_source is not None,
+        pretrained_source=pretrained_source,
+        batch_size_suggestion=batch_size,
+        accelerator=AcceleratorType.CUDA if device.type == "cuda" else AcceleratorType.AMD64,
+        accelerator_constrained=False,
+        hyperparameters=Hyperparameters.create(**hyperparameters),
+    )
+    ClassificationExtension.add_to(item)  # the output's classification:classes
+    item.properties["deep-lulc:architecture"] = config.architecture
+    if validation is not None:
+        item.properties["deep-lulc:validation"] = validation
+    for key, (path, media_type, title, roles) in assets.items():
+        asset = pystac.Asset(str(path), title=title, media_type=media_type, roles=roles)
+        item.add_asset(key, asset)
+        if key == WEIGHTS:
+            AssetGeneralMLMExtension.ext(asset, add_if_missing=True).artifact_type = (
+                "safetensors" if config.is_network else "lightgbm.Booster.save_model"
+            )
+            # MLM ties input band names to raster:bands names on the model asset.
+            RasterExtension.ext(asset, add_if_missing=True).bands = [
+                RasterBand({"name": name, "data_type": DataType.FLOAT32.value}) for name in config.channels
+            ]
+        if key in RECORDED:
+            data = path.read_bytes()
+            record = FileExtension.ext(asset, add_if_missing=True)
+            record.size = len(data)
+            record.checksum = file_checksum(data)
+    stamp_provenance(item, derived_from=[chips_href])
+    return item
+
+
+def _lightgbm_version() -> str:
+    import lightgbm
+
+    return str(lightgbm.__version__)
+
+
+def looks_pickled(raw: bytes) -> bool:
+    """A pickle, or torch.save's zip of pickles: never loaded, refused for what it is."""
+    return raw[:1] == b"\x80" or raw[:2] == b"PK"
+
+
+def _difference(item: pystac.Item, key: str, raw: bytes) -> tuple[str, bool] | None:
+    """How `raw` differs from the file the item records under `key` (and whether it is shorter), or None:
+    the same file, or an item that records nothing (written before sizes were recorded)."""
+    asset = item.assets[key]
+    if not FileExtension.has_extension(item):
+        return None
+    record = FileExtension.ext(asset)
+    if record.size is not None and len(raw) != record.size:
+        shorter = len(raw) < record.size
+        return f"{len(raw)} bytes where the model item records {record.size}", shorter
+    if record.checksum is not None and record.checksum.startswith(SHA2_256) and record.checksum != file_checksum(raw):
+        return "a SHA-256 other than the model item's file:checksum", False
+    return None
+
+
+@dataclass(frozen=True)
+class ModelProduct:
+    """A model item and its config: cheap to read (no weights yet), so mismatches are found before loading."""
+
+    item: pystac.Item
+    config: ModelConfig
+
+    @property
+    def weights_href(self) -> str:
+        return self.item.assets[WEIGHTS].get_absolute_href() or ""
+
+    def read_weights(self) -> bytes:
+        """The weights file's bytes, as train wrote them. A pickle is not checked: the loader refuses it for
+        what it is, which says more than its size."""
+        raw = storage.read_bytes(self.weights_href, what="model weights")
+        difference = None if looks_pickled(raw) else _difference(self.item, WEIGHTS, raw)
+        if difference is not None:
+            detail, shorter = difference
+            state = "truncated" if shorter else "not the file `deep-lulc train` wrote"
+            raise BadInputError(f"model weights {storage.redact(self.weights_href)} are {state}: {detail}",
+                                fix=FIX_DAMAGED)  # fmt: skip
+        return raw
+
+    def class_scheme(self) -> ClassScheme:
+        """Class colours come from the MLM output's classification classes; names and values from the config."""
+        outputs = self.item.properties.get("mlm:output") or [{}]
+        classes_out = outputs[0].get("classification:classes", [])
+        colours = {c["value"]: "#" + str(c.get("color_hint", "808080")) for c in classes_out}
+        descriptions = {c["value"]: str(c.get("description") or c["name"]) for c in classes_out}
+        config = self.config
+        classes = tuple(
+            LulcClass(value, name, descriptions.get(value, name), colours.get(value, "#808080"))
+            for value, name in zip(config.class_values, config.class_names, strict=True)
+        )
+        return ClassScheme(classes=classes, nodata=config.nodata)
+
+
+def read_model(href: str) -> ModelProduct:
+    """The first model item at `href` (catalog or item) and its validated config."""
+    candidates = [item for item in items_of(read_stac(href)) if {WEIGHTS, CONFIG} <= set(item.assets)]
+    if not candidates:
+        raise BadInputError(
+            f"{storage.redact(href)} holds no model item (assets 'weights' and 'config')", fix=FIX_MODEL
+        )
+    item = candidates[0]
+    config_href = item.assets[CONFIG].get_absolute_href() or ""
+    raw = storage.read_bytes(config_href, what="model config")
+    difference = _difference(item, CONFIG, raw)
+    try:
+        config = ModelConfig.from_json(raw.decode("utf-8"))
+    except (BadInputError, UnicodeDecodeError) as exc:
+        if difference is not None and difference[1]:
+            raise BadInputError(
+                f"model config {storage.redact(config_href)} is truncated: {difference[0]}", fix=FIX_DAMAGED
+            ) from exc
+        if isinstance(exc, BadInputError):
+            raise
+        raise BadInputError(f"model config {storage.redact(config_href)} is not UTF-8 text ({exc})",
+                            fix=FIX_MODEL) from exc  # fmt: skip
+    if difference is not None:
+        log.warning("model config %s is not the file `deep-lulc train` wrote (%s): using it as it is",
+                    storage.redact(config_href), difference[0])  # fmt: skip
+    return ModelProduct(item=item, config=config)

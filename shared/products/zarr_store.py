@@ -1,0 +1,351 @@
+"""The one way the project writes and opens Zarr stores, and the manifest that makes a damaged store bad input.
+
+Zarr reads an absent chunk as fill values, so a store that lost objects in a partial copy or upload opens
+fine and yields NaN or zeros without a word. Every store a stage writes therefore gets a manifest beside
+it (`<name>.zarr.manifest.json`: the byte size of every object, recorded after the last chunk), and
+opening compares the store's listing with it, naming the first missing or truncated keys. Writers store
+every chunk, all-fill ones included, so a key absent from the listing always means a lost object.
+
+Stores written before manifests existed still open, with a warning that nothing was verified.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple, cast
+
+import pystac
+import xarray as xr
+from pystac.extensions.file import FileExtension
+
+from deep_lulc.shared import storage
+from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.grids import GeoBox, geobox_of
+from deep_lulc.shared.stac import file_checksum, items_of, read_stac
+
+ZARR_MEDIA_TYPE = "application/vnd+zarr"
+DATA_ASSET = "data"
+MANIFEST_ASSET = "manifest"
+MANIFEST_SUFFIX = ".manifest.json"
+MANIFEST_FORMAT = "deep-lulc-zarr-manifest/1"
+SHOWN_KEYS = 3  # keys an error names before "and N more"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ZarrLocation:
+    """A store's href plus what it takes to open it; picklable, so dask workers can open it too.
+
+    Opening here does not verify: it is for re-opening, window by window, a store its caller has already
+    opened through `open_store` (a listing per window would cost more than the window).
+    """
+
+    href: str
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def at(href: str) -> ZarrLocation:
+        if storage.scheme_of(href) == "s3":
+            return ZarrLocation(href, storage.s3_storage_options())
+        return ZarrLocation(storage.normalize_href(href))
+
+    def open(self, *, lazy: bool = True) -> xr.Dataset:
+        """Lazy dask arrays, or (`lazy=False`) plain lazily indexed arrays whose reads decode only the
+        chunks they touch, without a dask graph."""
+        options = self.storage_options or None
+        if lazy:
+            dataset: xr.Dataset = xr.open_zarr(self.href, consolidated=True, storage_options=options)
+        else:
+            dataset = xr.open_zarr(self.href, consolidated=True, chunks=None, storage_options=options)
+        return dataset
+
+    def write_region(self, dataset: xr.Dataset, region: Mapping[str, slice]) -> None:
+        """Fill `region` of an existing store; all-fill chunks are stored too (see the module docstring)."""
+        # xarray annotates storage_options as dict[str, str]; s3 options nest a client_kwargs dict.
+        options = cast(dict[str, str], self.storage_options) if self.storage_options else None
+        dataset.to_zarr(self.href, region=dict(region), zarr_format=2, write_empty_chunks=True, storage_options=options)
+
+
+class ZarrProduct(NamedTuple):
+    """An item and its verified store (unpacks as `item, dataset`)."""
+
+    item: pystac.Item
+    dataset: xr.Dataset
+
+    @property
+    def grid(self) -> GeoBox:
+        return geobox_of(self.item)
+
+    @property
+    def store(self) -> str:
+        return self.item.assets[DATA_ASSET].get_absolute_href() or ""
+
+    @property
+    def location(self) -> ZarrLocation:
+        """For workers that re-open the store window by window."""
+        return ZarrLocation.at(self.store)
+
+
+def write_dataset(dataset: xr.Dataset, path: Path, *, encoding: Mapping[str, Any], compute: bool = True) -> None:
+    """A new Zarr v2 store with consolidated metadata and every chunk stored (`compute=False`: metadata and
+    coordinates only, for windows to fill with `ZarrLocation.write_region`). Call `record_manifest` after
+    the last chunk."""
+    options: dict[str, Any] = {"mode": "w", "encoding": dict(encoding), "zarr_format": 2, "consolidated": True}
+    if compute:
+        dataset.to_zarr(path, **options, write_empty_chunks=True)
+    else:
+        dataset.to_zarr(path, **options, compute=False, write_empty_chunks=True)
+
+
+def manifest_href(store: str) -> str:
+    """Where the manifest of `store` lives: beside it, so the Zarr hierarchy holds nothing Zarr does not know."""
+    return store.rstrip("/") + MANIFEST_SUFFIX
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What `record_manifest` wrote: the file, and its size and checksum for the item's `manifest` asset."""
+
+    path: Path
+    objects: int
+    bytes: int
+    size: int
+    checksum: str  # multihash (sha2-256), as the file extension's file:checksum
+
+
+def record_manifest(store: Path) -> Manifest:
+    """List the finished local store (stages always write into a local staging folder) into its manifest.
+
+    Refuses a store whose metadata declares chunks that are not on disk: that is a writer's bug, and a
+    manifest recording it would make the hole look intended.
+    """
+    sizes = _local_listing(store)
+    unwritten = [key for key in _declared_chunks(store) if key not in sizes]
+    if unwritten:
+        raise RuntimeError(f"Zarr store {store} lacks {len(unwritten)} declared chunks ({_first(unwritten)})")
+    document = {
+        "format": MANIFEST_FORMAT,
+        "store": store.name,
+        "objects": len(sizes),
+        "bytes": sum(sizes.values()),
+        "sizes": dict(sorted(sizes.items())),
+    }
+    data = (json.dumps(document, indent=1) + "\n").encode("utf-8")
+    path = Path(manifest_href(str(store)))
+    path.write_bytes(data)
+    return Manifest(path, len(sizes), sum(sizes.values()), len(data), file_checksum(data))
+
+
+def add_store_assets(item: pystac.Item, store: Path, *, title: str, manifest: Manifest) -> None:
+    """The item's `data` asset (the store) and `manifest` asset (the listing, with its size and checksum)."""
+    item.add_asset(DATA_ASSET, zarr_asset(str(store), title=title))
+    asset = pystac.Asset(
+        str(manifest.path),
+        title=f"Byte size of each of the {manifest.objects} objects of {store.name}",
+        media_type=pystac.MediaType.JSON,
+        roles=["metadata"],
+    )
+    item.add_asset(MANIFEST_ASSET, asset)
+    file_fields = FileExtension.ext(asset, add_if_missing=True)
+    file_fields.size = manifest.size
+    file_fields.checksum = manifest.checksum
+
+
+def zarr_asset(path: str, *, title: str) -> pystac.Asset:
+    """A `data` asset for a Zarr store (items written by code other than a stage use it alone)."""
+    return pystac.Asset(path, title=title, media_type=ZARR_MEDIA_TYPE, roles=["data"])
+
+
+@dataclass(frozen=True)
+class ExpectedManifest:
+    """What an item recorded about its store's manifest; a declared manifest must be there and unchanged."""
+
+    href: str
+    size: int | None
+    checksum: str | None
+
+    @staticmethod
+    def of(item: pystac.Item) -> ExpectedManifest | None:
+        asset = item.assets.get(MANIFEST_ASSET)
+        if asset is None:
+            return None
+        href = asset.get_absolute_href() or asset.href
+        if not FileExtension.has_extension(item):  # an item edited by hand: the file must still be there
+            return ExpectedManifest(href, None, None)
+        file_fields = FileExtension.ext(asset)
+        return ExpectedManifest(href, file_fields.size, file_fields.checksum)
+
+
+def open_store(
+    href: str,
+    *,
+    made_by: str,
+    variables: Sequence[str] = (),
+    lazy: bool = True,
+    expected: ExpectedManifest | None = None,
+) -> xr.Dataset:
+    """The store at `href`, opened after its listing was checked against its manifest."""
+    fix = f"re-run `deep-lulc {made_by}` to write it again, or re-upload the whole store"
+    verify_store(href, fix=fix, expected=expected)
+    try:
+        dataset = ZarrLocation.at(href).open(lazy=lazy)
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        raise BadInputError(
+            f"Zarr store {storage.redact(href)} cannot be opened: {exc}",
+            fix=f"pass the catalog.json written by `deep-lulc {made_by}`",
+        ) from exc
+    missing = [name for name in variables if name not in dataset]
+    if missing:
+        raise BadInputError(
+            f"{storage.redact(href)} lacks variables {missing}",
+            fix=f"pass the catalog.json written by `deep-lulc {made_by}`",
+        )
+    return dataset
+
+
+def open_item_store(
+    href: str, *, variables: Sequence[str], made_by: str, lazy: bool = True
+) -> tuple[pystac.Item, xr.Dataset]:
+    """The first item under `href` (catalog or item) with a Zarr `data` asset, and its verified store."""
+    candidates = [
+        item
+        for item in items_of(read_stac(href))
+        if DATA_ASSET in item.assets and item.assets[DATA_ASSET].media_type == ZARR_MEDIA_TYPE
+    ]
+    if not candidates:
+        raise BadInputError(
+            f"{storage.redact(href)} holds no item with a Zarr 'data' asset",
+            fix=f"pass the catalog.json written by `deep-lulc {made_by}`",
+        )
+    item = candidates[0]
+    store = item.assets[DATA_ASSET].get_absolute_href() or ""
+    dataset = open_store(store, made_by=made_by, variables=variables, lazy=lazy, expected=ExpectedManifest.of(item))
+    declared = item.properties.get("proj:shape")
+    stored = [int(dataset.sizes.get("y", -1)), int(dataset.sizes.get("x", -1))]
+    if declared is not None and [int(v) for v in declared] != stored:
+        raise BadInputError(
+            f"item {item.id} declares a {declared[0]} x {declared[1]} px grid but its store "
+            f"{storage.redact(store)} holds {stored[0]} x {stored[1]} px",
+            fix=f"re-run `deep-lulc {made_by}`: the item and the store come from different runs",
+        )
+    return item, dataset
+
+
+def verify_store(href: str, *, fix: str, expected: ExpectedManifest | None = None) -> None:
+    """Bad input naming the first missing or truncated objects when the listing disagrees with the manifest."""
+    name = storage.redact(href)
+    manifest_at = expected.href if expected is not None else manifest_href(href)
+    raw = _read_optional(manifest_at)
+    if raw is None:
+        if expected is not None:
+            raise BadInputError(f"the manifest of Zarr store {name} is missing: {storage.redact(manifest_at)}", fix=fix)
+        log.warning("Zarr store %s has no manifest (written before deep-lulc recorded one): chunks not verified", name)
+        return
+    if expected is not None and (
+        (expected.size is not None and len(raw) != expected.size)
+        or (expected.checksum is not None and file_checksum(raw) != expected.checksum)
+    ):
+        raise BadInputError(
+            f"the manifest of Zarr store {name} ({storage.redact(manifest_at)}) differs from the one its item "
+            f"recorded ({len(raw)} bytes, {expected.size} recorded)",
+            fix=fix,
+        )
+    recorded = _parse_manifest(raw, manifest_at, fix=fix)
+    listing = _listing(href)
+    if listing is None:
+        log.warning("Zarr store %s cannot be listed over %s: chunks not verified", name, storage.scheme_of(href))
+        return
+    missing = [key for key in recorded if key not in listing]
+    truncated = [key for key, size in recorded.items() if key in listing and listing[key] != size]
+    if missing or truncated:
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} of {len(recorded)} objects missing ({_first(missing)})")
+        if truncated:
+            shown = [f"{key}: {listing[key]} of {recorded[key]} bytes" for key in truncated]
+            problems.append(f"{len(truncated)} truncated ({_first(shown)})")
+        raise BadInputError(f"Zarr store {name} is damaged: {'; '.join(problems)}", fix=fix)
+
+
+def _first(keys: Sequence[str]) -> str:
+    shown = ", ".join(keys[:SHOWN_KEYS])
+    return shown if len(keys) <= SHOWN_KEYS else f"{shown} and {len(keys) - SHOWN_KEYS} more"
+
+
+def _read_optional(href: str) -> bytes | None:
+    fs, path = storage.filesystem_for(href)
+    try:
+        with fs.open(path, "rb") as handle:
+            data: bytes = handle.read()
+            return data
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise storage.classify_os_error(exc, action=f"reading {storage.redact(href)}") from exc
+
+
+def _parse_manifest(raw: bytes, href: str, *, fix: str) -> dict[str, int]:
+    try:
+        document = json.loads(raw)
+        if document.get("format") != MANIFEST_FORMAT:
+            raise ValueError(f"format {document.get('format')!r}, expected {MANIFEST_FORMAT!r}")
+        return {str(key): int(size) for key, size in document["sizes"].items()}
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BadInputError(f"Zarr manifest {storage.redact(href)} is unreadable: {exc}", fix=fix) from exc
+
+
+def _local_listing(store: Path) -> dict[str, int]:
+    """Relative key -> size; `os.scandir` (not `Path` objects) keeps this near 3 us an object."""
+    sizes: dict[str, int] = {}
+    pending = [(str(store), "")]
+    while pending:
+        folder, prefix = pending.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((entry.path, f"{prefix}{entry.name}/"))
+                else:
+                    sizes[prefix + entry.name] = entry.stat().st_size
+    return sizes
+
+
+def _listing(href: str) -> dict[str, int] | None:
+    """Relative key -> size of every object under the store; None where the scheme cannot list (http)."""
+    scheme = storage.scheme_of(href)
+    if scheme == "file":
+        root = Path(storage.normalize_href(href))
+        return _local_listing(root) if root.is_dir() else {}
+    if scheme != "s3":
+        return None
+    fs, path = storage.filesystem_for(href)
+    prefix = path.rstrip("/") + "/"
+    try:
+        found: dict[str, dict[str, Any]] = fs.find(prefix, detail=True)
+    except OSError as exc:
+        raise storage.classify_os_error(exc, action=f"listing {storage.redact(href)}") from exc
+    return {key[len(prefix) :]: int(info["size"]) for key, info in found.items() if key.startswith(prefix)}
+
+
+def _declared_chunks(store: Path) -> list[str]:
+    """Every chunk key the consolidated v2 metadata declares (a 0-d array has the one chunk `0`)."""
+    consolidated = json.loads((store / ".zmetadata").read_text(encoding="utf-8"))["metadata"]
+    keys: list[str] = []
+    for name, meta in consolidated.items():
+        if not name.endswith("/.zarray"):
+            continue
+        array = name.removesuffix("/.zarray")
+        counts = [math.ceil(int(s) / int(c)) for s, c in zip(meta["shape"], meta["chunks"], strict=True)]
+        separator = str(meta.get("dimension_separator") or ".")
+        if not counts:
+            keys.append(f"{array}/0")
+            continue
+        for index in itertools.product(*(range(n) for n in counts)):
+            keys.append(f"{array}/{separator.join(str(i) for i in index)}")
+    return keys
