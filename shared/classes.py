@@ -94,7 +94,9 @@ class ClassScheme:
         raise BadInputError(f"unknown class value {value}", fix=f"use one of {self.values} or pass --class-map")
 
     def to_classification(self) -> list[dict[str, Any]]:
-        return [c.to_classification() for c in self.classes]
+        """classification:classes of the scheme; the nodata class says so (`nodata: true`, classification
+        v2.0.0), so STAC clients mask it instead of drawing it as a class."""
+        return [c.to_classification() | ({"nodata": True} if c.value == self.nodata else {}) for c in self.classes]
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from deep_lulc.shared import storage
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.publish import StagedOutput
-from deep_lulc.shared.stac import save_self_contained
+from deep_lulc.shared.stac import ONE_FOLDER_LAYOUT, save_self_contained, set_nominal_datetime, single_item_collection
 from deep_lulc.shared.storage import redact
 from deep_lulc.shared.version import __version__
 
@@ -118,11 +118,19 @@ def finish_single_item_output(
     params: StageParams,
 ) -> str:
     """Wrap `item` in a self-contained catalog with params.json, publish the staging folder, return the
-    catalog href (the tail every single-item stage shares)."""
-    catalog = pystac.Catalog(id=catalog_id, description=description, title=description)
+    catalog href (the tail every single-item stage shares).
+
+    The catalog holds one collection of the same id (`collection.json` beside `catalog.json`) holding the
+    item, which gets its `collection` field and a `datetime` (`set_nominal_datetime`): the output loads into
+    a STAC API as it is, and every item stays at `<id>/<id>.json`.
+    """
+    set_nominal_datetime(item)
     relative_provenance(item, item_folder=storage.join_href(staged.output, item.id))
-    catalog.add_item(item)
-    save_self_contained(catalog, staged.path)
+    collection = single_item_collection(item, collection_id=catalog_id, description=description)
+    collection.add_item(item)
+    catalog = pystac.Catalog(id=catalog_id, description=description, title=description)
+    catalog.add_child(collection)
+    save_self_contained(catalog, staged.path, layout=ONE_FOLDER_LAYOUT)
     write_params_file(staged.path, stage=stage, inputs=inputs, params=params)
     href: str = staged.publish()
     return href

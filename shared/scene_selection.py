@@ -12,6 +12,7 @@ from deep_lulc.shared.aoi import load_aoi
 from deep_lulc.shared.contract import StageInputs, StageParams
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.item_search import SceneQuery
+from deep_lulc.shared.signing import Signing
 
 
 class SceneInputs(StageInputs):
@@ -28,6 +29,11 @@ class SceneSelection(StageParams):
     end: dt.date = Field(description="Last day, YYYY-MM-DD (inclusive).")
     max_cloud: float | None = Field(None, ge=0, le=100, description="Keep items with eo:cloud_cover <= PCT (percent).")
     page_size: int = Field(100, ge=1, le=10_000, description="Items per STAC API page.")
+    sign: Signing = Field(
+        "none",
+        description="Sign asset hrefs before use: planetary-computer appends a Planetary Computer SAS token "
+        "(endpoint PC_SDK_SAS_URL, key PC_SDK_SUBSCRIPTION_KEY).",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> SceneSelection:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import posixpath
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pystac
+from pystac.layout import CustomLayoutStrategy, HrefLayoutStrategy
 from pystac.stac_io import DefaultStacIO
 
 from deep_lulc.shared import storage
@@ -88,6 +90,19 @@ def items_of(obj: pystac.STACObject) -> list[pystac.Item]:
     raise BadInputError(f"unsupported STAC object type {type(obj).__name__}", fix="pass a catalog, collection or item")
 
 
+WHOLE_EARTH = (-180.0, -90.0, 180.0, 90.0)  # the extent of an item without a bbox (STAC requires one)
+COLLECTION_NAME = "collection.json"
+
+
+def _collection_beside_its_catalog(collection: pystac.Collection, parent_dir: str, is_root: bool) -> str:
+    return posixpath.join(parent_dir, COLLECTION_NAME)
+
+
+# A catalog holding one collection, with the collection's file beside catalog.json: items stay in
+# `<id>/<id>.json` under the output folder, where they were before outputs had a collection.
+ONE_FOLDER_LAYOUT = CustomLayoutStrategy(collection_func=_collection_beside_its_catalog)
+
+
 def period_item(
     identifier: str,
     geometry: Mapping[str, Any],
@@ -95,14 +110,46 @@ def period_item(
     period: tuple[str, str],
     properties: Mapping[str, Any] | None = None,
 ) -> pystac.Item:
-    """An item over a period (start and end datetimes, no single datetime), as every product of a time series is:
-    a datetime would claim one acquisition where there are many."""
-    return pystac.Item(
+    """An item over a period, as every product of a time series is: `start_datetime` and `end_datetime` say
+    what it covers, and `datetime` is the period's start (see `set_nominal_datetime`)."""
+    item = pystac.Item(
         id=identifier,
         geometry=dict(geometry),
         bbox=list(bbox),
         datetime=None,
         properties={"start_datetime": period[0], "end_datetime": period[1], **(properties or {})},
+    )
+    set_nominal_datetime(item)
+    return item
+
+
+def set_nominal_datetime(item: pystac.Item) -> None:
+    """Give an item over a period without a `datetime` its period's start as one.
+
+    Loaders that sort or stack items by `datetime` (stackstac, xarray time coordinates) get NaT from a null,
+    and odc-stac already falls back to `start_datetime`: the start keeps them in agreement and keeps two
+    consecutive periods apart. Searches are unaffected: STAC APIs (pgstac) match an item that has a start and
+    an end on that whole range, whatever its `datetime`.
+    """
+    start = item.common_metadata.start_datetime
+    if item.datetime is None and start is not None:
+        item.datetime = start
+
+
+def single_item_collection(item: pystac.Item, *, collection_id: str, description: str) -> pystac.Collection:
+    """The collection a stage publishes its item in: the item's footprint and period as the extent, so the
+    output loads into a STAC API (which holds items only inside collections) as it is."""
+    start = item.common_metadata.start_datetime or item.datetime
+    end = item.common_metadata.end_datetime or item.datetime
+    return pystac.Collection(
+        id=collection_id,
+        title=description,
+        description=description,
+        extent=pystac.Extent(
+            pystac.SpatialExtent([list(item.bbox or WHOLE_EARTH)]), pystac.TemporalExtent([[start, end]])
+        ),
+        license="other",
+        providers=[pystac.Provider(SOFTWARE_NAME, roles=[pystac.ProviderRole.PROCESSOR])],
     )
 
 
@@ -122,9 +169,10 @@ def utc(value: dt.date | dt.datetime) -> dt.datetime:
     return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
 
 
-def save_self_contained(catalog: pystac.Catalog, directory: Path) -> Path:
-    """Write a catalog whose links and asset hrefs are all relative, so the folder can be moved or uploaded."""
-    catalog.normalize_hrefs(str(directory))
+def save_self_contained(catalog: pystac.Catalog, directory: Path, *, layout: HrefLayoutStrategy | None = None) -> Path:
+    """Write a catalog whose links and asset hrefs are all relative, so the folder can be moved or uploaded
+    (`layout`: where children go; pystac's best practice by default)."""
+    catalog.normalize_hrefs(str(directory), strategy=layout)
     catalog.make_all_asset_hrefs_relative()
     catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED, stac_io=stac_io())
     return directory / "catalog.json"

@@ -1,7 +1,8 @@
 """Reading hrefs of every scheme a stage accepts (local path, file://, http(s)://, s3://) through fsspec.
 
 Object-store endpoints come from the standard AWS variables (`AWS_ENDPOINT_URL_S3`, then
-`AWS_ENDPOINT_URL`), so the same container runs against AWS, MinIO or a test server unchanged.
+`AWS_ENDPOINT_URL`), so the same container runs against AWS, MinIO or a test server unchanged; GDAL's
+settings for the same endpoint are in `gdal_env`.
 """
 
 from __future__ import annotations
@@ -41,21 +42,25 @@ def normalize_href(href: str) -> str:
 
 
 def s3_storage_options() -> dict[str, Any]:
+    """s3fs options: the endpoint, and requester-pays when `AWS_REQUEST_PAYER` asks for it."""
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
+    options: dict[str, Any] = {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
+    if requester_pays():
+        options["requester_pays"] = True
+    return options
 
 
-def gdal_s3_options() -> dict[str, str]:
-    """GDAL configuration for /vsis3/ reads against the same endpoint fsspec uses (MinIO, test servers)."""
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if not endpoint:
-        return {}
-    parts = urlsplit(endpoint)
-    return {
-        "AWS_S3_ENDPOINT": parts.netloc,
-        "AWS_HTTPS": "YES" if parts.scheme == "https" else "NO",
-        "AWS_VIRTUAL_HOSTING": "FALSE",
-    }
+def requester_pays() -> bool:
+    """Whether reads from S3 pay for themselves: `AWS_REQUEST_PAYER=requester`, GDAL's own variable, so one
+    setting serves GDAL and s3fs alike."""
+    value = os.environ.get("AWS_REQUEST_PAYER", "")
+    if not value:
+        return False
+    if value == "requester":  # GDAL sends the value as it stands, and S3 knows only this one
+        return True
+    raise BadInputError(
+        f"AWS_REQUEST_PAYER={value!r} is not understood", fix="set AWS_REQUEST_PAYER=requester, or unset it"
+    )
 
 
 def filesystem_for(href: str) -> tuple[AbstractFileSystem, str]:

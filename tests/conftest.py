@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -61,6 +62,23 @@ def validate_tree(catalog_href: str | Path) -> int:
             item.validate()
             checked += 1
     return checked
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """In-process commands (CliRunner, `runtime.execute`) point the root logger at the runner's stream, closed
+    after each call, and quiet noisy libraries: put handlers and levels back, so no test depends on which
+    ran before it."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    levels = {name: logger.level for name, logger in logging.Logger.manager.loggerDict.items()
+              if isinstance(logger, logging.Logger)}  # fmt: skip
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, logger in logging.Logger.manager.loggerDict.items():  # configure_logging quiets noisy libraries
+        if isinstance(logger, logging.Logger):
+            logger.setLevel(levels.get(name, logging.NOTSET))
 
 
 @pytest.fixture(scope="session")

@@ -247,7 +247,9 @@ def _read_collections(
         pytest.fail(f"{href} is not a STAC catalog or collection")
     loaded = []
     for collection_id in collection_ids:
-        collection = root if root.id == collection_id else root.get_child(collection_id)
+        # A stage's output is a catalog holding a collection of the same id: look past the catalog.
+        is_root = isinstance(root, pystac.Collection) and root.id == collection_id
+        collection = root if is_root else root.get_child(collection_id)
         if not isinstance(collection, pystac.Collection):
             pytest.fail(f"collection {collection_id!r} is not a child of {href}")
         items = [_absolute_dict(item) for item in collection.get_items(recursive=True)]
@@ -258,17 +260,47 @@ def _read_collections(
 def _migrate_and_load(dsn: str, collections: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> None:
     # Imported here: pypgstac reads its pool settings at import, and only sessions that start the API need it.
     from pypgstac.db import PgstacDB
-    from pypgstac.load import Loader, Methods
     from pypgstac.migrate import Migrate
 
     db = PgstacDB(dsn=dsn)
     try:
         Migrate(db).run_migration()
-        loader = Loader(db=db)
-        for collection, items in collections:
-            loader.load_collections(iter([collection]), insert_mode=Methods.insert)
-            loader.load_items(iter(items), insert_mode=Methods.insert)
+        _load(db, collections)
     finally:
+        db.disconnect()
+        db.close()
+
+
+def _load(db: Any, collections: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> None:
+    from pypgstac.load import Loader, Methods
+
+    loader = Loader(db=db)
+    for collection, items in collections:
+        loader.load_collections(iter([collection]), insert_mode=Methods.insert)
+        loader.load_items(iter(items), insert_mode=Methods.insert)
+
+
+# Root URL of each running API -> the DSN of its database, for `loaded_into`.
+_DSNS: dict[str, str] = {}
+
+
+@contextmanager
+def loaded_into(api_url: str, catalog: str | Path, collection_ids: Sequence[str]) -> Iterator[None]:
+    """Add collections of another static catalog, with their items, to the API running at `api_url` (started by
+    `stac_api_server` in this process); they are deleted again on exit, so a server shared by a whole session
+    goes on serving exactly what its other tests expect."""
+    from pypgstac.db import PgstacDB
+
+    if api_url not in _DSNS:
+        pytest.fail(f"no STAC API started by stac_api_server runs at {api_url}")
+    collections = _read_collections(catalog, collection_ids)
+    db = PgstacDB(dsn=_DSNS[api_url])
+    try:
+        _load(db, collections)
+        yield
+    finally:
+        for collection, _ in collections:  # pgstac deletes a collection's items with it
+            db.query_one("SELECT delete_collection(%s)", [collection["id"]])
         db.disconnect()
         db.close()
 
@@ -398,4 +430,6 @@ def stac_api_server(catalog: str | Path, collection_ids: Sequence[str] = ("senti
         start = time.perf_counter()
         _wait_for_api(url, process, log)
         times.phases["wait for API"] = time.perf_counter() - start
+        _DSNS[url] = dsn
+        stack.callback(_DSNS.pop, url, None)
         yield StacApi(url=url, workdir=workdir, times=times)

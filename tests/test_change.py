@@ -176,7 +176,7 @@ def test_only_present_transitions_are_listed(run: Run) -> None:
 
 
 def test_item_is_valid_and_spans_both_periods(run: Run) -> None:
-    assert validate_tree(run.result.catalog) == 2
+    assert validate_tree(run.result.catalog) == 3
     item = run.item
     assert item.id == "change-prediction-2019-to-prediction-2023"
     assert item.properties["start_datetime"] == "2019-01-01T00:00:00Z"
@@ -220,7 +220,7 @@ def test_finer_grid_is_resampled_with_a_warning(run: Run, tmp_path: Path, caplog
     assert item.properties["deep-lulc:resampled"] is True
     assert geobox_of(item) == GRID
     assert np.array_equal(read_codes(item), read_codes(run.item))
-    assert validate_tree(result.catalog) == 2
+    assert validate_tree(result.catalog) == 3
 
 
 def test_other_crs_is_reprojected_by_nearest_neighbour(tmp_path: Path) -> None:
@@ -273,7 +273,7 @@ def test_uint16_codes_for_many_classes(tmp_path: Path) -> None:
     assert codes.max() > 255
     assert np.array_equal((codes[valid] - 1) // 16 + 1, before[valid])
     assert np.array_equal((codes[valid] - 1) % 16 + 1, after[valid])
-    assert validate_tree(result.catalog) == 2
+    assert validate_tree(result.catalog) == 3
 
 
 def test_different_schemes_and_swapped_periods_are_refused(run: Run, tmp_path: Path) -> None:
@@ -473,7 +473,7 @@ def test_joint_with_mapping_unit_leaves_the_real_change(flicker: Flicker, tmp_pa
         "raw_changed_ha": pytest.approx(result.extra["raw_changed_ha"]),
     }
     assert result.extra["method"] == "joint"
-    assert validate_tree(result.catalog) == 2
+    assert validate_tree(result.catalog) == 3
 
 
 def test_joint_without_probabilities_warns_and_still_drops_slivers(

@@ -22,16 +22,16 @@ def test_demo_chains_synth_to_change_and_accuracy(tiny_demo: tuple[Path, dict[st
     assert result.catalog == str(tmp_path / "catalog.json")
     assert validate_tree(result.catalog) > 40  # the root reaches every stage's catalog and item
     assert validate_tree(tmp_path / "synth" / "catalog.json") == 1 + 2 + 12 + 2
-    assert validate_tree(tmp_path / "cube-train" / "catalog.json") == 2
-    assert validate_tree(tmp_path / "features-train" / "catalog.json") == 2
+    assert validate_tree(tmp_path / "cube-train" / "catalog.json") == 3
+    assert validate_tree(tmp_path / "features-train" / "catalog.json") == 3
     assert validate_tree(tmp_path / "chips" / "catalog.json") > 2
-    assert validate_tree(tmp_path / "model" / "catalog.json") == 2
-    assert validate_tree(tmp_path / "model-lightgbm" / "catalog.json") == 2
+    assert validate_tree(tmp_path / "model" / "catalog.json") == 3
+    assert validate_tree(tmp_path / "model-lightgbm" / "catalog.json") == 3
     for folder in ("prediction-2023", "prediction-2024", "evaluation-2023", "evaluation-2024", "evaluation-change",
                    "prediction-lightgbm-2023", "prediction-lightgbm-2024", "evaluation-lightgbm-2023",
                    "evaluation-lightgbm-2024"):  # fmt: skip
-        assert validate_tree(tmp_path / folder / "catalog.json") == 2
-    assert validate_tree(tmp_path / "change-2023-2024" / "catalog.json") == 2
+        assert validate_tree(tmp_path / folder / "catalog.json") == 3
+    assert validate_tree(tmp_path / "change-2023-2024" / "catalog.json") == 3
     assert list(result.extra["timings_s"]) == [
         "synth", "cube", "features", "chips", "train", "train-lightgbm", "cube-2023", "features-2023", "predict-2023",
         "predict-lightgbm-2023", "cube-2024", "features-2024", "predict-2024", "predict-lightgbm-2024", "change",

@@ -121,7 +121,7 @@ def test_scores_equal_a_hand_recount(tmp_path: Path) -> None:
     assert counts.sum() == expected["pixels"]
     assert metrics["per_class"]["Water"]["support"] == 0
     assert metrics["per_class"]["Water"]["precision"] == 0.0
-    assert validate_tree(result.catalog) == 2
+    assert validate_tree(result.catalog) == 3
     item = item_of(result.catalog)
     assert item.id == "evaluation-prediction-test"
     assert item.properties["deep-lulc:labels"] == labels
@@ -241,7 +241,7 @@ def test_change_accuracy_equals_a_hand_recount(change_case: dict[str, Any]) -> N
     assert after_iou == pytest.approx(
         expected_scores(np.where(keep, truth_after, NODATA), mapped_after)["iou"], abs=1e-6
     )
-    assert validate_tree(change_case["result"].catalog) == 2
+    assert validate_tree(change_case["result"].catalog) == 3
     item = item_of(change_case["result"].catalog)
     assert item.properties["deep-lulc:evaluated"] == "change"
     assert item.properties["deep-lulc:before_labels"] == change_case["labels"]["before_labels"]
@@ -330,7 +330,7 @@ def test_error_map_is_a_recount_of_labels_and_prediction(tmp_path: Path) -> None
         assert Path(item.assets[key].get_absolute_href() or "").read_bytes()[:4] == b"\x89PNG"
     assert item.assets["errors"].media_type == "image/tiff; application=geotiff; profile=cloud-optimized"
     assert geobox_of(item) == GRID
-    assert validate_tree(result.catalog) == 2
+    assert validate_tree(result.catalog) == 3
 
 
 def test_change_error_map_marks_where_the_change_call_is_wrong(change_case: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ def open_item(catalog_href: str) -> tuple[pystac.Item, xr.Dataset]:
 
 
 def test_features_item_and_store(tiny_features: str) -> None:
-    assert validate_tree(tiny_features) == 2
+    assert validate_tree(tiny_features) == 3
     item, dataset = open_item(tiny_features)
     assert dataset["features"].dims == ("time", "channel", "y", "x")
     assert list(dataset.channel.values) == list(CHANNELS) == [

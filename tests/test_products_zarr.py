@@ -1,4 +1,5 @@
-"""Zarr products: every chunk is stored, and a store that lost or truncated an object is bad input naming it."""
+"""Zarr products: every chunk is stored, a store that lost or truncated an object is bad input naming it, and
+the stores carry their CRS the CF way, as rioxarray and GDAL's Zarr driver read it."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from pathlib import Path
 import numpy as np
 import pystac
 import pytest
+import rasterio
+import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from affine import Affine
 from pystac.extensions.datacube import DatacubeExtension
+from rasterio.crs import CRS
 from shapely.geometry import box, mapping
 
 from deep_lulc.shared import grids
@@ -31,6 +35,7 @@ from .cube_data import write_cube_catalog
 SIZE, BLOCK, DATES = 40, 16, 4  # 3 x 3 windows, the last row and column partial
 CHANNELS = ("B04", "B08", "NDVI")
 GRID = grids.geobox(32633, Affine(10.0, 0.0, 520_000.0, 0.0, -10.0, 5_117_000.0), SIZE, SIZE)
+UTM33 = CRS.from_epsg(32633)
 EMPTY_WINDOW = (1, 2)  # a window with no valid observation: every value is a fill value
 
 
@@ -121,6 +126,38 @@ def test_all_fill_chunks_are_stored_so_missing_always_means_lost(tmp_path: Path)
     assert "spatial_ref/0" in recorded
 
 
+def cube_catalog(folder: Path) -> str:
+    rng = np.random.default_rng(1)
+    return write_cube_catalog(
+        folder, reflectance=rng.uniform(0, 0.4, (2, 6, 8, 8)), scl=np.full((2, 8, 8), 4),
+        times=[dt.datetime(2023, 1, 1, tzinfo=dt.UTC), dt.datetime(2023, 1, 6, tzinfo=dt.UTC)],
+        transform=GRID.affine, epsg=32633, start=dt.date(2023, 1, 1), end=dt.date(2023, 1, 31),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("product", ["features", "cube"])
+def test_stores_carry_their_crs_for_rioxarray_and_gdal(tmp_path: Path, product: str) -> None:
+    if product == "features":  # written window by window: the region writes must keep the CF attributes
+        catalog, _, _ = write_tiny_features(tmp_path)
+        store, variables, size = store_path(catalog), features.VARIABLES, SIZE
+    else:
+        store, variables, size = store_path(cube_catalog(tmp_path), "cube.zarr"), ("reflectance", "scl"), 8
+    opened = xr.open_zarr(store)  # xarray's defaults, not decode_coords="all"
+    assert "spatial_ref" in opened.coords
+    assert "spatial_ref" not in opened.data_vars
+    assert opened.rio.crs == UTM33
+    assert opened.rio.transform() == GRID.affine
+    metadata = json.loads((store / ".zmetadata").read_text())["metadata"]
+    for name in variables:
+        assert opened[name].rio.crs == UTM33
+        assert metadata[f"{name}/.zattrs"]["grid_mapping"] == "spatial_ref"
+        with rasterio.open(f'ZARR:"{store}":/{name}') as dataset:  # GDAL's own Zarr driver
+            assert dataset.crs == UTM33
+            assert dataset.transform == GRID.affine
+            assert dataset.shape == (size, size)
+    assert metadata["spatial_ref/.zattrs"]["grid_mapping_name"] == "transverse_mercator"
+
+
 @pytest.mark.parametrize("key", ["features/0.0.2.1", "valid_count/0.0", ".zmetadata"])
 def test_a_deleted_object_is_bad_input_naming_it(tmp_path: Path, key: str) -> None:
     catalog, _, _ = write_tiny_features(tmp_path)
@@ -190,12 +227,7 @@ def test_a_writer_that_leaves_chunks_unwritten_cannot_record_a_manifest(tmp_path
 
 
 def test_a_cube_with_a_lost_chunk_is_bad_input(tmp_path: Path) -> None:
-    rng = np.random.default_rng(1)
-    catalog = write_cube_catalog(
-        tmp_path / "cube", reflectance=rng.uniform(0, 0.4, (2, 6, 8, 8)), scl=np.full((2, 8, 8), 4),
-        times=[dt.datetime(2023, 1, 1, tzinfo=dt.UTC), dt.datetime(2023, 1, 6, tzinfo=dt.UTC)],
-        transform=GRID.affine, epsg=32633, start=dt.date(2023, 1, 1), end=dt.date(2023, 1, 31),
-    )  # fmt: skip
+    catalog = cube_catalog(tmp_path / "cube")
     assert open_cube(catalog).grid.shape == (8, 8)
     (store_path(catalog, "cube.zarr") / "scl" / "1.0.0").unlink()
     with pytest.raises(BadInputError, match=r"missing \(scl/1\.0\.0\).*re-run `deep-lulc cube`"):

@@ -64,7 +64,7 @@ def test_a_deleted_catalog_makes_the_rerun_work_again(tiny_cube: str, tmp_path: 
     (tmp_path / "catalog.json").unlink()
     second = features.run(inputs={"cube": tiny_cube}, output=str(tmp_path), params=params)
     assert second.to_json_line() == first.to_json_line()
-    assert validate_tree(tmp_path / "catalog.json") == 2
+    assert validate_tree(tmp_path / "catalog.json") == 3
 
 
 @pytest.mark.slow
@@ -81,7 +81,7 @@ def test_a_killed_stage_leaves_no_dangling_catalog_and_a_rerun_completes(
     complete_or_absent(out)
     rerun = deep_lulc("features", "--cube", tiny_cube, "--out", str(out), "--chunk-size", "32")
     assert rerun.returncode == 0, rerun.stderr
-    assert validate_tree(out / "catalog.json") == 2
+    assert validate_tree(out / "catalog.json") == 3
     complete_or_absent(out)
 
 
@@ -142,8 +142,8 @@ def test_concurrent_tile_predictions_into_one_prefix_lose_nothing(
         assert process.wait(timeout=300) == 0, process.stderr.read() if process.stderr else ""
     catalogs = [str(tmp_path / "tiles" / tile / "catalog.json") for tile in ids]
     for catalog in catalogs:
-        assert validate_tree(catalog) == 2
+        assert validate_tree(catalog) == 3
     merged = deep_lulc("merge", *catalogs, "--out", str(tmp_path / "merged"))
     assert merged.returncode == 0, merged.stderr
     assert json.loads(merged.stdout)["tiles"] == len(ids)
-    assert validate_tree(tmp_path / "merged" / "catalog.json") == 2
+    assert validate_tree(tmp_path / "merged" / "catalog.json") == 3

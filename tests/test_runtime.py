@@ -5,9 +5,7 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +21,6 @@ from deep_lulc.shared.runtime import Stage, command
 from deep_lulc.stages.cli import COMMANDS, app
 
 RUNNER = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """In-process commands point the root logger at the runner's stream, closed after each call: put the
-    session's handlers back, or later tests log into a closed file."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _click_command(name: str) -> Any:

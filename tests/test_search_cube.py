@@ -10,6 +10,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import boto3
 import numpy as np
 import pyogrio.raw
 import pystac
@@ -29,6 +30,7 @@ from deep_lulc.stages.synth.landscape import generate_landscape, scene_grid
 from deep_lulc.stages.synth.scenes import SceneContext, plan_acquisitions, render_scene
 
 from .conftest import BIN, REALDATA, TINY, cli_env, validate_tree
+from .range_server import range_server
 
 YEAR = {"start": dt.date(TINY.year, 1, 1), "end": dt.date(TINY.year, 12, 31)}
 
@@ -56,6 +58,55 @@ def test_search_static_catalog_writes_item_collection(tiny_catalog: Path, tmp_pa
     assert len(summary) == TINY.dates  # one line per date
     for item in collection:
         assert Path(item.assets["red"].href).is_file()  # absolute hrefs: the file stands alone
+
+
+def test_search_output_is_valid_stac(tiny_catalog: Path, tmp_path: Path) -> None:
+    """Items keep their collection with an absolute link to it, or lose the field where no link resolves."""
+    inputs = {"stac": str(tiny_catalog / "catalog.json"), "aoi": str(tiny_catalog / "aoi-train.geojson")}
+    search.run(inputs=inputs, output=str(tmp_path / "items.json"), params=SearchParams(**YEAR))
+    listed = list(pystac.ItemCollection.from_file(str(tmp_path / "items.json")))
+    assert len(listed) == TINY.dates
+    for item in listed:
+        item.validate()
+        link = item.get_single_link("collection")
+        assert item.collection_id == "sentinel-2-l2a"
+        assert link is not None
+        assert link.href == str(tiny_catalog / "sentinel-2-l2a" / "collection.json")
+
+    document = json.loads((tmp_path / "items.json").read_text())
+    for feature in document["features"]:  # a list whose collection link cannot be resolved
+        feature["links"] = [{"rel": "collection", "href": "../collection.json", "type": "application/json"}]
+    (tmp_path / "relative.json").write_text(json.dumps(document))
+    again = {**inputs, "stac": str(tmp_path / "relative.json")}
+    search.run(inputs=again, output=str(tmp_path / "again.json"), params=SearchParams(**YEAR))
+    relisted = list(pystac.ItemCollection.from_file(str(tmp_path / "again.json")))
+    assert [item.id for item in relisted] == [item.id for item in listed]
+    for item in relisted:
+        item.validate()
+        assert item.collection_id is None
+        assert item.get_single_link("collection") is None
+
+
+def test_cube_reads_search_output_over_http_and_s3(
+    tiny_catalog: Path, tiny_cube: str, s3_bucket: str, tmp_path: Path
+) -> None:
+    served = tmp_path / "served"
+    search.run(
+        inputs={"stac": str(tiny_catalog / "catalog.json"), "aoi": str(tiny_catalog / "aoi-train.geojson")},
+        output=str(served / "items.json"),
+        params=SearchParams(**YEAR),
+    )
+    boto3.client("s3").upload_file(str(served / "items.json"), s3_bucket, "lists/items.json")
+    reference = cube_dataset(tiny_cube)[1]["reflectance"].load()
+    with range_server(tmp_path / "log.jsonl", root=served) as server:
+        for name, href in (("http", f"{server.url}/items.json"), ("s3", f"s3://{s3_bucket}/lists/items.json")):
+            result = cube.run(
+                inputs={"stac": href, "aoi": str(tiny_catalog / "aoi-train.geojson")},
+                output=str(tmp_path / name),
+                params=CubeParams(**YEAR),
+            )
+            xr.testing.assert_identical(cube_dataset(result.catalog)[1]["reflectance"].load(), reference)
+        assert ("GET", "/items.json") in {(entry["method"], entry["path"]) for entry in server.requests()}
 
 
 def test_search_max_cloud_filters(tiny_catalog: Path, tmp_path: Path) -> None:
@@ -101,7 +152,7 @@ def test_cube_through_a_real_stac_api_equals_static(
 
 def test_cube_values_match_the_generator(tiny_catalog: Path, tiny_cube: str) -> None:
     item, dataset = cube_dataset(tiny_cube)
-    assert validate_tree(tiny_cube) == 2
+    assert validate_tree(tiny_cube) == 3
     assert dataset["reflectance"].dims == ("time", "band", "y", "x")
     assert list(dataset.band.values) == ["B02", "B03", "B04", "B08", "B11", "B12"]
     assert dataset["reflectance"].dtype == np.float32

@@ -163,7 +163,9 @@ def serve(folder: Path) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def browse(assets: Path, demo: Path, child: str, item: str, asset_title: str, screenshot: Path) -> dict[str, Any]:
+def browse(
+    assets: Path, demo: Path, child: str, collection: str, item: str, asset_title: str, screenshot: Path
+) -> dict[str, Any]:
     """Runs tests/browser/check.mjs against `demo` served over HTTP; returns its report (see that script)."""
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -178,6 +180,7 @@ def browse(assets: Path, demo: Path, child: str, item: str, asset_title: str, sc
             "browserUrl": browser_url,
             "catalogUrl": f"{catalog_url}/catalog.json",
             "childHref": f"{catalog_url}/{child}",
+            "collectionHref": f"{catalog_url}/{collection}",
             "itemHref": f"{catalog_url}/{item}",
             "assetTitle": asset_title,
             "screenshot": str(screenshot),
@@ -192,26 +195,30 @@ def browse(assets: Path, demo: Path, child: str, item: str, asset_title: str, sc
     return report
 
 
-def _prediction(demo: Path) -> tuple[str, str, dict[str, Any]]:
-    """The first prediction catalog linked from the root, its item's path and the item itself."""
+def _prediction(demo: Path) -> tuple[str, str, str, dict[str, Any]]:
+    """The first prediction catalog linked from the root, the path of the collection it holds, its item's path and
+    the item itself."""
     root = json.loads((demo / "catalog.json").read_text())
     children = [link["href"].removeprefix("./") for link in root["links"] if link["rel"] == "child"]
     child = next(href for href in children if href.startswith("prediction-"))
     catalog = json.loads((demo / child).read_text())
-    item_href = next(link["href"] for link in catalog["links"] if link["rel"] == "item")
-    item = (demo / child).parent / item_href
-    return child, item.resolve().relative_to(demo.resolve()).as_posix(), json.loads(item.read_text())
+    collection_href = next(link["href"] for link in catalog["links"] if link["rel"] == "child")
+    collection = (demo / child).parent / collection_href
+    item_href = next(link["href"] for link in json.loads(collection.read_text())["links"] if link["rel"] == "item")
+    item = collection.parent / item_href
+    relative = [path.resolve().relative_to(demo.resolve()).as_posix() for path in (collection, item)]
+    return child, relative[0], relative[1], json.loads(item.read_text())
 
 
 @pytest.mark.slow
 def test_stac_browser_shows_the_demo(tiny_demo: tuple[Path, dict[str, object]], tmp_path: Path) -> None:
     demo, _ = tiny_demo
-    child, item_path, item = _prediction(demo)
+    child, collection, item_path, item = _prediction(demo)
     classes = item["assets"]["classes"]
     legend = [entry["name"] for entry in classes["classification:classes"]]
     try:
         assets = ensure_stac_browser()
-        report = browse(assets, demo, child, item_path, classes["title"], tmp_path / "item.png")
+        report = browse(assets, demo, child, collection, item_path, classes["title"], tmp_path / "item.png")
     except BrowserAssetsError as error:
         pytest.fail(str(error))
     # Basemap tiles are refused on purpose (no internet in CI); every other console error is ours to explain.

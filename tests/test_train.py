@@ -63,7 +63,7 @@ def test_training_lowers_the_loss_and_reports_true_metrics(trained: str) -> None
 
 
 def test_model_item_validates_with_mlm(trained: str) -> None:
-    assert validate_tree(trained) == 2
+    assert validate_tree(trained) == 3
     item = model_of(trained)
     assert item.properties["mlm:tasks"] == ["semantic-segmentation"]
     assert item.properties["mlm:total_parameters"] > 1_000_000
@@ -212,7 +212,7 @@ def test_lightgbm_is_a_model_of_its_own(tiny_chips: str, tiny_features: str, tmp
     assert config.output_values
     assert set(config.output_values) <= set(config.class_values)
     assert 0 < result.extra["miou"] <= 1
-    assert validate_tree(result.catalog) == 2
+    assert validate_tree(result.catalog) == 3
     from deep_lulc.stages.predict import stage as predict
     from deep_lulc.stages.predict.params import PredictParams
 

@@ -18,7 +18,7 @@ import pystac
 import rasterio
 
 from deep_lulc.shared.classes import ClassScheme, LulcClass, class_scheme_from_dict
-from deep_lulc.shared.cog import CogWriter
+from deep_lulc.shared.cog import Categories, CogWriter
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.grids import GeoBox, write_projection
 from deep_lulc.shared.preview import thumbnail_asset
@@ -41,9 +41,15 @@ CLASSES_PROPERTY = "deep-lulc:classes"
 CODE_PROPERTY = "deep-lulc:transition_code"
 
 
+def transition_categories(coding: TransitionCoding) -> Categories:
+    """GDAL category names of every transition code (`Forest_to_Grassland`), so GIS legends read them."""
+    return {NODATA_CODE: "NoData", **{code: coding.name(code) for code in range(1, coding.codes)}}
+
+
 def change_writer(folder: Path, grid: GeoBox, coding: TransitionCoding) -> CogWriter:
-    """The transition COG, filled window by window (codes never written stay nodata)."""
-    return CogWriter(folder / CHANGE_FILE, grid, nodata=NODATA_CODE, dtype=coding.dtype, colormap=coding.colormap())
+    """The transition COG, filled window by window (codes never written stay nodata), its codes named."""
+    return CogWriter(folder / CHANGE_FILE, grid, nodata=NODATA_CODE, dtype=coding.dtype, colormap=coding.colormap(),
+                     categories=transition_categories(coding))  # fmt: skip
 
 
 def write_matrix_files(folder: Path, summary: Mapping[str, Any]) -> None:

@@ -4,6 +4,10 @@ COG, a legend preview), how any class-like COG asset is written, and how a class
 Every COG asset records its size (file extension) when it is written, and a read checks it: a class map whose
 file was lost or cut short is bad input naming that file, never a GDAL traceback or a map of nodata. Grids are
 odc-geo `GeoBox`es read and written through `deep_lulc.shared.grids`.
+
+A class COG names its codes twice: `classification:classes` for STAC readers and GDAL category names (plus a
+thematic attribute table) for desktop GIS. GDAL keeps the latter in the COG's `.aux.xml` sidecar, which the
+item lists as an asset of its own so that copies made from the item carry the legend along.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from shapely.geometry import mapping
 
 from deep_lulc.shared import storage
 from deep_lulc.shared.classes import ClassScheme, LulcClass, class_scheme_from_dict
-from deep_lulc.shared.cog import COG_MEDIA_TYPE, CogWriter, Colormap, open_cog, require_file
+from deep_lulc.shared.cog import COG_MEDIA_TYPE, Categories, CogWriter, Colormap, open_cog, require_file, sidecar_of
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.geometry import bounds_to_wgs84
 from deep_lulc.shared.grids import GeoBox, epsg_of, geobox_of, projection_fields, write_projection
@@ -41,6 +45,8 @@ PROBABILITY_NODATA = 255
 PROBABILITY_SCALE = 0.01
 GRID_PROPERTY = "deep-lulc:grid"  # the features grid a (tile) prediction was cut from
 GRID_FIELDS = ("proj:code", "proj:shape", "proj:transform")
+SIDECAR_ASSET_SUFFIX = "_aux"  # asset key of a COG's GDAL sidecar: `classes_aux` beside `classes`
+SIDECAR_MEDIA_TYPE = "application/xml"
 
 
 def colormap_of(scheme: ClassScheme) -> Colormap:
@@ -48,12 +54,17 @@ def colormap_of(scheme: ClassScheme) -> Colormap:
     return {c.value: (*c.rgb, 0 if c.value == scheme.nodata else 255) for c in scheme.classes}
 
 
+def categories_of(scheme: ClassScheme) -> Categories:
+    """GDAL category names: each class value's name (nodata included, so GIS legends list it)."""
+    return {c.value: c.name for c in scheme.classes}
+
+
 # --- Writing ----------------------------------------------------------------------------------------------------
 
 
 def class_map_writer(path: Path, grid: GeoBox, scheme: ClassScheme) -> CogWriter:
-    """The `classes` COG of a map in `scheme`, filled window by window."""
-    return CogWriter(path, grid, nodata=scheme.nodata, colormap=colormap_of(scheme))
+    """The `classes` COG of a map in `scheme`, filled window by window, its codes named for GDAL."""
+    return CogWriter(path, grid, nodata=scheme.nodata, colormap=colormap_of(scheme), categories=categories_of(scheme))
 
 
 def probabilities_writer(path: Path, grid: GeoBox, scheme: ClassScheme) -> CogWriter:
@@ -73,13 +84,20 @@ def add_cog_asset(
     classes: Sequence[Mapping[str, Any]] | None = None,
 ) -> pystac.Asset:
     """Add the COG at `path` (already written) as asset `key`: its bands (raster extension), what its codes
-    mean (classification extension) and its size (file extension), which a read checks."""
+    mean (classification extension) and its size (file extension), which a read checks. A GDAL sidecar the
+    writer left beside it (category names) becomes asset `<key>_aux`."""
     asset = pystac.Asset(str(path), title=title, media_type=COG_MEDIA_TYPE, roles=["data"])
     item.add_asset(key, asset)
     if classes is not None:
         ClassificationExtension.ext(asset, add_if_missing=True).classes = [Classification(dict(c)) for c in classes]
     RasterExtension.ext(asset, add_if_missing=True).bands = list(bands)
     FileExtension.ext(asset, add_if_missing=True).size = path.stat().st_size
+    sidecar = sidecar_of(path)
+    if sidecar.is_file():
+        aux = pystac.Asset(str(sidecar), title=f"GDAL sidecar of '{key}': category names and attribute table",
+                           media_type=SIDECAR_MEDIA_TYPE, roles=["metadata"])  # fmt: skip
+        item.add_asset(key + SIDECAR_ASSET_SUFFIX, aux)
+        FileExtension.ext(aux, add_if_missing=True).size = sidecar.stat().st_size
     return asset
 
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pystac
-import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from pystac.extensions.datacube import (
     AdditionalDimension,
@@ -47,7 +46,7 @@ def write_store(dataset: xr.Dataset, path: Path, *, grid: GeoBox, chunk_size: in
     """Store `reflectance` and `scl` (lazy arrays computed here: loader errors surface from this call) in
     chunks of one frame, every band and `chunk_size` pixels a side, then record the manifest."""
     chunks = {"time": 1, "band": -1, "y": chunk_size, "x": chunk_size}
-    stored = dataset.chunk(chunks).rio.write_crs(f"EPSG:{epsg_of(grid)}").rio.write_transform(grid.affine)
+    stored = zarr_store.georeferenced(dataset.chunk(chunks), grid)
     encoding = {
         "reflectance": {"chunks": (1, len(BANDS), chunk_size, chunk_size)},
         "scl": {"chunks": (1, chunk_size, chunk_size)},

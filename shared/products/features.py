@@ -14,11 +14,10 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import pystac
-import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from pystac.extensions.datacube import DatacubeExtension
 
-from deep_lulc.shared.grids import GeoBox, epsg_of, write_projection
+from deep_lulc.shared.grids import GeoBox, write_projection
 from deep_lulc.shared.products import zarr_store
 from deep_lulc.shared.products.cube import bands_dimension, data_variable, temporal_dimension
 from deep_lulc.shared.products.zarr_store import Manifest, ZarrLocation
@@ -58,7 +57,7 @@ def create_store(
         coords={"time": times, "channel": list(channels), "y": y, "x": x},
         attrs=dict(attrs),
     )
-    template = template.rio.write_crs(f"EPSG:{epsg_of(grid)}").rio.write_transform(grid.affine)
+    template = zarr_store.georeferenced(template, grid)
     encoding = {
         "features": {"chunks": (len(times), len(channels), block, block)},
         "valid_count": {"chunks": (block, block)},

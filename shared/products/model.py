@@ -1,9 +1,14 @@
-"""The trained model: a STAC item with the Machine Learning Model (MLM) extension 1.4, written through
-pystac's MLM classes (the only place that knows MLM fields), and read back for `predict`.
+"""The trained model: a STAC item with the Machine Learning Model (MLM) extension 1.5.2 (the only place that
+knows MLM fields), and read back for `predict`.
 
-The writer records the size and SHA-256 (file extension) of the weights and of the config. The weights are
-opaque numbers, so they are checked against that record on read: a weights file cut short in a copy is bad
-input naming it, never a LightGBM model missing half its trees. The config is checked by its content
+pystac's MLM classes write the fields but target MLM 1.4; the item declares 1.5.2, whose schema the fields
+here satisfy: the input's `dim_order` names its `bands` dimension, the output's (classes, no bands) does not,
+and the item carries the recommended source-code and container assets, so a generic MLM consumer learns the
+inputs, their z-score normalisation, the classes and how to run the model from the item alone.
+
+The writer records the size and SHA-256 (file extension) of every file asset. The weights are opaque
+numbers, so they are checked against that record on read: a weights file cut short in a copy is bad input
+naming it, never a LightGBM model missing half its trees. The config is checked by its content
 (`ModelConfig.from_json`, then against the features and the weights); its record says "truncated" when it
 does not parse, and a config edited by hand is used as it is, with a warning.
 """
@@ -11,9 +16,11 @@ does not parse, and a config edited by hand is used as it is, with a warning.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pystac
 import torch
@@ -40,15 +47,20 @@ from deep_lulc.shared.classes import ClassScheme, LulcClass
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.networks import ModelConfig
 from deep_lulc.shared.stac import SHA2_256, file_checksum, items_of, period_item, read_stac, stamp_provenance
+from deep_lulc.shared.version import SOFTWARE_NAME, __version__
 
 __all__ = [
     "CONFIG",
     "CONFIG_NAME",
+    "CONTAINER",
     "LIGHTGBM_MEDIA_TYPE",
+    "MLM_SCHEMA",
     "SAFETENSORS_MEDIA_TYPE",
+    "SOURCE_CODE",
     "WEIGHTS",
     "AssetSpec",
     "ModelProduct",
+    "inference_image",
     "looks_pickled",
     "model_item",
     "read_model",
@@ -64,8 +76,15 @@ ARCHITECTURE_TITLES = {
     "temporal-unet": "Temporal attention encoder + compact U-Net",
     "lightgbm": "LightGBM gradient-boosted trees, per pixel",
 }
-DIMENSIONS = ["batch", "channel", "height", "width"]
-RECORDED = (WEIGHTS, CONFIG)  # the assets whose size and checksum the item records
+MLM_SCHEMA = "https://stac-extensions.github.io/mlm/v1.5.2/schema.json"
+# MLM 1.5.2: an input listing bands names a `bands` dimension; an output without bands must not.
+INPUT_DIMENSIONS = ["batch", "bands", "height", "width"]
+OUTPUT_DIMENSIONS = ["batch", "class", "height", "width"]
+SOURCE_CODE, CONTAINER = "source_code", "container"  # the MLM recommended asset keys
+ENTRYPOINT = "deep_lulc.stages.predict.stage:run"  # `deep-lulc predict --model ITEM --features ... --out ...`
+INFERENCE_IMAGE = "ghcr.io/deep-lulc/deep-lulc:gpu"  # argo/workflowtemplate.yaml's gpu-image, where predict runs
+IMAGE_VARIABLE = "DEEP_LULC_IMAGE"  # a deployment's own image reference (registry, tag or digest)
+OCI_INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 FIX_MODEL = "pass the catalog.json written by `deep-lulc train`"
 FIX_DAMAGED = "copy the whole model folder again, or retrain with `deep-lulc train`"
 AssetSpec = tuple[Path, str, str, list[str]]  # path, media type, title, roles
@@ -96,9 +115,11 @@ def model_item(
         description="Bands and NDVI/NDWI/NDBI"
         + (" for every date, date-major" if config.input_mode == "stack" else " of one date"),
         bands=list(config.channels),
-        input=InputStructure.create(shape=[-1, config.n_in, *chip], dim_order=DIMENSIONS, data_type=DataType.FLOAT32),
+        input=InputStructure.create(
+            shape=[-1, config.n_in, *chip], dim_order=INPUT_DIMENSIONS, data_type=DataType.FLOAT32
+        ),
     )
-    # MLM 1.4 takes one value scaling per channel (a list); pystac 1.15 types the field as a single object.
+    # MLM takes one value scaling per band (a list); pystac 1.15 types the field as a single object.
     model_input.properties["value_scaling"] = [
         ValueScaling.create(type=ValueScalingType.Z_SCORE, mean=m, stddev=s).to_dict()
         for m, s in zip(config.mean, config.std, strict=True)
@@ -107,9 +128,9 @@ def model_item(
         name="classes",
         tasks=[TaskType.SEMANTIC_SEGMENTATION],
         result=ResultStructure.create(
-            shape=[-1, config.n_out, *chip], dim_order=DIMENSIONS, data_type=DataType.FLOAT32
+            shape=[-1, config.n_out, *chip], dim_order=OUTPUT_DIMENSIONS, data_type=DataType.FLOAT32
         ),
-        classes=[Classification(c.to_classification()) for c in scheme.classes],
+        classes=[Classification(c) for c in scheme.to_classification()],
     )
     MLMExtension.ext(item, add_if_missing=True).apply(
         name=identifier,
@@ -117,7 +138,7 @@ def model_item(
         tasks=[TaskType.SEMANTIC_SEGMENTATION],
         input=[model_input],
         output=[model_output],
-        framework="pytorch" if config.is_network else "lightgbm",
+        framework="PyTorch" if config.is_network else "lightgbm",  # MLM's enum spelling where it has one
         framework_version=torch.__version__.split("+")[0] if config.is_network else _lightgbm_version(),
         total_parameters=parameters,
         pretrained=pretrained_source is not None,
@@ -127,6 +148,7 @@ def model_item(
         accelerator_constrained=False,
         hyperparameters=Hyperparameters.create(**hyperparameters),
     )
+    _declare_mlm_1_5(item)
     ClassificationExtension.add_to(item)  # the output's classification:classes
     item.properties["deep-lulc:architecture"] = config.architecture
     if validation is not None:
@@ -142,13 +164,51 @@ def model_item(
             RasterExtension.ext(asset, add_if_missing=True).bands = [
                 RasterBand({"name": name, "data_type": DataType.FLOAT32.value}) for name in config.channels
             ]
-        if key in RECORDED:
-            data = path.read_bytes()
-            record = FileExtension.ext(asset, add_if_missing=True)
-            record.size = len(data)
-            record.checksum = file_checksum(data)
+        data = path.read_bytes()
+        record = FileExtension.ext(asset, add_if_missing=True)
+        record.size = len(data)
+        record.checksum = file_checksum(data)
+    item.add_asset(SOURCE_CODE, _source_code_asset())
+    item.add_asset(CONTAINER, _container_asset())
     stamp_provenance(item, derived_from=[chips_href])
     return item
+
+
+def _declare_mlm_1_5(item: pystac.Item) -> None:
+    """Swap the MLM 1.4 URI pystac added for 1.5.2 (pystac's `has_extension` matches any MLM version, so
+    its MLM classes still read the item)."""
+    item.stac_extensions = [
+        MLM_SCHEMA if uri.startswith("https://stac-extensions.github.io/mlm/") else uri for uri in item.stac_extensions
+    ]
+
+
+def inference_image() -> str:
+    """The container image `predict` runs in: `DEEP_LULC_IMAGE` where a deployment sets it (its own registry,
+    tag or digest), else the Argo templates' default GPU image."""
+    return os.environ.get(IMAGE_VARIABLE) or INFERENCE_IMAGE
+
+
+def _source_code_asset() -> pystac.Asset:
+    """The package that holds the inference entrypoint, as a package URL of this very version."""
+    return pystac.Asset(
+        f"pkg:pypi/{SOFTWARE_NAME}@{quote(__version__, safe='')}",
+        title=f"{SOFTWARE_NAME} {__version__}: the package that trained this model and runs it",
+        description="Install the package at this version; `deep-lulc predict --model <catalog> --features <catalog> "
+        "--out <dir>` runs the model (the entrypoint below), normalising the inputs as `mlm:input` says.",
+        roles=["mlm:source_code", "code", "metadata"],
+        extra_fields={"mlm:entrypoint": ENTRYPOINT},
+    )
+
+
+def _container_asset() -> pystac.Asset:
+    image = inference_image()
+    return pystac.Asset(
+        image if "://" in image else f"docker://{image}",
+        title="Container image that runs the model (`deep-lulc predict ...`)",
+        description="The image's entrypoint is `deep-lulc`; its arguments are a stage command line.",
+        media_type=OCI_INDEX_MEDIA_TYPE,
+        roles=["mlm:container", "runtime"],
+    )
 
 
 def _lightgbm_version() -> str:

@@ -2,6 +2,8 @@
 
 Items are stored self-contained (absolute asset hrefs, no root/parent links), so the file can move to object
 storage and still resolve; the search request that made it travels in the collection's `deep-lulc:search`.
+An item keeps its `collection` with an absolute link to it where the source had one, and drops the field
+otherwise: STAC requires the link wherever the field is set.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pystac
+from pystac.utils import is_absolute_href, make_absolute_href
 
 from deep_lulc.shared import storage
 from deep_lulc.shared.errors import BadInputError
@@ -32,14 +35,32 @@ def write_scene_list(items: Sequence[pystac.Item], output: str, *, params: Mappi
     )
     for item in collection.items:
         self_href = item.get_self_href()
+        collection_href = _absolute_collection_href(item)
         item.make_asset_hrefs_absolute()
         item.clear_links("root")
         item.clear_links("parent")
         item.clear_links("collection")
         if self_href:
             item.set_self_href(self_href)
+        if collection_href is not None:
+            item.add_link(pystac.Link(pystac.RelType.COLLECTION, collection_href, media_type=pystac.MediaType.JSON))
+        else:  # STAC: an item naming its collection must link to it
+            item.collection_id = None
     document = collection.to_dict(transform_hrefs=False)
     return write_file_atomically(output, (json.dumps(document, indent=1) + "\n").encode())
+
+
+def _absolute_collection_href(item: pystac.Item) -> str | None:
+    """Where the item's collection lives, as an absolute href, when the source says (None otherwise: a
+    relative link resolves only against the item's own absolute self href, never the working directory)."""
+    link = item.get_single_link(pystac.RelType.COLLECTION)
+    href = link.get_href(transform_href=False) if link is not None else None
+    if not href:
+        return None
+    if is_absolute_href(href):
+        return href
+    base = item.get_self_href()
+    return make_absolute_href(href, base) if base and is_absolute_href(base) else None
 
 
 def read_scene_list(document: Mapping[str, Any], href: str) -> list[pystac.Item]:

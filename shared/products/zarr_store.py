@@ -7,6 +7,11 @@ opening compares the store's listing with it, naming the first missing or trunca
 every chunk, all-fill ones included, so a key absent from the listing always means a lost object.
 
 Stores written before manifests existed still open, with a warning that nothing was verified.
+
+Stores are georeferenced the CF way: a `spatial_ref` grid-mapping coordinate (CRS and GeoTransform) that
+every data variable names in `grid_mapping` and `coordinates`, so `xr.open_zarr(store).rio.crs` and GDAL's
+Zarr driver both find the CRS. Items describe their `data` asset with `xarray:open_kwargs`, so xpystac
+(`xr.open_dataset(item.assets["data"], engine="stac")`) opens it as this module does.
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ from pathlib import Path
 from typing import Any, NamedTuple, cast
 
 import pystac
+import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from pystac.extensions.file import FileExtension
+from pystac.extensions.xarray_assets import OPEN_KWARGS_PROP
 
 from deep_lulc.shared import storage
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.grids import GeoBox, geobox_of
+from deep_lulc.shared.grids import GeoBox, epsg_of, geobox_of
 from deep_lulc.shared.stac import file_checksum, items_of, read_stac
 
 ZARR_MEDIA_TYPE = "application/vnd+zarr"
@@ -36,6 +43,9 @@ MANIFEST_ASSET = "manifest"
 MANIFEST_SUFFIX = ".manifest.json"
 MANIFEST_FORMAT = "deep-lulc-zarr-manifest/1"
 SHOWN_KEYS = 3  # keys an error names before "and N more"
+GRID_MAPPING = "spatial_ref"  # rioxarray's default name, which GDAL and CF readers take as given
+# How xarray opens a store, for readers that take it from the item (xpystac): Zarr v2, consolidated, lazy.
+OPEN_KWARGS: dict[str, Any] = {"engine": "zarr", "consolidated": True, "zarr_format": 2, "chunks": {}}
 log = logging.getLogger(__name__)
 
 
@@ -93,15 +103,46 @@ class ZarrProduct(NamedTuple):
         return ZarrLocation.at(self.store)
 
 
+def georeferenced(dataset: xr.Dataset, grid: GeoBox) -> xr.Dataset:
+    """`dataset` with the `spatial_ref` coordinate of `grid` (CF grid-mapping attributes, WKT, GeoTransform)
+    linked from every data variable, for `write_dataset`.
+
+    rioxarray names the grid mapping in each variable's `grid_mapping`, and xarray then leaves `spatial_ref`
+    out of the `coordinates` it writes, so a plain `open_zarr` would read it back as a data variable without
+    a CRS; naming it in `coordinates` as well makes it a coordinate again on every read.
+    """
+    with_crs: xr.Dataset = dataset.rio.write_crs(f"EPSG:{epsg_of(grid)}", grid_mapping_name=GRID_MAPPING)
+    located: xr.Dataset = with_crs.rio.write_transform(grid.affine, grid_mapping_name=GRID_MAPPING)
+    for variable in located.data_vars.values():
+        variable.encoding["grid_mapping"] = GRID_MAPPING
+        variable.encoding["coordinates"] = GRID_MAPPING
+    return located
+
+
 def write_dataset(dataset: xr.Dataset, path: Path, *, encoding: Mapping[str, Any], compute: bool = True) -> None:
     """A new Zarr v2 store with consolidated metadata and every chunk stored (`compute=False`: metadata and
     coordinates only, for windows to fill with `ZarrLocation.write_region`). Call `record_manifest` after
     the last chunk."""
-    options: dict[str, Any] = {"mode": "w", "encoding": dict(encoding), "zarr_format": 2, "consolidated": True}
+    options: dict[str, Any] = {
+        "mode": "w",
+        "encoding": _keeping_grid_mapping(dataset, encoding),
+        "zarr_format": 2,
+        "consolidated": True,
+    }
     if compute:
         dataset.to_zarr(path, **options, write_empty_chunks=True)
     else:
         dataset.to_zarr(path, **options, compute=False, write_empty_chunks=True)
+
+
+def _keeping_grid_mapping(dataset: xr.Dataset, encoding: Mapping[str, Any]) -> dict[str, Any]:
+    """`encoding` plus each variable's own `grid_mapping`: xarray replaces a variable's encoding with the one
+    passed to `to_zarr`, which would drop the link `georeferenced` made."""
+    merged = {str(name): dict(values) for name, values in encoding.items()}
+    for name, variable in dataset.data_vars.items():
+        if "grid_mapping" in variable.encoding:
+            merged.setdefault(str(name), {}).setdefault("grid_mapping", variable.encoding["grid_mapping"])
+    return merged
 
 
 def manifest_href(store: str) -> str:
@@ -159,8 +200,19 @@ def add_store_assets(item: pystac.Item, store: Path, *, title: str, manifest: Ma
 
 
 def zarr_asset(path: str, *, title: str) -> pystac.Asset:
-    """A `data` asset for a Zarr store (items written by code other than a stage use it alone)."""
-    return pystac.Asset(path, title=title, media_type=ZARR_MEDIA_TYPE, roles=["data"])
+    """A `data` asset for a Zarr store (items written by code other than a stage use it alone).
+
+    `xarray:open_kwargs` is the xarray-assets extension's field, written without declaring the extension:
+    xpystac reads the field either way, and a declared extension is validated against its schema, which
+    the offline schema bundle the outputs are validated with does not hold.
+    """
+    return pystac.Asset(
+        path,
+        title=title,
+        media_type=ZARR_MEDIA_TYPE,
+        roles=["data"],
+        extra_fields={OPEN_KWARGS_PROP: dict(OPEN_KWARGS)},
+    )
 
 
 @dataclass(frozen=True)

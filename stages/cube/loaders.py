@@ -15,7 +15,7 @@ import numpy as np
 import pystac
 import xarray as xr
 
-from deep_lulc.shared import sentinel2, storage
+from deep_lulc.shared import gdal_env, sentinel2
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.grids import GeoBox, epsg_of
 from deep_lulc.stages.cube.params import Loader
@@ -89,10 +89,13 @@ def load_dn(
     """Lazy DN (time, band, y, x) uint16 and SCL (time, y, x) uint8, one step per solar day."""
     items = [item for day in days for item in day.items]
     keys = asset_keys(items)
+    options = gdal_env.read_options(
+        item.assets[key].get_absolute_href() or "" for item in items for key in keys.values()
+    )
     if loader == "odc-stac":
-        dn, scl = _load_odc(items, keys, grid, chunk_size)
+        dn, scl = _load_odc(items, keys, grid, chunk_size, options)
     else:
-        dn, scl = _load_stackstac(days, keys, grid, chunk_size)
+        dn, scl = _load_stackstac(days, keys, grid, chunk_size, options)
     if dn.sizes["time"] != len(days):
         raise RuntimeError(f"{loader} returned {dn.sizes['time']} time steps for {len(days)} solar days")
     times = np.array([np.datetime64(day.datetime.replace(tzinfo=None), "ns") for day in days])
@@ -100,13 +103,13 @@ def load_dn(
 
 
 def _load_odc(
-    items: list[pystac.Item], keys: dict[str, str], grid: GeoBox, chunk_size: int
+    items: list[pystac.Item], keys: dict[str, str], grid: GeoBox, chunk_size: int, options: dict[str, str]
 ) -> tuple[xr.DataArray, xr.DataArray]:
     import odc.stac
 
-    s3_options: dict[str, Any] = dict(storage.gdal_s3_options())
-    if s3_options:
-        odc.stac.configure_rio(cloud_defaults=True, **s3_options)
+    if options:  # odc-stac's own cloud defaults would shadow what the user set in the environment
+        gdal_options: dict[str, Any] = dict(options)
+        odc.stac.configure_rio(cloud_defaults=False, **gdal_options)
 
     resampling = {key: resampling_for(items[0], key, band, grid.affine.a) for band, key in keys.items()}
     config = {
@@ -129,10 +132,15 @@ def _load_odc(
 
 
 def _load_stackstac(
-    days: Sequence[SolarDay], keys: dict[str, str], grid: GeoBox, chunk_size: int
+    days: Sequence[SolarDay], keys: dict[str, str], grid: GeoBox, chunk_size: int, options: dict[str, str]
 ) -> tuple[xr.DataArray, xr.DataArray]:
     import stackstac
     from rasterio.enums import Resampling
+    from stackstac.rio_env import LayeredEnv
+
+    rio_env = stackstac.DEFAULT_GDAL_ENV
+    if options:  # stackstac keeps datasets open between reads: no per-file block cache while reading
+        rio_env = LayeredEnv(always=options, read=gdal_env.without_user_set({"VSI_CACHE": "FALSE"}))
 
     items = [item for day in days for item in day.items]
     box = grid.boundingbox
@@ -157,7 +165,7 @@ def _load_stackstac(
             snap_bounds=False,
             properties=False,
             band_coords=False,
-            gdal_env=stackstac.DEFAULT_GDAL_ENV.updated(always=storage.gdal_s3_options()),
+            gdal_env=rio_env,
         )
         array = array.assign_coords(day=("time", day_of_item))
         mosaics = [stackstac.mosaic(group, dim="time", nodata=0) for _, group in array.groupby("day")]

@@ -28,6 +28,7 @@ from deep_lulc.shared.products.zarr_store import ZarrLocation
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.scene_selection import query_from
+from deep_lulc.shared.signing import sign_items
 from deep_lulc.shared.stac import iso, stamp_provenance
 from deep_lulc.shared.storage import join_href
 from deep_lulc.stages.cube.loaders import BANDS, SolarDay, group_by_solar_day, load_dn
@@ -108,7 +109,7 @@ def unreadable_source(exc: Exception, items: Sequence[pystac.Item]) -> BadInputE
 def run(*, inputs: Mapping[str, str], output: str, params: CubeParams) -> StageResult:
     """Build the cube for `inputs['stac']` over `inputs['aoi']` into `output`."""
     query = query_from(inputs, params)
-    items = find_items(query)
+    items = sign_items(find_items(query), params.sign)
     days = group_by_solar_day(items)
     first = days[0].items[0]
     anchor = (0.0, 0.0)

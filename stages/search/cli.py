@@ -11,6 +11,9 @@ Example:
 
   deep-lulc search --stac https://earth-search.aws.element84.com/v1 --collection sentinel-2-l2a
   --aoi aoi.geojson --start 2023-01-01 --end 2023-12-31 --max-cloud 60 --out items.json
+
+  deep-lulc search --stac https://planetarycomputer.microsoft.com/api/stac/v1 --collection sentinel-2-l2a
+  --aoi aoi.geojson --start 2023-01-01 --end 2023-12-31 --sign planetary-computer --out items.json
 """
 
 COMMAND = Stage(

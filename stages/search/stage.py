@@ -13,6 +13,7 @@ from deep_lulc.shared.item_search import find_items
 from deep_lulc.shared.products.scenes import write_scene_list
 from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.scene_selection import query_from
+from deep_lulc.shared.signing import sign_items
 from deep_lulc.stages.search.params import SearchParams
 
 STAGE = "search"
@@ -34,7 +35,7 @@ def summary_lines(items: list[pystac.Item]) -> list[str]:
 def run(*, inputs: Mapping[str, str], output: str, params: SearchParams) -> StageResult:
     """Search `inputs['stac']` for `inputs['aoi']` and write an ItemCollection to `output` (a .json href)."""
     query = query_from(inputs, params)
-    items = find_items(query)
+    items = sign_items(find_items(query), params.sign)
     for line in summary_lines(items):
         print(line, file=sys.stderr)
     written = write_scene_list(items, output, params=params.model_dump(mode="json", exclude={"overwrite"}))

@@ -17,7 +17,7 @@ from shapely.geometry import mapping
 
 from deep_lulc.shared.classes import SLOVENIA
 from deep_lulc.shared.grids import GeoBox, epsg_of
-from deep_lulc.shared.stac import stamp_provenance
+from deep_lulc.shared.stac import set_nominal_datetime, stamp_provenance
 from deep_lulc.stages.synth.items import footprint_wgs84
 from deep_lulc.stages.synth.landscape import Landscape
 
@@ -105,5 +105,6 @@ def labels_item(landscape: Landscape, *, year: int, labels_path: Path, sources: 
     ]
     for source in sources:
         item.add_link(pystac.Link("source", source, media_type=pystac.MediaType.JSON))
+    set_nominal_datetime(item)
     stamp_provenance(item)
     return item

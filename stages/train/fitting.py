@@ -1,5 +1,10 @@
 """The fastai training loop: one-cycle, freeze/unfreeze when pretrained, best checkpoint by validation
-mIoU, early stopping, resumable checkpoints (safetensors + JSON, never pickles)."""
+mIoU, early stopping, resumable checkpoints (safetensors + JSON, never pickles).
+
+Each epoch is logged once, by the checkpoint callback. fastai's own metric table is switched off (it repeats
+those numbers), and its progress bars are drawn only on a terminal: in a pod's log they are carriage-return
+frames that pile up into one long line per epoch.
+"""
 
 from __future__ import annotations
 
@@ -19,14 +24,17 @@ import fastai.callback.schedule  # noqa: F401  (fit_one_cycle, lr_find)
 import numpy as np
 import torch
 from fastai.callback.core import Callback
+from fastai.callback.progress import ProgressCallback
 from fastai.callback.tracker import EarlyStoppingCallback
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
+from fastai.imports import noop  # fastai compares against its own noop, not fastcore's
 from fastai.learner import Learner, Metric
 from fastai.optimizer import Adam
 from torch import nn
 
 from deep_lulc.shared.networks import load_weights, save_weights
+from deep_lulc.shared.progress import interactive
 
 log = logging.getLogger(__name__)
 LAST, BEST, STATE = "last.safetensors", "best.safetensors", "state.json"
@@ -90,8 +98,8 @@ class CheckpointCallback(Callback):  # type: ignore[misc]
 
     order = 70  # after the recorder has the epoch's values
 
-    def __init__(self, folder: Path, state: TrainingState, epoch_offset: int) -> None:
-        self.folder, self.state, self.epoch_offset = folder, state, epoch_offset
+    def __init__(self, folder: Path, state: TrainingState, epoch_offset: int, *, epochs: int) -> None:
+        self.folder, self.state, self.epoch_offset, self.epochs = folder, state, epoch_offset, epochs
         self.started = 0.0
 
     def before_epoch(self) -> None:
@@ -118,9 +126,9 @@ class CheckpointCallback(Callback):  # type: ignore[misc]
             save_weights(self.learn.model, self.folder / BEST)
         self.state.epochs_done = epoch
         self.state.save(self.folder)
-        log.info(
-            "epoch %d: train loss %.4f, valid loss %.4f, mIoU %.4f", epoch, row["train_loss"], row["valid_loss"], miou
-        )
+        log.info("epoch %d/%d: train loss %.4f, valid loss %.4f, mIoU %.4f (%.1f s)%s", epoch, self.epochs,
+                 row["train_loss"], row["valid_loss"], miou, row["seconds"],
+                 ", best so far" if self.state.best_epoch == epoch else "")  # fmt: skip
 
 
 class ResumableEarlyStopping(EarlyStoppingCallback):  # type: ignore[misc]
@@ -203,6 +211,9 @@ def fit(
     if plan.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     learn = Learner(dls, model, loss_func=loss, opt_func=Adam, metrics=[MeanIoU(n_out)], splitter=_encoder_split)
+    learn.logger = noop  # fastai's metric table: CheckpointCallback logs each epoch once
+    if not interactive():
+        learn.remove_cb(ProgressCallback)
     if plan.device.type == "cuda":
         learn = learn.to_fp16()
     lr = plan.lr
@@ -214,7 +225,7 @@ def fit(
         freeze_epochs = 1 if plan.pretrained and plan.epochs > 1 else 0
         if freeze_epochs and state.epochs_done < freeze_epochs:
             learn.freeze()
-            learn.fit_one_cycle(freeze_epochs, lr, cbs=[CheckpointCallback(checkpoints, state, 0)])
+            learn.fit_one_cycle(freeze_epochs, lr, cbs=[CheckpointCallback(checkpoints, state, 0, epochs=plan.epochs)])
         learn.unfreeze()
         done = state.epochs_done
         remaining = plan.epochs - freeze_epochs
@@ -225,7 +236,7 @@ def fit(
                 slice(lr / 100, lr / 2) if plan.pretrained else lr,
                 start_epoch=start,
                 cbs=[
-                    CheckpointCallback(checkpoints, state, freeze_epochs),
+                    CheckpointCallback(checkpoints, state, freeze_epochs, epochs=plan.epochs),
                     ResumableEarlyStopping(plan.patience, skip=start),
                 ],
             )

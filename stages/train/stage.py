@@ -46,6 +46,14 @@ CHIP_MAP_TOLERANCE = 0.05  # chip and map mIoU further apart than this: the chip
 WINDOW_TOLERANCE = 0.03  # map mIoU at the chip-sized and the default window further apart: window-sensitive
 
 
+def readable_by_everyone(folder: Path) -> None:
+    """Mode 0644 on every file of the model: a restrictive umask (pods often run with 077) must not make the
+    published weights unreadable to the predict pods or the users that copy them."""
+    for path in folder.iterdir():
+        if path.is_file():
+            path.chmod(0o644)
+
+
 def checkpoint_folder(output: str) -> Path:
     """Beside a local output (so `--resume` finds it); for object storage, a local folder keyed by the prefix."""
     if storage.scheme_of(output) == "file":
@@ -155,6 +163,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> Stage
                 writer.writerows(fitted.history)
             assets["history"] = (folder / "history.csv", "text/csv", "Loss and chip mIoU per epoch", ["metadata"])
             assets["loss"] = (folder / "loss.png", "image/png", "Loss curves", ["overview", "visual"])
+        readable_by_everyone(folder)
         item = model_item(
             identifier,
             config=config,
@@ -254,7 +263,6 @@ def _fit_network(
 
     def save(folder: Path) -> str:
         save_weights(model.cpu(), folder / "model.safetensors")
-        (folder / "model.safetensors").chmod(0o644)
         model.to(device)
         return "model.safetensors"
 
@@ -281,7 +289,6 @@ def _fit_pixel_classifier(train_set: ChipDataset, config: ModelConfig, *, seed: 
 
     def save(folder: Path) -> str:
         (folder / "model.txt").write_text(text)
-        (folder / "model.txt").chmod(0o644)
         return "model.txt"
 
     return Fitted(

@@ -1,6 +1,6 @@
 // Opens the demo catalog in a built STAC Browser with headless Chromium and prints one JSON line of what it saw.
 // Driven by tests/test_stac_browser.py, which passes one JSON argument:
-//   {modules, chromium, browserUrl, catalogUrl, childHref, itemHref, assetTitle, screenshot}
+//   {modules, chromium, browserUrl, catalogUrl, childHref, collectionHref, itemHref, assetTitle, screenshot}
 // The Python test owns the assertions; this script only clicks through and reports what the pages, the console and
 // the network showed, up to the step that failed (when one does), so that a failure explains itself.
 import { createRequire } from "node:module";
@@ -123,13 +123,21 @@ async function main() {
     await page.waitForLoadState("networkidle");
     report.pages.root = await describe();
 
-    // Prediction catalog, reached by clicking through like a user would.
+    // Prediction catalog, reached by clicking through like a user would: it holds the collection of the item.
     report.steps.push("catalog");
     await childLink.click();
+    const collectionLink = page.locator(`a[href$="${browserPath(config.collectionHref)}"]`).first();
+    await expect(collectionLink);
+    await page.waitForLoadState("networkidle");
+    report.pages.catalog = await describe();
+
+    // Prediction collection: its extent and its item.
+    report.steps.push("collection");
+    await collectionLink.click();
     const itemLink = page.locator(`a[href$="${browserPath(config.itemHref)}"]`).first();
     await expect(itemLink);
     await page.waitForLoadState("networkidle");
-    report.pages.catalog = await describe();
+    report.pages.collection = await describe();
 
     // Prediction item: the classes asset, expanded to show its legend, and the preview in the thumbnails tab.
     report.steps.push("item");

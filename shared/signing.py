@@ -1,0 +1,126 @@
+"""Signing asset hrefs for providers whose storage needs a token to read (`--sign`).
+
+Planetary Computer's Azure Blob Storage answers 403 to a bare URL. The `planetary-computer` package signs
+items: it asks the SAS token endpoint (`PC_SDK_SAS_URL`, by default Microsoft's public one, with the key in
+`PC_SDK_SUBSCRIPTION_KEY` where one is set) for a token per storage container and appends it to each href.
+The tokens are fetched here first, under the project's retry policy, so that a dead endpoint costs a
+bounded wait and ends as a transient failure (exit 75) and a refusal as bad input (exit 2); the package's
+own policy would retry ten times with growing delays.
+
+A signed href is a credential that expires: it lives in asset hrefs only (an ItemCollection written by
+`search --sign`, or the items `cube` loads), and every log, run record and provenance link masks query
+strings (`storage.redact`, `logs.redact_text`). Hrefs already signed are signed afresh, since a token in a
+stored ItemCollection may have expired.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Literal, TypeVar
+from urllib.parse import parse_qs, urlparse, urlsplit, urlunsplit
+
+import pystac
+
+from deep_lulc.shared import storage
+from deep_lulc.shared.errors import BadInputError, TransientError
+from deep_lulc.shared.item_search import RETRY_STATUS, retry_policy
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Signing = Literal["none", "planetary-computer"]
+
+# Query keys of an Azure SAS token: an href carrying them was signed before.
+SAS_KEYS = frozenset({"st", "se", "sp", "sv", "sig"})
+# Planetary Computer's public thumbnails account: the package leaves its URLs unsigned.
+PUBLIC_ACCOUNT = "ai4edatasetspublicassets"
+
+
+def sign_items(items: Sequence[pystac.Item], signing: Signing) -> list[pystac.Item]:
+    """`items` with their asset hrefs signed as `signing` says (copies; "none" returns them as they are)."""
+    if signing == "none":
+        return list(items)
+    return _sign_planetary_computer(items)
+
+
+def _sign_planetary_computer(items: Sequence[pystac.Item]) -> list[pystac.Item]:
+    import planetary_computer
+    from planetary_computer.settings import Settings
+
+    Settings.get.cache_clear()  # PC_SDK_* as they are now, not as when the package was first used
+    sas_url = str(Settings.get().sas_url or "").rstrip("/")
+    unsigned = [_without_sas(item) for item in items]
+    containers = sorted(_blob_containers(unsigned))
+    policy = retry_policy()
+    retries = policy.total if isinstance(policy.total, int) else 5
+    for account, container in containers:
+        get_token = functools.partial(planetary_computer.sas.get_token, account, container, retry_total=retries,
+                                      retry_backoff_factor=policy.backoff_factor)  # fmt: skip
+        _asking(f"{sas_url}/{account}/{container}", get_token)
+    # The tokens are cached now: the package signs without asking the endpoint again.
+    for item in unsigned:
+        _asking(sas_url, functools.partial(planetary_computer.sign_inplace, item))
+    log.info("signed the assets of %d items for Planetary Computer (%d containers)", len(unsigned), len(containers))
+    return unsigned
+
+
+def _blob_storage_parts(href: str) -> tuple[str, str] | None:
+    """(account, container) of an Azure Blob Storage href that the package signs, else None."""
+    from planetary_computer.sas import BLOB_STORAGE_DOMAIN
+    from planetary_computer.utils import parse_blob_url
+
+    host = urlsplit(href).hostname or ""
+    if not host.endswith(BLOB_STORAGE_DOMAIN) or host.split(".")[0] == PUBLIC_ACCOUNT:
+        return None
+    try:
+        account, container = parse_blob_url(urlparse(href.rstrip("/")))
+    except ValueError:
+        return None
+    return str(account), str(container)
+
+
+def _without_sas(item: pystac.Item) -> pystac.Item:
+    """A copy of `item` whose blob-storage hrefs carry no earlier SAS token (it may have expired)."""
+    copy = item.clone()
+    for asset in copy.assets.values():
+        parts = urlsplit(asset.href)
+        if parts.query and _blob_storage_parts(asset.href) and SAS_KEYS & set(parse_qs(parts.query)):
+            asset.href = urlunsplit(parts._replace(query=""))
+    return copy
+
+
+def _blob_containers(items: Iterable[pystac.Item]) -> set[tuple[str, str]]:
+    found = (_blob_storage_parts(asset.href) for item in items for asset in item.assets.values())
+    return {parts for parts in found if parts is not None}
+
+
+def _asking(endpoint: str, call: Callable[[], T]) -> T:
+    """Run `call`, which may ask the token endpoint, with its failures mapped onto the exit codes."""
+    import requests
+
+    where = f"Planetary Computer token endpoint {storage.redact(endpoint)}"
+    try:
+        return call()
+    except requests.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        if status in RETRY_STATUS:
+            raise TransientError(f"{where} failed after retries (HTTP {status})",
+                                 fix="retry later; check the service status") from exc  # fmt: skip
+        raise BadInputError(
+            f"{where} refused the token request (HTTP {status})",
+            fix="check PC_SDK_SAS_URL, and PC_SDK_SUBSCRIPTION_KEY where the endpoint needs a key",
+        ) from exc
+    except requests.exceptions.RetryError as exc:  # the endpoint kept answering 429/5xx
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        raise TransientError(f"{where} failed after retries ({reason or type(exc).__name__})",
+                             fix="retry later; check the service status") from exc  # fmt: skip
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise TransientError(f"{where} did not answer after retries ({type(exc).__name__})",
+                             fix="retry later; check PC_SDK_SAS_URL and the service status") from exc  # fmt: skip
+    except (ValueError, TypeError) as exc:  # not JSON, or JSON without `token` and `msft:expiry`
+        raise BadInputError(f"{where} did not answer a SAS token ({type(exc).__name__})",
+                            fix="point PC_SDK_SAS_URL at a Planetary Computer SAS token API") from exc  # fmt: skip
+    except requests.RequestException as exc:
+        raise TransientError(f"{where} failed ({type(exc).__name__})", fix="retry later") from exc
