@@ -293,6 +293,7 @@ def test_different_schemes_and_swapped_periods_are_refused(run: Run, tmp_path: P
     assert not (tmp_path / "o1" / "catalog.json").exists()
 
 
+@pytest.mark.slow
 def test_cli_prints_one_json_line_and_exits_2_on_bad_input(run: Run, tmp_path: Path) -> None:
     """Needs `change` registered in stages/cli.py."""
     before = str(Path(run.result.catalog).parents[1] / "before" / "catalog.json")

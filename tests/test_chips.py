@@ -380,6 +380,7 @@ def three_km_defaults(three_km: dict[str, str]) -> StageResult:
     return chips.run(inputs=inputs, output=str(Path(three_km["root"]) / "chips"), params=ChipsParams())
 
 
+@pytest.mark.slow
 def test_a_3_km_aoi_at_defaults_gets_enough_chips_with_every_class_in_both_splits(
     three_km_defaults: StageResult,
 ) -> None:

@@ -254,6 +254,7 @@ def test_change_map_needs_before_labels(change_case: dict[str, Any]) -> None:
                      output=str(root / "missing"), params=PARAMS)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_cli_prints_one_json_line_and_exits_2_on_bad_input(change_case: dict[str, Any], tmp_path: Path) -> None:
     """Needs `evaluate` registered in stages/cli.py."""
     labels = change_case["labels"]

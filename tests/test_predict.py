@@ -164,6 +164,7 @@ def test_prediction_is_a_valid_cog_item(single: str, tiny_model: str, tiny_featu
     assert params["params"]["tile_size"] == 32
 
 
+@pytest.mark.slow
 def test_tiles_merge_into_the_single_process_map(
     single: str, tiny_model: str, tiny_features: str, tmp_path: Path
 ) -> None:
@@ -398,6 +399,7 @@ def test_a_tiles_file_that_is_not_json_is_bad_input(tmp_path: Path) -> None:
         plan.read_tiles_file(str(path))
 
 
+@pytest.mark.slow
 def test_cli_predict_with_a_malformed_tiles_file_exits_2_before_reading_model_or_features(tmp_path: Path) -> None:
     path = _plan_file(tmp_path, _edited(0, height=-1))
     failed = subprocess.run(

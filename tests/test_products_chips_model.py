@@ -243,6 +243,7 @@ def test_a_truncated_config_is_named_and_an_edited_one_is_used_with_a_warning(
     assert "is not the file `deep-lulc train` wrote" in caplog.text
 
 
+@pytest.mark.slow
 def test_predict_refuses_truncated_weights_in_one_line(tiny_model: str, tiny_features: str, tmp_path: Path) -> None:
     copy = _copy(tiny_model, tmp_path / "model")
     weights = next(copy.rglob("model.safetensors"))

@@ -234,6 +234,7 @@ def test_a_cube_with_a_lost_chunk_is_bad_input(tmp_path: Path) -> None:
         open_cube(catalog)
 
 
+@pytest.mark.slow
 def test_predict_on_features_with_a_lost_chunk_exits_2_naming_it(
     tiny_features: str, tiny_model: str, tmp_path: Path
 ) -> None:
