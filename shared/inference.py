@@ -47,8 +47,10 @@ class WindowReader(Protocol):
 class FeatureSource:
     """Windows of a features store, read without dask: each read decodes only the chunks it touches."""
 
-    def __init__(self, href: str) -> None:
-        self.dataset: xr.Dataset = open_features_store(href, lazy=False)
+    def __init__(self, store: str | xr.Dataset) -> None:
+        """`store`: the store's href, or a store already opened (and verified) with `open_features(lazy=False)`,
+        so that a stage holding the item does not list and verify the store a second time."""
+        self.dataset: xr.Dataset = open_features_store(store, lazy=False) if isinstance(store, str) else store
         self.features = self.dataset["features"]
         self.height = int(self.dataset.sizes["y"])
         self.width = int(self.dataset.sizes["x"])

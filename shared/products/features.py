@@ -126,9 +126,10 @@ def features_item(
     return item
 
 
-def open_features(href: str) -> Features:
-    """The features item behind `href` (catalog or item) and its store, checked against its manifest."""
-    item, dataset = zarr_store.open_item_store(href, variables=VARIABLES, made_by=MADE_BY)
+def open_features(href: str, *, lazy: bool = True) -> Features:
+    """The features item behind `href` (catalog or item) and its store, checked against its manifest
+    (`lazy=False`: without dask, as window-by-window readers want it)."""
+    item, dataset = zarr_store.open_item_store(href, variables=VARIABLES, made_by=MADE_BY, lazy=lazy)
     return Features(item, dataset)
 
 

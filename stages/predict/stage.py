@@ -77,7 +77,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
             fix="leave --device out (auto) or use --device cpu, or pass a U-Net model",
         )
     device = pick_device(params.device if model_item.config.is_network else "cpu")
-    features_item, dataset = open_features(inputs["features"])
+    features_item, dataset = open_features(inputs["features"], lazy=False)
     for warning in check_inputs_match(model_item.config, dataset):
         log.warning("%s", warning)
     grid = geobox_of(features_item)
@@ -94,7 +94,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
         mean=np.asarray(config.mean, dtype=np.float32), std=np.maximum(np.asarray(config.std, dtype=np.float32), 1e-6),
         n_out=config.n_out, nodata=config.nodata,
     )  # fmt: skip
-    source = FeatureSource(features_item.assets["data"].get_absolute_href() or "")
+    source = FeatureSource(dataset)
     whole = prediction_id(features_item.id)
     identifier = f"{whole}-tile-{tile.id}" if tile else whole
     out_grid = grid[core.rows.start : core.rows.stop, core.cols.start : core.cols.stop]

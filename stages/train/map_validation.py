@@ -65,8 +65,8 @@ def map_metrics(
     windows: Sequence[tuple[int, int]],
 ) -> dict[tuple[int, int], dict[str, Any]]:
     """Scores of the validation region's map for each (window, overlap)."""
-    item, _ = open_features(features_href)
-    source = FeatureSource(item.assets["data"].get_absolute_href() or "")
+    _, dataset = open_features(features_href, lazy=False)
+    source = FeatureSource(dataset)
     region = validation_region(records, DEFAULT_OVERLAP, source.height, source.width)
     truth = validation_truth(records, region)
     observed = source.observed(region.rows, region.cols)
