@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import pystac
 import shapely
@@ -77,7 +78,7 @@ def find_items(query: SceneQuery) -> list[pystac.Item]:
     href = storage.normalize_href(query.source)
     if storage.is_remote(href) and storage.scheme_of(href) in ("http", "https"):
         root = _read_root_over_http(href)
-        found = _search_api(href, query) if is_stac_api(root) else _search_static(href, query)
+        found = _search_api(href, query) if is_stac_api(root) else _search_static(href, query, dict(root))
     else:
         found = _search_static(href, query)
     items = deduplicate(found)
@@ -174,8 +175,10 @@ def _check_aoi_within(bboxes: Iterable[list[float]], query: SceneQuery) -> None:
         )
 
 
-def _search_static(href: str, query: SceneQuery) -> list[pystac.Item]:
-    document = storage.read_json(href, what="STAC document")
+def _search_static(href: str, query: SceneQuery, document: dict[str, Any] | None = None) -> list[pystac.Item]:
+    """`document`: the root already fetched (over HTTP, to tell an API from a static catalog)."""
+    if document is None:
+        document = storage.read_json(href, what="STAC document")
     if is_scene_list(document):
         return _matching(read_scene_list(document, href), query, collection=query.collection)
     root = read_stac(href, document)
