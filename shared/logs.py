@@ -44,6 +44,19 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class SiblingFailureFilter(logging.Filter):
+    """Drops asyncio's "Future exception was never retrieved" for I/O errors.
+
+    zarr writes a store's chunks as concurrent futures; when the disk fills, the first failure propagates
+    and becomes the stage's one error line, while the siblings that failed the same way are collected
+    later and asyncio prints each one's traceback. Those repeat the reported error and bury it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        unretrieved = "exception was never retrieved" in str(record.msg)
+        return not (unretrieved and record.exc_info is not None and isinstance(record.exc_info[1], OSError))
+
+
 _NOISY = (
     "rasterio",
     "botocore",
@@ -74,3 +87,6 @@ def configure_logging(*, debug: bool = False) -> None:
     warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
     for name in _NOISY:
         logging.getLogger(name).setLevel(logging.INFO if debug else logging.WARNING)
+    asyncio_log = logging.getLogger("asyncio")
+    if not any(isinstance(f, SiblingFailureFilter) for f in asyncio_log.filters):
+        asyncio_log.addFilter(SiblingFailureFilter())
