@@ -60,6 +60,17 @@ def snapped_geobox(
     return geobox(epsg, Affine(resolution, 0.0, left, 0.0, -resolution, top), height, width)
 
 
+def same_grid(a: GeoBox, b: GeoBox) -> bool:
+    """The same pixels: CRS, shape and transform, the transform to a micrometre (JSON round trips are exact,
+    arithmetic on origins may not be)."""
+    return bool(a.crs == b.crs and a.shape == b.shape and a.affine.almost_equals(b.affine, precision=1e-6))
+
+
+def describe(grid: GeoBox) -> str:
+    """`1024 x 1024 px at 520000.00, 5117000.00 (EPSG:32633)`, for messages."""
+    return f"{grid.height} x {grid.width} px at {grid.affine[2]:.2f}, {grid.affine[5]:.2f} ({grid.crs})"
+
+
 def projection_fields(grid: GeoBox) -> dict[str, Any]:
     """The projection-extension fields of an item (or asset) on `grid`, as plain properties."""
     return {

@@ -68,6 +68,10 @@ class PixelWindow:
     def rasterio(self) -> Window:
         return Window(self.col, self.row, self.width, self.height)
 
+    def relative_to(self, row: int, col: int) -> PixelWindow:
+        """The same pixels counted from (`row`, `col`): where they sit in a part of the grid cut out there."""
+        return PixelWindow.at(self.row - row, self.col - col, self.height, self.width)
+
 
 def blocks(height: int, width: int, size: int) -> list[PixelWindow]:
     """Square windows on multiples of `size` covering a grid, row by row: memory is set by `size`, not by the

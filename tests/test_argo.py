@@ -232,6 +232,9 @@ def test_pipeline_runs_end_to_end_on_local_processes(
     )
     stages = [command[1] for command in runner.commands]
     assert stages.count("predict") >= 4, "each period fans out over several tiles"
+    assert stages.count("plan-tiles") == 2
+    for stage in ("cube", "features"):  # the fan-out starts at cube: one per tile and period, plus training's
+        assert stages.count(stage) == stages.count("predict") + 1, stage
     assert stages.count("merge") == 2
     assert stages.count("evaluate") == 3
     prefix = f"{root}/{runner.workflow_name}"

@@ -423,14 +423,25 @@ CASES: list[BadInput] = [
     ),
     BadInput(
         name="all-frames-below-min-valid",
-        description="every frame below `--min-valid` (only SCL 4 counts as valid)",
+        description="every frame below `--min-valid` (only SCL 4 counts as valid, `--frame-filter aoi`)",
         stage="features",
-        prepare=features_of(lambda w, _f: w.cube, "--valid-scl", "4"),
+        prepare=features_of(lambda w, _f: w.cube, "--valid-scl", "4", "--frame-filter", "aoi"),
         expected_exit=3,
         expected_message_regex=r"every one of 6 frames is below --min-valid 0\.99 \(best 0\.\d+ on \d{4}-\d\d-\d\d\); "
         r"fix: lower --min-valid \(e\.g\. 0\.\d+\)",
         message="every one of 6 frames is below --min-valid 0.99 (best 0.6909 on 2023-08-11); "
         "fix: lower --min-valid (e.g. 0.69) or extend the time range",
+    ),
+    BadInput(
+        name="no-usable-observation",
+        description="no pixel ever valid (only SCL 1, saturated, counts as valid)",
+        stage="features",
+        prepare=features_of(lambda w, _f: w.cube, "--valid-scl", "1"),
+        expected_exit=3,
+        expected_message_regex=r"no pixel of the AOI has a usable observation in any of 6 frames \(SCL classes \[1\], "
+        r"every band present\); fix: extend the time range or widen --valid-scl",
+        message="no pixel of the AOI has a usable observation in any of 6 frames (SCL classes [1], every band "
+        "present); fix: extend the time range or widen --valid-scl",
     ),
     BadInput(
         name="labels-crs-without-prj",

@@ -1,4 +1,5 @@
-"""`deep-lulc features`: frame filtering, FEATURES, interpolation onto the date grid, streaming, real SCL."""
+"""`deep-lulc features`: per-pixel validity, the whole-AOI frame filter, FEATURES, interpolation onto the date
+grid, streaming, real SCL."""
 
 from __future__ import annotations
 
@@ -49,7 +50,9 @@ def test_features_item_and_store(tiny_features: str) -> None:
     assert len(item.get_links("derived_from")) == 1
 
 
-def test_frames_below_min_valid_are_dropped_and_counted(tiny_cube: str, tiny_features: str) -> None:
+def test_every_frame_is_used_where_it_is_valid_and_its_aoi_fraction_recorded(
+    tiny_cube: str, tiny_features: str
+) -> None:
     item, dataset = open_item(tiny_features)
     frames = json.loads(Path(item.assets["frames"].get_absolute_href() or "").read_text())["frames"]
     cube_item, cube_data = open_item(tiny_cube)
@@ -59,17 +62,38 @@ def test_frames_below_min_valid_are_dropped_and_counted(tiny_cube: str, tiny_fea
     assert 0.9 < inside.mean() <= 1.0  # the AOI polygon fills most of its bounding box
     for frame, mask in zip(frames, valid, strict=True):
         assert frame["valid_fraction"] == pytest.approx(mask[inside].mean(), abs=1e-6)
+        assert frame["kept"] == (frame["valid_fraction"] > 0)
+    assert any(f["valid_fraction"] < 0.99 for f in frames)  # a cloudy frame, used where it is clear
+    np.testing.assert_array_equal(dataset["valid_count"].values, valid.sum(axis=0))
+    assert item.properties["deep-lulc:frames_kept"] == sum(f["kept"] for f in frames)
+
+
+def test_frames_below_min_valid_are_dropped_and_counted_with_the_aoi_rule(tiny_cube: str, tmp_path: Path) -> None:
+    result = features.run(
+        inputs={"cube": tiny_cube},
+        output=str(tmp_path / "f"),
+        params=FeaturesParams(chunk_size=64, frame_filter="aoi"),
+    )
+    item, dataset = open_item(result.catalog)
+    frames = json.loads(Path(item.assets["frames"].get_absolute_href() or "").read_text())["frames"]
+    cube_item, cube_data = open_item(tiny_cube)
+    assert len(frames) == cube_data.sizes["time"]
+    valid = features.valid_observations(cube_data["scl"], cube_data["reflectance"], (4, 5, 6, 7, 11)).values
+    inside = features.aoi_mask(cube_item, valid.shape[1:])
+    for frame, mask in zip(frames, valid, strict=True):
+        assert frame["valid_fraction"] == pytest.approx(mask[inside].mean(), abs=1e-6)
         assert frame["kept"] == (frame["valid_fraction"] >= 0.99)
     kept = np.array([f["kept"] for f in frames])
     assert 0 < kept.sum() < len(frames)
+    assert result.extra["frames_kept"] == kept.sum()
+    assert result.extra["frames_dropped"] == (~kept).sum()
     np.testing.assert_array_equal(dataset["valid_count"].values, valid[kept].sum(axis=0))
 
 
 def test_interpolation_matches_a_per_pixel_reference(tiny_cube: str, tiny_features: str) -> None:
-    item, dataset = open_item(tiny_features)
-    frames = json.loads(Path(item.assets["frames"].get_absolute_href() or "").read_text())["frames"]
-    kept = np.array([f["kept"] for f in frames])
+    _, dataset = open_item(tiny_features)
     _, cube_data = open_item(tiny_cube)
+    kept = np.ones(cube_data.sizes["time"], dtype=bool)  # per-pixel validity: every frame, where it is valid
     reflectance = cube_data["reflectance"].values[kept]
     valid = features.valid_observations(cube_data["scl"], cube_data["reflectance"], (4, 5, 6, 7, 11)).values[kept]
     epoch = np.datetime64(f"{TINY.year}-01-01", "ns")
@@ -91,13 +115,26 @@ def test_interpolation_matches_a_per_pixel_reference(tiny_cube: str, tiny_featur
 
 def test_all_frames_below_min_valid_exits_3_naming_the_best(tiny_cube: str, tmp_path: Path) -> None:
     completed = subprocess.run(
-        [str(BIN / "deep-lulc"), "features", "--cube", tiny_cube, "--out", str(tmp_path / "f"), "--valid-scl", "4"],
+        [str(BIN / "deep-lulc"), "features", "--cube", tiny_cube, "--out", str(tmp_path / "f"), "--valid-scl", "4",
+         "--frame-filter", "aoi"],
         capture_output=True, text=True, check=False, env=cli_env(),
     )  # fmt: skip
     assert completed.returncode == 3, completed.stderr
     message = completed.stderr.strip().splitlines()[-1]
     assert "every one of 6 frames is below --min-valid 0.99 (best 0." in message
     assert "lower --min-valid (e.g. 0." in message
+    assert not (tmp_path / "f" / "catalog.json").exists()
+
+
+def test_no_usable_observation_anywhere_exits_3(tiny_cube: str, tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [str(BIN / "deep-lulc"), "features", "--cube", tiny_cube, "--out", str(tmp_path / "f"), "--valid-scl", "1"],
+        capture_output=True, text=True, check=False, env=cli_env(),
+    )  # fmt: skip
+    assert completed.returncode == 3, completed.stderr
+    message = completed.stderr.strip().splitlines()[-1]
+    assert "no pixel of the AOI has a usable observation in any of 6 frames (SCL classes [1]" in message
+    assert "fix: extend the time range or widen --valid-scl" in message
     assert not (tmp_path / "f" / "catalog.json").exists()
 
 
@@ -132,12 +169,21 @@ def test_valid_mask_equals_eo_learn_on_real_slovenia_scl(tmp_path: Path) -> None
     result = features.run(
         inputs={"cube": catalog},
         output=str(tmp_path / "features"),
-        params=FeaturesParams(valid_scl=(4, 5, 6, 7), min_valid=0.5),
+        params=FeaturesParams(valid_scl=(4, 5, 6, 7), min_valid=0.5, frame_filter="aoi"),
     )
     item, _ = open_item(result.catalog)
     frames = json.loads(Path(item.assets["frames"].get_absolute_href() or "").read_text())["frames"]
     np.testing.assert_allclose([f["valid_fraction"] for f in frames], valid_frac, atol=1e-6)
     assert [f["kept"] for f in frames] == list(valid_frac >= 0.5)
+
+    per_pixel = features.run(
+        inputs={"cube": catalog}, output=str(tmp_path / "per-pixel"), params=FeaturesParams(valid_scl=(4, 5, 6, 7))
+    )
+    item, dataset = open_item(per_pixel.catalog)
+    frames = json.loads(Path(item.assets["frames"].get_absolute_href() or "").read_text())["frames"]
+    np.testing.assert_allclose([f["valid_fraction"] for f in frames], valid_frac, atol=1e-6)
+    np.testing.assert_array_equal(dataset["valid_count"].values, expected.sum(axis=0))  # 13 to 26 of 36 frames
+    assert per_pixel.extra["frames_kept"] == int((valid_frac > 0).sum())
 
 
 @pytest.mark.slow

@@ -3,6 +3,11 @@ count of valid observations per pixel (y, x), in a Zarr store on the cube's grid
 
 Written window by window (each window fills whole chunks of both variables), read by chips, train's map
 validation and predict; only this module knows the layout.
+
+Windows are written with zarr directly, not through xarray's `to_zarr(region=...)`: the region write
+re-reads and checks the store's metadata per call, which cost about as much as encoding the window.
+Chunks are Blosc LZ4 at level 1: on interpolated float32 the higher levels gained under 2 % of size for
+2.5x the encoding time (measured), and encoding is the largest part of the stage after the read.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import dask.array as da
+import numcodecs  # type: ignore[import-untyped]
 import numpy as np
 import pystac
 import xarray as xr
+import zarr
 from pystac.extensions.datacube import DatacubeExtension
 
 from deep_lulc.shared.grids import GeoBox, write_projection
@@ -27,6 +34,7 @@ ZARR_NAME = "features.zarr"
 DATA_TITLE = "Interpolated features"
 VARIABLES = ("features", "valid_count")
 MADE_BY = "features"
+COMPRESSOR = numcodecs.Blosc(cname="lz4", clevel=1, shuffle=numcodecs.Blosc.SHUFFLE)
 
 
 class Features(zarr_store.ZarrProduct):
@@ -59,8 +67,8 @@ def create_store(
     )
     template = zarr_store.georeferenced(template, grid)
     encoding = {
-        "features": {"chunks": (len(times), len(channels), block, block)},
-        "valid_count": {"chunks": (block, block)},
+        "features": {"chunks": (len(times), len(channels), block, block), "compressors": (COMPRESSOR,)},
+        "valid_count": {"chunks": (block, block), "compressors": (COMPRESSOR,)},
     }
     zarr_store.write_dataset(template, path, encoding=encoding, compute=False)
 
@@ -68,14 +76,20 @@ def create_store(
 def write_window(
     store: ZarrLocation, region: Mapping[str, slice], *, features: np.ndarray, valid_count: np.ndarray
 ) -> None:
-    """One window's features (time, channel, y, x) and valid counts (y, x) into its region of the store."""
-    block = xr.Dataset(
-        {
-            "features": (("time", "channel", "y", "x"), features),
-            "valid_count": (("y", "x"), valid_count.astype(np.int16)),
-        }
-    )
-    store.write_region(block, region)
+    """One window's features (time, channel, y, x) and valid counts (y, x) into its region of the store.
+
+    All-fill chunks are stored too, as every writer of the project does (see `zarr_store`)."""
+    rows, cols = region["y"], region["x"]
+    group = zarr.open_group(store.href, mode="r+", zarr_format=2, storage_options=store.storage_options or None)
+    _array(group, "features")[:, :, rows, cols] = np.asarray(features, dtype=np.float32)
+    _array(group, "valid_count")[rows, cols] = np.asarray(valid_count).astype(np.int16)
+
+
+def _array(group: zarr.Group, name: str) -> zarr.Array[Any]:
+    array = group[name]
+    if not isinstance(array, zarr.Array):
+        raise TypeError(f"{name} of the features store is a group, not an array")
+    return array.with_config({"write_empty_chunks": True})
 
 
 def finish_store(path: Path) -> Manifest:
@@ -97,7 +111,7 @@ def _datacube(item: pystac.Item, cube_item: pystac.Item, times: np.ndarray, chan
             ),
             "valid_count": data_variable(
                 ("y", "x"),
-                "Valid observations per pixel among the kept frames (0: no data, features NaN)",
+                "Valid observations per pixel among the frames used (0: no data, features NaN)",
                 auxiliary=True,
             ),
         },

@@ -13,17 +13,19 @@ import numpy as np
 import pystac
 import xarray as xr
 from rasterio.errors import RasterioIOError
-from shapely.geometry import mapping
+from shapely.geometry import mapping, shape
 
 from deep_lulc.shared import grids, sentinel2, storage
+from deep_lulc.shared.aoi import Aoi
 from deep_lulc.shared.cog import open_raster
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
-from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.errors import BadInputError, NothingToDoError
 from deep_lulc.shared.item_search import find_items
 from deep_lulc.shared.logs import redact_text
 from deep_lulc.shared.preview import thumbnail_asset, true_colour_png
 from deep_lulc.shared.products import cube as cube_product
 from deep_lulc.shared.products.cube import ZARR_NAME
+from deep_lulc.shared.products.tiles import Tile, planned_tile
 from deep_lulc.shared.products.zarr_store import ZarrLocation
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
@@ -105,20 +107,61 @@ def unreadable_source(exc: Exception, items: Sequence[pystac.Item]) -> BadInputE
     )
 
 
+def tile_footprint(tile: Tile) -> Aoi:
+    """The tile's read region in lon/lat, its edges densified so that the reprojected outline stays true."""
+    outline = tile.read_grid().extent.to_crs("EPSG:4326", resolution=float(tile.read_grid().resolution.x) * 16)
+    return Aoi(outline.geom, source=f"tile {tile.id}")
+
+
+def items_over(items: Sequence[pystac.Item], footprint: Aoi, tile: Tile) -> list[pystac.Item]:
+    """The AOI's items that reach this tile: the others add no pixel to it, and leaving them out keeps a tile's
+    reads to its own imagery. Found by the same whole-AOI search as one process, so no item a single cube
+    would use is missed."""
+    reaching = [
+        item for item in items if item.geometry is not None and shape(item.geometry).intersects(footprint.geometry)
+    ]
+    if not reaching:
+        raise NothingToDoError(
+            f"none of the AOI's {len(items)} scenes reach tile {tile.id!r}",
+            fix="check that --tiles was planned for this --aoi, or widen the date range",
+        )
+    return reaching
+
+
+def tile_grid(tile: Tile, whole: grids.GeoBox) -> grids.GeoBox:
+    """The tile's pixels, after checking that the plan's grid is the one this AOI's imagery gives."""
+    planned = tile.grid()
+    if planned is None or not grids.same_grid(planned, whole):
+        raise BadInputError(
+            f"tile {tile.id!r} was planned on {grids.describe(planned) if planned else 'no recorded grid'}, but this "
+            f"AOI's imagery gives {grids.describe(whole)}",
+            fix="plan the tiles with `deep-lulc plan-tiles --aoi` on the same --aoi and --resolution as cube",
+        )
+    return tile.read_grid()
+
+
 @idempotent(STAGE)
 def run(*, inputs: Mapping[str, str], output: str, params: CubeParams) -> StageResult:
     """Build the cube for `inputs['stac']` over `inputs['aoi']` into `output`."""
+    tile = planned_tile(params.tiles, params.tile)  # a bad plan fails before any search
     query = query_from(inputs, params)
-    items = sign_items(find_items(query), params.sign)
+    items = find_items(query)
+    epsg = query.aoi.utm_epsg()
+    footprint = query.aoi
+    if tile is not None:
+        footprint = tile_footprint(tile)
+        items = items_over(items, footprint, tile)
+    items = sign_items(items, params.sign)
     days = group_by_solar_day(items)
     first = days[0].items[0]
     anchor = (0.0, 0.0)
-    if sentinel2.epsg_of(first, sentinel2.asset_key_for(first, "B04")) == query.aoi.utm_epsg():
+    if sentinel2.epsg_of(first, sentinel2.asset_key_for(first, "B04")) == epsg:
         transform = first.assets[sentinel2.asset_key_for(first, "B04")].extra_fields.get("proj:transform")
         if transform:
             anchor = (float(transform[2]), float(transform[5]))
-    epsg = query.aoi.utm_epsg()
     grid = grids.snapped_geobox(epsg, query.aoi.projected(epsg).bounds, resolution=params.resolution, anchor=anchor)
+    if tile is not None:
+        grid = tile_grid(tile, grid)
     log.info(
         "%d items in %d solar days -> %d x %d px at %g m (EPSG:%d), loader %s",
         len(items),
@@ -136,7 +179,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: CubeParams) -> StageR
     dataset.attrs.update({"start_datetime": start, "end_datetime": end, "source": "deep-lulc cube"})
     identifier = cube_id(
         f"{query.source}|{query.collection}|{query.aoi.geometry.wkt}|{params.resolution}", params.start, params.end
-    )
+    ) + (f"-tile-{tile.id}" if tile is not None else "")
 
     with staged_output(output) as staged, dask_scheduler(params.dask_address):
         folder = staged.path / identifier
@@ -155,8 +198,8 @@ def run(*, inputs: Mapping[str, str], output: str, params: CubeParams) -> StageR
 
         item = cube_product.cube_item(
             identifier,
-            geometry=mapping(query.aoi.geometry),
-            bbox=query.aoi.bbox,
+            geometry=mapping(footprint.geometry),
+            bbox=footprint.bbox,
             start=start,
             end=end,
             grid=grid,

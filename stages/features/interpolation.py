@@ -81,7 +81,7 @@ def _row_weights(  # pragma: no cover - compiled; exercised through interpolate_
             weight[k, x] = hold_weight
 
 
-@njit(parallel=True, cache=True, fastmath=False)
+@njit(parallel=True, cache=True, fastmath=False, nogil=True)
 def _interpolate_rows(  # pragma: no cover - compiled; exercised through interpolate_to_grid
     values: npt.NDArray[np.float32],
     valid: npt.NDArray[np.bool_],
@@ -97,7 +97,7 @@ def _interpolate_rows(  # pragma: no cover - compiled; exercised through interpo
     `(t, c, y, :)` rows. Blending per pixel and channel inside the frame loop instead reads nine strided
     planes per pixel and measured about 1.5x slower. Every output element is written exactly once, so `out`
     may come from `np.empty`. fastmath stays off: it would let LLVM assume no NaN, and NaN is both an input
-    and an output here.
+    and an output here. nogil lets the features stage read and write other windows meanwhile.
     """
     _, n_c, n_y, n_x = values.shape
     n_d = target_days.shape[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from deep_lulc.shared.contract import StageInputs, StageParams
@@ -12,10 +14,25 @@ class FeaturesInputs(StageInputs):
     cube: str = Field(description="The cube stage's catalog.json (or cube item) href.")
 
 
-class FeaturesParams(StageParams):
-    """Cloud-filter the cube's frames and interpolate bands + NDVI/NDWI/NDBI onto a regular date grid."""
+FrameFilter = Literal["pixel", "aoi"]
 
-    min_valid: float = Field(0.99, ge=0.0, le=1.0, description="Keep frames with at least this valid fraction.")
+
+class FeaturesParams(StageParams):
+    """Mask clouds per pixel and interpolate bands + NDVI/NDWI/NDBI onto a regular date grid."""
+
+    frame_filter: FrameFilter = Field(
+        "pixel",
+        description="pixel: each pixel uses every observation where it is valid, so features do not depend on "
+        "the AOI's extent; aoi: the original rule, keep only frames whose valid fraction over the whole AOI "
+        "reaches --min-valid.",
+    )
+    min_valid: float = Field(
+        0.99,
+        ge=0.0,
+        le=1.0,
+        description="With --frame-filter aoi: keep frames with at least this valid fraction over the AOI. "
+        "Ignored with --frame-filter pixel.",
+    )
     step_days: int = Field(16, ge=1, le=366, description="Spacing of the regular output dates.")
     valid_scl: tuple[int, ...] = Field(DEFAULT_VALID_SCL, min_length=1, description="SCL classes that count as valid.")
     chunk_size: int = Field(256, ge=32, le=4096, description="Spatial block processed at a time, in pixels.")

@@ -18,7 +18,12 @@ class PredictInputs(StageInputs):
 
 
 class PlanTilesInputs(StageInputs):
-    features: str = Field(description=FEATURES_HELP)
+    aoi: str | None = Field(
+        None,
+        description="Plan over the grid `cube` builds for this AOI (vector file or lon/lat bbox): a fan-out "
+        "from cube onward.",
+    )
+    features: str | None = Field(None, description=f"{FEATURES_HELP} Plan over its grid: a fan-out of predict alone.")
 
 
 class PredictParams(StageParams):
@@ -65,13 +70,14 @@ class PredictParams(StageParams):
 
 
 class PlanTilesParams(StageParams):
-    """Split the features grid into tiles for `predict --tile` (a JSON array for Argo's withParam)."""
+    """Split an AOI's grid (or a features grid) into tiles, one pod each (a JSON array for Argo's withParam)."""
 
     tile_size: int = Field(2048, ge=16, le=65536, description="Edge of each tile's own (core) region in pixels.")
     window_size: int = Field(
         DEFAULT_WINDOW, ge=32, le=8192, multiple_of=32, description="predict's --tile-size (inference window)."
     )
     overlap: int = Field(DEFAULT_OVERLAP, ge=0, le=4096, description="predict's --overlap.")
+    resolution: float = Field(10.0, gt=0, le=1000, description="With --aoi: cube's --resolution, in metres.")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -12,17 +12,17 @@ from deep_lulc.shared import storage
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.devices import pick_device
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.grids import geobox_of
+from deep_lulc.shared.grids import GeoBox, describe, geobox_of, same_grid
 from deep_lulc.shared.inference import FeatureSource, InferenceSetup, predict_region
 from deep_lulc.shared.products.class_map import PredictionWriters, grid_record, percent, prediction_item
 from deep_lulc.shared.products.features import open_features
+from deep_lulc.shared.products.tiles import Tile, planned_tile
 from deep_lulc.shared.progress import progress_bar
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
 from deep_lulc.shared.windows import PixelWindow, Span, window_grid, windows_touching
 from deep_lulc.stages.predict.model_loading import check_inputs_match, load_model, read_model_item
 from deep_lulc.stages.predict.params import PredictParams
-from deep_lulc.stages.predict.tiles import Tile, find_tile, read_tiles_file
 
 STAGE = "predict"
 log = logging.getLogger(__name__)
@@ -32,26 +32,33 @@ def prediction_id(features_id: str) -> str:
     return f"prediction-{features_id.removeprefix('features-')}"
 
 
-def _planned_tile(params: PredictParams) -> Tile | None:
-    """The tile to predict, read (and validated) before any model or features are: a bad plan fails fast."""
-    if params.tiles is None or params.tile is None:
-        return None
-    return find_tile(read_tiles_file(params.tiles), params.tile, href=params.tiles)
+def _whole_grid(tile: Tile, features: GeoBox) -> tuple[GeoBox, PixelWindow]:
+    """The map's grid and where the features sit on it: the whole grid (a fan-out of predict alone), or just the
+    tile's read region (a fan-out from cube onward, the features built for this tile only)."""
+    planned = tile.grid()
+    size = (tile.grid_height, tile.grid_width)
+    if (features.height, features.width) == size and (planned is None or same_grid(planned, features)):
+        return features, PixelWindow.at(0, 0, *size)
+    if planned is not None and same_grid(tile.read_grid(), features):
+        return planned, tile.read_window
+    expected = (
+        f"{size[0]} x {size[1]} px"
+        if planned is None
+        else f"{describe(planned)} (or its tile's {describe(tile.read_grid())})"
+    )
+    raise BadInputError(
+        f"the tiles were planned for {expected}, the features are {describe(features)}",
+        fix="run `deep-lulc plan-tiles` on these features, or pass the features built for this tile",
+    )
 
 
 def _tile_and_window(
-    params: PredictParams, tile: Tile | None, height: int, width: int, validated: tuple[int, int] | None
+    params: PredictParams, tile: Tile | None, validated: tuple[int, int] | None
 ) -> tuple[Tile | None, int, int]:
     """The window: explicit, else the tiles file's, else the one the model's maps were validated with."""
     if tile is None:
         window, overlap = params.window(validated)
         return None, window, overlap
-    if (tile.grid_height, tile.grid_width) != (height, width):
-        raise BadInputError(
-            f"the tiles were planned for a {tile.grid_height} x {tile.grid_width} grid, the features are "
-            f"{height} x {width}",
-            fix="run `deep-lulc plan-tiles` on these features",
-        )
     window, overlap = params.window((tile.window_size, tile.overlap))
     if (window, overlap) != (tile.window_size, tile.overlap):
         raise BadInputError(
@@ -68,7 +75,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
     missing = [name for name in ("model", "features") if name not in inputs]
     if missing:
         raise BadInputError(f"missing inputs {missing}", fix="pass --model HREF and --features HREF")
-    planned = _planned_tile(params)
+    planned = planned_tile(params.tiles, params.tile)  # a bad plan fails before the model or features are read
     model_item = read_model_item(inputs["model"])
     if not model_item.config.is_network and params.device == "cuda":
         raise BadInputError(
@@ -80,12 +87,20 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
     features_item, dataset = open_features(inputs["features"], lazy=False)
     for warning in check_inputs_match(model_item.config, dataset):
         log.warning("%s", warning)
-    grid = geobox_of(features_item)
+    features_grid = geobox_of(features_item)
+    grid, held = (features_grid, PixelWindow.at(0, 0, *features_grid.shape))
+    if planned is not None:
+        grid, held = _whole_grid(planned, features_grid)
     wanted = model_item.config
     validated = (wanted.window, wanted.overlap) if wanted.window is not None and wanted.overlap is not None else None
-    tile, window, overlap = _tile_and_window(params, planned, grid.height, grid.width, validated)
-    core = tile.core if tile else PixelWindow(Span(0, grid.height), Span(0, grid.width))
-    windows = windows_touching(window_grid(grid.height, grid.width, window, overlap), core)
+    tile, window, overlap = _tile_and_window(params, planned, validated)
+    whole_core = tile.core if tile else PixelWindow(Span(0, grid.height), Span(0, grid.width))
+    # Windows sit on the whole map's grid; the features may hold only part of it, so count from their corner.
+    windows = [
+        w.relative_to(held.row, held.col)
+        for w in windows_touching(window_grid(grid.height, grid.width, window, overlap), whole_core)
+    ]
+    core = whole_core.relative_to(held.row, held.col)
     model = load_model(model_item)
     config, scheme = model.config, model.scheme
     batch_size = params.batch_size or (8 if device.type == "cuda" else 1)  # CPU: larger batches only cost memory
@@ -96,8 +111,10 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
     )  # fmt: skip
     source = FeatureSource(dataset)
     whole = prediction_id(features_item.id)
+    if tile is not None:
+        whole = whole.removesuffix(f"-tile-{tile.id}")  # features built for this tile: the map is still the AOI's
     identifier = f"{whole}-tile-{tile.id}" if tile else whole
-    out_grid = grid[core.rows.start : core.rows.stop, core.cols.start : core.cols.stop]
+    out_grid = grid[whole_core.rows.start : whole_core.rows.stop, whole_core.cols.start : whole_core.cols.stop]
     labelled = [c.value for c in scheme.labelled]
     started = time.perf_counter()
     log.info(

@@ -1,159 +1,67 @@
-"""`deep-lulc plan-tiles`: split a features grid into tiles that `predict --tile` handles one pod each.
+"""`deep-lulc plan-tiles`: split a map's grid into tiles that one pod each builds.
 
-A tile owns a core region of the map and reads the margin around it that its windows need; the window
-grid is the whole raster's, so tiles blend exactly as one process would. The file is a JSON array of
-flat objects, ready for Argo's `withParam` (`{{item.id}}`).
+From `--aoi` the grid is the one `cube` puts that AOI on, so the fan-out can start at `cube`: each pod
+loads only its tile (core plus read margin), computes its features and predicts its core. From
+`--features` the grid is that store's, for a fan-out of `predict` alone.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
-
-from deep_lulc.shared import storage
+from deep_lulc.shared import grids
+from deep_lulc.shared.aoi import load_aoi
 from deep_lulc.shared.contract import StageResult
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.products.features import open_features
-from deep_lulc.shared.publish import write_file_atomically
+from deep_lulc.shared.products.tiles import (
+    TILES_FIX,
+    Tile,
+    find_tile,
+    plan_tiles,
+    read_tiles_file,
+    write_tiles_file,
+)
 from deep_lulc.shared.reruns import idempotent
-from deep_lulc.shared.windows import PixelWindow, Span, window_grid, windows_touching
 from deep_lulc.stages.predict.params import PlanTilesParams
 
 STAGE = "plan-tiles"
-TILES_FIX = "pass the tiles.json written by `deep-lulc plan-tiles` (a JSON array of its tile objects, unedited)"
+__all__ = ["STAGE", "TILES_FIX", "Tile", "find_tile", "plan_tiles", "read_tiles_file", "run"]
 
 
-class Tile(BaseModel):
-    """One entry of a tiles file. Strict, so that a hand-edited or foreign file is refused entry by entry
-    rather than predicting a region that does not blend with its neighbours."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    id: str = Field(min_length=1)
-    row: int = Field(ge=0)
-    col: int = Field(ge=0)
-    height: int = Field(ge=1)
-    width: int = Field(ge=1)
-    read_row: int = Field(ge=0)  # the region its windows read, margins included
-    read_col: int = Field(ge=0)
-    read_height: int = Field(ge=1)
-    read_width: int = Field(ge=1)
-    window_size: int = Field(ge=32, multiple_of=32)
-    overlap: int = Field(ge=0)
-    grid_height: int = Field(ge=1)
-    grid_width: int = Field(ge=1)
-    tiles: int = Field(ge=1)  # how many tiles the plan has, so merge can tell when one is missing
-
-    @model_validator(mode="after")
-    def _inside_the_grid(self) -> Self:
-        grid = f"the {self.grid_height} x {self.grid_width} grid"
-        if self.row + self.height > self.grid_height or self.col + self.width > self.grid_width:
-            raise ValueError(f"its region (rows {self.row}..{self.row + self.height}, cols {self.col}.."
-                             f"{self.col + self.width}) reaches outside {grid}")  # fmt: skip
-        read_bottom, read_right = self.read_row + self.read_height, self.read_col + self.read_width
-        if read_bottom > self.grid_height or read_right > self.grid_width:
-            raise ValueError(f"its read region reaches outside {grid}")
-        if not (self.read_row <= self.row and self.read_col <= self.col and self.row + self.height <= read_bottom
-                and self.col + self.width <= read_right):  # fmt: skip
-            raise ValueError("its read region does not contain its own region")
-        if 2 * self.overlap >= self.window_size:
-            raise ValueError(f"overlap {self.overlap} is not less than half of window_size {self.window_size}")
-        return self
-
-    @property
-    def core(self) -> PixelWindow:
-        return PixelWindow(Span(self.row, self.row + self.height), Span(self.col, self.col + self.width))
-
-
-TILES = TypeAdapter(list[Tile])
-
-
-def plan_tiles(height: int, width: int, *, tile_size: int, window: int, overlap: int) -> list[Tile]:
-    grid = window_grid(height, width, window, overlap)
-    cores = [
-        PixelWindow(Span(y, min(y + tile_size, height)), Span(x, min(x + tile_size, width)))
-        for y in range(0, height, tile_size)
-        for x in range(0, width, tile_size)
-    ]
-    tiles = []
-    for core in cores:
-        touching = windows_touching(grid, core)
-        top, left = min(w.rows.start for w in touching), min(w.cols.start for w in touching)
-        bottom, right = max(w.rows.stop for w in touching), max(w.cols.stop for w in touching)
-        tiles.append(
-            Tile(
-                id=f"r{core.rows.start // tile_size:03d}-c{core.cols.start // tile_size:03d}",
-                row=core.rows.start, col=core.cols.start, height=core.height, width=core.width,
-                read_row=top, read_col=left, read_height=bottom - top, read_width=right - left,
-                window_size=window, overlap=overlap, grid_height=height, grid_width=width, tiles=len(cores),
-            )
-        )  # fmt: skip
-    return tiles
-
-
-def read_tiles_file(href: str) -> list[Tile]:
-    """The tiles of a plan, every entry validated; the first problem is bad input naming its entry."""
-    where = f"tiles file {storage.redact(href)}"
-    raw = storage.read_bytes(href, what="tiles file")
-    try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInputError(f"{where} is not JSON ({exc})", fix=TILES_FIX) from exc
-    try:
-        tiles = TILES.validate_python(document)
-    except ValidationError as exc:
-        raise BadInputError(f"{where}: {_first_problem(exc, document)}", fix=TILES_FIX) from exc
-    if not tiles:
-        raise BadInputError(f"{where} holds no tiles", fix=TILES_FIX)
-    ids = [tile.id for tile in tiles]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise BadInputError(f"{where} lists tile ids {duplicates} more than once", fix=TILES_FIX)
-    return tiles
-
-
-def _first_problem(error: ValidationError, document: Any) -> str:
-    """`entry 3 (id 'r000-c001'): height: Input should be ...`, plus how many more problems there are."""
-    problems = error.errors()
-    first = problems[0]
-    location = list(first["loc"])
-    message = str(first["msg"]).removeprefix("Value error, ")
-    if not location:
-        text = f"is not a list of tile objects ({message})"
-    else:
-        index = location.pop(0)
-        entry = document[index] if isinstance(document, list) and isinstance(index, int) else None
-        name = f" (id {entry['id']!r})" if isinstance(entry, dict) and isinstance(entry.get("id"), str) else ""
-        field = f"{'.'.join(str(part) for part in location)}: " if location else ""
-        text = f"entry {index}{name}: {field}{message}"
-    more = len(problems) - 1
-    return text + (f" ({more} more problem{'s' if more > 1 else ''})" if more else "")
-
-
-def find_tile(tiles: list[Tile], identifier: str, *, href: str) -> Tile:
-    for tile in tiles:
-        if tile.id == identifier:
-            return tile
-    shown = ", ".join(t.id for t in tiles[:6]) + (" ..." if len(tiles) > 6 else "")
-    raise BadInputError(f"tile {identifier!r} is not in {storage.redact(href)}", fix=f"use one of {shown}")
+def aoi_grid(aoi_spec: str, *, resolution: float) -> tuple[grids.GeoBox, str]:
+    """The grid `cube` builds for this AOI: its UTM zone, its bounds snapped outward onto the 10/20/60 m
+    lattice that Sentinel-2 tiles share (origin on whole multiples of the pixel size)."""
+    aoi = load_aoi(aoi_spec)
+    epsg = aoi.utm_epsg()
+    return grids.snapped_geobox(epsg, aoi.projected(epsg).bounds, resolution=resolution), aoi.source
 
 
 @idempotent(STAGE, file_output=True)
 def run(*, inputs: Mapping[str, str], output: str, params: PlanTilesParams) -> StageResult:
-    """Tiles covering the features at `inputs['features']`, written as a JSON array to `output`."""
-    if "features" not in inputs:
-        raise BadInputError("missing input 'features'", fix="pass --features HREF (the features stage's catalog.json)")
-    item, dataset = open_features(inputs["features"])
-    height, width = int(dataset.sizes["y"]), int(dataset.sizes["x"])
-    tiles = plan_tiles(height, width, tile_size=params.tile_size, window=params.window_size, overlap=params.overlap)
-    descriptors: list[dict[str, Any]] = [tile.model_dump() for tile in tiles]
-    href = write_file_atomically(output, (json.dumps(descriptors, indent=1) + "\n").encode("utf-8"))
+    """Tiles covering the AOI at `inputs['aoi']` or the features at `inputs['features']`, as JSON to `output`."""
+    given = [name for name in ("aoi", "features") if name in inputs]
+    if len(given) != 1:
+        raise BadInputError(
+            "plan-tiles needs exactly one of --aoi and --features" + (f" (got {' and '.join(given)})" if given else ""),
+            fix="pass --aoi AOI to fan out from cube onward, or --features HREF to fan out predict alone",
+        )
+    if given == ["aoi"]:
+        grid, source = aoi_grid(inputs["aoi"], resolution=params.resolution)
+        planned_from = f"aoi {source}"
+    else:
+        item, _ = open_features(inputs["features"])
+        grid, planned_from = grids.geobox_of(item), item.id
+    tiles = plan_tiles(
+        grid.height, grid.width, tile_size=params.tile_size, window=params.window_size, overlap=params.overlap,
+        grid=grid,
+    )  # fmt: skip
+    href = write_tiles_file(output, tiles)
+    descriptors: list[dict[str, Any]] = [tile.model_dump(exclude_none=True) for tile in tiles]
     return StageResult(
         stage=STAGE,
         catalog=href,
-        items=(item.id,),
-        extra={"tiles": descriptors, "count": len(tiles), "grid": [height, width]},
+        items=(planned_from,),
+        extra={"tiles": descriptors, "count": len(tiles), "grid": [grid.height, grid.width]},
     )
