@@ -158,7 +158,7 @@ def test_plan_tiles_is_idempotent_with_its_request_beside_the_file(tiny_features
     code, first, _ = _deep_lulc(*args)
     assert code == 0
     record = json.loads((tmp_path / "tiles.json.run.json").read_text())
-    assert record["request"]["params"] == {"tile_size": 48, "window_size": 32, "overlap": 8}
+    assert record["request"]["params"] == {"tile_size": 48, "window_size": 32, "overlap": 8, "resolution": 10.0}
     os.utime(tiles, (1, 1))
     code, again, _ = _deep_lulc(*args)
     assert code == 0

@@ -1,6 +1,11 @@
 """The fastai training loop: one-cycle, freeze/unfreeze when pretrained, best checkpoint by validation
 mIoU, early stopping, resumable checkpoints (safetensors + JSON, never pickles).
 
+A checkpoint holds everything the next epoch depends on: weights, the optimizer's moments and step counts,
+every RNG the loop draws from (torch's, Python's, NumPy's, the chip sampler's and the augmenter's), the
+smoothed training loss and the early-stopping count (replayed from the history). On the CPU a run killed
+after epoch k and resumed therefore ends with the same weights and metrics as one never interrupted.
+
 Each epoch is logged once, by the checkpoint callback. fastai's own metric table is switched off (it repeats
 those numbers), and its progress bars are drawn only on a terminal: in a pod's log they are carriage-return
 frames that pile up into one long line per epoch.
@@ -9,12 +14,12 @@ frames that pile up into one long line per epoch.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
+import random
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +36,21 @@ from fastai.data.load import DataLoader
 from fastai.imports import noop  # fastai compares against its own noop, not fastcore's
 from fastai.learner import Learner, Metric
 from fastai.optimizer import Adam
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from deep_lulc.shared.networks import load_weights, save_weights
 from deep_lulc.shared.progress import interactive
+from deep_lulc.stages.train.checkpoints import (
+    Checkpoints,
+    TrainingState,
+    file_ref,
+    resume_name,
+    weights_name,
+    write_atomically,
+)
 
 log = logging.getLogger(__name__)
-LAST, BEST, STATE = "last.safetensors", "best.safetensors", "state.json"
 
 
 class MeanIoU(Metric):  # type: ignore[misc]
@@ -73,33 +86,13 @@ class MeanIoU(Metric):  # type: ignore[misc]
         return "miou"
 
 
-@dataclass
-class TrainingState:
-    """What a resumed run needs: where the schedule was and what the history says."""
-
-    epochs_done: int = 0
-    best_miou: float = -1.0
-    best_epoch: int = -1
-    history: list[dict[str, float]] = field(default_factory=list)
-
-    @staticmethod
-    def load(folder: Path) -> TrainingState:
-        path = folder / STATE
-        return TrainingState(**json.loads(path.read_text())) if path.is_file() else TrainingState()
-
-    def save(self, folder: Path) -> None:
-        scratch = folder / f".{STATE}.tmp"
-        scratch.write_text(json.dumps(self.__dict__, indent=2))
-        scratch.replace(folder / STATE)
-
-
 class CheckpointCallback(Callback):  # type: ignore[misc]
-    """After each epoch: history row, last weights, best weights on a new best mIoU, then state.json."""
+    """After each epoch: history row, weights, resume state, then the pointer (and its mirror)."""
 
     order = 70  # after the recorder has the epoch's values
 
-    def __init__(self, folder: Path, state: TrainingState, epoch_offset: int, *, epochs: int) -> None:
-        self.folder, self.state, self.epoch_offset, self.epochs = folder, state, epoch_offset, epochs
+    def __init__(self, checkpoints: Checkpoints, state: TrainingState, epoch_offset: int, *, epochs: int) -> None:
+        self.checkpoints, self.state, self.epoch_offset, self.epochs = checkpoints, state, epoch_offset, epochs
         self.started = 0.0
 
     def before_epoch(self) -> None:
@@ -119,24 +112,126 @@ class CheckpointCallback(Callback):  # type: ignore[misc]
             "miou": miou,
             "seconds": round(time.perf_counter() - self.started, 3),
         }
+        folder = self.checkpoints.folder
+        weights = folder / weights_name(epoch)
+        write_atomically(weights, lambda path: save_weights(self.learn.model, path))
+        tensors, resume = capture(self.learn)
+        write_atomically(folder / resume_name(epoch), lambda path: save_file(tensors, str(path)))
         self.state.history.append(row)
-        save_weights(self.learn.model, self.folder / LAST)
+        self.state.files["last"] = file_ref(weights)
+        self.state.files["resume"] = file_ref(folder / resume_name(epoch))
         if np.isfinite(miou) and miou > self.state.best_miou:
             self.state.best_miou, self.state.best_epoch = miou, epoch
-            save_weights(self.learn.model, self.folder / BEST)
-        self.state.epochs_done = epoch
-        self.state.save(self.folder)
+            self.state.files["best"] = self.state.files["last"]
+        self.state.epochs_done, self.state.resume = epoch, resume
+        self.checkpoints.commit(self.state)
         log.info("epoch %d/%d: train loss %.4f, valid loss %.4f, mIoU %.4f (%.1f s)%s", epoch, self.epochs,
                  row["train_loss"], row["valid_loss"], miou, row["seconds"],
                  ", best so far" if self.state.best_epoch == epoch else "")  # fmt: skip
 
 
+def _generators(learn: Learner) -> dict[str, np.random.Generator]:
+    """The NumPy generators of the training loader: its chip sampler and its dataset's augmenter."""
+    found = {}
+    for name, owner in (("sampler", learn.dls.train), ("augment", getattr(learn.dls.train, "dataset", None))):
+        generator = getattr(owner, "generator" if name == "sampler" else "rng", None)
+        if isinstance(generator, np.random.Generator):
+            found[name] = generator
+    return found
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def capture(learn: Learner) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The state the next epoch depends on beyond the weights: tensors for safetensors, the rest as JSON."""
+    tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for index, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{index}"] = cuda_state
+    optimizer = []
+    for index, (parameter, *_) in enumerate(learn.opt.all_params()):
+        plain = {}
+        for key, value in learn.opt.state[parameter].items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"opt.{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                plain[key] = _plain(value)
+        optimizer.append(plain)
+    version, internal, gauss = random.getstate()
+    legacy = tuple(np.random.get_state(legacy=True))
+    smooth = learn.recorder.smooth_loss
+    scaler = getattr(learn, "scaler", None)
+    resume = {
+        "optimizer": optimizer,
+        "python_random": [version, list(internal), gauss],
+        "numpy_random": [legacy[0], np.asarray(legacy[1]).tolist(), *(_plain(v) for v in legacy[2:])],
+        "generators": {name: g.bit_generator.state for name, g in _generators(learn).items()},
+        "smooth_loss": {"val": float(smooth.val), "count": int(smooth.count)},
+        "scaler": scaler.state_dict() if scaler is not None and hasattr(scaler, "state_dict") else None,
+    }
+    return tensors, resume
+
+
+class RestoreCallback(Callback):  # type: ignore[misc]
+    """At the first epoch a resumed run trains: the optimizer and RNG state of the checkpoint; the loss
+    smoothing and the mixed-precision scale too when the checkpoint fell inside this fit (fastai resets those
+    at each fit, so a resume at a fit's start must not bring them back)."""
+
+    def __init__(self, resume: dict[str, Any], tensors_file: Path, *, start: int) -> None:
+        self.resume, self.tensors_file, self.start, self.done = resume, tensors_file, start, False
+
+    def before_train(self) -> None:
+        if self.done or self.epoch != self.start:
+            return
+        self.done = True
+        tensors = load_file(str(self.tensors_file))
+        for index, (parameter, *_) in enumerate(self.learn.opt.all_params()):
+            restored: dict[str, Any] = dict(self.resume["optimizer"][index])
+            prefix = f"opt.{index}."
+            for key, value in tensors.items():
+                if key.startswith(prefix):
+                    restored[key[len(prefix) :]] = value.to(parameter.device)
+            self.learn.opt.state[parameter] = restored
+        torch.set_rng_state(tensors["rng.torch"])
+        cuda = [tensors[f"rng.cuda.{i}"] for i in range(torch.cuda.device_count()) if f"rng.cuda.{i}" in tensors]
+        if cuda and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda)
+        version, internal, gauss = self.resume["python_random"]
+        random.setstate((version, tuple(internal), gauss))
+        name, keys, *rest = self.resume["numpy_random"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+        generators = _generators(self.learn)
+        for name, state in self.resume["generators"].items():
+            generators[name].bit_generator.state = state
+        if self.start > 0:
+            smooth = self.learn.recorder.smooth_loss
+            smooth.val = torch.tensor(self.resume["smooth_loss"]["val"], dtype=torch.float32)
+            smooth.count = self.resume["smooth_loss"]["count"]
+            scaler = getattr(self.learn, "scaler", None)
+            if scaler is not None and self.resume.get("scaler"):
+                scaler.load_state_dict(self.resume["scaler"])
+
+
 class ResumableEarlyStopping(EarlyStoppingCallback):  # type: ignore[misc]
     """Early stopping on validation mIoU that ignores the epochs fastai skips when a run resumes."""
 
-    def __init__(self, patience: int, skip: int = 0) -> None:
+    best: float
+    wait: int
+
+    def __init__(self, patience: int, skip: int = 0, previous: list[float] | None = None) -> None:
         super().__init__(monitor="miou", comp=np.greater, min_delta=1e-4, patience=patience)
-        self.skip = skip
+        self.skip, self.previous = skip, previous or []
+
+    def before_fit(self) -> None:
+        """Replay the skipped epochs' mIoU, so the count of epochs without gain is the uninterrupted run's."""
+        super().before_fit()
+        for miou in self.previous:
+            if self.comp(miou - self.min_delta, self.best):
+                self.best, self.wait = miou, 0
+            else:
+                self.wait += 1
 
     def after_epoch(self) -> None:
         if self.epoch >= self.skip:
@@ -196,18 +291,22 @@ def fit(
     *,
     n_out: int,
     plan: FitPlan,
-    checkpoints: Path,
-    resume: bool,
+    checkpoints: Checkpoints,
+    state: TrainingState | None,
+    fingerprint: str,
 ) -> tuple[TrainingState, float]:
-    """Train (or continue training) and return the state and the learning rate used."""
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    state = TrainingState.load(checkpoints) if resume else TrainingState()
-    if resume and state.epochs_done:
-        load_weights(model, checkpoints / LAST)
-        log.info("resuming after epoch %d of %d (best mIoU %.4f)", state.epochs_done, plan.epochs, state.best_miou)
-    elif not resume:
-        for name in (LAST, BEST, STATE):
-            (checkpoints / name).unlink(missing_ok=True)
+    """Train, or continue the checkpointed `state`, and return the final state and the learning rate used."""
+    checkpoints.folder.mkdir(parents=True, exist_ok=True)
+    if state is None:
+        state = TrainingState(fingerprint=fingerprint)
+    else:
+        load_weights(model, checkpoints.folder / state.weights("last"))
+        log.info("resuming after epoch %d of %d (best mIoU %.4f) from %s%s", state.epochs_done, plan.epochs,
+                 state.best_miou, checkpoints.where, "" if state.exact else ", weights only")  # fmt: skip
+        state.fingerprint = fingerprint
+    if state.finished and state.lr is not None:
+        log.info("training had finished (%d epochs): reusing its best weights", state.epochs_done)
+        return state, state.lr
     if plan.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     learn = Learner(dls, model, loss_func=loss, opt_func=Adam, metrics=[MeanIoU(n_out)], splitter=_encoder_split)
@@ -216,12 +315,13 @@ def fit(
         learn.remove_cb(ProgressCallback)
     if plan.device.type == "cuda":
         learn = learn.to_fp16()
-    lr = plan.lr
+    lr = plan.lr if plan.lr is not None else state.lr
     with progress_to_stderr():
         if lr is None:
             suggestion = learn.lr_find(show_plot=False)
             lr = float(suggestion.valley)
             log.info("LR finder suggests %.2e", lr)
+        state.lr = lr
         freeze_epochs = 1 if plan.pretrained and plan.epochs > 1 else 0
         if freeze_epochs and state.epochs_done < freeze_epochs:
             learn.freeze()
@@ -231,15 +331,19 @@ def fit(
         remaining = plan.epochs - freeze_epochs
         if done < plan.epochs and remaining > 0:
             start = done - freeze_epochs
+            callbacks = [
+                CheckpointCallback(checkpoints, state, freeze_epochs, epochs=plan.epochs),
+                ResumableEarlyStopping(plan.patience, skip=start,
+                                       previous=[row["miou"] for row in state.history if row["epoch"] > freeze_epochs]),
+            ]  # fmt: skip
+            if done and state.exact:
+                callbacks.append(RestoreCallback(state.resume, checkpoints.folder / state.files["resume"]["name"],
+                                                 start=start))  # fmt: skip
             learn.fit_one_cycle(
-                remaining,
-                slice(lr / 100, lr / 2) if plan.pretrained else lr,
-                start_epoch=start,
-                cbs=[
-                    CheckpointCallback(checkpoints, state, freeze_epochs, epochs=plan.epochs),
-                    ResumableEarlyStopping(plan.patience, skip=start),
-                ],
+                remaining, slice(lr / 100, lr / 2) if plan.pretrained else lr, start_epoch=start, cbs=callbacks
             )
+    state.finished = True
+    checkpoints.commit(state)
     return state, lr
 
 

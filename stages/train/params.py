@@ -47,7 +47,13 @@ class TrainParams(StageParams):
         "for unet, which alone has an ImageNet encoder.",
     )  # fmt: skip
     weights: str | None = Field(None, description="Local encoder weights (safetensors or a torchvision state dict).")
-    resume: bool = Field(False, description="Continue from the last checkpoint in the output's checkpoints/ folder.")
+    resume: bool | None = Field(
+        None,
+        description="Checkpoints live in <out>/checkpoints/ (an s3:// output's too, copied there after every "
+        "epoch) and stay after success. Default: continue them only when they are this request's (same inputs, "
+        "params, version), so a retried run picks up where it was killed; else start afresh. --resume: continue "
+        "whatever is there; --no-resume (or --overwrite): start afresh.",
+    )
     baseline: Literal["lightgbm"] | None = Field(
         None, description="Also train a LightGBM pixel classifier on the same chips and report both."
     )

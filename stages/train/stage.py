@@ -7,7 +7,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,11 +30,13 @@ from deep_lulc.shared.products.chips import ChipRecord, ChipSet, read_chips
 from deep_lulc.shared.products.model import CONFIG_NAME, LIGHTGBM_MEDIA_TYPE, SAFETENSORS_MEDIA_TYPE, model_item
 from deep_lulc.shared.publish import staged_output
 from deep_lulc.shared.reruns import idempotent
+from deep_lulc.shared.version import __version__
 from deep_lulc.shared.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
 from deep_lulc.stages.train.baseline import lightgbm_baseline
+from deep_lulc.stages.train.checkpoints import Checkpoints, resume_point
 from deep_lulc.stages.train.chips_data import ChipDataset, balanced_weights
 from deep_lulc.stages.train.evaluation import validation_metrics
-from deep_lulc.stages.train.fitting import BEST, BalancedLoader, FitPlan, fit, seed_everything
+from deep_lulc.stages.train.fitting import BalancedLoader, FitPlan, fit, seed_everything
 from deep_lulc.stages.train.losses import make_loss
 from deep_lulc.stages.train.map_validation import map_metrics
 from deep_lulc.stages.train.params import TrainParams
@@ -54,12 +55,19 @@ def readable_by_everyone(folder: Path) -> None:
             path.chmod(0o644)
 
 
-def checkpoint_folder(output: str) -> Path:
-    """Beside a local output (so `--resume` finds it); for object storage, a local folder keyed by the prefix."""
-    if storage.scheme_of(output) == "file":
-        return Path(storage.normalize_href(output)) / "checkpoints"
-    digest = hashlib.sha256(output.encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / "deep-lulc-checkpoints" / digest
+def request_fingerprint(
+    inputs: Mapping[str, str], params: TrainParams, config: ModelConfig, records: list[ChipRecord]
+) -> str:
+    """What makes two runs the same training: the version, the inputs, every param that shapes training
+    (not --resume, --overwrite or --device), the chips' statistics and their ids and sizes."""
+    document = {
+        "version": __version__,
+        "inputs": {name: storage.redact(storage.normalize_href(href)) for name, href in sorted(inputs.items())},
+        "params": params.model_dump(mode="json", exclude={"resume", "overwrite", "device"}),
+        "config": json.loads(config.to_json()),
+        "chips": [[r.item_id, r.split, r.image_size, r.label_size] for r in records],
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
 @idempotent(STAGE)
@@ -108,7 +116,9 @@ def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> Stage
     if params.architecture == "lightgbm":
         fitted = _fit_pixel_classifier(datasets["train"], config, seed=params.seed)
     else:
-        fitted = _fit_network(params, config, datasets, source, device=device, output=output)
+        fingerprint = request_fingerprint(inputs, params, config, [*train_records, *valid_records])
+        fitted = _fit_network(params, config, datasets, source, device=device, output=output,
+                              fingerprint=fingerprint)  # fmt: skip
     training_seconds = round(time.perf_counter() - started, 2)
     if fitted.output_values is not None:
         config = dataclasses.replace(config, output_values=fitted.output_values)
@@ -199,6 +209,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> Stage
         "chip_miou": metrics["miou"],
         "baseline_miou": baseline["miou"] if baseline else None,
         "epochs_run": fitted.epochs_run,
+        "resumed_after_epoch": fitted.resumed_after_epoch,
         "training_seconds": training_seconds,
     }
     return StageResult.of_item(STAGE, catalog_href, identifier, extra)
@@ -219,6 +230,7 @@ class Fitted:
     epochs_run: int | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     output_values: list[int] | None = None
+    resumed_after_epoch: int | None = None  # the checkpoint this run continued; None: trained from the start
 
 
 def _fit_network(
@@ -229,8 +241,14 @@ def _fit_network(
     *,
     device: torch.device,
     output: str,
+    fingerprint: str,
 ) -> Fitted:
-    model = build_network(config, pretrained=params.use_pretrained and not params.resume, weights_file=params.weights)
+    checkpoints = Checkpoints.beside(output)
+    # --overwrite redoes the work: only an explicit --resume continues a checkpoint then
+    mode = params.resume if params.resume is not None or not params.overwrite else False
+    resumed = resume_point(checkpoints, fingerprint, mode=mode)
+    resumed_after = resumed.epochs_done if resumed is not None else None
+    model = build_network(config, pretrained=params.use_pretrained and resumed is None, weights_file=params.weights)
     log.info(
         "%s, %d inputs, %d parameters, on %s",
         f"{params.encoder} U-Net" if params.architecture == "unet" else params.architecture, config.n_in,
@@ -249,7 +267,6 @@ def _fit_network(
         device=device,
     )  # fmt: skip
     loss = make_loss(params.loss, source.class_counts["train"], config.n_out).to(device)
-    checkpoints = checkpoint_folder(output)
     plan = FitPlan(
         epochs=params.epochs,
         lr=params.peak_lr(),
@@ -257,8 +274,9 @@ def _fit_network(
         patience=params.patience,
         device=device,
     )
-    state, lr = fit(model, dls, loss, n_out=config.n_out, plan=plan, checkpoints=checkpoints, resume=params.resume)
-    load_weights(model, checkpoints / BEST)
+    state, lr = fit(model, dls, loss, n_out=config.n_out, plan=plan, checkpoints=checkpoints, state=resumed,
+                    fingerprint=fingerprint)  # fmt: skip
+    load_weights(model, checkpoints.folder / state.weights("best"))
     model = model.to(device).eval()
 
     def save(folder: Path) -> str:
@@ -273,6 +291,7 @@ def _fit_network(
                          "batch_size": params.batch_size, "seed": params.seed, "sampling": "class-balanced chips",
                          "augmentation": "flips and 90-degree rotations"},
         lr=lr, best_epoch=state.best_epoch, epochs_run=state.epochs_done, history=state.history,
+        resumed_after_epoch=resumed_after,
     )  # fmt: skip
 
 
