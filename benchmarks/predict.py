@@ -1,9 +1,11 @@
 """How fast `deep-lulc predict` runs against the bare network, and whether its memory stays flat with AOI size.
 
-Run: .venv/bin/python -m benchmarks.predict [--window 512] [--overlap 64] [--batch-size 4] [--rate-size N]
+Run: .venv/bin/python -m benchmarks.predict [--architecture unet|temporal-unet] [--window 512] [--overlap 64]
+     [--batch-size 4] [--rate-size N] [--rss-sizes 2048,8192 | --rss-sizes none]
 
-1. Bare forward rate: the U-Net (resnet18, 23 dates x 9 features = 207 inputs) on random windows already
-   in memory, no I/O; px/s of network input.
+1. Bare forward rate: the network (default the resnet18 U-Net; `--architecture temporal-unet` for the
+   temporal U-Net; 23 dates x 9 features = 207 inputs) on random windows already in memory, in the layout
+   predict feeds it, no I/O; px/s of network input.
 2. End-to-end rate: the `predict` stage on a synthetic features store of N x N px written to disk (Zarr
    read, normalisation, blending, COG writing included); px/s of map. Overlapping windows make the network
    see (window / (window - overlap))^2 pixels per map pixel, which caps the ratio below 1; the ceiling is
@@ -36,8 +38,10 @@ import xarray as xr
 from affine import Affine
 from torch import nn
 
+from benchmarks.scale import peak_rss_mib
 from deep_lulc.shared.classes import SLOVENIA
 from deep_lulc.shared.grids import geobox, write_projection
+from deep_lulc.shared.inference import input_memory_format
 from deep_lulc.shared.networks import ModelConfig, build_network, save_weights
 from deep_lulc.shared.products.zarr_store import zarr_asset
 from deep_lulc.shared.windows import window_grid
@@ -49,20 +53,32 @@ PIXEL_KM2 = 1e-4  # 10 m pixels
 ORIGIN = (500000.0, 5100000.0)
 
 
-def _config(encoder: str) -> ModelConfig:
-    dates = [(dt.date(2023, 1, 1) + dt.timedelta(days=16 * k)).isoformat() for k in range(DATES)]
-    n_in = DATES * len(CHANNELS)
+def _config(
+    encoder: str, architecture: str = "unet", *, dates: list[str] | None = None, features: list[str] | None = None
+) -> ModelConfig:
+    """`dates`, `features`: those of a features store the model must accept (default: 2023's 16-day grid and
+    the features stage's channels, as `write_features` writes them)."""
+    dates = dates or [(dt.date(2023, 1, 1) + dt.timedelta(days=16 * k)).isoformat() for k in range(DATES)]
+    features = features or list(CHANNELS)
+    n_in = len(dates) * len(features)
     return ModelConfig(
         encoder=encoder, n_in=n_in, n_out=max(SLOVENIA.values) + 1, chip_size=64, input_mode="stack",
-        channels=[f"{f}_{d}" for d in dates for f in CHANNELS], features=list(CHANNELS), dates=dates,
+        channels=[f"{f}_{d}" for d in dates for f in features], features=features, dates=dates,
         mean=[0.2] * n_in, std=[0.1] * n_in, class_values=SLOVENIA.values,
-        class_names=[c.name for c in SLOVENIA.classes], nodata=SLOVENIA.nodata,
+        class_names=[c.name for c in SLOVENIA.classes], nodata=SLOVENIA.nodata, architecture=architecture,
     )  # fmt: skip
 
 
-def write_model(folder: Path, encoder: str) -> str:
+def write_model(
+    folder: Path,
+    encoder: str,
+    architecture: str = "unet",
+    *,
+    dates: list[str] | None = None,
+    features: list[str] | None = None,
+) -> str:
     """A model item as `train` writes it (untrained weights: speed does not depend on them)."""
-    config = _config(encoder)
+    config = _config(encoder, architecture, dates=dates, features=features)
     folder.mkdir(parents=True, exist_ok=True)
     save_weights(build_network(config), folder / "model.safetensors")
     (folder / "model-config.json").write_text(config.to_json())
@@ -120,13 +136,20 @@ def write_features(folder: Path, size: int, *, dense: bool, seed: int = 0) -> st
 
 
 @torch.no_grad()
-def forward_rate(encoder: str, *, window: int, batch_size: int, device: torch.device, repeats: int = 3) -> float:
-    """Network input px/s on random windows already in memory."""
-    config = _config(encoder)
+def forward_rate(
+    encoder: str,
+    *,
+    window: int,
+    batch_size: int,
+    device: torch.device,
+    repeats: int = 3,
+    architecture: str = "unet",
+) -> float:
+    """Network input px/s on random windows already in memory, in the layout predict gives the network."""
+    config = _config(encoder, architecture)
     network = build_network(config).to(device).to(memory_format=torch.channels_last).eval()
-    batch = torch.randn(batch_size, config.n_in, window, window, device=device).contiguous(
-        memory_format=torch.channels_last
-    )
+    layout = input_memory_format(network)
+    batch = torch.randn(batch_size, config.n_in, window, window, device=device).contiguous(memory_format=layout)
 
     def once() -> None:
         if device.type == "cuda":
@@ -162,8 +185,7 @@ def _child(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     result = stage.run(inputs={"model": args.model, "features": args.features}, output=args.out, params=params)
     seconds = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "pixels": result.extra["pixels"], "peak_rss_mb": peak_mb}))
+    print(json.dumps({"seconds": seconds, "pixels": result.extra["pixels"], "peak_rss_mb": peak_rss_mib()}))
 
 
 def _run_child(args: argparse.Namespace, *, model: str, features: str, out: Path, network: str) -> dict[str, float]:
@@ -180,11 +202,12 @@ def _run_child(args: argparse.Namespace, *, model: str, features: str, out: Path
 
 
 @torch.no_grad()
-def unet_inference_rss(encoder: str, *, window: int, batch_size: int) -> float:
+def unet_inference_rss(encoder: str, *, window: int, batch_size: int, architecture: str = "unet") -> float:
     """Peak RSS (MiB) of this process after one U-Net forward at the predict batch size (CPU)."""
-    config = _config(encoder)
+    config = _config(encoder, architecture)
     network = build_network(config).eval().to(memory_format=torch.channels_last)
-    network(torch.randn(batch_size, config.n_in, window, window).contiguous(memory_format=torch.channels_last))
+    layout = input_memory_format(network)
+    network(torch.randn(batch_size, config.n_in, window, window).contiguous(memory_format=layout))
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -195,12 +218,13 @@ def main() -> None:
     parser.add_argument("--features", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--network", default="unet", help=argparse.SUPPRESS)
-    parser.add_argument("--encoder", default="resnet18")
+    parser.add_argument("--encoder", default="resnet18", help="ResNet encoder of the unet architecture.")
+    parser.add_argument("--architecture", default="unet", choices=["unet", "temporal-unet"])
     parser.add_argument("--window", type=int, default=512)
     parser.add_argument("--overlap", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=None, help="Default: 1 on CPU, 8 on CUDA (as predict).")
     parser.add_argument("--rate-size", type=int, default=None, help="End-to-end AOI edge (default 1024 CPU, 4096 GPU).")
-    parser.add_argument("--rss-sizes", default="2048,8192")
+    parser.add_argument("--rss-sizes", default="2048,8192", help="AOI edges of the memory runs; 'none' skips them.")
     args = parser.parse_args()
     if args.child:
         _child(args)
@@ -210,12 +234,15 @@ def main() -> None:
     args.batch_size = args.batch_size or (8 if cuda else 1)
     rate_size = args.rate_size or (4096 if cuda else 1024)
     name = torch.cuda.get_device_name(0) if cuda else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; {args.encoder} U-Net, {DATES * len(CHANNELS)} inputs, window {args.window}, "
+    network_name = f"{args.encoder} U-Net" if args.architecture == "unet" else "temporal U-Net"
+    print(f"device: {name}; {network_name}, {DATES * len(CHANNELS)} inputs, window {args.window}, "
           f"overlap {args.overlap}, batch {args.batch_size}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="deep-lulc-bench-") as scratch:
         root = Path(scratch)
-        model = write_model(root / "model", args.encoder)
-        bare = forward_rate(args.encoder, window=args.window, batch_size=args.batch_size, device=device)
+        model = write_model(root / "model", args.encoder, args.architecture)
+        bare = forward_rate(
+            args.encoder, window=args.window, batch_size=args.batch_size, device=device, architecture=args.architecture
+        )
         print(f"bare forward:           {bare:12,.0f} px/s of network input")
         started = time.perf_counter()
         dense = write_features(root / f"dense-{rate_size}", rate_size, dense=True)
@@ -226,19 +253,23 @@ def main() -> None:
         ceiling = rate_size**2 / sum(w.height * w.width for w in windows)
         print(f"end-to-end predict:     {end_to_end:12,.0f} px/s of map ({rate_size} x {rate_size} px, "
               f"{run['seconds']:.1f} s, peak RSS {run['peak_rss_mb']:,.0f} MiB)")  # fmt: skip
-        print(f"ratio end-to-end/bare:  {end_to_end / bare:12.2f}   (goal >= 0.8; overlap ceiling {ceiling:.2f}, "
+        goal = 0.8 if cuda else 0.6
+        print(f"ratio end-to-end/bare:  {end_to_end / bare:12.2f}   (goal >= {goal}; overlap ceiling {ceiling:.2f}, "
               f"{len(windows)} windows: {end_to_end / bare / ceiling:.2f} of the reachable)")  # fmt: skip
         km2_per_s = end_to_end * PIXEL_KM2
         print(f"throughput:             {km2_per_s:12.3f} km2/s; the seed's {SEED_AOI_KM2:,.0f} km2 AOI in "
               f"{SEED_AOI_KM2 / km2_per_s:,.0f} s (goal on GPU: < 60 s)")  # fmt: skip
         network = "unet" if cuda else "pointwise"
-        for size in (int(s) for s in args.rss_sizes.split(",")):
+        sizes = [] if args.rss_sizes.strip().lower() in ("", "none") else [int(s) for s in args.rss_sizes.split(",")]
+        for size in sizes:
             sparse = write_features(root / f"sparse-{size}", size, dense=False)
             figures = _run_child(args, model=model, features=sparse, out=root / f"out-{size}", network=network)
             print(f"peak RSS {size:>5} x {size:<5}: {figures['peak_rss_mb']:8,.0f} MiB  ({network} network, "
                   f"{figures['seconds']:.0f} s)")  # fmt: skip
-        if not cuda:
-            rss = unet_inference_rss(args.encoder, window=args.window, batch_size=args.batch_size)
+        if not cuda and sizes:
+            rss = unet_inference_rss(
+                args.encoder, window=args.window, batch_size=args.batch_size, architecture=args.architecture
+            )
             print(f"U-Net forward at batch {args.batch_size}: {rss:8,.0f} MiB peak RSS of a process that only runs "
                   "the network (what a CPU U-Net run adds beyond the stand-in's data path)")  # fmt: skip
 

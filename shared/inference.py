@@ -21,6 +21,7 @@ import xarray as xr
 from torch import nn
 
 from deep_lulc.shared.products.features import open_store as open_features_store
+from deep_lulc.shared.temporal_unet import TemporalUnet
 from deep_lulc.shared.windows import PixelWindow, Span, blend_weights
 
 MULTIPLE = 32  # the U-Net halves its input five times
@@ -110,37 +111,66 @@ def _prefetched(source: WindowReader, windows: list[PixelWindow], depth: int) ->
         thread.join(timeout=5)
 
 
-class InputBuffer:
-    """One reusable channels-last (NHWC) batch: windows are normalised straight into it, so a batch costs
-    one copy of its windows and the network reads it without another layout change."""
+BLOCK_BYTES = 1 << 22  # normalisation works on blocks this size, so each one is still in cache for the next pass
 
-    def __init__(self) -> None:
+
+def input_memory_format(network: nn.Module) -> torch.memory_format:
+    """The layout a network takes its batch in. The temporal U-Net's encoder reshapes its input into a
+    (dates, pixels) image at once, which a channels-last batch would make a full copy back to
+    channels-first; every other network runs channels-last on the CPU and in cuDNN."""
+    return torch.contiguous_format if isinstance(network, TemporalUnet) else torch.channels_last
+
+
+class InputBuffer:
+    """One reusable batch in the network's layout: windows are normalised straight into it, so a batch
+    costs one pass over its windows (cache-sized blocks, no temporaries) and the network reads it
+    without another layout change. The arithmetic is the same float32 (x - mean) / std, NaN to 0 (and
+    infinities clipped, as `np.nan_to_num` does), whatever the layout."""
+
+    def __init__(self, channels_last: bool = True) -> None:
+        self.channels_last = channels_last
         self.array: np.ndarray | None = None
 
     def fill(self, arrays: list[np.ndarray], setup: InferenceSetup) -> np.ndarray:
+        """(samples, y, x, inputs) when channels-last, else (samples, inputs, y, x)."""
         dates, channels, height, width = arrays[0].shape
         stacked = setup.input_mode == "stack"
         per_window, n_in = (1, dates * channels) if stacked else (dates, channels)
-        shape = (len(arrays) * per_window, height, width, n_in)
+        samples = len(arrays) * per_window
+        shape = (samples, height, width, n_in) if self.channels_last else (samples, n_in, height, width)
         if self.array is None or self.array.shape[1:] != shape[1:] or self.array.shape[0] < shape[0]:
             self.array = np.empty(shape, dtype=np.float32)
-        batch = self.array[: shape[0]]
-        for index, features in enumerate(arrays):
-            samples = features.reshape(per_window, n_in, height, width)
-            np.copyto(batch[index * per_window : (index + 1) * per_window], samples.transpose(0, 2, 3, 1))
-        batch -= setup.mean
-        batch /= setup.std
-        np.nan_to_num(batch, copy=False, nan=0.0)
+        batch = self.array[:samples]
+        mean, std = setup.mean[:, None, None], setup.std[:, None, None]
+        rows = max(1, BLOCK_BYTES // (4 * n_in * width))
+        # channels-last: each block is normalised channels-first in a cache-sized scratch, then transposed
+        scratch = np.empty((n_in, rows, width), dtype=np.float32) if self.channels_last else None
+        with np.errstate(over="ignore", invalid="ignore"):  # whatever overflows or is NaN is made finite below
+            for index, features in enumerate(arrays):
+                window = np.asarray(features).reshape(per_window, n_in, height, width)
+                for sample in range(per_window):
+                    source, target = window[sample], batch[index * per_window + sample]
+                    for top in range(0, height, rows):
+                        inputs = source[:, top : top + rows]
+                        block = target[:, top : top + rows] if scratch is None else scratch[:, : inputs.shape[1]]
+                        np.subtract(inputs, mean, out=block)
+                        np.divide(block, std, out=block)
+                        if not np.isfinite(block).all():
+                            np.nan_to_num(block, copy=False, nan=0.0)
+                        if scratch is not None:
+                            np.copyto(target[top : top + rows], block.transpose(1, 2, 0))
         return batch
 
 
-def _padded(batch: np.ndarray) -> np.ndarray:
-    """An NHWC batch grown to what the U-Net can halve five times (reflected, or repeated when too small)."""
-    height, width = int(batch.shape[1]), int(batch.shape[2])
+def _padded(batch: np.ndarray, channels_last: bool) -> np.ndarray:
+    """A batch grown to what the U-Net can halve five times (reflected, or repeated when too small)."""
+    y_axis = 1 if channels_last else 2
+    height, width = int(batch.shape[y_axis]), int(batch.shape[y_axis + 1])
     pad_y, pad_x = -height % MULTIPLE, -width % MULTIPLE
     if not pad_y and not pad_x:
         return batch
-    widths = ((0, 0), (0, pad_y), (0, pad_x), (0, 0))
+    widths = [(0, 0)] * 4
+    widths[y_axis], widths[y_axis + 1] = (0, pad_y), (0, pad_x)
     if pad_y < height and pad_x < width:
         return np.pad(batch, widths, mode="reflect")
     return np.pad(batch, widths, mode="edge")
@@ -152,8 +182,11 @@ def class_probabilities(
 ) -> np.ndarray:
     """(windows, n_out, y, x) softmax probabilities; single-date models average over dates."""
     height, width = arrays[0].shape[-2:]
-    nhwc = _padded((buffer or InputBuffer()).fill(arrays, setup))  # padding only for grids smaller than a window
-    tensor = torch.from_numpy(nhwc).permute(0, 3, 1, 2)  # NCHW view with channels-last strides
+    buffer = buffer or InputBuffer(input_memory_format(network) == torch.channels_last)
+    batch = _padded(buffer.fill(arrays, setup), buffer.channels_last)  # padding only for grids smaller than a window
+    tensor = torch.from_numpy(batch)
+    if buffer.channels_last:
+        tensor = tensor.permute(0, 3, 1, 2)  # NCHW view with channels-last strides
     samples = tensor.shape[0] // len(arrays)
     tensor = tensor.to(setup.device, non_blocking=True)
     if setup.device.type == "cuda":
@@ -164,7 +197,8 @@ def class_probabilities(
     logits = logits[:, :, :height, :width].float()
     logits[:, setup.nodata] = -torch.inf
     probabilities = torch.softmax(logits, dim=1)
-    probabilities = probabilities.reshape(len(arrays), samples, *probabilities.shape[1:]).mean(dim=1)
+    if samples > 1:  # a mean over one sample is that sample: skip the pass
+        probabilities = probabilities.reshape(len(arrays), samples, *probabilities.shape[1:]).mean(dim=1)
     return np.asarray(probabilities.cpu().numpy(), dtype=np.float32)
 
 
@@ -243,7 +277,7 @@ def predict_region(
     accumulator = _Accumulator(setup.n_out, windows[0].height, cols, core, emit)
     weights = blend_weights(windows[0].height, windows[0].width, setup.overlap)
     network = network.to(setup.device).to(memory_format=torch.channels_last).eval()
-    buffer = InputBuffer()
+    buffer = InputBuffer(input_memory_format(network) == torch.channels_last)
     for batch in _batches(_prefetched(source, windows, setup.batch_size), setup.batch_size):
         probabilities = class_probabilities(network, [array for _, array in batch], setup, buffer)
         for (window, _), window_probabilities in zip(batch, probabilities, strict=True):

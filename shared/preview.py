@@ -16,7 +16,18 @@ def thumbnail_asset(path: Path, *, title: str) -> pystac.Asset:
     return pystac.Asset(str(path), title=title, media_type=PNG_MEDIA_TYPE, roles=["thumbnail"])
 
 
-def true_colour_png(red: np.ndarray, green: np.ndarray, blue: np.ndarray, path: Path, *, max_side: int = 512) -> Path:
+PREVIEW_SIDE = 512
+
+
+def preview_stride(height: int, width: int, *, max_side: int = PREVIEW_SIDE) -> int:
+    """Every how many pixels a preview samples the grid: twice the PNG's resolution is plenty for its
+    bilinear thumbnail, and a stage never holds a full-resolution true-colour copy of a large AOI."""
+    return max(1, max(height, width) // (2 * max_side))
+
+
+def true_colour_png(
+    red: np.ndarray, green: np.ndarray, blue: np.ndarray, path: Path, *, max_side: int = PREVIEW_SIDE
+) -> Path:
     """Reflectance 0..0.3 stretched with a gamma of 1/1.6, the usual look of Sentinel-2 quicklooks."""
     rgb = np.stack([red, green, blue], axis=-1).astype(np.float32)
     valid = np.isfinite(rgb).all(axis=-1)

@@ -153,3 +153,15 @@ def test_fused_observations_equal_the_numpy_definition() -> None:
     assert 0 < valid.mean() < 1
     with pytest.raises(ValueError, match="reflectance must be"):
         observations(reflectance.astype(np.float64), scl, (4,))
+
+
+def test_the_preview_is_sampled_on_the_whole_grid_whatever_the_windows() -> None:
+    """A large AOI's preview is every n-th pixel of the grid, assembled from the windows' own samples."""
+    from deep_lulc.shared.windows import blocks
+    from deep_lulc.stages.features.streaming import assemble_preview, preview_sample
+
+    rgb = np.random.default_rng(0).random((3, 301, 203), dtype=np.float32)
+    for stride, block in ((1, 64), (3, 64), (4, 50), (7, 32)):
+        windows = blocks(301, 203, block)
+        pieces = [preview_sample(rgb[(slice(None), *w.slices)], w, stride) for w in windows]
+        np.testing.assert_array_equal(assemble_preview(windows, pieces, (301, 203), stride), rgb[:, ::stride, ::stride])

@@ -22,7 +22,7 @@ from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.errors import BadInputError, NothingToDoError
 from deep_lulc.shared.item_search import find_items
 from deep_lulc.shared.logs import redact_text
-from deep_lulc.shared.preview import thumbnail_asset, true_colour_png
+from deep_lulc.shared.preview import preview_stride, thumbnail_asset, true_colour_png
 from deep_lulc.shared.products import cube as cube_product
 from deep_lulc.shared.products.cube import ZARR_NAME
 from deep_lulc.shared.products.tiles import Tile, planned_tile
@@ -193,7 +193,9 @@ def run(*, inputs: Mapping[str, str], output: str, params: CubeParams) -> StageR
         stored = ZarrLocation.at(str(folder / ZARR_NAME)).open()
         fractions = valid_fraction(stored["scl"])
         clearest = int(np.argmax(fractions))
-        rgb = stored["reflectance"].isel(time=clearest).sel(band=["B04", "B03", "B02"]).values
+        stride = preview_stride(grid.height, grid.width)
+        sampled = {"time": clearest, "y": slice(None, None, stride), "x": slice(None, None, stride)}
+        rgb = stored["reflectance"].isel(sampled).sel(band=["B04", "B03", "B02"]).values
         true_colour_png(rgb[0], rgb[1], rgb[2], folder / PREVIEW_NAME)
 
         item = cube_product.cube_item(

@@ -47,7 +47,7 @@ from deep_lulc.shared.aoi import Aoi
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.errors import BadInputError, NothingToDoError
 from deep_lulc.shared.grids import epsg_of, geobox_of
-from deep_lulc.shared.preview import thumbnail_asset, true_colour_png
+from deep_lulc.shared.preview import preview_stride, thumbnail_asset, true_colour_png
 from deep_lulc.shared.products import features as features_product
 from deep_lulc.shared.products.cube import open_cube
 from deep_lulc.shared.products.features import ZARR_NAME
@@ -58,7 +58,14 @@ from deep_lulc.shared.stac import iso, stamp_provenance
 from deep_lulc.shared.windows import blocks
 from deep_lulc.stages.features.indices import CHANNELS
 from deep_lulc.stages.features.params import FeaturesParams
-from deep_lulc.stages.features.streaming import CountJob, FeatureJob, count_valid, run_all, run_windows
+from deep_lulc.stages.features.streaming import (
+    CountJob,
+    FeatureJob,
+    assemble_preview,
+    count_valid,
+    run_all,
+    run_windows,
+)
 
 STAGE = "features"
 PREVIEW_NAME = "preview.png"
@@ -156,10 +163,11 @@ def run(*, inputs: Mapping[str, str], output: str, params: FeaturesParams) -> St
         frames = None if aoi_kept is None else tuple(int(i) for i in used)
         middle = len(dates) // 2
         red, green, blue = (CHANNELS.index(band) for band in ("B04", "B03", "B02"))
+        stride = preview_stride(height, width)
         jobs = [
             FeatureJob(
                 cube_store, ZarrLocation.at(str(store)), w, frames, params.valid_scl, source_days, target_days,
-                inside[w.slices], middle, (red, green, blue),
+                inside[w.slices], middle, (red, green, blue), stride,
             )
             for w in grid_windows
         ]  # fmt: skip
@@ -182,9 +190,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: FeaturesParams) -> St
             for t, f, k in zip(times, fractions, kept, strict=True)
         ]
         manifest = features_product.finish_store(store)
-        rgb = np.empty((3, height, width), dtype=np.float32)
-        for window, summary in zip(grid_windows, summaries, strict=True):
-            rgb[(slice(None), *window.slices)] = summary.preview
+        rgb = assemble_preview(grid_windows, [summary.preview for summary in summaries], (height, width), stride)
         true_colour_png(rgb[0], rgb[1], rgb[2], folder / PREVIEW_NAME)
         never_valid = sum(summary.never_valid for summary in summaries)
         (folder / FRAMES_NAME).write_text(

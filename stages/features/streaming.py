@@ -71,6 +71,7 @@ class FeatureJob:
     inside: np.ndarray  # AOI mask of the window, for the per-frame counts
     preview_date: int  # target date of the true-colour preview
     preview_channels: tuple[int, int, int]  # red, green, blue
+    preview_stride: int = 1  # the preview samples every n-th row and column of the whole grid
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class WindowSummary:
 
     counts: Counts  # usable observations inside the AOI per frame used
     never_valid: int  # AOI pixels without a single usable observation
-    preview: npt.NDArray[np.float32]  # (3, y, x) red, green, blue at the preview date
+    preview: npt.NDArray[np.float32]  # (3, y, x) red, green, blue at the preview date, every stride-th pixel
 
 
 @dataclass(frozen=True)
@@ -106,9 +107,27 @@ def compute(job: FeatureJob, loaded: tuple[npt.NDArray[np.float32], npt.NDArray[
     summary = WindowSummary(
         counts,
         int(((valid_count == 0) & job.inside).sum()),
-        features[job.preview_date, list(job.preview_channels)].copy(),
+        preview_sample(features[job.preview_date, list(job.preview_channels)], job.window, job.preview_stride),
     )
     return WindowFeatures(features, valid_count, summary)
+
+
+def preview_sample(rgb: npt.NDArray[np.float32], window: PixelWindow, stride: int) -> npt.NDArray[np.float32]:
+    """The window's pixels on the whole grid's every-stride-th rows and columns, so the pieces tile."""
+    first_row, first_col = -window.row % stride, -window.col % stride
+    return rgb[:, first_row::stride, first_col::stride].copy()
+
+
+def assemble_preview(
+    windows: Sequence[PixelWindow], pieces: Sequence[npt.NDArray[np.float32]], shape: tuple[int, int], stride: int
+) -> npt.NDArray[np.float32]:
+    """The whole grid's preview, every stride-th pixel, from the windows' samples."""
+    height, width = shape
+    rgb = np.empty((3, -(-height // stride), -(-width // stride)), dtype=np.float32)
+    for window, piece in zip(windows, pieces, strict=True):
+        row, col = -(-window.row // stride), -(-window.col // stride)
+        rgb[:, row : row + piece.shape[1], col : col + piece.shape[2]] = piece
+    return rgb
 
 
 def store(job: FeatureJob, result: WindowFeatures) -> WindowSummary:
