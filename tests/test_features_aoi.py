@@ -165,3 +165,28 @@ def test_the_preview_is_sampled_on_the_whole_grid_whatever_the_windows() -> None
         windows = blocks(301, 203, block)
         pieces = [preview_sample(rgb[(slice(None), *w.slices)], w, stride) for w in windows]
         np.testing.assert_array_equal(assemble_preview(windows, pieces, (301, 203), stride), rgb[:, ::stride, ::stride])
+
+
+def test_the_fused_kernel_equals_the_stack_then_interpolation_bit_for_bit() -> None:
+    """The stage interpolates from the six bands, computing indices only at the two frames each date
+    blends; that must be exactly the stack of every frame interpolated, zero denominators and NaN included."""
+    from deep_lulc.stages.features.indices import interpolated_features, observations, usable_observations
+    from deep_lulc.stages.features.interpolation import interpolate_to_grid
+
+    rng = np.random.default_rng(1)
+    frames, height, width = 17, 23, 29
+    reflectance = rng.uniform(-0.05, 0.4, (frames, 6, height, width)).astype(np.float32)
+    reflectance[rng.random(reflectance.shape) < 0.02] = np.nan
+    zero = rng.random((frames, height, width)) < 0.05
+    reflectance[:, 3][zero] = reflectance[:, 2][zero] = 0.0  # NDVI's denominator B08 + B04 is zero there
+    scl = np.where(rng.random((frames, height, width)) < 0.3, 9, 4).astype(np.uint8)
+    scl[:, :3, :3] = 9  # never observed: NaN throughout
+    source = np.cumsum(rng.integers(4, 20, frames)).astype(np.float64)
+    target = source[0] - 5 + 16.0 * np.arange(12)  # before the first, on and after the last observation
+    stack, valid = observations(reflectance, scl, (4, 5, 6))
+    expected = interpolate_to_grid(stack, valid, source, target)
+    usable = usable_observations(reflectance, scl, (4, 5, 6))
+    np.testing.assert_array_equal(usable, valid)
+    fused = interpolated_features(reflectance, usable, source, target)
+    np.testing.assert_array_equal(fused.view(np.uint32), expected.view(np.uint32))
+    assert np.isnan(fused[:, :, :3, :3]).all()

@@ -23,8 +23,7 @@ from deep_lulc.shared.products.features import write_window
 from deep_lulc.shared.products.zarr_store import ZarrLocation
 from deep_lulc.shared.progress import progress
 from deep_lulc.shared.windows import PixelWindow
-from deep_lulc.stages.features.indices import observations
-from deep_lulc.stages.features.interpolation import interpolate_to_grid
+from deep_lulc.stages.features.indices import interpolated_features, usable_observations
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -55,7 +54,7 @@ class CountJob:
 def count_valid(job: CountJob) -> Counts:
     """Usable observations inside the AOI per frame, for one window (`--frame-filter aoi`'s first pass)."""
     reflectance, scl = read_window(job.cube.open(lazy=False), job.window)
-    _, valid = observations(reflectance, scl, job.classes)
+    valid = usable_observations(reflectance, scl, job.classes)
     return np.asarray((valid & job.inside[None]).sum(axis=(1, 2)), dtype=np.int64)
 
 
@@ -99,9 +98,9 @@ def compute(job: FeatureJob, loaded: tuple[npt.NDArray[np.float32], npt.NDArray[
     reflectance, scl = loaded
     if job.frames is not None:
         reflectance, scl = reflectance[list(job.frames)], scl[list(job.frames)]
-    stack, valid = observations(reflectance, scl, job.classes)
+    valid = usable_observations(reflectance, scl, job.classes)
+    features = interpolated_features(reflectance, valid, job.source_days, job.target_days)
     del reflectance, scl
-    features = interpolate_to_grid(stack, valid, job.source_days, job.target_days)
     counts = np.asarray((valid & job.inside[None]).sum(axis=(1, 2)), dtype=np.int64)
     valid_count = valid.sum(axis=0, dtype=np.int32)
     summary = WindowSummary(
