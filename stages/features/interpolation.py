@@ -85,21 +85,26 @@ def _row_weights(  # pragma: no cover - compiled; exercised through interpolate_
 def _interpolate_rows(  # pragma: no cover - compiled; exercised through interpolate_to_grid
     values: npt.NDArray[np.float32],
     valid: npt.NDArray[np.bool_],
+    pairs: npt.NDArray[np.int64],
     source_days: npt.NDArray[np.float64],
     target_days: npt.NDArray[np.float64],
     targets_reached: npt.NDArray[np.int64],
     out: npt.NDArray[np.float32],
 ) -> None:
-    """Fill `out` (D, C, Y, X); `targets_reached[t]` is how many target days are <= `source_days[t]`.
+    """Fill `out` (D, C + P, Y, X); `targets_reached[t]` is how many target days are <= `source_days[t]`.
 
     Rows are independent, so they are the parallel axis. Each row first settles which frames and weights
     every target needs (touching only the mask), then blends channel by channel along contiguous
     `(t, c, y, :)` rows. Blending per pixel and channel inside the frame loop instead reads nine strided
-    planes per pixel and measured about 1.5x slower. Every output element is written exactly once, so `out`
-    may come from `np.empty`. fastmath stays off: it would let LLVM assume no NaN, and NaN is both an input
-    and an output here. nogil lets the features stage read and write other windows meanwhile.
+    planes per pixel and measured about 1.5x slower. The P channels after the C inputs are normalized
+    differences (a - b) / (a + b) of the input channel pairs `pairs`, computed only at the two frames a
+    target blends, in float32 as `numpy` computes them, so no stack of every frame's differences is ever
+    stored. Every output element is written exactly once, so `out` may come from `np.empty`. fastmath
+    stays off: it would let LLVM assume no NaN, and NaN is both an input and an output here. nogil lets
+    the features stage read and write other windows meanwhile.
     """
     _, n_c, n_y, n_x = values.shape
+    n_p = pairs.shape[0]
     n_d = target_days.shape[0]
     for y in prange(n_y):
         lower = np.empty((n_d, n_x), dtype=np.int64)
@@ -116,6 +121,28 @@ def _interpolate_rows(  # pragma: no cover - compiled; exercised through interpo
                     else:
                         b = values[upper[k, x], c, y, x]
                         out[k, c, y, x] = np.float32(np.float64(a) + w * (np.float64(b) - np.float64(a)))
+            for i in range(n_p):
+                first = pairs[i, 0]
+                second = pairs[i, 1]
+                for x in range(n_x):
+                    w = weight[k, x]
+                    a = _normalized_difference(values, lower[k, x], first, second, y, x)
+                    if w == 0.0:
+                        out[k, n_c + i, y, x] = a
+                    else:
+                        b = _normalized_difference(values, upper[k, x], first, second, y, x)
+                        out[k, n_c + i, y, x] = np.float32(np.float64(a) + w * (np.float64(b) - np.float64(a)))
+
+
+@njit(cache=True, fastmath=False, inline="always")
+def _normalized_difference(  # pragma: no cover - compiled; exercised through interpolate_to_grid
+    values: npt.NDArray[np.float32], t: int, first: int, second: int, y: int, x: int
+) -> np.float32:
+    """(a - b) / (a + b) in float32, NaN where the denominator is zero."""
+    a = values[t, first, y, x]
+    b = values[t, second, y, x]
+    total = a + b
+    return (a - b) / total if total != 0 else np.float32(np.nan)
 
 
 def _days(name: str, days: npt.ArrayLike, *, strictly: bool) -> npt.NDArray[np.float64]:
@@ -140,8 +167,13 @@ def interpolate_to_grid(
     valid: npt.NDArray[np.bool_],
     source_days: npt.ArrayLike,
     target_days: npt.ArrayLike,
+    *,
+    normalized_differences: npt.NDArray[np.int64] | None = None,
 ) -> npt.NDArray[np.float32]:
     """Resample `values` (T, C, Y, X) float32 at `target_days`, using only observations where `valid`.
+
+    `normalized_differences` (P, 2): channel pairs (a, b) whose (a - b) / (a + b) is appended as P more
+    output channels, interpolated exactly as if each frame's differences had been stacked onto `values`.
 
     `valid` is (T, Y, X) bool; `source_days` (T,) strictly increasing and `target_days` (D,) sorted, in
     the same unit (e.g. days since an epoch). Returns (D, C, Y, X) float32.
@@ -165,14 +197,20 @@ def interpolate_to_grid(
     if sources.shape[0] != n_t:
         raise ValueError(f"source_days has {sources.shape[0]} days but values has {n_t} frames")
 
-    out = np.empty((targets.shape[0], n_c, n_y, n_x), dtype=np.float32)
+    pairs = np.zeros((0, 2), dtype=np.int64) if normalized_differences is None else normalized_differences
+    if pairs.ndim != 2 or pairs.shape[1] != 2 or (pairs.size and not (pairs.min() >= 0 and pairs.max() < n_c)):
+        raise ValueError(f"normalized_differences must be (P, 2) channel indices below {n_c}, got {pairs.tolist()}")
+    out = np.empty((targets.shape[0], n_c + pairs.shape[0], n_y, n_x), dtype=np.float32)
     if out.size == 0:
         return out
     if n_t == 0:
         out.fill(np.nan)
         return out
     reached = np.searchsorted(targets, sources, side="right").astype(np.int64)
-    _interpolate_rows(np.ascontiguousarray(values), np.ascontiguousarray(valid), sources, targets, reached, out)
+    _interpolate_rows(
+        np.ascontiguousarray(values), np.ascontiguousarray(valid), np.ascontiguousarray(pairs, dtype=np.int64),
+        sources, targets, reached, out,
+    )  # fmt: skip
     return out
 
 
