@@ -16,6 +16,7 @@ from affine import Affine
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from deep_lulc.shared import storage
+from deep_lulc.shared.contract import StageParams
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.grids import GeoBox, epsg_of, geobox
 from deep_lulc.shared.publish import write_file_atomically
@@ -93,6 +94,19 @@ class Tile(BaseModel):
 
 
 TILES = TypeAdapter(list[Tile])
+
+
+class TileSelection(StageParams):
+    """`--tile ID --tiles F`: the options of a stage that one pod of the fan-out runs for one tile."""
+
+    tile: str | None = Field(None, description="Only this tile of --tiles (one pod of an Argo fan-out).")
+    tiles: str | None = Field(None, description="Tiles file written by `deep-lulc plan-tiles`.")
+
+    @model_validator(mode="after")
+    def _tile_with_tiles(self) -> Self:
+        if (self.tile is None) != (self.tiles is None):
+            raise ValueError("--tile and --tiles go together")
+        return self
 
 
 def plan_tiles(

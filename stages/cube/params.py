@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
+from deep_lulc.shared.products.tiles import TileSelection
 from deep_lulc.shared.scene_selection import SceneSelection
 
 Loader = Literal["odc-stac", "stackstac"]
 
 
-class CubeParams(SceneSelection):
+class CubeParams(SceneSelection, TileSelection):
     """Load B02 B03 B04 B08 B11 B12 and SCL onto the AOI's UTM grid as a Zarr datacube item."""
 
     resolution: float = Field(10.0, gt=0, le=1000, description="Pixel size in metres of the output grid.")
     loader: Loader = Field("odc-stac", description="Library that reads the COGs onto the grid.")
     dask_address: str | None = Field(None, description="Scheduler of an existing dask cluster; default local.")
     chunk_size: int = Field(256, ge=64, le=8192, description="Spatial chunk of the Zarr store, in pixels.")
-    tile: str | None = Field(None, description="Build only this tile of --tiles (its core and read margin).")
-    tiles: str | None = Field(None, description="Tiles file written by `deep-lulc plan-tiles --aoi` for this AOI.")
-
-    @model_validator(mode="after")
-    def _tile_with_tiles(self) -> Self:
-        if (self.tile is None) != (self.tiles is None):
-            raise ValueError("--tile and --tiles go together")
-        return self

@@ -7,6 +7,7 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 
 from deep_lulc.shared.contract import StageInputs, StageParams
+from deep_lulc.shared.products.tiles import TileSelection
 from deep_lulc.shared.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
 
 FEATURES_HELP = "The features stage's catalog.json href."
@@ -26,7 +27,7 @@ class PlanTilesInputs(StageInputs):
     features: str | None = Field(None, description=f"{FEATURES_HELP} Plan over its grid: a fan-out of predict alone.")
 
 
-class PredictParams(StageParams):
+class PredictParams(TileSelection):
     """Map LULC classes over the features grid (or one tile of it) with a trained model; writes a COG."""
 
     tile_size: int | None = Field(
@@ -48,13 +49,9 @@ class PredictParams(StageParams):
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU.")
     probabilities: bool = Field(False, description="Also write per-class probabilities (uint8 percent) as a COG.")
-    tile: str | None = Field(None, description="Predict only this tile of --tiles (Argo fan-out).")
-    tiles: str | None = Field(None, description="Tiles file written by `deep-lulc plan-tiles`.")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if (self.tile is None) != (self.tiles is None):
-            raise ValueError("--tile and --tiles go together")
         if self.tile_size is not None and self.tile_size % 32:
             raise ValueError(f"--tile-size {self.tile_size} must be a multiple of 32 (the U-Net halves it five times)")
         if self.tile_size is not None and self.overlap is not None and 2 * self.overlap >= self.tile_size:
