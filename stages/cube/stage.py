@@ -109,7 +109,8 @@ def unreadable_source(exc: Exception, items: Sequence[pystac.Item]) -> BadInputE
 
 def tile_footprint(tile: Tile) -> Aoi:
     """The tile's read region in lon/lat, its edges densified so that the reprojected outline stays true."""
-    outline = tile.read_grid().extent.to_crs("EPSG:4326", resolution=float(tile.read_grid().resolution.x) * 16)
+    grid = tile.read_grid()
+    outline = grid.extent.to_crs("EPSG:4326", resolution=float(grid.resolution.x) * 16)
     return Aoi(outline.geom, source=f"tile {tile.id}")
 
 
