@@ -1,6 +1,6 @@
 """How fast `deep-lulc predict` runs against the bare network, and whether its memory stays flat with AOI size.
 
-Run: .venv/bin/python -m benchmarks.predict [--architecture unet|temporal-unet] [--window 512] [--overlap 64]
+Run: .venv/bin/python -m benchmarks.predict [--architecture unet|temporal-pixel|...] [--window 512] [--overlap 64]
      [--batch-size 4] [--rate-size N] [--rss-sizes 2048,8192 | --rss-sizes none]
 
 1. Bare forward rate: the network (default the resnet18 U-Net; `--architecture temporal-unet` for the
@@ -39,6 +39,7 @@ from affine import Affine
 from torch import nn
 
 from benchmarks.scale import peak_rss_mib
+from deep_lulc.shared.architectures import NETWORK_ARCHITECTURES
 from deep_lulc.shared.classes import SLOVENIA
 from deep_lulc.shared.grids import geobox, write_projection
 from deep_lulc.shared.inference import input_memory_format
@@ -219,7 +220,7 @@ def main() -> None:
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--network", default="unet", help=argparse.SUPPRESS)
     parser.add_argument("--encoder", default="resnet18", help="ResNet encoder of the unet architecture.")
-    parser.add_argument("--architecture", default="unet", choices=["unet", "temporal-unet"])
+    parser.add_argument("--architecture", default="unet", choices=list(NETWORK_ARCHITECTURES))
     parser.add_argument("--window", type=int, default=512)
     parser.add_argument("--overlap", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=None, help="Default: 1 on CPU, 8 on CUDA (as predict).")
@@ -234,7 +235,7 @@ def main() -> None:
     args.batch_size = args.batch_size or (8 if cuda else 1)
     rate_size = args.rate_size or (4096 if cuda else 1024)
     name = torch.cuda.get_device_name(0) if cuda else f"CPU, {torch.get_num_threads()} threads"
-    network_name = f"{args.encoder} U-Net" if args.architecture == "unet" else "temporal U-Net"
+    network_name = f"{args.encoder} U-Net" if args.architecture == "unet" else args.architecture
     print(f"device: {name}; {network_name}, {DATES * len(CHANNELS)} inputs, window {args.window}, "
           f"overlap {args.overlap}, batch {args.batch_size}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="deep-lulc-bench-") as scratch:

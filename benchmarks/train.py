@@ -19,14 +19,15 @@ STEPS = 6
 
 
 def config(encoder: str) -> ModelConfig:
-    """`encoder`: a ResNet of the fastai U-Net, or `temporal-unet` (the default architecture)."""
-    temporal = encoder == "temporal-unet"
+    """`encoder`: a ResNet of the fastai U-Net, or a temporal architecture (`temporal-pixel`, the default, or
+    `temporal-unet`)."""
+    temporal = encoder.startswith("temporal-")
     return ModelConfig(
         encoder=encoder, n_in=CHANNELS, n_out=11, chip_size=SIZE, input_mode="stack",
         channels=[f"c{i}" for i in range(CHANNELS)], features=[f"f{i}" for i in range(9)] if temporal else [],
         dates=[f"d{i}" for i in range(23)] if temporal else [], mean=[0.0] * CHANNELS,
         std=[1.0] * CHANNELS, class_values=list(range(11)), class_names=[f"k{i}" for i in range(11)],
-        architecture="temporal-unet" if temporal else "unet",
+        architecture=encoder if temporal else "unet",
     )  # fmt: skip
 
 
@@ -74,9 +75,9 @@ def main() -> None:
     print(f"U-Net, {CHANNELS} input channels, {SIZE} x {SIZE} px chips, batch {BATCH}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads")  # fmt: skip
     for device in devices:
-        for encoder in ("temporal-unet", "resnet18", "resnet34"):
+        for encoder in ("temporal-pixel", "temporal-unet", "resnet18", "resnet34"):
             training, inference, parameters = images_per_second(encoder, device)
-            print(f"{device.type:>4} {encoder:<9} {parameters / 1e6:5.1f} M params: "
+            print(f"{device.type:>4} {encoder:<14} {parameters / 1e6:5.1f} M params: "
                   f"train {training:7.1f} images/s, inference {inference:7.1f} images/s")  # fmt: skip
 
 

@@ -21,7 +21,7 @@ import xarray as xr
 from torch import nn
 
 from deep_lulc.shared.products.features import open_store as open_features_store
-from deep_lulc.shared.temporal_unet import TemporalUnet
+from deep_lulc.shared.temporal_unet import TemporalEncoder
 from deep_lulc.shared.windows import PixelWindow, Span, blend_weights
 
 MULTIPLE = 32  # the U-Net halves its input five times
@@ -115,10 +115,11 @@ BLOCK_BYTES = 1 << 22  # normalisation works on blocks this size, so each one is
 
 
 def input_memory_format(network: nn.Module) -> torch.memory_format:
-    """The layout a network takes its batch in. The temporal U-Net's encoder reshapes its input into a
+    """The layout a network takes its batch in. A temporal network's encoder reshapes its input into a
     (dates, pixels) image at once, which a channels-last batch would make a full copy back to
     channels-first; every other network runs channels-last on the CPU and in cuDNN."""
-    return torch.contiguous_format if isinstance(network, TemporalUnet) else torch.channels_last
+    temporal = isinstance(getattr(network, "temporal", None), TemporalEncoder)
+    return torch.contiguous_format if temporal else torch.channels_last
 
 
 class InputBuffer:

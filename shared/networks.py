@@ -20,9 +20,9 @@ import torchvision
 from safetensors.torch import load_file, load_model, save_model
 from torch import nn
 
-from deep_lulc.shared.architectures import ARCHITECTURES, NETWORK_ARCHITECTURES
+from deep_lulc.shared import architectures
+from deep_lulc.shared.architectures import ARCHITECTURES
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.temporal_unet import TemporalUnet
 
 ENCODERS: dict[str, Any] = {
     "resnet18": torchvision.models.resnet18,
@@ -56,8 +56,20 @@ class ModelConfig:
     output_values: list[int] | None = None  # lightgbm: the class value of each booster output
 
     @property
+    def spec(self) -> architectures.ArchitectureSpec:
+        return architectures.spec(self.architecture)
+
+    @property
     def is_network(self) -> bool:
-        return self.architecture in NETWORK_ARCHITECTURES
+        return self.spec.network
+
+    @property
+    def output_classes(self) -> list[int]:
+        """The class value of each model output, in order: a network's output channel i is class value i, a
+        LightGBM booster answers its trained classes only."""
+        if self.output_values is not None:
+            return list(self.output_values)
+        return list(range(self.n_out))
 
     def to_json(self) -> str:
         return json.dumps({"format": "deep-lulc-model/1", **asdict(self)}, indent=2)
@@ -120,14 +132,17 @@ def _local_encoder(name: str, weights_file: str) -> Any:
 
 
 def build_network(config: ModelConfig, *, pretrained: bool = False, weights_file: str | None = None) -> nn.Module:
-    """The config's network: a Dynamic U-Net whose first convolution takes `config.n_in` channels, or the
-    temporal U-Net (trained from scratch: there are no ImageNet weights for a temporal encoder)."""
-    if config.architecture == "temporal-unet":
-        return TemporalUnet(len(config.features), len(config.dates), config.n_out)
+    """The config's network, built by its architecture's registry entry."""
     if not config.is_network:
         raise BadInputError(
-            f"a {config.architecture} model has no network to build", fix="use a U-Net model for this option"
+            f"a {config.architecture} model has no network to build", fix="use a network model for this option"
         )
+    network: nn.Module = config.spec.build(config, pretrained=pretrained, weights_file=weights_file)
+    return network
+
+
+def build_dynamic_unet(config: ModelConfig, *, pretrained: bool = False, weights_file: str | None = None) -> nn.Module:
+    """A Dynamic U-Net whose first convolution takes `config.n_in` channels, from ImageNet (or local) weights."""
     # fastai loads only for the ImageNet U-Net: 1.8 s saved on every predict of the other models (and on bad input)
     from fastai.vision.learner import create_unet_model
 

@@ -71,11 +71,6 @@ WEIGHTS, CONFIG = "weights", "config"  # asset keys: the model artifact and its 
 CONFIG_NAME = "model-config.json"
 SAFETENSORS_MEDIA_TYPE = "application/octet-stream; application=safetensors"
 LIGHTGBM_MEDIA_TYPE = "text/plain; application=lightgbm"
-ARCHITECTURE_TITLES = {
-    "unet": "DynamicUnet ({encoder} encoder, fastai)",
-    "temporal-unet": "Temporal attention encoder + compact U-Net",
-    "lightgbm": "LightGBM gradient-boosted trees, per pixel",
-}
 MLM_SCHEMA = "https://stac-extensions.github.io/mlm/v1.5.2/schema.json"
 # MLM 1.5.2: an input listing bands names a `bands` dimension; an output without bands must not.
 INPUT_DIMENSIONS = ["batch", "bands", "height", "width"]
@@ -124,21 +119,24 @@ def model_item(
         ValueScaling.create(type=ValueScalingType.Z_SCORE, mean=m, stddev=s).to_dict()
         for m, s in zip(config.mean, config.std, strict=True)
     ]
+    # The outputs the model produces, in order: a generic consumer maps output i to classes[i]['value'].
+    by_value = {c["value"]: c for c in scheme.to_classification()}
+    outputs = config.output_classes
     model_output = ModelOutput.create(
         name="classes",
         tasks=[TaskType.SEMANTIC_SEGMENTATION],
         result=ResultStructure.create(
-            shape=[-1, config.n_out, *chip], dim_order=OUTPUT_DIMENSIONS, data_type=DataType.FLOAT32
+            shape=[-1, len(outputs), *chip], dim_order=OUTPUT_DIMENSIONS, data_type=DataType.FLOAT32
         ),
-        classes=[Classification(c) for c in scheme.to_classification()],
+        classes=[Classification(by_value.get(v, _unused_output(v))) for v in outputs],
     )
     MLMExtension.ext(item, add_if_missing=True).apply(
         name=identifier,
-        architecture=ARCHITECTURE_TITLES[config.architecture].format(encoder=config.encoder),
+        architecture=config.spec.title.format(encoder=config.encoder),
         tasks=[TaskType.SEMANTIC_SEGMENTATION],
         input=[model_input],
         output=[model_output],
-        framework="PyTorch" if config.is_network else "lightgbm",  # MLM's enum spelling where it has one
+        framework=config.spec.framework,
         framework_version=torch.__version__.split("+")[0] if config.is_network else _lightgbm_version(),
         total_parameters=parameters,
         pretrained=pretrained_source is not None,
@@ -150,6 +148,8 @@ def model_item(
     )
     _declare_mlm_1_5(item)
     ClassificationExtension.add_to(item)  # the output's classification:classes
+    # The whole legend, NoData and classes a model never outputs included, for the maps made with it.
+    item.properties["classification:classes"] = scheme.to_classification()
     item.properties["deep-lulc:architecture"] = config.architecture
     if validation is not None:
         item.properties["deep-lulc:validation"] = validation
@@ -172,6 +172,11 @@ def model_item(
     item.add_asset(CONTAINER, _container_asset())
     stamp_provenance(item, derived_from=[chips_href])
     return item
+
+
+def _unused_output(value: int) -> dict[str, Any]:
+    """An output channel no class of the scheme has (a gap in its values): named, so the list stays in order."""
+    return {"value": value, "name": f"unused-{value}", "description": "no class of the scheme has this value"}
 
 
 def _declare_mlm_1_5(item: pystac.Item) -> None:
@@ -263,7 +268,8 @@ class ModelProduct:
     def class_scheme(self) -> ClassScheme:
         """Class colours come from the MLM output's classification classes; names and values from the config."""
         outputs = self.item.properties.get("mlm:output") or [{}]
-        classes_out = outputs[0].get("classification:classes", [])
+        classes_out = [*outputs[0].get("classification:classes", []), *self.item.properties.get(
+            "classification:classes", [])]  # fmt: skip
         colours = {c["value"]: "#" + str(c.get("color_hint", "808080")) for c in classes_out}
         descriptions = {c["value"]: str(c.get("description") or c["name"]) for c in classes_out}
         config = self.config

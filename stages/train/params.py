@@ -6,14 +6,15 @@ from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from deep_lulc.shared.architectures import Architecture
+from deep_lulc.shared import architectures
+from deep_lulc.shared.architectures import DEFAULT_ARCHITECTURE, Architecture
 from deep_lulc.shared.contract import StageInputs, StageParams
 
 Encoder = Literal["resnet18", "resnet34", "resnet50"]
 InputMode = Literal["stack", "single-date"]
 LossName = Literal["ce", "weighted-ce", "focal", "dice-ce"]
-# Peak learning rates measured on the demo scene (benchmarks/quality.py); the LR finder is optional.
-DEFAULT_LR = {"temporal-unet": 3e-3, "unet": 2e-3}
+DEFAULT_ENCODER: Encoder = "resnet34"
+DEFAULT_EPOCHS = 20
 
 
 class TrainInputs(StageInputs):
@@ -25,16 +26,20 @@ class TrainParams(StageParams):
     publish it as a STAC MLM model item.
     """
 
-    architecture: Architecture = Field(
-        "temporal-unet",
-        description="temporal-unet: per-pixel temporal attention encoder + compact U-Net (the default); unet: "
-        "fastai Dynamic U-Net on a ResNet over the stacked dates (the original); lightgbm: pixel classifier.",
+    architecture: Architecture = Field(DEFAULT_ARCHITECTURE, description=architectures.help_text())
+    encoder: Encoder | None = Field(
+        None, description=f"ResNet encoder of the unet architecture (default {DEFAULT_ENCODER}; an empty value: none)."
     )
-    encoder: Encoder = Field("resnet34", description="ResNet encoder of the unet architecture.")
     input_mode: InputMode = Field(
         "stack", description="stack: all features x dates as channels; single-date: one date per sample (unet)."
     )
-    epochs: int = Field(20, ge=1, le=1000, description="Training epochs (one-cycle schedule over all of them).")
+    epochs: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description=f"Training epochs (one-cycle schedule over all of them); default {DEFAULT_EPOCHS}, more for "
+        "temporal-pixel on a small training set, until the schedule takes 600 optimisation steps.",
+    )
     batch_size: int = Field(8, ge=1, le=4096, description="Chips per optimisation step.")
     lr: float | Literal["auto"] | None = Field(
         None, description="Peak learning rate, 'auto' for fastai's LR finder, default: the architecture's tuned rate."
@@ -64,6 +69,8 @@ class TrainParams(StageParams):
     @field_validator("lr", mode="before")
     @classmethod
     def _parse_lr(cls, value: object) -> object:
+        if value == "":
+            return None
         if isinstance(value, str) and value != "auto":
             try:
                 return float(value)
@@ -78,31 +85,47 @@ class TrainParams(StageParams):
             raise ValueError("must be in (0, 10)")
         return value
 
+    @field_validator("encoder", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        """An empty value is not given: Argo passes every parameter, empty where the architecture's default
+        holds (an ImageNet encoder means nothing to the other architectures)."""
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _fits_architecture(self) -> Self:
-        """Options that only a network (or only the ImageNet U-Net) has are refused for the others."""
-        if self.architecture == "unet":
-            return self
-        needs_unet = [
-            option
-            for option, given in (
-                ("--pretrained", self.pretrained is True),
-                ("--weights", self.weights is not None),
-                ("--input-mode single-date", self.input_mode == "single-date"),
-            )
-            if given
-        ]
-        if self.architecture == "lightgbm":
-            needs_unet += [option for option, given in (("--resume", self.resume), ("--lr", self.lr is not None))
-                           if given]  # fmt: skip
-        if needs_unet:
-            network = "network" if self.architecture == "lightgbm" else "ImageNet U-Net"
+        """An option the chosen architecture does not take is refused, never silently ignored."""
+        given = {
+            "encoder": ("--encoder", self.encoder is not None),
+            "pretrained": ("--pretrained", self.pretrained is True),
+            "weights": ("--weights", self.weights is not None),
+            "single-date": ("--input-mode single-date", self.input_mode == "single-date"),
+            "lr": ("--lr", self.lr is not None),
+            "resume": ("--resume", self.resume is True),
+        }
+        takes = architectures.spec(self.architecture).options
+        refused = [flag for option, (flag, present) in given.items() if present and option not in takes]
+        if refused:
+            options = {option for option, (flag, present) in given.items() if present}
+            fitting = [name for name, entry in architectures.REGISTRY.items() if options <= entry.options]
             raise ValueError(
-                f"{', '.join(needs_unet)} need(s) a {network}, but --architecture is {self.architecture}: use "
-                f"--architecture unet{' or temporal-unet' if self.architecture == 'lightgbm' else ''}, or drop "
-                "the option"
+                f"{', '.join(refused)} do(es) not apply to --architecture {self.architecture}: "
+                + (f"use --architecture {' or '.join(fitting)}, or drop the option" if fitting else "drop the option")
             )
         return self
+
+    def epochs_for(self, steps_per_epoch: int) -> int:
+        """The given epochs, else the default, raised until the one-cycle schedule has the architecture's
+        minimum of optimisation steps: a few hundred labelled pixels are ten steps an epoch, and twenty
+        epochs of them leave a per-pixel network half trained."""
+        if self.epochs is not None:
+            return self.epochs
+        minimum = architectures.spec(self.architecture).min_steps
+        return max(DEFAULT_EPOCHS, -(-minimum // max(steps_per_epoch, 1)))
+
+    @property
+    def encoder_name(self) -> str:
+        return self.encoder or DEFAULT_ENCODER
 
     @property
     def use_pretrained(self) -> bool:
@@ -113,5 +136,5 @@ class TrainParams(StageParams):
         if self.lr == "auto":
             return None
         if self.lr is None:
-            return DEFAULT_LR.get(self.architecture, 2e-3)
+            return architectures.spec(self.architecture).default_lr
         return float(self.lr)
