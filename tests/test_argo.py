@@ -216,7 +216,6 @@ def test_pipeline_runs_end_to_end_on_local_processes(
             "labels": str(tiny_catalog / "labels.gpkg"),
             "labels-before": str(tiny_catalog / "labels.gpkg"),
             "labels-after": str(tiny_catalog / "labels-2024.gpkg"),
-            "encoder": "resnet18",
             "epochs": "1",
             "pretrained": "--no-pretrained",
             "lr": "0.001",

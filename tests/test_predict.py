@@ -23,6 +23,7 @@ from deep_lulc.shared.classes import SLOVENIA
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.inference import FeatureSource, InferenceSetup, predict_region
 from deep_lulc.shared.products import zarr_store
+from deep_lulc.shared.temporal_unet import TemporalPixelNet
 from deep_lulc.shared.windows import PixelWindow, Span, taper, window_grid, window_starts
 from deep_lulc.stages.merge import stage as merge
 from deep_lulc.stages.merge.params import MergeParams
@@ -127,6 +128,32 @@ def test_position_dependent_model_gives_the_same_map_for_any_window(tiny_feature
         assert (emitted == 1).all()
         np.testing.assert_allclose(probabilities, reference, atol=1e-5)
         assert (probabilities.argmax(axis=0) == classes).mean() > 0.999
+
+
+def test_the_default_network_gives_nearly_the_same_map_for_any_window(tiny_features: str) -> None:
+    """temporal-pixel looks one pixel beyond each pixel (its 3 x 3 average): a window's edge changes only the
+    few pixels the blending does not already give to a neighbouring window's interior."""
+    source = FeatureSource(store_of(tiny_features))
+    n_features, n_dates = int(source.features.shape[1]), int(source.features.shape[0])
+    torch.manual_seed(4)
+    model = TemporalPixelNet(n_features, n_dates, N_OUT).eval()
+    for module in model.modules():  # batch-norm statistics away from 0/1, as after training
+        if isinstance(module, nn.BatchNorm2d):
+            assert module.running_mean is not None
+            assert module.running_var is not None
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    head = model.head[1]
+    assert isinstance(head, nn.Conv2d)
+    with torch.no_grad():  # a confident head, so classes change over the grid
+        head.weight.mul_(50)
+    reference, _ = blended(model, source, window=4096, overlap=0)
+    classes = reference.argmax(axis=0)
+    assert len(np.unique(classes)) > 1, "the test model must vary over the grid"
+    for window, overlap in [(32, 8), (64, 4)]:
+        probabilities, _ = blended(model, source, window=window, overlap=overlap)
+        assert np.abs(probabilities - reference).max() < 0.2
+        assert (probabilities.argmax(axis=0) == classes).mean() > 0.99
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import signal
 import subprocess
 import time
@@ -17,9 +18,9 @@ import torch
 
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.networks import ModelConfig, build_network, load_weights
-from deep_lulc.shared.products.chips import read_chips
+from deep_lulc.shared.products.chips import read_chip, read_chips
 from deep_lulc.stages.train import stage as train
-from deep_lulc.stages.train.chips_data import ChipDataset
+from deep_lulc.stages.train.chips_data import ChipDataset, PixelDataset
 from deep_lulc.stages.train.evaluation import predict_chip
 from deep_lulc.stages.train.losses import DiceCrossEntropy, FocalLoss, WeightedCrossEntropy, class_weights
 from deep_lulc.stages.train.params import TrainParams
@@ -102,8 +103,9 @@ def test_single_date_mode_feeds_one_date_per_sample(tiny_chips: str, tmp_path: P
 @pytest.mark.slow
 def test_resume_continues_an_interrupted_run(tiny_chips: str, tmp_path: Path) -> None:
     out = tmp_path / "model"
-    args = [str(BIN / "deep-lulc"), "train", "--chips", tiny_chips, "--out", str(out), "--encoder", "resnet18",
-            "--epochs", "3", "--lr", "1e-3", "--no-pretrained", "--batch-size", "8"]  # fmt: skip
+    args = [str(BIN / "deep-lulc"), "train", "--chips", tiny_chips, "--out", str(out), "--architecture", "unet",
+            "--encoder", "resnet18", "--epochs", "3", "--lr", "1e-3", "--no-pretrained",
+            "--batch-size", "8"]  # fmt: skip
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env())
     state_file = out / "checkpoints" / "state.json"
     deadline = time.monotonic() + 240
@@ -166,9 +168,9 @@ def temporal(tiny_chips: str, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def test_default_model_is_temporal_and_validated_as_maps(temporal: str) -> None:
-    assert TrainParams().architecture == "temporal-unet"
+    assert TrainParams().architecture == "temporal-pixel"
     item = model_of(temporal)
-    assert item.properties["deep-lulc:architecture"] == "temporal-unet"
+    assert item.properties["deep-lulc:architecture"] == "temporal-pixel"
     validation = item.properties["deep-lulc:validation"]
     assert (validation["window"], validation["overlap"]) == (512, 64)
     config = ModelConfig.from_json(Path(item.assets["config"].get_absolute_href() or "").read_text())
@@ -226,15 +228,32 @@ def test_lightgbm_is_a_model_of_its_own(tiny_chips: str, tiny_features: str, tmp
                     params=PredictParams(device="cuda"))  # fmt: skip
 
 
-def test_options_that_need_a_network_are_refused() -> None:
-    with pytest.raises(ValueError, match="--weights need"):
+def test_options_an_architecture_does_not_take_are_refused() -> None:
+    def refused(flag: str, architecture: str) -> str:
+        return re.escape(f"{flag} do(es) not apply to --architecture {architecture}")
+
+    with pytest.raises(ValueError, match=refused("--weights", "lightgbm") + ": use --architecture unet"):
         TrainParams(architecture="lightgbm", weights="encoder.safetensors")
-    with pytest.raises(ValueError, match="--resume need"):
+    fitting = ": use --architecture temporal-pixel or temporal-unet or unet"
+    with pytest.raises(ValueError, match=refused("--resume", "lightgbm") + fitting):
         TrainParams(architecture="lightgbm", resume=True)
-    with pytest.raises(ValueError, match="--pretrained need"):
+    with pytest.raises(ValueError, match=refused("--pretrained", "temporal-unet")):
         TrainParams(architecture="temporal-unet", pretrained=True)
+    with pytest.raises(ValueError, match=refused("--encoder", "temporal-pixel")):
+        TrainParams(encoder="resnet18")  # the default architecture has no ImageNet encoder: never silently ignored
     with pytest.raises(ValueError, match="temporal-unet"):
         TrainParams(architecture="dense")
+    # Argo passes every parameter; an empty one is not given
+    assert TrainParams(encoder="", lr="").model_dump(include={"encoder", "lr"}) == {"encoder": None, "lr": None}
+    assert TrainParams(architecture="unet", encoder="resnet18", pretrained=False).encoder_name == "resnet18"
+    assert TrainParams(architecture="unet").encoder_name == "resnet34"
+
+
+def test_default_epochs_give_small_training_sets_enough_steps() -> None:
+    assert TrainParams().epochs_for(steps_per_epoch=10) == 60
+    assert TrainParams().epochs_for(steps_per_epoch=400) == 20
+    assert TrainParams(architecture="temporal-unet").epochs_for(steps_per_epoch=10) == 20
+    assert TrainParams(epochs=3).epochs_for(steps_per_epoch=10) == 3
 
 
 def test_cli_refuses_an_unknown_architecture_in_one_line(tiny_chips: str, tmp_path: Path) -> None:
@@ -249,7 +268,7 @@ def test_cli_refuses_an_unknown_architecture_in_one_line(tiny_chips: str, tmp_pa
     args = [*args[:-1], "lightgbm", "--weights", str(tmp_path / "w.safetensors")]
     completed = subprocess.run(args, capture_output=True, text=True, check=False, env=cli_env())
     assert completed.returncode == 2
-    assert "need(s) a network" in completed.stderr
+    assert "--weights do(es) not apply to --architecture lightgbm" in completed.stderr
     assert "Traceback" not in completed.stderr
 
 
@@ -299,3 +318,40 @@ def test_a_model_config_with_an_unknown_architecture_is_bad_input(temporal: str)
     document["architecture"], document["n_in"] = "unet", "many"
     with pytest.raises(BadInputError, match=r"\['n_in'\] have the wrong type"):
         ModelConfig.from_json(json.dumps(document))
+
+
+def test_pixel_samples_hold_each_labelled_pixel_once(tiny_chips: str) -> None:
+    """Overlapping chips share pixels: a per-pixel network must not see those twice as often as the others."""
+    records = read_chips(tiny_chips).split("train")
+    positions: dict[tuple[int, int], int] = {}
+    for record in records:
+        _, label = read_chip(record)
+        assert record.window is not None
+        row, col, _ = record.window
+        for y, x in zip(*np.nonzero(label), strict=True):
+            positions[(row + int(y), col + int(x))] = int(label[y, x])
+    n_in = read_chips(tiny_chips).input_statistics("stack")[0].shape[0]
+    pixels = PixelDataset(records, mean=np.zeros(n_in), std=np.ones(n_in))
+    assert len(pixels) == len(positions) > 0
+    assert sorted(np.bincount(pixels.y).tolist()) == sorted(np.bincount(list(positions.values())).tolist())
+    sample, target = pixels[0]
+    assert sample.shape == (n_in, 1, 1)
+    assert target.shape == (1, 1)
+    assert np.isfinite(pixels.x).all()
+    capped = PixelDataset(records, mean=np.zeros(n_in), std=np.ones(n_in), labelled=len(positions),
+                          limit=len(positions) // 4)  # fmt: skip
+    assert 0 < len(capped) < len(positions) // 2, "large AOIs keep a seeded share of their pixels"
+
+
+def test_lightgbm_model_item_describes_the_outputs_it_produces(tiny_chips: str, tmp_path: Path) -> None:
+    result = train.run(inputs={"chips": tiny_chips}, output=str(tmp_path), params=TrainParams(architecture="lightgbm"))
+    item = model_of(result.catalog)
+    config = ModelConfig.from_json(Path(item.assets["config"].get_absolute_href() or "").read_text())
+    (output,) = item.properties["mlm:output"]
+    values = [c["value"] for c in output["classification:classes"]]
+    assert values == config.output_values, "output i is classes[i]: the booster's classes, in order"
+    assert output["result"]["shape"][1] == len(config.output_values or []) < config.n_out
+    text = Path(item.assets["weights"].get_absolute_href() or "").read_text()
+    assert f"num_class={len(values)}" in text
+    # the map legend still knows every class of the scheme, NoData included
+    assert [c["value"] for c in item.properties["classification:classes"]] == config.class_values

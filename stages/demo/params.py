@@ -13,4 +13,6 @@ class DemoParams(StageParams):
     seed: int = Field(0, ge=0, description="Seed of the synthetic catalog.")
     size: int = Field(512, ge=128, le=4096, description="Synthetic scene size in 10 m pixels.")
     dates: int = Field(24, ge=4, le=73, description="Acquisitions per year.")
-    epochs: int = Field(20, ge=1, le=200, description="Training epochs of the deep model.")
+    epochs: int | None = Field(
+        None, ge=1, le=200, description="Training epochs of the deep model; default: `deep-lulc train`'s."
+    )

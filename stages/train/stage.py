@@ -19,7 +19,7 @@ from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from torch import nn
 
-from deep_lulc.shared import storage
+from deep_lulc.shared import architectures, storage
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.devices import pick_device
 from deep_lulc.shared.errors import BadInputError
@@ -34,7 +34,7 @@ from deep_lulc.shared.version import __version__
 from deep_lulc.shared.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
 from deep_lulc.stages.train.baseline import lightgbm_baseline
 from deep_lulc.stages.train.checkpoints import Checkpoints, resume_point
-from deep_lulc.stages.train.chips_data import ChipDataset, balanced_weights
+from deep_lulc.stages.train.chips_data import PIXEL_BATCH, ChipDataset, PixelDataset, balanced_weights
 from deep_lulc.stages.train.evaluation import validation_metrics
 from deep_lulc.stages.train.fitting import BalancedLoader, FitPlan, fit, seed_everything
 from deep_lulc.stages.train.losses import make_loss
@@ -76,8 +76,10 @@ def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> Stage
     if "chips" not in inputs:
         raise BadInputError("missing input 'chips'", fix="pass --chips HREF (the chips stage's catalog.json)")
     device = pick_device(params.device)
-    if params.architecture == "lightgbm" and device.type == "cuda" and params.device == "cuda":
-        raise BadInputError("--device cuda needs a network; LightGBM runs on the CPU", fix="use --device auto or cpu")
+    spec = architectures.spec(params.architecture)
+    if not spec.network and device.type == "cuda" and params.device == "cuda":
+        raise BadInputError(f"--device cuda needs a network; {params.architecture} runs on the CPU",
+                            fix="use --device auto or cpu")  # fmt: skip
     seed_everything(params.seed)
     source = read_chips(inputs["chips"])
     train_records, valid_records = source.split("train"), source.split("validation")
@@ -89,7 +91,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> Stage
     mean, std = source.input_statistics(params.input_mode)
     stacked = params.input_mode == "stack"
     config = ModelConfig(
-        encoder=params.encoder if params.architecture == "unet" else params.architecture,
+        encoder=params.encoder_name if "encoder" in spec.options else params.architecture,
         n_in=len(source.channels) if stacked else len(source.features),
         n_out=max(source.scheme.values) + 1,
         chip_size=source.chip_size,
@@ -113,7 +115,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> Stage
         for split, records, augment in (("train", train_records, True), ("validation", valid_records, False))
     }  # fmt: skip
     started = time.perf_counter()
-    if params.architecture == "lightgbm":
+    if not spec.network:
         fitted = _fit_pixel_classifier(datasets["train"], config, seed=params.seed)
     else:
         fingerprint = request_fingerprint(inputs, params, config, [*train_records, *valid_records])
@@ -135,8 +137,8 @@ def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> Stage
         )  # fmt: skip
     digest = hashlib.sha256(config.to_json().encode()).hexdigest()[:8]
     identifier = (
-        f"model-{params.encoder}-{params.input_mode}-{digest}"
-        if params.architecture == "unet"
+        f"model-{params.encoder_name}-{params.input_mode}-{digest}"
+        if "encoder" in spec.options
         else f"model-{params.architecture}-{digest}"
     )
 
@@ -251,32 +253,47 @@ def _fit_network(
     model = build_network(config, pretrained=params.use_pretrained and resumed is None, weights_file=params.weights)
     log.info(
         "%s, %d inputs, %d parameters, on %s",
-        f"{params.encoder} U-Net" if params.architecture == "unet" else params.architecture, config.n_in,
+        config.spec.title.format(encoder=config.encoder), config.n_in,
         count_parameters(model), device,
     )  # fmt: skip
-    train_set = datasets["train"]
-    weights = balanced_weights(train_set.records, nodata=config.nodata)
+    train_set: ChipDataset | PixelDataset = datasets["train"]
+    valid_set: ChipDataset | PixelDataset = datasets["validation"]
+    batch = params.batch_size
+    if config.spec.samples == "pixels":  # every labelled pixel once an epoch; the loss balances the classes
+        mean, std = np.asarray(config.mean), np.asarray(config.std)
+        train_set, valid_set = (
+            PixelDataset(datasets[split].records, mean=mean, std=std, seed=params.seed,
+                         labelled=sum(source.class_counts[split].values()))
+            for split in ("train", "validation")
+        )  # fmt: skip
+        batch *= PIXEL_BATCH
+        weights = np.full(len(train_set), 1.0 / max(len(train_set), 1))
+        log.info("training on %d labelled pixels, validating on %d", len(train_set), len(valid_set))
+    else:
+        weights = balanced_weights(datasets["train"].records, nodata=config.nodata)
     if params.input_mode == "single-date":
         weights = np.repeat(weights, len(source.dates)) / len(source.dates)
     dls = DataLoaders(
         BalancedLoader(
-            train_set, weights=weights, seed=params.seed, bs=params.batch_size, shuffle=True,
-            drop_last=len(train_set) > params.batch_size, num_workers=0,
+            train_set, weights=weights, seed=params.seed, bs=batch, shuffle=True,
+            drop_last=len(train_set) > batch, num_workers=0,
         ),
-        DataLoader(datasets["validation"], bs=params.batch_size, num_workers=0),
+        DataLoader(valid_set, bs=batch, num_workers=0),
         device=device,
     )  # fmt: skip
     loss = make_loss(params.loss, source.class_counts["train"], config.n_out).to(device)
+    epochs = params.epochs_for(max(1, len(train_set) // batch))
     plan = FitPlan(
-        epochs=params.epochs,
+        epochs=epochs,
         lr=params.peak_lr(),
         pretrained=params.use_pretrained or params.weights is not None,
-        patience=params.patience,
+        # A model published from the schedule's end trains the whole schedule: no early stop mid-way.
+        patience=params.patience if config.spec.keep == "best" else epochs + 1,
         device=device,
     )
     state, lr = fit(model, dls, loss, n_out=config.n_out, plan=plan, checkpoints=checkpoints, state=resumed,
                     fingerprint=fingerprint)  # fmt: skip
-    load_weights(model, checkpoints.folder / state.weights("best"))
+    load_weights(model, checkpoints.folder / state.weights(config.spec.keep))
     model = model.to(device).eval()
 
     def save(folder: Path) -> str:
@@ -287,9 +304,9 @@ def _fit_network(
     return Fitted(
         predictor=model, save=save, media_type=SAFETENSORS_MEDIA_TYPE,
         title=f"{params.architecture} weights (safetensors)", parameters=count_parameters(model),
-        hyperparameters={"architecture": params.architecture, "epochs": params.epochs, "lr": lr, "loss": params.loss,
-                         "batch_size": params.batch_size, "seed": params.seed, "sampling": "class-balanced chips",
-                         "augmentation": "flips and 90-degree rotations"},
+        hyperparameters={"architecture": params.architecture, "epochs": epochs, "lr": lr, "loss": params.loss,
+                         "batch_size": params.batch_size, "seed": params.seed, "sampling": config.spec.sampling,
+                         "augmentation": config.spec.augmentation},
         lr=lr, best_epoch=state.best_epoch, epochs_run=state.epochs_done, history=state.history,
         resumed_after_epoch=resumed_after,
     )  # fmt: skip
