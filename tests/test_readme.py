@@ -23,3 +23,19 @@ def test_readme_demo_figures_come_from_the_quality_script() -> None:
     assert block.group(0) == readme_block(json.loads(recorded.read_text())), (
         "run: .venv/bin/python -m benchmarks.quality --runs 2 --json docs/demo-figures.json --readme"
     )
+
+
+def test_readme_real_figures_come_from_the_real_benchmark() -> None:
+    """The real-imagery table in the README is `benchmarks/real.py`'s rendering of its recorded run."""
+    import json
+    import re
+    from pathlib import Path
+
+    from benchmarks.real import END, README, START, readme_block
+
+    recorded = Path(__file__).resolve().parent.parent / "docs" / "real-figures.json"
+    block = re.search(re.escape(START) + ".*?" + re.escape(END), README.read_text(), re.DOTALL)
+    assert block is not None, "README.md lost its real-figures block"
+    assert block.group(0) == readme_block(json.loads(recorded.read_text())), (
+        "run: .venv/bin/python -m benchmarks.real --json docs/real-figures.json --readme"
+    )
