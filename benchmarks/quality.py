@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.figures import publish
 from deep_lulc.shared.logs import configure_logging
 from deep_lulc.stages.demo import stage as demo
 from deep_lulc.stages.demo.params import DemoParams
 
-README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- demo-figures:start -->", "<!-- demo-figures:end -->"
 
 
@@ -106,15 +105,6 @@ def readme_block(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_readme(data: dict[str, Any], readme: Path = README) -> None:
-    text = readme.read_text()
-    block = readme_block(data)
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
-    if not pattern.search(text):
-        raise SystemExit(f"{readme} has no {START} ... {END} block")
-    readme.write_text(pattern.sub(lambda _: block, text))
-
-
 def _numbers(data: Any, prefix: str = "") -> dict[str, float]:
     """Every model-quality number in the figures, by path (timings left out: they are not reproducible)."""
     out: dict[str, float] = {}
@@ -148,11 +138,7 @@ def main() -> None:
     for year in map(str, data["years"]):
         print(f"{year}: deep mIoU {deep[year]['miou']:.3f} vs LightGBM {lightgbm[year]['miou']:.3f} "
               f"(ratio {deep[year]['miou'] / lightgbm[year]['miou']:.3f})")  # fmt: skip
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(data, indent=2) + "\n")
-    if args.readme:
-        write_readme(data)
+    publish(data, json_path=args.json, block=readme_block(data) if args.readme else None, start=START, end=END)
 
 
 if __name__ == "__main__":

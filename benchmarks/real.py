@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import re
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.figures import README, publish
 from deep_lulc.shared.logs import configure_logging
 from deep_lulc.shared.products.evaluation import read_metrics
 from deep_lulc.stages.chips import stage as chips
@@ -38,9 +37,7 @@ from deep_lulc.stages.predict.params import PredictParams
 from deep_lulc.stages.train import stage as train
 from deep_lulc.stages.train.params import TrainParams
 
-ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
-TILE = ROOT.parent / "shared" / "realdata" / "pixels" / "cropmaps_T31TEJ_2018"
+TILE = README.parent.parent / "shared" / "realdata" / "pixels" / "cropmaps_T31TEJ_2018"
 START, END = "<!-- real-figures:start -->", "<!-- real-figures:end -->"
 MIN_TEST_PIXELS = 30
 MODELS = {"deep": TrainParams(), "lightgbm": TrainParams(architecture="lightgbm")}
@@ -138,14 +135,6 @@ def readme_block(data: dict[str, Any]) -> str:
     )
 
 
-def write_readme(data: dict[str, Any], readme: Path = README) -> None:
-    text = readme.read_text()
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
-    if not pattern.search(text):
-        raise SystemExit(f"{readme} has no {START} ... {END} block")
-    readme.write_text(pattern.sub(lambda _: readme_block(data), text))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tile", type=Path, default=TILE, help="the real tile's folder (../shared/realdata/...)")
@@ -163,11 +152,7 @@ def main() -> None:
     difference, ratio = deep["miou"] - lightgbm["miou"], deep["miou"] / lightgbm["miou"]
     print(f"deep mIoU {deep['miou']:.3f} vs LightGBM {lightgbm['miou']:.3f} (difference {difference:+.3f}, "
           f"ratio {ratio:.3f})")  # fmt: skip
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(data, indent=2) + "\n")
-    if args.readme:
-        write_readme(data)
+    publish(data, json_path=args.json, block=readme_block(data) if args.readme else None, start=START, end=END)
 
 
 if __name__ == "__main__":

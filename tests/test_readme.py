@@ -15,7 +15,8 @@ def test_readme_demo_figures_come_from_the_quality_script() -> None:
     import re
     from pathlib import Path
 
-    from benchmarks.quality import END, README, START, readme_block
+    from benchmarks.figures import README
+    from benchmarks.quality import END, START, readme_block
 
     recorded = Path(__file__).resolve().parent.parent / "docs" / "demo-figures.json"
     block = re.search(re.escape(START) + ".*?" + re.escape(END), README.read_text(), re.DOTALL)
@@ -31,7 +32,8 @@ def test_readme_real_figures_come_from_the_real_benchmark() -> None:
     import re
     from pathlib import Path
 
-    from benchmarks.real import END, README, START, readme_block
+    from benchmarks.figures import README
+    from benchmarks.real import END, START, readme_block
 
     recorded = Path(__file__).resolve().parent.parent / "docs" / "real-figures.json"
     block = re.search(re.escape(START) + ".*?" + re.escape(END), README.read_text(), re.DOTALL)
