@@ -128,7 +128,8 @@ def _search_api(href: str, query: SceneQuery) -> list[pystac.Item]:
 
     stac_io = StacApiIO(timeout=http_timeout(), max_retries=retry_policy())
     try:
-        client = Client.open(href, stac_io=stac_io)
+        # pystac-client 0.9 resets the StacApiIO's timeout to `timeout` (None: wait forever) when it opens
+        client = Client.open(href, stac_io=stac_io, timeout=http_timeout())
         search = client.search(
             collections=[query.collection],
             intersects=shapely.geometry.mapping(query.aoi.geometry),

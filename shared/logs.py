@@ -87,6 +87,9 @@ def configure_logging(*, debug: bool = False) -> None:
     warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
     for name in _NOISY:
         logging.getLogger(name).setLevel(logging.INFO if debug else logging.WARNING)
+    # urllib3 warns of every retry of a broken connection; the retry policy is ours, and when it runs out the
+    # stage's one error line names the host and the cause.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.DEBUG if debug else logging.ERROR)
     asyncio_log = logging.getLogger("asyncio")
     if not any(isinstance(f, SiblingFailureFilter) for f in asyncio_log.filters):
         asyncio_log.addFilter(SiblingFailureFilter())

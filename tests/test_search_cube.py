@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import subprocess
 import threading
+import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -402,3 +403,67 @@ def test_planetary_computer_items_get_the_baseline_offset(tiny_catalog: Path, tm
     es = cube_dataset(es_cube.catalog)[1]["reflectance"].load()
     from_pc = cube_dataset(pc_cube.catalog)[1]["reflectance"].load()
     xr.testing.assert_identical(es, from_pc)
+
+
+class _StallingApi:
+    """A STAC API on 127.0.0.1 whose landing page answers and whose /search never does (until the test ends)."""
+
+    def __init__(self) -> None:
+        release = self.release = threading.Event()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.path.startswith("/search"):
+                    release.wait(60)
+                    return
+                base = api.url.rstrip("/")
+                landing = {
+                    "type": "Catalog", "id": "stalling", "stac_version": "1.0.0", "description": "stalls",
+                    "conformsTo": ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search"],
+                    "links": [{"rel": "self", "href": base + "/"}, {"rel": "root", "href": base + "/"},
+                              *({"rel": "search", "href": base + "/search", "method": method,
+                                 "type": "application/geo+json"} for method in ("GET", "POST"))],
+                }  # fmt: skip
+                payload = json.dumps(landing).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_POST(self) -> None:
+                release.wait(60)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+
+    def __enter__(self) -> _StallingApi:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.server.shutdown()
+
+
+def test_a_stalled_search_is_cut_off_by_the_timeout_and_exits_75(tiny_catalog: Path, tmp_path: Path) -> None:
+    """pystac-client's Client.open resets the session timeout: a /search that never answers must not hang."""
+    with _StallingApi() as api:
+        started = time.monotonic()
+        completed = subprocess.run(
+            [str(BIN / "deep-lulc"), "search", "--stac", api.url, "--aoi", str(tiny_catalog / "aoi-train.geojson"),
+             "--start", f"{TINY.year}-01-01", "--end", f"{TINY.year}-12-31", "--out", str(tmp_path / "x.json")],
+            capture_output=True, text=True, check=False, timeout=50,
+            env=cli_env(DEEP_LULC_HTTP_TIMEOUT="2", DEEP_LULC_HTTP_BACKOFF="0.01", DEEP_LULC_HTTP_RETRIES="1"),
+        )  # fmt: skip
+        elapsed = time.monotonic() - started
+    assert completed.returncode == 75, completed.stderr
+    lines = [line for line in completed.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, completed.stderr
+    assert "127.0.0.1" in lines[0]
+    assert elapsed < 40
+    assert not (tmp_path / "x.json").exists()
