@@ -56,8 +56,8 @@ def staged_output(output: str) -> Iterator[StagedOutput]:
     created: Path | None = None
     if scheme_of(output) == "file":
         target = Path(output)
-        created = target if not target.exists() else None
         try:
+            created = target if not target.exists() else None
             target.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise classify_os_error(exc, action=f"creating the output directory {output}") from exc

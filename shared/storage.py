@@ -153,6 +153,13 @@ def classify_os_error(exc: OSError, *, action: str) -> Exception:
 
     if exc.errno == errno.ENOSPC:
         return BadInputError(f"no space left on the device while {action}", fix="free space or choose another --out")
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG) or isinstance(
+        exc, FileExistsError | NotADirectoryError | IsADirectoryError
+    ):  # the path itself is wrong (a file where a folder must be, a name too long): retrying cannot help
+        return BadInputError(
+            f"cannot use the path while {action}: {exc.strerror or exc}",
+            fix="pass a folder that is not an existing file, with every name under 255 characters",
+        )
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) or isinstance(exc, PermissionError):
         # s3fs raises PermissionError("Forbidden") without an errno: a refusal, not a hiccup worth retrying
         return BadInputError(
