@@ -27,7 +27,7 @@ class ArchitectureSpec:
     summary: str  # one line for --help
     network: bool  # a torch network stored as safetensors; else a LightGBM text model
     framework: str  # mlm:framework, in MLM's spelling where its enum has one
-    options: frozenset[str]  # the architecture-specific train options it takes
+    options: frozenset[Option]  # the architecture-specific train options it takes
     builder: str | None = None  # "module:function" taking a ModelConfig, for networks
     default_lr: float | None = None  # peak one-cycle rate, measured (benchmarks/quality.py, benchmarks/real.py)
     channels_first: bool = False  # reshapes its input into (dates, pixels) images: never feed it channels-last
@@ -45,7 +45,7 @@ class ArchitectureSpec:
         return build(config, **kwargs)
 
 
-_NETWORK_OPTIONS = frozenset({"lr", "resume"})
+_NETWORK_OPTIONS: frozenset[Option] = frozenset({"lr", "resume"})
 REGISTRY: dict[str, ArchitectureSpec] = {
     spec.name: spec
     for spec in (
@@ -83,7 +83,7 @@ REGISTRY: dict[str, ArchitectureSpec] = {
             summary="fastai Dynamic U-Net on a ResNet over the stacked dates (the original)",
             network=True,
             framework="PyTorch",
-            options=_NETWORK_OPTIONS | {"encoder", "pretrained", "weights", "single-date"},
+            options=_NETWORK_OPTIONS | frozenset[Option]({"encoder", "pretrained", "weights", "single-date"}),
             builder="deep_lulc.shared.networks:build_dynamic_unet",
             default_lr=2e-3,
         ),

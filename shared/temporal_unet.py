@@ -147,7 +147,6 @@ class TemporalPixelNet(nn.Module):
 
     def __init__(self, n_features: int, n_dates: int, n_out: int) -> None:
         super().__init__()
-        self.n_features, self.n_dates = n_features, n_dates
         self.temporal = TemporalEncoder(n_features, n_dates)
         self.head = nn.Sequential(nn.Dropout(HEAD_DROPOUT), nn.Conv2d(TEMPORAL_OUT, n_out, 1))
 
