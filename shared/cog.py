@@ -32,6 +32,7 @@ from rasterio.windows import Window
 from deep_lulc.shared import gdal_env, storage
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.grids import GeoBox, epsg_of, geobox
+from deep_lulc.shared.integrity import Recorded, verify_file
 
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 BLOCK = 256
@@ -57,28 +58,17 @@ def open_raster(href: str | Path) -> Iterator[Any]:
         yield dataset
 
 
-def require_file(href: str, *, size: int | None, what: str, fix: str) -> None:
-    """Bad input unless `href` exists and, where its writer recorded one, has that size: a lost or truncated
-    COG must stop the stage with its name, not surface as a GDAL traceback or as pixels of nodata."""
-    fs, path = storage.filesystem_for(href)
-    try:
-        actual = fs.size(path)
-    except FileNotFoundError as exc:
-        raise BadInputError(f"{what} {storage.redact(href)} is missing", fix=fix) from exc
-    except OSError as exc:
-        raise storage.classify_os_error(exc, action=f"reading {what} {storage.redact(href)}") from exc
-    if size is not None and actual is not None and int(actual) != size:
-        raise BadInputError(
-            f"{what} {storage.redact(href)} is {int(actual)} bytes but its item recorded {size} "
-            "(truncated or rewritten)",
-            fix=fix,
-        )
+def require_file(href: str, *, size: int | None, what: str, fix: str, checksum: str | None = None) -> None:
+    """Bad input unless `href` exists and, where its writer recorded them, has that size and content: a lost,
+    truncated or altered COG must stop the stage with its name, not surface as a GDAL traceback, as pixels
+    of nodata or as a map with a few wrong pixels."""
+    verify_file(href, Recorded(size, checksum), what=what, fix=fix)
 
 
 @contextlib.contextmanager
-def open_cog(href: str, *, size: int | None, what: str, fix: str) -> Iterator[Any]:
+def open_cog(href: str, *, size: int | None, what: str, fix: str, checksum: str | None = None) -> Iterator[Any]:
     """`open_raster` after `require_file`; a file GDAL cannot open is bad input naming it."""
-    require_file(href, size=size, what=what, fix=fix)
+    require_file(href, size=size, what=what, fix=fix, checksum=checksum)
     with contextlib.ExitStack() as stack:
         try:
             dataset = stack.enter_context(open_raster(href))

@@ -6,8 +6,9 @@ links to its sources, so a STAC browser can walk a map back to the scenes it cam
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import hashlib
+import json
 import posixpath
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -17,9 +18,11 @@ import numpy as np
 import pystac
 from pystac.layout import CustomLayoutStrategy, HrefLayoutStrategy
 from pystac.stac_io import DefaultStacIO
+from pystac.utils import make_absolute_href
 
 from deep_lulc.shared import storage
-from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.errors import BadInputError, DeepLulcError
+from deep_lulc.shared.integrity import file_checksum, seal_assets
 from deep_lulc.shared.version import SOFTWARE_NAME, __version__
 
 
@@ -32,20 +35,37 @@ def iso(moment: dt.datetime | np.datetime64) -> str:
 
 # The one extension without a pystac class; every other schema URI comes from `pystac.extensions`.
 PROCESSING_EXTENSION = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
-SHA2_256 = "1220"  # multihash prefix: sha2-256, 32 bytes
-
-
-def file_checksum(data: bytes) -> str:
-    """`file:checksum` of `data`: a sha2-256 multihash, hex-encoded, as the file extension specifies."""
-    return SHA2_256 + hashlib.sha256(data).hexdigest()
 
 
 class FsspecStacIO(DefaultStacIO):
     """pystac I/O over fsspec, so catalogs on s3:// and http(s):// resolve their relative links."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.expected: dict[str, str] = {}  # absolute href -> file:checksum its parent's link recorded
+
+    def remember_links(self, document: Mapping[str, Any], href: str) -> None:
+        """Note the checksums `document`'s child and item links record, to hold those documents to them."""
+        links = document.get("links")
+        for link in links if isinstance(links, list) else []:
+            if isinstance(link, dict) and isinstance(link.get("href"), str) and link.get(LINK_CHECKSUM):
+                target = storage.normalize_href(make_absolute_href(link["href"], href))
+                self.expected[target] = str(link[LINK_CHECKSUM])
+
     def read_text(self, source: Any, *args: Any, **kwargs: Any) -> str:
         href = str(source.href if isinstance(source, pystac.Link) else source)
-        return storage.read_bytes(href, what="STAC document").decode("utf-8")
+        raw = storage.read_bytes(href, what="STAC document")
+        expected = self.expected.get(storage.normalize_href(href))
+        if expected is not None and file_checksum(raw) != expected:
+            raise BadInputError(
+                f"STAC document {storage.redact(href)} is not the one its parent catalog recorded (its content "
+                "differs from the link's file:checksum)",
+                fix="copy the whole output folder again, or re-run the stage that wrote it",
+            )
+        text = storage.utf8(raw, href=href, what="STAC document")
+        with contextlib.suppress(ValueError):
+            self.remember_links(json.loads(text), href)
+        return text
 
     def write_text(self, dest: Any, txt: str, *args: Any, **kwargs: Any) -> None:
         href = str(dest.href if isinstance(dest, pystac.Link) else dest)
@@ -63,6 +83,19 @@ def stac_io() -> FsspecStacIO:
     return FsspecStacIO()
 
 
+LINK_CHECKSUM = "file:checksum"  # on child and item links: the linked document's sha2-256 multihash
+
+
+def unwrapped(exc: pystac.STACError) -> Exception:
+    """pystac wraps whatever failed while it resolved a link in a STACError: a domain error keeps its class."""
+    cause = exc.__cause__
+    while cause is not None and not isinstance(cause, DeepLulcError):
+        cause = cause.__cause__
+    if isinstance(cause, DeepLulcError):
+        return cause
+    return BadInputError(f"a STAC document cannot be read: {exc}", fix="check the catalog's links and documents")
+
+
 def read_stac(href: str, document: dict[str, Any] | None = None) -> pystac.STACObject:
     """Read a catalog, collection or item from any supported href (`document`: its JSON, already read)."""
     href = storage.normalize_href(href)
@@ -73,8 +106,10 @@ def read_stac(href: str, document: dict[str, Any] | None = None) -> pystac.STACO
             f"{storage.redact(href)} is JSON but not a STAC object (no 'type'/'stac_version')",
             fix="point at a STAC catalog.json, collection.json or item JSON",
         )
+    io = stac_io()
+    io.remember_links(document, href)
     try:
-        return pystac.read_dict(document, href=href, stac_io=stac_io())
+        return pystac.read_dict(document, href=href, stac_io=io)
     except (pystac.STACError, KeyError, ValueError, TypeError) as exc:
         raise BadInputError(
             f"{storage.redact(href)} is not a valid STAC object: {exc}", fix="check the document against the STAC spec"
@@ -82,12 +117,35 @@ def read_stac(href: str, document: dict[str, Any] | None = None) -> pystac.STACO
 
 
 def items_of(obj: pystac.STACObject) -> list[pystac.Item]:
-    """All items below a catalog or collection, or the item itself."""
+    """All items below a catalog or collection, or the item itself; every local asset href confined to the
+    folder of `obj` (see `confine_assets`)."""
     if isinstance(obj, pystac.Item):
-        return [obj]
-    if isinstance(obj, pystac.Catalog):
-        return list(obj.get_items(recursive=True))
-    raise BadInputError(f"unsupported STAC object type {type(obj).__name__}", fix="pass a catalog, collection or item")
+        items = [obj]
+    elif isinstance(obj, pystac.Catalog):
+        try:
+            items = list(obj.get_items(recursive=True))
+        except pystac.STACError as exc:
+            raise unwrapped(exc) from exc
+        except RecursionError as exc:  # pystac walks child links depth first, a cycle for ever
+            raise BadInputError(
+                f"the child links of {storage.redact(obj.get_self_href() or obj.id)} form a cycle",
+                fix="remove the child link that points back to a catalog above it",
+            ) from exc
+    else:
+        raise BadInputError(f"unsupported STAC object type {type(obj).__name__}",
+                            fix="pass a catalog, collection or item")  # fmt: skip
+    self_href = obj.get_self_href()
+    if self_href:
+        confine_assets(items, root=storage.folder_of(self_href))
+    return items
+
+
+def confine_assets(items: Iterable[pystac.Item], *, root: str | None) -> None:
+    """Bad input naming the first asset href that is a local file outside `root` (`storage.confine`)."""
+    for item in items:
+        for key, asset in item.assets.items():
+            href = asset.get_absolute_href() or asset.href
+            storage.confine(href, root=root, what=f"asset {key} of item {item.id}:")
 
 
 WHOLE_EARTH = (-180.0, -90.0, 180.0, 90.0)  # the extent of an item without a bbox (STAC requires one)
@@ -171,8 +229,28 @@ def utc(value: dt.date | dt.datetime) -> dt.datetime:
 
 def save_self_contained(catalog: pystac.Catalog, directory: Path, *, layout: HrefLayoutStrategy | None = None) -> Path:
     """Write a catalog whose links and asset hrefs are all relative, so the folder can be moved or uploaded
-    (`layout`: where children go; pystac's best practice by default)."""
+    (`layout`: where children go; pystac's best practice by default). Every asset file under `directory`
+    gets its `file:size` and `file:checksum` here, so no writer can publish a file its readers cannot verify."""
     catalog.normalize_hrefs(str(directory), strategy=layout)
     catalog.make_all_asset_hrefs_relative()
+    seal_assets([*catalog.get_all_collections(), *catalog.get_items(recursive=True)], directory.resolve())
     catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED, stac_io=stac_io())
+    seal_links(catalog)
     return directory / "catalog.json"
+
+
+def seal_links(catalog: pystac.Catalog) -> None:
+    """Record in every child and item link of the saved `catalog` the checksum of the document it points at,
+    deepest catalogs first (a parent's checksum covers the links of its children written before it).
+
+    Item JSON holds what assets cannot: normalisation statistics, grids, legends. Readers hold each document
+    to the link they reached it by (`FsspecStacIO.read_text`); the root, the user's entry point, has none.
+    """
+    for parent, _, _ in reversed(list(catalog.walk())):
+        path = Path(storage.normalize_href(parent.get_self_href() or ""))
+        document = json.loads(path.read_text(encoding="utf-8"))
+        for link in document.get("links", []):
+            if link.get("rel") in (pystac.RelType.CHILD, pystac.RelType.ITEM):
+                target = Path(storage.normalize_href(make_absolute_href(link["href"], str(path))))
+                link[LINK_CHECKSUM] = file_checksum(target.read_bytes())
+        path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -27,6 +27,7 @@ from deep_lulc.stages.change.params import ChangeParams
 
 from .class_map_data import grid_bounds, write_class_map_catalog
 from .conftest import BIN, cli_env, validate_tree
+from .resealing import reseal_links
 
 LABELLED = np.array([c.value for c in SLOVENIA.labelled])
 N = len(LABELLED)
@@ -341,6 +342,7 @@ def add_probabilities(catalog: str, percent: np.ndarray) -> None:
                          for c in SLOVENIA.labelled],
     }  # fmt: skip
     item_path.write_text(json.dumps(document))
+    reseal_links(Path(catalog))
 
 
 def percent_of(
@@ -581,6 +583,7 @@ def test_probabilities_of_other_classes_and_bad_methods_are_refused(flicker: Fli
     document = json.loads(item_path.read_text())
     document["assets"]["probabilities"]["raster:bands"] = document["assets"]["probabilities"]["raster:bands"][:-1]
     item_path.write_text(json.dumps(document))
+    reseal_links(Path(catalog))
     inputs = {"before": flicker.probability_catalogs["before"], "after": catalog}
     with pytest.raises(BadInputError, match=r"'probabilities' asset of odd has bands \[.*\], not the classes"):
         change.run(inputs=inputs, output=str(tmp_path / "o1"), params=ChangeParams())

@@ -32,6 +32,7 @@ from deep_lulc.stages.predict import tiles as plan
 from deep_lulc.stages.predict.params import PlanTilesParams, PredictParams
 
 from .conftest import BIN, cli_env, validate_tree
+from .resealing import reseal, reseal_links
 
 N_OUT = 11
 
@@ -250,6 +251,7 @@ def _reseal(catalog: Path, store: Path) -> None:
     document = json.loads(item_path.read_text())
     document["assets"]["manifest"].update({"file:size": manifest.size, "file:checksum": manifest.checksum})
     item_path.write_text(json.dumps(document))
+    reseal_links(catalog)
 
 
 def test_pixels_without_observation_are_nodata(tiny_model: str, tiny_features: str, tmp_path: Path) -> None:
@@ -275,6 +277,7 @@ def _edited_model(tiny_model: str, target: Path, edit: dict[str, object]) -> str
     config = json.loads(config_path.read_text())
     config.update(edit)
     config_path.write_text(json.dumps(config))
+    reseal(target / "catalog.json")
     return str(target / "catalog.json")
 
 

@@ -4,7 +4,6 @@ weights file that is not what was recorded (gone, cut short, swapped) is bad inp
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import subprocess
 from pathlib import Path
@@ -35,6 +34,7 @@ from deep_lulc.shared.products.model import CONFIG_NAME, SAFETENSORS_MEDIA_TYPE,
 from deep_lulc.shared.stac import save_self_contained
 
 from .conftest import BIN, cli_env, validate_tree
+from .resealing import reseal
 
 FEATURES = ["B02", "B03", "B04", "NDVI"]
 DATES = ["2023-03-01", "2023-06-01", "2023-09-01"]
@@ -227,20 +227,18 @@ def test_damaged_weights_are_bad_input_naming_them(written_model: Path) -> None:
     assert read_model(str(written_model)).read_weights() == b"\x80\x04pickled"
 
 
-def test_a_truncated_config_is_named_and_an_edited_one_is_used_with_a_warning(
-    written_model: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_truncated_or_edited_config_is_refused_and_a_resealed_one_is_used(written_model: Path) -> None:
     config = next(written_model.parent.rglob(CONFIG_NAME))
     text = config.read_text()
     config.write_text(text[: len(text) // 2])
     with pytest.raises(BadInputError, match=rf"model config \S*{CONFIG_NAME} is truncated: \d+ bytes where"):
         read_model(str(written_model))
-    edited = json.loads(text) | {"window": 64}
+    edited = json.loads(text) | {"window": 64}  # a valid config, another model: it would map differently
     config.write_text(json.dumps(edited))
-    with caplog.at_level(logging.WARNING):
-        model = read_model(str(written_model))
-    assert model.config.window == 64
-    assert "is not the file `deep-lulc train` wrote" in caplog.text
+    with pytest.raises(BadInputError, match=rf"model config \S*{CONFIG_NAME} is not the file `deep-lulc train` wrote"):
+        read_model(str(written_model))
+    reseal(written_model)  # the same edit recorded in the item, as a writer would: a model of its own
+    assert read_model(str(written_model)).config.window == 64
 
 
 @pytest.mark.slow

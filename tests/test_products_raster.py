@@ -38,6 +38,7 @@ from deep_lulc.stages.evaluate import stage as evaluate
 from deep_lulc.stages.evaluate.params import EvaluateParams
 
 from .conftest import BIN, cli_env, validate_tree
+from .resealing import reseal_links
 
 GRID = geobox(32633, Affine(10.0, 0.0, 520_000.0, 0.0, -10.0, 5_117_000.0), 50, 70)
 LABELLED = [c.value for c in SLOVENIA.labelled]
@@ -139,7 +140,9 @@ def test_a_damaged_cog_without_a_recorded_size_is_still_bad_input(tmp_path: Path
     item_path = tmp_path / "prediction-test" / "prediction-test.json"
     document = json.loads(item_path.read_text())
     del document["assets"]["classes"]["file:size"]
+    del document["assets"]["classes"]["file:checksum"]
     item_path.write_text(json.dumps(document))
+    reseal_links(Path(href))
     (tmp_path / "prediction-test" / CLASSES_FILE).write_bytes(b"II*\x00 not a tiff any more")
     class_map = open_class_map(href, made_by="predict")
     assert class_map.raster.size is None

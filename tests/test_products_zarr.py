@@ -24,10 +24,10 @@ from shapely.geometry import box, mapping
 from deep_lulc.shared import grids
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.inference import FeatureSource
+from deep_lulc.shared.integrity import file_checksum
 from deep_lulc.shared.products import features, zarr_store
 from deep_lulc.shared.products.cube import open_cube
 from deep_lulc.shared.products.zarr_store import ZarrLocation
-from deep_lulc.shared.stac import file_checksum
 
 from .conftest import BIN, cli_env, validate_tree
 from .cube_data import write_cube_catalog

@@ -31,8 +31,9 @@ from deep_lulc.shared.cog import open_cog, write_cog
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.geometry import bounds_to_wgs84
 from deep_lulc.shared.grids import GeoBox, epsg_of, write_projection
+from deep_lulc.shared.integrity import Recorded
 from deep_lulc.shared.preview import PNG_MEDIA_TYPE
-from deep_lulc.shared.stac import period_item, read_stac, save_self_contained, stamp_provenance
+from deep_lulc.shared.stac import period_item, read_stac, save_self_contained, stamp_provenance, unwrapped
 
 __all__ = [
     "COLLECTION_ID",
@@ -257,6 +258,8 @@ class ChipRecord:
     window: tuple[int, int, int] | None = None  # (row, col, size) on the features grid
     image_size: int | None = None  # file:size as recorded by the chips stage (None: chips from before)
     label_size: int | None = None
+    image_checksum: str | None = None  # file:checksum, verified when the chip is read
+    label_checksum: str | None = None
 
 
 @dataclass(frozen=True)
@@ -296,7 +299,10 @@ def _chips_collection(href: str) -> pystac.Collection:
     root = read_stac(href)
     collection = root if isinstance(root, pystac.Collection) else None
     if collection is None and isinstance(root, pystac.Catalog):
-        collection = next((c for c in root.get_children() if isinstance(c, pystac.Collection)), None)
+        try:
+            collection = next((c for c in root.get_children() if isinstance(c, pystac.Collection)), None)
+        except pystac.STACError as exc:
+            raise unwrapped(exc) from exc
     if collection is None or "deep-lulc:channels" not in collection.extra_fields:
         raise BadInputError(f"{storage.redact(href)} holds no chips collection", fix=FIX_CHIPS)
     return collection
@@ -343,6 +349,8 @@ def read_chips(href: str) -> ChipSet:
                 window=(int(window["row"]), int(window["col"]), int(window["size"])) if window else None,
                 image_size=_recorded_size(item, IMAGE),
                 label_size=_recorded_size(item, LABEL),
+                image_checksum=Recorded.of(item.assets[IMAGE]).checksum,
+                label_checksum=Recorded.of(item.assets[LABEL]).checksum,
             )
         )
     source_link = collection.get_single_link("derived_from")
@@ -435,28 +443,28 @@ def _folder_of(href: str) -> str:
 
 
 @contextlib.contextmanager
-def _chip_file(href: str, size: int | None) -> Iterator[Any]:
-    """The chip file open for reading, checked again against its recorded size (it may have gone since
-    `read_chips`); a tile GDAL cannot decode is bad input naming the file too."""
+def _chip_file(href: str, size: int | None, checksum: str | None) -> Iterator[Any]:
+    """The chip file open for reading, checked again against its recorded size and content (it may have
+    changed since `read_chips`); a tile GDAL cannot decode is bad input naming the file too."""
     try:
-        with open_cog(href, size=size, what="chip file", fix=FIX_DAMAGED) as source:
+        with open_cog(href, size=size, what="chip file", fix=FIX_DAMAGED, checksum=checksum) as source:
             yield source
     except RasterioError as exc:
         raise BadInputError(f"chip file {storage.redact(href)} cannot be read ({exc})", fix=FIX_DAMAGED) from exc
 
 
 def read_label(record: ChipRecord) -> np.ndarray:
-    with _chip_file(record.label, record.label_size) as source:
+    with _chip_file(record.label, record.label_size, record.label_checksum) as source:
         return np.asarray(source.read(1), dtype=np.int64)
 
 
 def read_chip(record: ChipRecord) -> tuple[np.ndarray, np.ndarray]:
     """Image (bands, y, x) float32 with NaN for nodata, and label (y, x) int64."""
-    with _chip_file(record.image, record.image_size) as source:
+    with _chip_file(record.image, record.image_size, record.image_checksum) as source:
         raw = source.read()
         scales = source.scales
         image = raw.astype(np.float32) * np.asarray(scales, dtype=np.float32)[:, None, None]
         image[raw == source.nodata] = np.nan
-    with _chip_file(record.label, record.label_size) as source:
+    with _chip_file(record.label, record.label_size, record.label_checksum) as source:
         label = source.read(1).astype(np.int64)
     return image, label

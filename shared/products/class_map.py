@@ -32,6 +32,7 @@ from deep_lulc.shared.cog import COG_MEDIA_TYPE, Categories, CogWriter, Colormap
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.geometry import bounds_to_wgs84
 from deep_lulc.shared.grids import GeoBox, epsg_of, geobox_of, projection_fields, write_projection
+from deep_lulc.shared.integrity import Recorded
 from deep_lulc.shared.preview import thumbnail_asset
 from deep_lulc.shared.stac import items_of, period_item, read_stac, stamp_provenance
 
@@ -225,6 +226,7 @@ class CogAsset:
     href: str
     size: int | None
     bands: tuple[RasterBand, ...]
+    checksum: str | None = None
 
     @property
     def what(self) -> str:
@@ -234,11 +236,11 @@ class CogAsset:
         return [band.properties.get("name") for band in self.bands]
 
     def verify(self) -> None:
-        require_file(self.href, size=self.size, what=self.what, fix=self.fix)
+        require_file(self.href, size=self.size, what=self.what, fix=self.fix, checksum=self.checksum)
 
     def open(self) -> contextlib.AbstractContextManager[Any]:
         """The rasterio dataset, after checking the file is there whole."""
-        return open_cog(self.href, size=self.size, what=self.what, fix=self.fix)
+        return open_cog(self.href, size=self.size, what=self.what, fix=self.fix, checksum=self.checksum)
 
     @property
     def fix(self) -> str:
@@ -247,12 +249,9 @@ class CogAsset:
 
 def cog_asset_of(item: pystac.Item, key: str) -> CogAsset:
     asset = item.assets[key]
-    try:
-        size = FileExtension.ext(asset).size
-    except pystac.ExtensionNotImplemented:
-        size = None
-    return CogAsset(item_id=item.id, key=key, href=asset.get_absolute_href() or asset.href, size=size,
-                    bands=tuple(_bands(asset)))  # fmt: skip
+    recorded = Recorded.of(asset)
+    return CogAsset(item_id=item.id, key=key, href=asset.get_absolute_href() or asset.href, size=recorded.size,
+                    bands=tuple(_bands(asset)), checksum=recorded.checksum)  # fmt: skip
 
 
 def _bands(asset: pystac.Asset) -> list[RasterBand]:

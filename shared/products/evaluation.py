@@ -22,6 +22,7 @@ from deep_lulc.shared.classes import LulcClass
 from deep_lulc.shared.cog import CogWriter, Colormap, require_file
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.grids import GeoBox, write_projection
+from deep_lulc.shared.integrity import Recorded
 from deep_lulc.shared.plots import confusion_png
 from deep_lulc.shared.preview import PNG_MEDIA_TYPE
 from deep_lulc.shared.products.change import change_map_of
@@ -182,11 +183,8 @@ def read_metrics(href: str) -> tuple[pystac.Item, dict[str, Any]]:
     item = items[0]
     asset = item.assets[METRICS_ASSET]
     metrics_href = asset.get_absolute_href() or asset.href
-    try:
-        size = FileExtension.ext(asset).size
-    except pystac.ExtensionNotImplemented:
-        size = None
-    require_file(metrics_href, size=size, what=f"the metrics of {item.id}",
-                 fix="restore the file or re-run `deep-lulc evaluate`")  # fmt: skip
+    recorded = Recorded.of(asset)
+    require_file(metrics_href, size=recorded.size, what=f"the metrics of {item.id}",
+                 fix="restore the file or re-run `deep-lulc evaluate`", checksum=recorded.checksum)  # fmt: skip
     metrics = storage.read_json(metrics_href, what=f"the metrics of {item.id}")
     return item, metrics

@@ -15,7 +15,6 @@ does not parse, and a config edited by hand is used as it is, with a warning.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +44,9 @@ from shapely.geometry import box, mapping
 from deep_lulc.shared import storage
 from deep_lulc.shared.classes import ClassScheme, LulcClass
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.integrity import SHA2_256, file_checksum
 from deep_lulc.shared.networks import ModelConfig
-from deep_lulc.shared.stac import SHA2_256, file_checksum, items_of, period_item, read_stac, stamp_provenance
+from deep_lulc.shared.stac import items_of, period_item, read_stac, stamp_provenance
 from deep_lulc.shared.version import SOFTWARE_NAME, __version__
 
 __all__ = [
@@ -66,7 +66,6 @@ __all__ = [
     "read_model",
 ]
 
-log = logging.getLogger(__name__)
 WEIGHTS, CONFIG = "weights", "config"  # asset keys: the model artifact and its JSON config
 CONFIG_NAME = "model-config.json"
 SAFETENSORS_MEDIA_TYPE = "application/octet-stream; application=safetensors"
@@ -302,7 +301,9 @@ def read_model(href: str) -> ModelProduct:
             raise
         raise BadInputError(f"model config {storage.redact(config_href)} is not UTF-8 text ({exc})",
                             fix=FIX_MODEL) from exc  # fmt: skip
-    if difference is not None:
-        log.warning("model config %s is not the file `deep-lulc train` wrote (%s): using it as it is",
-                    storage.redact(config_href), difference[0])  # fmt: skip
+    if difference is not None:  # a legend or a layer size edited by hand would give a wrong map, not an error
+        raise BadInputError(
+            f"model config {storage.redact(config_href)} is not the file `deep-lulc train` wrote: {difference[0]}",
+            fix=FIX_DAMAGED,
+        )
     return ModelProduct(item=item, config=config)

@@ -6,7 +6,14 @@ it (`<name>.zarr.manifest.json`: the byte size of every object, recorded after t
 opening compares the store's listing with it, naming the first missing or truncated keys. Writers store
 every chunk, all-fill ones included, so a key absent from the listing always means a lost object.
 
-Stores written before manifests existed still open, with a warning that nothing was verified.
+The manifest also records a content hash of every object (a BLAKE3 multihash, see `integrity`), and stores
+are opened through a zarr store that hashes each object as it is read (`VerifyingStore`): a chunk whose bytes
+changed in place still decompresses to plausible numbers, so only its content hash tells it from the one the
+writer stored. A chunk is verified when it is first read, not all at open, so a stage reading a few windows of
+a large store pays for those alone, and a chunk read again by an overlapping window is not hashed again.
+
+Stores written before manifests existed still open, with a warning that nothing was verified; stores whose
+manifest records sizes only (format 1) are checked for sizes, with a warning that content was not.
 
 Stores are georeferenced the CF way: a `spatial_ref` grid-mapping coordinate (CRS and GeoTransform) that
 every data variable names in `grid_mapping` and `coordinates`, so `xr.open_zarr(store).rio.crs` and GDAL's
@@ -21,6 +28,7 @@ import json
 import logging
 import math
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,17 +39,23 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from pystac.extensions.file import FileExtension
 from pystac.extensions.xarray_assets import OPEN_KWARGS_PROP
+from zarr.abc.store import ByteRequest, Store
+from zarr.core.buffer import Buffer, BufferPrototype
+from zarr.storage import FsspecStore, LocalStore, WrapperStore
 
 from deep_lulc.shared import storage
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.grids import GeoBox, epsg_of, geobox_of
-from deep_lulc.shared.stac import file_checksum, items_of, read_stac
+from deep_lulc.shared.integrity import checksum_matches, chunk_checksum, file_checksum
+from deep_lulc.shared.stac import items_of, read_stac
 
 ZARR_MEDIA_TYPE = "application/vnd+zarr"
 DATA_ASSET = "data"
 MANIFEST_ASSET = "manifest"
 MANIFEST_SUFFIX = ".manifest.json"
-MANIFEST_FORMAT = "deep-lulc-zarr-manifest/1"
+MANIFEST_FORMAT = "deep-lulc-zarr-manifest/2"  # sizes and content multihashes of every object
+SIZES_ONLY_FORMAT = "deep-lulc-zarr-manifest/1"  # stores written before content hashes: sizes only
+FIX_STORE = "re-run the stage that wrote the store, or copy the whole store again"
 SHOWN_KEYS = 3  # keys an error names before "and N more"
 GRID_MAPPING = "spatial_ref"  # rioxarray's default name, which GDAL and CF readers take as given
 # How xarray opens a store, for readers that take it from the item (xpystac): Zarr v2, consolidated, lazy.
@@ -49,31 +63,93 @@ OPEN_KWARGS: dict[str, Any] = {"engine": "zarr", "consolidated": True, "zarr_for
 log = logging.getLogger(__name__)
 
 
+# Objects already verified in this process, by (store, key, checksum): overlapping windows read the same
+# chunk several times, and a file does not change under a running stage (its writer published it whole).
+_verified_objects: set[tuple[str, str, str]] = set()
+_verified_lock = threading.Lock()
+
+
+class VerifyingStore(WrapperStore[Store]):
+    """A read-only zarr store that hashes every whole object it returns against the manifest's record.
+
+    Bad input naming the store and the key on a mismatch: zarr and dask pass the exception through to the
+    stage as it is. Ranged reads (not made for the compressed v2 chunks the stages write) pass unverified.
+    """
+
+    def __init__(self, store: Store, checksums: Mapping[str, str], *, name: str) -> None:
+        super().__init__(store)
+        self.checksums = checksums
+        self.name = name
+
+    def _with_store(self, store: Store) -> VerifyingStore:
+        return VerifyingStore(store, self.checksums, name=self.name)
+
+    async def get(self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None) -> Buffer | None:
+        buffer = await self._store.get(key, prototype, byte_range)
+        if buffer is None or byte_range is not None:
+            return buffer
+        expected = self.checksums.get(key)
+        if expected is None:
+            raise BadInputError(f"Zarr store {self.name} holds object {key}, which its manifest does not list",
+                                fix=FIX_STORE)  # fmt: skip
+        seen = (self.name, key, expected)
+        with _verified_lock:
+            if seen in _verified_objects:
+                return buffer
+        if not checksum_matches(buffer.as_numpy_array().data, expected):
+            raise BadInputError(
+                f"Zarr store {self.name} is damaged: object {key} differs from the checksum its manifest recorded",
+                fix=FIX_STORE,
+            )
+        with _verified_lock:
+            _verified_objects.add(seen)
+        return buffer
+
+
+# Content hashes of the stores `open_store` verified in this process, by href, for `ZarrLocation.at`: workers
+# re-open a store window by window, and each re-opening must verify what it reads as the first opening did.
+_recorded_checksums: dict[str, Mapping[str, str]] = {}
+_recorded_lock = threading.Lock()
+
+
 @dataclass(frozen=True)
 class ZarrLocation:
     """A store's href plus what it takes to open it; picklable, so dask workers can open it too.
 
-    Opening here does not verify: it is for re-opening, window by window, a store its caller has already
-    opened through `open_store` (a listing per window would cost more than the window).
+    Opening here does not list the store: it is for re-opening, window by window, a store its caller has
+    already opened through `open_store` (a listing per window would cost more than the window). Chunks are
+    still verified as they are read when the store's manifest recorded their hashes.
     """
 
     href: str
     storage_options: dict[str, Any] = field(default_factory=dict)
+    checksums: Mapping[str, str] | None = None
 
     @staticmethod
     def at(href: str) -> ZarrLocation:
-        if storage.scheme_of(href) == "s3":
-            return ZarrLocation(href, storage.s3_storage_options())
-        return ZarrLocation(storage.normalize_href(href))
+        href = href if storage.scheme_of(href) == "s3" else storage.normalize_href(href)
+        with _recorded_lock:
+            checksums = _recorded_checksums.get(href)
+        options = storage.s3_storage_options() if storage.scheme_of(href) == "s3" else {}
+        return ZarrLocation(href, options, checksums)
+
+    def store(self) -> Store | str:
+        """The zarr store to read: verifying where hashes were recorded, else the href itself."""
+        if self.checksums is None:
+            return self.href
+        if storage.scheme_of(self.href) == "s3":
+            inner: Store = FsspecStore.from_url(self.href, storage_options=self.storage_options, read_only=True)
+        else:
+            inner = LocalStore(self.href, read_only=True)
+        return VerifyingStore(inner, self.checksums, name=storage.redact(self.href))
 
     def open(self, *, lazy: bool = True) -> xr.Dataset:
         """Lazy dask arrays, or (`lazy=False`) plain lazily indexed arrays whose reads decode only the
         chunks they touch, without a dask graph."""
-        options = self.storage_options or None
-        if lazy:
-            dataset: xr.Dataset = xr.open_zarr(self.href, consolidated=True, storage_options=options)
-        else:
-            dataset = xr.open_zarr(self.href, consolidated=True, chunks=None, storage_options=options)
+        store = self.store()
+        options = (self.storage_options or None) if isinstance(store, str) else None
+        chunks: dict[str, Any] | None = {} if lazy else None
+        dataset: xr.Dataset = xr.open_zarr(store, consolidated=True, chunks=chunks, storage_options=options)
         return dataset
 
     def write_region(self, dataset: xr.Dataset, region: Mapping[str, slice]) -> None:
@@ -171,12 +247,14 @@ def record_manifest(store: Path) -> Manifest:
     unwritten = [key for key in _declared_chunks(store) if key not in sizes]
     if unwritten:
         raise RuntimeError(f"Zarr store {store} lacks {len(unwritten)} declared chunks ({_first(unwritten)})")
+    hashes = {key: chunk_checksum((store / key).read_bytes()) for key in sorted(sizes)}
     document = {
         "format": MANIFEST_FORMAT,
         "store": store.name,
         "objects": len(sizes),
         "bytes": sum(sizes.values()),
         "sizes": dict(sorted(sizes.items())),
+        "checksums": hashes,
     }
     data = (json.dumps(document, indent=1) + "\n").encode("utf-8")
     path = Path(manifest_href(str(store)))
@@ -243,11 +321,17 @@ def open_store(
     lazy: bool = True,
     expected: ExpectedManifest | None = None,
 ) -> xr.Dataset:
-    """The store at `href`, opened after its listing was checked against its manifest."""
+    """The store at `href`, opened after its listing was checked against its manifest; its chunks are verified
+    against the manifest's hashes as they are read."""
     fix = f"re-run `deep-lulc {made_by}` to write it again, or re-upload the whole store"
-    verify_store(href, fix=fix, expected=expected)
+    checksums = verify_store(href, fix=fix, expected=expected)
+    location = ZarrLocation.at(href)
+    if checksums is not None:
+        with _recorded_lock:
+            _recorded_checksums[location.href] = checksums
+        location = ZarrLocation(location.href, location.storage_options, checksums)
     try:
-        dataset = ZarrLocation.at(href).open(lazy=lazy)
+        dataset = location.open(lazy=lazy)
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise BadInputError(
             f"Zarr store {storage.redact(href)} cannot be opened: {exc}",
@@ -290,8 +374,9 @@ def open_item_store(
     return item, dataset
 
 
-def verify_store(href: str, *, fix: str, expected: ExpectedManifest | None = None) -> None:
-    """Bad input naming the first missing or truncated objects when the listing disagrees with the manifest."""
+def verify_store(href: str, *, fix: str, expected: ExpectedManifest | None = None) -> dict[str, str] | None:
+    """Bad input naming the first missing or truncated objects when the listing disagrees with the manifest;
+    the checksum of every object, where the manifest recorded them, for verifying each object as it is read."""
     name = storage.redact(href)
     manifest_at = expected.href if expected is not None else manifest_href(href)
     raw = _read_optional(manifest_at)
@@ -299,7 +384,7 @@ def verify_store(href: str, *, fix: str, expected: ExpectedManifest | None = Non
         if expected is not None:
             raise BadInputError(f"the manifest of Zarr store {name} is missing: {storage.redact(manifest_at)}", fix=fix)
         log.warning("Zarr store %s has no manifest (written before deep-lulc recorded one): chunks not verified", name)
-        return
+        return None
     if expected is not None and (
         (expected.size is not None and len(raw) != expected.size)
         or (expected.checksum is not None and file_checksum(raw) != expected.checksum)
@@ -309,11 +394,14 @@ def verify_store(href: str, *, fix: str, expected: ExpectedManifest | None = Non
             f"recorded ({len(raw)} bytes, {expected.size} recorded)",
             fix=fix,
         )
-    recorded = _parse_manifest(raw, manifest_at, fix=fix)
+    recorded, checksums = _parse_manifest(raw, manifest_at, fix=fix)
+    if checksums is None:
+        log.warning("Zarr store %s has a manifest of sizes only (written before deep-lulc recorded hashes): "
+                    "chunk contents not verified", name)  # fmt: skip
     listing = _listing(href)
     if listing is None:
         log.warning("Zarr store %s cannot be listed over %s: chunks not verified", name, storage.scheme_of(href))
-        return
+        return checksums
     missing = [key for key in recorded if key not in listing]
     truncated = [key for key, size in recorded.items() if key in listing and listing[key] != size]
     if missing or truncated:
@@ -324,6 +412,7 @@ def verify_store(href: str, *, fix: str, expected: ExpectedManifest | None = Non
             shown = [f"{key}: {listing[key]} of {recorded[key]} bytes" for key in truncated]
             problems.append(f"{len(truncated)} truncated ({_first(shown)})")
         raise BadInputError(f"Zarr store {name} is damaged: {'; '.join(problems)}", fix=fix)
+    return checksums
 
 
 def _first(keys: Sequence[str]) -> str:
@@ -343,12 +432,19 @@ def _read_optional(href: str) -> bytes | None:
         raise storage.classify_os_error(exc, action=f"reading {storage.redact(href)}") from exc
 
 
-def _parse_manifest(raw: bytes, href: str, *, fix: str) -> dict[str, int]:
+def _parse_manifest(raw: bytes, href: str, *, fix: str) -> tuple[dict[str, int], dict[str, str] | None]:
+    """Sizes, and hashes (None in a format-1 manifest) by key."""
     try:
         document = json.loads(raw)
-        if document.get("format") != MANIFEST_FORMAT:
+        if document.get("format") not in (MANIFEST_FORMAT, SIZES_ONLY_FORMAT):
             raise ValueError(f"format {document.get('format')!r}, expected {MANIFEST_FORMAT!r}")
-        return {str(key): int(size) for key, size in document["sizes"].items()}
+        sizes = {str(key): int(size) for key, size in document["sizes"].items()}
+        if document["format"] == SIZES_ONLY_FORMAT:
+            return sizes, None
+        hashes = {str(key): str(value) for key, value in document["checksums"].items()}
+        if set(hashes) != set(sizes):
+            raise ValueError("its sizes and checksums name different objects")
+        return sizes, hashes
     except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BadInputError(f"Zarr manifest {storage.redact(href)} is unreadable: {exc}", fix=fix) from exc
 
