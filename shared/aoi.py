@@ -21,6 +21,11 @@ from shapely.geometry.base import BaseGeometry
 from deep_lulc.shared import storage
 from deep_lulc.shared.errors import BadInputError
 
+MAX_LONGITUDE_SPAN = 180.0  # degrees: a wider AOI crosses the antimeridian, or is no area one UTM grid can hold
+ANTIMERIDIAN_FIX = (
+    "split the AOI at 180 degrees and run each side on its own (each side gets its own UTM grid); "
+    "a GeoJSON that crosses must be split there anyway (RFC 7946, 3.1.9)"
+)
 _BBOX = re.compile(r"^\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*$")
 
 
@@ -54,13 +59,36 @@ def load_aoi(spec: str) -> Aoi:
     match = _BBOX.match(spec)
     if match:
         minx, miny, maxx, maxy = (float(v) for v in match.groups())
+        if minx > maxx and -180 <= maxx < minx <= 180 and -90 <= miny < maxy <= 90:
+            raise BadInputError(f"AOI bbox {spec!r} crosses the antimeridian (west {minx} > east {maxx})",
+                                fix=ANTIMERIDIAN_FIX)  # fmt: skip
         if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
             raise BadInputError(
                 f"AOI bbox {spec!r} is not a valid lon/lat box",
                 fix="give minx,miny,maxx,maxy in EPSG:4326 degrees with min < max",
             )
-        return Aoi(box(minx, miny, maxx, maxy), source="bbox")
-    return _read_vector(spec)
+        return _on_one_side(Aoi(box(minx, miny, maxx, maxy), source="bbox"))
+    return _on_one_side(_read_vector(spec))
+
+
+def _on_one_side(aoi: Aoi) -> Aoi:
+    """Refuse an AOI whose longitudes span more than 180 degrees: planar geometry reads a polygon from 179.5 E
+    to 179.5 W as 359 degrees wide, which would search and grid the wrong half of the planet."""
+    minx, miny, maxx, maxy = aoi.bbox
+    if not all(math.isfinite(v) for v in aoi.bbox):
+        raise BadInputError(f"AOI {aoi.source} has coordinates that are not numbers", fix="fix the AOI's geometry")
+    if not (minx >= -180 and maxx <= 180 and miny >= -90 and maxy <= 90):
+        raise BadInputError(
+            f"AOI {aoi.source} ({format_bbox(aoi.bbox)}) lies outside lon/lat range",
+            fix="give the AOI in EPSG:4326 degrees, or declare its CRS in the file",
+        )
+    if maxx - minx > MAX_LONGITUDE_SPAN:
+        raise BadInputError(
+            f"AOI {aoi.source} spans {maxx - minx:.1f} degrees of longitude ({format_bbox(aoi.bbox)}): it crosses "
+            "the antimeridian or is wider than one grid can hold",
+            fix=ANTIMERIDIAN_FIX,
+        )
+    return aoi
 
 
 def _read_vector(href: str) -> Aoi:

@@ -28,6 +28,21 @@ __all__ = [
 ]
 
 
+MAX_GRID_PIXELS = 250_000_000  # 15,811 px square, 25,000 km2 at 10 m: two Sentinel-2 tiles, one node's memory
+
+
+def check_size(width: int, height: int, *, max_pixels: int) -> None:
+    """Bad input for a grid of more than `max_pixels`, before any pixel is read: a resolution typed in
+    degrees (0.001) plans a grid of 10^12 pixels that would run for hours and then exhaust the node."""
+    if width * height > max_pixels:
+        raise BadInputError(
+            f"the grid would be {width:,} x {height:,} px ({width * height:,} pixels), over --max-pixels "
+            f"{max_pixels:,}",
+            fix="check --resolution (metres, not degrees), narrow the AOI, plan tiles with --tiles, or raise "
+            "--max-pixels on a node with the memory for it",
+        )
+
+
 def geobox(epsg: int, transform: Affine, height: int, width: int) -> GeoBox:
     return GeoBox((height, width), transform, f"EPSG:{epsg}")
 

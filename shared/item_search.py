@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pystac
 import shapely
 from shapely.geometry import shape
@@ -29,6 +32,7 @@ from deep_lulc.shared.stac import items_of, read_stac
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
+FIX_METADATA = "fix or remove that item in the STAC source (its metadata decides which pixels are read)"
 
 
 @dataclass(frozen=True)
@@ -63,8 +67,7 @@ def retry_policy() -> Retry:
     )
 
 
-def http_timeout() -> float:
-    return float(os.environ.get("DEEP_LULC_HTTP_TIMEOUT", "60"))
+http_timeout = storage.http_timeout  # the one deadline of every remote call
 
 
 def is_stac_api(root: dict[str, object]) -> bool:
@@ -138,6 +141,12 @@ def _search_api(href: str, query: SceneQuery) -> list[pystac.Item]:
             query={"eo:cloud_cover": {"lte": query.max_cloud}} if query.max_cloud is not None else None,
         )
         items = list(search.items())
+    except (ValueError, KeyError, TypeError, pystac.STACError) as exc:  # a page cut short, or not STAC JSON
+        raise TransientError(
+            f"STAC API {storage.redact(href)} answered a search page that is not STAC JSON "
+            f"({type(exc).__name__}: {str(exc)[:120]})",
+            fix="retry later; if it persists, the API is broken: check the service or use another",
+        ) from exc
     except APIError as exc:
         status = getattr(exc, "status_code", None)
         if status is None or status in RETRY_STATUS:
@@ -151,8 +160,15 @@ def _search_api(href: str, query: SceneQuery) -> list[pystac.Item]:
         ) from exc
     if not items:
         _check_aoi_against_api_collection(client, query)
-    # The API applied the cloud filter if it supports the query extension; apply it again in case not.
-    return [item for item in items if _cloud_ok(item, query.max_cloud)]
+    # A server may ignore a filter it does not support (the query extension), or any filter by a bug: its
+    # answer is held to the request as a static catalog's items are, and what it should not have sent is said.
+    rejected: Counter[str] = Counter()
+    matches = _matching(items, query, collection=query.collection, rejected=rejected, strict_collection=True)
+    if rejected:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(rejected.items()))
+        log.warning("STAC API %s returned %d items outside the search, dropped: %s",
+                    storage.redact(href), sum(rejected.values()), reasons)  # fmt: skip
+    return matches
 
 
 def _check_aoi_against_api_collection(client: object, query: SceneQuery) -> None:
@@ -208,27 +224,62 @@ def _search_static(href: str, query: SceneQuery, document: dict[str, Any] | None
     return matches
 
 
-def _matching(items: Iterable[pystac.Item], query: SceneQuery, *, collection: str | None = None) -> list[pystac.Item]:
+def _matching(
+    items: Iterable[pystac.Item],
+    query: SceneQuery,
+    *,
+    collection: str | None = None,
+    rejected: Counter[str] | None = None,
+    strict_collection: bool = False,
+) -> list[pystac.Item]:
     """The items inside the query's time range, cloud limit and AOI (and collection, for a scene list whose
-    items name theirs)."""
+    items name theirs; `strict_collection`: an item naming none is outside it too). `rejected` counts the
+    others by reason."""
+    rejected = Counter() if rejected is None else rejected
     matches = []
     for item in items:
         if item.datetime is None or item.geometry is None:
-            continue
-        if collection is not None and item.collection_id not in (None, collection):
-            continue
-        if not query.contains_time(item.datetime) or not _cloud_ok(item, query.max_cloud):
-            continue
-        if shape(item.geometry).intersects(query.aoi.geometry):
+            rejected["without datetime or geometry"] += 1
+        elif (
+            collection is not None
+            and item.collection_id != collection
+            and (strict_collection or item.collection_id is not None)
+        ):
+            rejected[f"not in collection {collection}"] += 1
+        elif not query.contains_time(item.datetime):
+            rejected["outside the dates"] += 1
+        elif not _cloud_ok(item, query.max_cloud):
+            rejected["over the cloud limit"] += 1
+        elif not _geometry_of(item).intersects(query.aoi.geometry):
+            rejected["outside the AOI"] += 1
+        else:
             matches.append(item)
     return matches
 
 
+def _geometry_of(item: pystac.Item) -> shapely.Geometry:
+    try:
+        geometry = shape(item.geometry)
+    except (ValueError, TypeError, AttributeError, KeyError, shapely.errors.GEOSException) as exc:
+        raise BadInputError(f"item {item.id} has an unreadable geometry ({exc})", fix=FIX_METADATA) from exc
+    coordinates = shapely.get_coordinates(geometry)
+    if geometry.is_empty or not np.isfinite(coordinates).all():
+        raise BadInputError(f"item {item.id} has an empty geometry or one with NaN coordinates", fix=FIX_METADATA)
+    return geometry
+
+
 def _cloud_ok(item: pystac.Item, max_cloud: float | None) -> bool:
-    if max_cloud is None:
-        return True
     cloud = item.properties.get("eo:cloud_cover")
-    return cloud is None or float(cloud) <= max_cloud
+    if cloud is not None:
+        try:
+            value = float(cloud)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value):
+            raise BadInputError(f"item {item.id} has eo:cloud_cover {cloud!r}, not a number", fix=FIX_METADATA)
+    else:
+        value = None
+    return max_cloud is None or value is None or value <= max_cloud
 
 
 def acquisition_key(item: pystac.Item) -> tuple[str, str, str]:

@@ -18,21 +18,27 @@ from pystac.utils import is_absolute_href, make_absolute_href
 from deep_lulc.shared import storage
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.publish import write_file_atomically
+from deep_lulc.shared.stac import confine_assets
 from deep_lulc.shared.version import __version__
 
 SEARCH_FIELD = "deep-lulc:search"
+ROOT_FIELD = "root"  # in SEARCH_FIELD: the folder of the searched catalog, where local asset hrefs may point
 
 
 def is_scene_list(document: Mapping[str, Any]) -> bool:
     return document.get("type") == "FeatureCollection"
 
 
-def write_scene_list(items: Sequence[pystac.Item], output: str, *, params: Mapping[str, Any]) -> str:
-    """Write `items` as an ItemCollection at `output` (atomically) and return its href."""
-    collection = pystac.ItemCollection(
-        [item.clone() for item in items],
-        extra_fields={SEARCH_FIELD: {"params": dict(params), "version": __version__}},
-    )
+def write_scene_list(
+    items: Sequence[pystac.Item], output: str, *, params: Mapping[str, Any], source: str | None = None
+) -> str:
+    """Write `items` as an ItemCollection at `output` (atomically) and return its href. `source`: the STAC
+    source searched, whose folder (when local) is where the list's local asset hrefs may point."""
+    search: dict[str, Any] = {"params": dict(params), "version": __version__}
+    root = storage.folder_of(source) if source is not None else None
+    if root is not None:
+        search[ROOT_FIELD] = root
+    collection = pystac.ItemCollection([item.clone() for item in items], extra_fields={SEARCH_FIELD: search})
     for item in collection.items:
         self_href = item.get_self_href()
         collection_href = _absolute_collection_href(item)
@@ -79,4 +85,7 @@ def read_scene_list(document: Mapping[str, Any], href: str) -> list[pystac.Item]
                     f"item {item.id} in {storage.redact(href)} has a relative asset href {asset.href!r}",
                     fix="write the scene list with `deep-lulc search`, which makes asset hrefs absolute",
                 )
+    recorded = document.get(SEARCH_FIELD)
+    root = recorded.get(ROOT_FIELD) if isinstance(recorded, Mapping) else None
+    confine_assets(collection.items, root=str(root) if root else storage.folder_of(href))
     return list(collection.items)

@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from urllib.parse import urlsplit
 
 import dask
 import numpy as np
@@ -15,11 +16,11 @@ import xarray as xr
 from rasterio.errors import RasterioIOError
 from shapely.geometry import mapping, shape
 
-from deep_lulc.shared import grids, sentinel2, storage
+from deep_lulc.shared import gdal_env, grids, sentinel2, storage
 from deep_lulc.shared.aoi import Aoi
 from deep_lulc.shared.cog import open_raster
 from deep_lulc.shared.contract import StageResult, finish_single_item_output
-from deep_lulc.shared.errors import BadInputError, NothingToDoError
+from deep_lulc.shared.errors import BadInputError, NothingToDoError, TransientError
 from deep_lulc.shared.item_search import find_items
 from deep_lulc.shared.logs import redact_text
 from deep_lulc.shared.preview import preview_stride, thumbnail_asset, true_colour_png
@@ -33,6 +34,7 @@ from deep_lulc.shared.scene_selection import query_from
 from deep_lulc.shared.signing import sign_items
 from deep_lulc.shared.stac import iso, stamp_provenance
 from deep_lulc.shared.storage import join_href
+from deep_lulc.stages.cube.georef import check_georeferencing
 from deep_lulc.stages.cube.loaders import BANDS, SolarDay, group_by_solar_day, load_dn
 from deep_lulc.stages.cube.params import CubeParams
 
@@ -98,8 +100,16 @@ def _first_unreadable(items: Sequence[pystac.Item]) -> str | None:
     return None
 
 
-def unreadable_source(exc: Exception, items: Sequence[pystac.Item]) -> BadInputError:
-    """A damaged or truncated COG is the input's fault: say which one."""
+def unreadable_source(exc: Exception, items: Sequence[pystac.Item]) -> BadInputError | TransientError:
+    """A damaged or truncated COG is the input's fault: say which one. An outage (a 5xx, a deadline) is not:
+    a retry may get past it, so it is transient, naming the host."""
+    if gdal_env.is_transient(str(exc)):
+        hosts = sorted({urlsplit(item.assets[key].href).netloc for item in items for key in item.assets} - {""})
+        return TransientError(
+            f"reading the source images from {', '.join(hosts[:2]) or 'their server'} failed: "
+            f"{redact_text(str(exc))[:200]}",
+            fix="retry later (DEEP_LULC_HTTP_TIMEOUT sets the deadline); if it persists, check the server",
+        )
     culprit = _first_unreadable(items) or "a source image"
     return BadInputError(
         f"cannot read {culprit}: {redact_text(str(exc))[:200]}",
@@ -146,8 +156,12 @@ def run(*, inputs: Mapping[str, str], output: str, params: CubeParams) -> StageR
     """Build the cube for `inputs['stac']` over `inputs['aoi']` into `output`."""
     tile = planned_tile(params.tiles, params.tile)  # a bad plan fails before any search
     query = query_from(inputs, params)
-    items = find_items(query)
     epsg = query.aoi.utm_epsg()
+    if tile is None:  # before the search: a grid too large is refused before anything is read
+        west, south, east, north = query.aoi.projected(epsg).bounds
+        grids.check_size(round((east - west) / params.resolution), round((north - south) / params.resolution),
+                         max_pixels=params.max_pixels)  # fmt: skip
+    items = find_items(query)
     footprint = query.aoi
     if tile is not None:
         footprint = tile_footprint(tile)
@@ -163,6 +177,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: CubeParams) -> StageR
     grid = grids.snapped_geobox(epsg, query.aoi.projected(epsg).bounds, resolution=params.resolution, anchor=anchor)
     if tile is not None:
         grid = tile_grid(tile, grid)
+    grids.check_size(grid.width, grid.height, max_pixels=params.max_pixels)
     log.info(
         "%d items in %d solar days -> %d x %d px at %g m (EPSG:%d), loader %s",
         len(items),
@@ -173,6 +188,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: CubeParams) -> StageR
         epsg,
         params.loader,
     )
+    check_georeferencing([item for day in days for item in day.items], [*BANDS, sentinel2.SCL_BAND])
     dn, scl = load_dn(days, grid, loader=params.loader, chunk_size=params.chunk_size)
     reflectance = to_reflectance(dn, days)
     dataset = xr.Dataset({"reflectance": reflectance, "scl": scl})

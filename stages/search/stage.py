@@ -38,7 +38,9 @@ def run(*, inputs: Mapping[str, str], output: str, params: SearchParams) -> Stag
     items = sign_items(find_items(query), params.sign)
     for line in summary_lines(items):
         print(line, file=sys.stderr)
-    written = write_scene_list(items, output, params=params.model_dump(mode="json", exclude={"overwrite"}))
+    written = write_scene_list(
+        items, output, params=params.model_dump(mode="json", exclude={"overwrite"}), source=query.source
+    )
     log.info("%d scenes written to %s", len(items), written)
     return StageResult(
         stage=STAGE,
