@@ -14,6 +14,7 @@ GDAL itself and turned into s3fs's `requester_pays` by `storage`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -37,7 +38,25 @@ CLOUD_DEFAULTS: Mapping[str, str] = {
     # Keep COG headers and blocks already fetched: per open file, and across files (128 MiB).
     "VSI_CACHE": "TRUE",
     "CPL_VSIL_CURL_CACHE_SIZE": str(128 * 1024 * 1024),
+    # Deadlines: a connection must open within 10 s, and a transfer slower than 1 KiB/s for 30 s is given up
+    # (a server trickling a byte a second would otherwise hold the stage forever); the whole request's
+    # deadline, GDAL_HTTP_TIMEOUT, follows DEEP_LULC_HTTP_TIMEOUT (`deadline_options`).
+    "GDAL_HTTP_CONNECTTIMEOUT": "10",
+    "GDAL_HTTP_LOW_SPEED_LIMIT": "1024",
+    "GDAL_HTTP_LOW_SPEED_TIME": "30",
 }
+# GDAL's (curl's) words for a failure that a later try may get past: a 5xx or 429 answer, a deadline, a refused
+# or dropped connection, a name that did not resolve.
+_TRANSIENT = re.compile(
+    r"HTTP (response )?code:? ?(429|5\d\d)|timed out|too slow|Timeout|Connection (refused|reset|timed)"
+    r"|Could not resolve|Failed to connect|Empty reply|transfer closed",
+    re.IGNORECASE,
+)
+
+
+def is_transient(message: str) -> bool:
+    """Whether a GDAL read error is an outage (exit 75, Argo retries) rather than a damaged file (exit 2)."""
+    return bool(_TRANSIENT.search(message))
 
 
 def is_remote_raster(href: str | Path) -> bool:
@@ -72,7 +91,8 @@ def remote_read_options() -> dict[str, str]:
     would also make rasterio pin that value as a process-wide GDAL option when its outermost `Env` exits.
     """
     storage.requester_pays()
-    return without_user_set({**CLOUD_DEFAULTS, **s3_endpoint_options()})
+    deadline = {"GDAL_HTTP_TIMEOUT": str(max(1, round(storage.http_timeout())))}
+    return without_user_set({**CLOUD_DEFAULTS, **deadline, **s3_endpoint_options()})
 
 
 def read_options(hrefs: Iterable[str | Path]) -> dict[str, str]:

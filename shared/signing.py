@@ -28,6 +28,7 @@ from deep_lulc.shared.errors import BadInputError, TransientError
 from deep_lulc.shared.item_search import RETRY_STATUS, retry_policy
 
 log = logging.getLogger(__name__)
+TOKEN_MARGIN_S = 60  # a cached token closer to expiry than this is asked for again (as the package does)
 
 T = TypeVar("T")
 Signing = Literal["none", "planetary-computer"]
@@ -53,17 +54,36 @@ def _sign_planetary_computer(items: Sequence[pystac.Item]) -> list[pystac.Item]:
     sas_url = str(Settings.get().sas_url or "").rstrip("/")
     unsigned = [_without_sas(item) for item in items]
     containers = sorted(_blob_containers(unsigned))
-    policy = retry_policy()
-    retries = policy.total if isinstance(policy.total, int) else 5
     for account, container in containers:
-        get_token = functools.partial(planetary_computer.sas.get_token, account, container, retry_total=retries,
-                                      retry_backoff_factor=policy.backoff_factor)  # fmt: skip
-        _asking(f"{sas_url}/{account}/{container}", get_token)
+        url = f"{sas_url}/{account}/{container}"
+        _asking(url, functools.partial(_fetch_token, url, Settings.get().subscription_key))
     # The tokens are cached now: the package signs without asking the endpoint again.
     for item in unsigned:
         _asking(sas_url, functools.partial(planetary_computer.sign_inplace, item))
     log.info("signed the assets of %d items for Planetary Computer (%d containers)", len(unsigned), len(containers))
     return unsigned
+
+
+def _fetch_token(url: str, subscription_key: str | None) -> None:
+    """Ask the token endpoint with our retries and deadline, and leave the token in the package's cache.
+
+    `planetary_computer.sas.get_token` asks without a timeout, so a stalled endpoint would hold the stage
+    forever; the package signs from its cache (`TOKEN_CACHE`, keyed by the request URL) without asking again.
+    """
+    import planetary_computer.sas
+    import requests
+
+    cached = planetary_computer.sas.TOKEN_CACHE.get(url)
+    if cached is not None and cached.ttl() >= TOKEN_MARGIN_S:
+        return
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(max_retries=retry_policy())
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    headers = {"Ocp-Apim-Subscription-Key": subscription_key} if subscription_key else None
+    response = session.get(url, headers=headers, timeout=(storage.CONNECT_TIMEOUT_S, storage.http_timeout()))
+    response.raise_for_status()
+    planetary_computer.sas.TOKEN_CACHE[url] = planetary_computer.sas.SASToken(**response.json())
 
 
 def _blob_storage_parts(href: str) -> tuple[str, str] | None:

@@ -21,6 +21,22 @@ from fsspec.spec import AbstractFileSystem
 from deep_lulc.shared.errors import BadInputError, TransientError
 
 REMOTE_SCHEMES = ("s3", "http", "https")
+CONNECT_TIMEOUT_S = 10.0
+S3FS_TRIES = 2
+
+
+def http_timeout() -> float:
+    """Seconds any one remote request may take (`DEEP_LULC_HTTP_TIMEOUT`, default 60): STAC API calls, token
+    endpoints, S3 and HTTP objects and GDAL's COG reads all get it, so no stage waits forever on a stall."""
+    raw = os.environ.get("DEEP_LULC_HTTP_TIMEOUT", "60")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise BadInputError(f"DEEP_LULC_HTTP_TIMEOUT={raw!r} is not a positive number of seconds",
+                            fix="set it to e.g. 60, or unset it")  # fmt: skip
+    return value
 
 
 def scheme_of(href: str) -> str:
@@ -45,6 +61,9 @@ def s3_storage_options() -> dict[str, Any]:
     """s3fs options: the endpoint, and requester-pays when `AWS_REQUEST_PAYER` asks for it."""
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     options: dict[str, Any] = {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
+    # botocore waits 60 s per read by default but retries a stalled read again and again; bound both.
+    options["config_kwargs"] = {"connect_timeout": CONNECT_TIMEOUT_S, "read_timeout": http_timeout(),
+                                "retries": {"max_attempts": 2, "mode": "standard"}}  # fmt: skip
     if requester_pays():
         options["requester_pays"] = True
     return options
@@ -70,13 +89,53 @@ def filesystem_for(href: str) -> tuple[AbstractFileSystem, str]:
         return fsspec.filesystem("file"), normalize_href(href)
     if scheme == "s3":
         fs = fsspec.filesystem("s3", **s3_storage_options())
+        fs.retries = S3FS_TRIES  # s3fs tries 5 times around botocore's own tries: a stall would cost 10 deadlines
         return fs, href[len("s3://") :]
     if scheme in ("http", "https"):
-        return fsspec.filesystem(scheme), href
+        import aiohttp
+
+        deadline = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT_S, sock_read=http_timeout())
+        return fsspec.filesystem(scheme, client_kwargs={"timeout": deadline}), href
     raise BadInputError(
         f"unsupported href scheme '{scheme}' in {redact(href)}",
         fix="use a local path, file://, http(s):// or s3:// href",
     )
+
+
+LOCAL_ROOTS_VARIABLE = "DEEP_LULC_LOCAL_ROOTS"  # further folders catalogs may reference (os.pathsep-separated)
+CONFINE_FIX = (
+    "move the file under the catalog's folder, or allow its folder with --allow-local-root DIR "
+    f"(or {LOCAL_ROOTS_VARIABLE})"
+)
+
+
+def allowed_local_roots() -> list[Path]:
+    """The folders an operator allowed beyond each catalog's own (`--allow-local-root`, DEEP_LULC_LOCAL_ROOTS)."""
+    raw = os.environ.get(LOCAL_ROOTS_VARIABLE, "")
+    return [Path(normalize_href(part)) for part in raw.split(os.pathsep) if part.strip()]
+
+
+def confine(href: str, *, root: str | None, what: str) -> None:
+    """Bad input when `href` is a local file outside `root` (the folder of the STAC document the user passed;
+    None: a remote document, which may reference no local file at all) and outside every allowed root.
+
+    A catalog is data, possibly someone else's: without this, `../../../../etc/passwd` or an absolute path in
+    an asset href makes a stage read whatever the pod can see. Links are resolved (`Path.resolve`), so a
+    symlink out of the catalog is outside too.
+    """
+    if scheme_of(href) != "file":
+        return
+    path = Path(normalize_href(href))
+    roots = [Path(normalize_href(root))] if root is not None else []
+    if any(path.is_relative_to(allowed) for allowed in [*roots, *allowed_local_roots()]):
+        return
+    where = f"outside its catalog's folder {roots[0]}" if roots else "a local file, named by a remote catalog"
+    raise BadInputError(f"{what} {href} is {where}", fix=CONFINE_FIX)
+
+
+def folder_of(href: str) -> str | None:
+    """The local folder of a local href (the root its catalog may reference files under); None when remote."""
+    return str(Path(normalize_href(href)).parent) if scheme_of(href) == "file" else None
 
 
 def join_href(base: str, *parts: str) -> str:
@@ -106,6 +165,11 @@ def read_bytes(href: str, *, what: str = "input") -> bytes:
             data: bytes = handle.read()
             return data
     except FileNotFoundError as exc:
+        if _timed_out(exc):  # fsspec's HTTP filesystem reports any failed look-up as not found
+            raise TransientError(
+                f"{what} {redact(href)} did not answer within {http_timeout():g} s",
+                fix="retry later (DEEP_LULC_HTTP_TIMEOUT sets the deadline); check the server",
+            ) from exc
         raise BadInputError(
             f"{what} not found: {redact(href)}", fix="check the path or URL and that the object exists"
         ) from exc
@@ -123,6 +187,22 @@ def read_bytes(href: str, *, what: str = "input") -> bytes:
         raise classify_os_error(exc, action=f"reading {what} {redact(href)}") from exc
 
 
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a timeout or a dropped connection lies anywhere in `exc`'s chain of causes."""
+    import asyncio
+
+    import aiohttp
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(
+            seen, TimeoutError | asyncio.TimeoutError | aiohttp.ServerTimeoutError | aiohttp.ClientConnectionError
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def local_or_buffer(href: str, *, what: str, fix: str) -> str | io.BytesIO:
     """A local path as is (multi-file formats such as Shapefile need their siblings), a remote object as
     bytes in memory (GDAL reads it through /vsimem)."""
@@ -134,10 +214,21 @@ def local_or_buffer(href: str, *, what: str, fix: str) -> str | io.BytesIO:
     return io.BytesIO(read_bytes(href, what=what))
 
 
+def utf8(raw: bytes, *, href: str, what: str) -> str:
+    """`raw` as text: JSON travels as UTF-8 (RFC 8259), and STAC and GeoJSON say so too."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        guess = " (it looks like UTF-16)" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise BadInputError(f"{what} {redact(href)} is not UTF-8 text{guess}",
+                            fix="save it as UTF-8, as JSON requires") from exc  # fmt: skip
+
+
 def read_json(href: str, *, what: str = "input") -> dict[str, Any]:
     raw = read_bytes(href, what=what)
+    text = utf8(raw, href=href, what=what)
     try:
-        document = json.loads(raw)
+        document = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadInputError(
             f"{what} is not valid JSON: {redact(href)} ({exc})", fix="point at a STAC JSON document"
@@ -162,9 +253,12 @@ def classify_os_error(exc: OSError, *, action: str) -> Exception:
         )
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) or isinstance(exc, PermissionError):
         # s3fs raises PermissionError("Forbidden") without an errno: a refusal, not a hiccup worth retrying
+        local = exc.filename is not None or exc.errno == errno.EROFS
         return BadInputError(
-            f"permission denied while {action}",
-            fix="check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) or choose a writable location",
+            f"permission denied while {action}" + (" (read-only filesystem)" if exc.errno == errno.EROFS else ""),
+            fix="check the folder's permissions or choose a writable location"
+            if local
+            else "check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) or choose a writable location",
         )
     return TransientError(
         f"storage error while {action}: {exc}", fix="retry; if it persists, check the storage service"

@@ -10,6 +10,7 @@ import json
 import logging
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +44,7 @@ class TokenEndpoint:
 
     def __init__(self, answer: int | str = 200) -> None:
         self.answer = answer
+        self.release = threading.Event()
         self.paths: list[str] = []
         self.keys: list[str | None] = []
         endpoint = self
@@ -54,6 +56,9 @@ class TokenEndpoint:
             def do_GET(self) -> None:
                 endpoint.paths.append(self.path)
                 endpoint.keys.append(self.headers.get("Ocp-Apim-Subscription-Key"))
+                if endpoint.answer == "stall":  # accepts, then never answers (until the test ends)
+                    endpoint.release.wait(30)
+                    return
                 if endpoint.answer == "garbage":
                     body, status = b"<html>maintenance</html>", 200
                 elif endpoint.answer == 200:
@@ -74,6 +79,7 @@ class TokenEndpoint:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release.set()
         self.server.shutdown()
 
 
@@ -236,3 +242,15 @@ def test_token_endpoint_down_or_wrong(monkeypatch: pytest.MonkeyPatch, tmp_path:
         search.run(inputs=inputs, output=str(tmp_path / "b.json"), params=params)
     assert not (tmp_path / "a.json").exists()
     assert not (tmp_path / "b.json").exists()
+
+
+def test_a_stalled_token_endpoint_is_cut_off_by_the_deadline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    params = SearchParams(start=dt.date(2024, 8, 23), end=dt.date(2024, 8, 25), sign="planetary-computer")
+    with token_endpoint(monkeypatch, answer="stall") as endpoint:
+        monkeypatch.setenv("DEEP_LULC_HTTP_TIMEOUT", "1")
+        started = time.monotonic()
+        with pytest.raises(TransientError, match=r"token endpoint http://127\.0\.0\.1:\d+/\S+ (did not answer|failed) "
+                           r"after retries"):  # fmt: skip
+            search.run(inputs={"stac": str(PC_ITEMS), "aoi": PC_AOI}, output=str(tmp_path / "a.json"), params=params)
+        assert time.monotonic() - started < 15
+        assert len(endpoint.paths) == 3  # the first try and DEEP_LULC_HTTP_RETRIES=2 retries, each cut off
