@@ -53,6 +53,8 @@ class ClassScheme:
     nodata: int = 0
 
     def __post_init__(self) -> None:
+        if not self.classes:
+            raise BadInputError("the class scheme lists no classes", fix="list a NoData class and the classes to map")
         values = [c.value for c in self.classes]
         if len(set(values)) != len(values):
             raise BadInputError("class scheme has duplicate values", fix="give every class a unique value")

@@ -74,9 +74,16 @@ def _to_scheme_value(raw: Any, scheme: ClassScheme, class_map: Mapping[str, str]
 
 
 def read_labels(
-    href: str, *, class_column: str, scheme: ClassScheme, class_map: Mapping[str, str], target_epsg: int
+    href: str,
+    *,
+    class_column: str,
+    scheme: ClassScheme,
+    class_map: Mapping[str, str],
+    target_epsg: int,
+    scheme_fix: str = "pass a matching scheme with --classes",
 ) -> LabelPolygons:
-    """Read, repair, map and reproject label polygons."""
+    """Read, repair, map and reproject label polygons (`scheme_fix`: how the caller's command changes the
+    scheme, said when codes are unknown)."""
     href = storage.normalize_href(href)
     source = storage.local_or_buffer(href, what="labels", fix="pass an existing vector file to --labels")
     try:
@@ -108,7 +115,7 @@ def read_labels(
         raise BadInputError(
             f"labels {storage.redact(href)} use class codes not in the class scheme: {', '.join(unknown[:20])}"
             + (f" (+{len(unknown) - 20} more)" if len(unknown) > 20 else ""),
-            fix="map them with --class-map FILE (source: target) or pass a matching scheme with --classes",
+            fix=f"map them with --class-map FILE (source: target) or {scheme_fix}",
         )
     repaired: list[str] = []
     dropped: list[str] = []

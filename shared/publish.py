@@ -7,7 +7,9 @@ points at missing or half-written files (local renames are atomic; S3 PUTs are a
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import logging
 import os
 import shutil
@@ -17,11 +19,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from deep_lulc.shared.errors import DeepLulcError
+from deep_lulc.shared.errors import BadInputError, DeepLulcError
 from deep_lulc.shared.storage import classify_os_error, filesystem_for, join_href, normalize_href, redact, scheme_of
 
 CATALOG_NAME = "catalog.json"
 STAGING_PREFIX = ".deep-lulc-staging-"
+LOCK_NAME = ".deep-lulc-lock"
 
 log = logging.getLogger(__name__)
 
@@ -51,24 +54,34 @@ class StagedOutput:
 
 @contextmanager
 def staged_output(output: str) -> Iterator[StagedOutput]:
-    """Yield a staging directory for `output`; it is removed whatever happens."""
+    """Yield a staging directory for `output`; it is removed whatever happens (SIGTERM included: the runtime
+    turns it into an exception). A local `output` is locked for the whole run (`output_lock`), and staging
+    folders that killed runs left there are removed."""
     output = normalize_href(output)
     created: Path | None = None
-    if scheme_of(output) == "file":
-        target = Path(output)
-        try:
-            created = target if not target.exists() else None
-            target.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise classify_os_error(exc, action=f"creating the output directory {output}") from exc
-        if not target.is_dir():
-            raise classify_os_error(NotADirectoryError(20, "not a directory"), action=f"creating {output}")
-        # Staging beside the target keeps the final moves on one filesystem, hence atomic renames.
-        staging = target / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
-        staging.mkdir()
-    else:
-        filesystem_for(output)  # reject unsupported schemes before any work
-        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX))
+    with contextlib.ExitStack() as stack:
+        if scheme_of(output) == "file":
+            target = Path(output)
+            try:
+                created = target if not target.exists() else None
+                target.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise classify_os_error(exc, action=f"creating the output directory {output}") from exc
+            if not target.is_dir():
+                raise classify_os_error(NotADirectoryError(20, "not a directory"), action=f"creating {output}")
+            stack.enter_context(output_lock(target))
+            _remove_stale_staging(target)
+            # Staging beside the target keeps the final moves on one filesystem, hence atomic renames.
+            staging = target / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+            staging.mkdir()
+        else:
+            filesystem_for(output)  # reject unsupported schemes before any work
+            staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX))
+        stack.callback(shutil.rmtree, staging, ignore_errors=True)
+        yield from _staged(output, staging, created)
+
+
+def _staged(output: str, staging: Path, created: Path | None) -> Iterator[StagedOutput]:
     try:
         yield StagedOutput(output, staging)
     except DeepLulcError:
@@ -84,8 +97,64 @@ def staged_output(output: str) -> Iterator[StagedOutput]:
         if "No space left on device" in str(exc):  # GDAL reports a full disk as its own error class
             raise classify_os_error(OSError(errno.ENOSPC, str(exc)), action=f"writing {redact(output)}") from exc
         raise
+    except BaseException:  # SIGTERM (as the runtime's exception), KeyboardInterrupt
+        _remove_if_empty(created)
+        raise
+
+
+@contextmanager
+def output_lock(target: Path) -> Iterator[None]:
+    """Hold `target` for this run alone: a second run into the same --out is bad input naming it, never a
+    silent mix of two runs' files. An advisory `flock` on a file in the folder, which the kernel releases
+    when the process ends however it ends, so a killed run leaves no stale lock."""
+    path = target / LOCK_NAME
+    while True:
+        try:
+            handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise classify_os_error(exc, action=f"locking the output directory {target}") from exc
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(handle, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(handle)
+            raise BadInputError(
+                f"another deep-lulc run (pid {holder}) is writing to {target}",
+                fix="wait for it to finish, or pass another --out",
+            ) from None
+        except OSError:  # a filesystem without locks (some network mounts): publish unguarded, as before
+            os.close(handle)
+            log.warning("cannot lock %s: concurrent runs into it are not detected", target)
+            yield
+            return
+        try:  # the holder before us may have removed the file while we waited: lock the file that is there
+            same = os.fstat(handle).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(handle)
+    try:
+        with contextlib.suppress(OSError):  # the pid only helps the message; a full disk must not stop the lock
+            os.ftruncate(handle, 0)
+            os.pwrite(handle, str(os.getpid()).encode(), 0)
+        yield
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(handle)
+
+
+def _remove_stale_staging(target: Path) -> None:
+    """Staging folders of runs that were killed (SIGKILL leaves no chance to clean up): with the output locked,
+    no other run can be writing them."""
+    try:
+        stale = [entry for entry in target.iterdir() if entry.name.startswith(STAGING_PREFIX) and entry.is_dir()]
+    except OSError:
+        return
+    for entry in stale:
+        log.info("removing %s, left by an interrupted run", entry.name)
+        shutil.rmtree(entry, ignore_errors=True)
 
 
 def _remove_if_empty(directory: Path | None) -> None:
@@ -96,7 +165,7 @@ def _remove_if_empty(directory: Path | None) -> None:
 
 def _only_staging(directory: Path) -> bool:
     try:
-        return all(entry.name.startswith(STAGING_PREFIX) for entry in directory.iterdir())
+        return all(entry.name.startswith(STAGING_PREFIX) or entry.name == LOCK_NAME for entry in directory.iterdir())
     except OSError:
         return False
 
@@ -127,6 +196,30 @@ def _publish_remote(staging: Path, output: str) -> None:
         fs.put_file(str(local), f"{root.rstrip('/')}/{relative}")
     fs.put_file(str(staging / CATALOG_NAME), marker)
     log.info("published %d files to %s", len(files) + 1, redact(output))
+
+
+NAME_MAX = 255  # bytes in one path component on Linux filesystems (ext4, xfs, overlayfs)
+
+
+def check_output_path(output: str, *, file_output: bool = False) -> None:
+    """Bad input, before any work, for a local --out no run could ever write: a name over 255 bytes, a
+    folder output that is an existing file, or a path below an existing file. Found later, when the result
+    is published, the same mistake would cost the whole computation."""
+    if scheme_of(output) != "file":
+        return
+    path = Path(normalize_href(output))
+    fix = "pass an --out whose names are under 255 characters and whose parent folders are folders"
+    too_long = [part for part in path.parts if len(part.encode("utf-8")) > NAME_MAX]
+    if too_long:
+        raise BadInputError(f"--out {output} has a name of {len(too_long[0].encode())} bytes (at most {NAME_MAX})",
+                            fix=fix)  # fmt: skip
+    if path.exists() and not path.is_dir() and not file_output:
+        raise BadInputError(f"--out {path} is an existing file, not a folder", fix=fix)
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise BadInputError(f"--out {path} lies below {parent}, which is a file", fix=fix)
+            break
 
 
 def write_file_atomically(href: str, data: bytes) -> str:

@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 from deep_lulc.shared import storage
 from deep_lulc.shared.contract import StageParams, StageResult
 from deep_lulc.shared.errors import DeepLulcError
-from deep_lulc.shared.publish import CATALOG_NAME, write_file_atomically
+from deep_lulc.shared.publish import CATALOG_NAME, check_output_path, write_file_atomically
 from deep_lulc.shared.version import __version__
 
 RESULT_NAME = "result.json"
@@ -100,6 +100,7 @@ def idempotent(stage: str, *, file_output: bool = False) -> Callable[[StageRun[P
     def decorate(run: StageRun[P]) -> StageRun[P]:
         @functools.wraps(run)
         def wrapper(*, inputs: Mapping[str, str], output: str, params: P) -> StageResult:
+            check_output_path(output, file_output=file_output)
             request = request_document(stage, inputs, params)
             if not getattr(params, "overwrite", False):
                 previous = completed_run(output, request, file_output=file_output)

@@ -11,11 +11,16 @@ its pure function: validation before any I/O, the exit codes of the contract, th
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import importlib
 import inspect
 import json
 import logging
+import os
+import shutil
+import signal
 import sys
+import threading
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -31,9 +36,14 @@ from pydantic_core import PydanticUndefined
 from deep_lulc.shared.contract import StageInputs, StageParams, StageResult, validate_params, write_outputs_dir
 from deep_lulc.shared.errors import BadInputError, DeepLulcError, ExitCode
 from deep_lulc.shared.logs import configure_logging, redact_text
+from deep_lulc.shared.storage import LOCAL_ROOTS_VARIABLE
 
 log = logging.getLogger("deep_lulc")
 
+_LOCAL_ROOT_HELP = (
+    "A local folder that STAC inputs may reference files under, besides each catalog's own folder "
+    f"(repeatable; also {LOCAL_ROOTS_VARIABLE})."
+)
 _OUTPUTS_DIR_HELP = "Also write the result JSON to DIR/result.json and each key to DIR/<key> (Argo outputs)."
 
 
@@ -74,9 +84,64 @@ class Stage:
         return self.run or self.params.__module__.rpartition(".")[0] + ".stage:run"
 
 
-def execute(stage: str, call: Callable[[], StageResult], *, debug: bool, outputs_dir: Path | None) -> None:
-    """Run a stage call and leave through the contract's exit codes; prints the JSON line on success."""
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every `finally` (staging folders, locks) runs before the exit.
+
+    A BaseException, as KeyboardInterrupt is: stage code that handles `Exception` must not swallow it.
+    """
+
+
+SIGTERM_EXIT = 128 + signal.SIGTERM  # 143, what Kubernetes and Argo expect of a process that honoured it
+
+
+def _raise_terminated(signum: int, _frame: types.FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+def _full_disk(exc: BaseException) -> DeepLulcError | None:
+    """Bad input when a full disk (or quota) lies anywhere in `exc`'s chain: the README promises exit 2 for it
+    whichever library hit it (safetensors, GDAL and torch word it their own way)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if (isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT)) or NO_SPACE in str(seen):
+            lines = [line.strip() for line in redact_text(str(seen)).splitlines() if line.strip()]
+            said = next((line for line in lines if NO_SPACE in line), lines[0] if lines else NO_SPACE)
+            return BadInputError(f"no space left on the device ({said[:160]})",
+                                 fix="free space or choose another --out")  # fmt: skip
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+NO_SPACE = "No space left on device"
+NEARLY_FULL_BYTES = 1024 * 1024  # a filesystem with less free space than this failed the write, whatever was said
+
+
+def _full_filesystem(output: str | None) -> DeepLulcError | None:
+    """Bad input when the local --out's filesystem is full: libtiff and GDAL report a failed write as "IO error
+    writing tag data" and the like, without the errno."""
+    if output is None or "://" in output:
+        return None
+    path = Path(output).expanduser().absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return None
+    if free >= NEARLY_FULL_BYTES:
+        return None
+    return BadInputError(f"no space left on the device holding {output} ({free} bytes free)",
+                         fix="free space or choose another --out")  # fmt: skip
+
+
+def execute(
+    stage: str, call: Callable[[], StageResult], *, debug: bool, outputs_dir: Path | None, output: str | None = None
+) -> None:
+    """Run a stage call and leave through the contract's exit codes; prints the JSON line on success.
+    `output`: the --out, whose filesystem is looked at when a failure might be a full disk."""
     configure_logging(debug=debug)
+    main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
     try:
         result = call()
         if outputs_dir is not None:
@@ -89,7 +154,15 @@ def execute(stage: str, call: Callable[[], StageResult], *, debug: bool, outputs
     except KeyboardInterrupt:
         print(f"deep-lulc {stage}: interrupted", file=sys.stderr)
         raise typer.Exit(130) from None
+    except Terminated:
+        print(f"deep-lulc {stage}: error: terminated by SIGTERM before it finished, nothing published; "
+              "fix: rerun the same command (outputs are published whole or not at all)", file=sys.stderr)  # fmt: skip
+        raise typer.Exit(SIGTERM_EXIT) from None
     except Exception as exc:
+        full = _full_disk(exc) or _full_filesystem(output)
+        if full is not None:  # raised where no stage code classified it (a library writing a file)
+            print(redact_text(f"deep-lulc {stage}: error: {full.one_line()}"), file=sys.stderr)
+            raise typer.Exit(int(full.exit_code)) from None
         if debug:
             raise
         print(
@@ -100,6 +173,9 @@ def execute(stage: str, call: Callable[[], StageResult], *, debug: bool, outputs
             file=sys.stderr,
         )
         raise typer.Exit(int(ExitCode.FAILURE)) from None
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     print(result.to_json_line(), flush=True)
 
 
@@ -227,7 +303,7 @@ def command(stage: Stage) -> Callable[..., None]:
     options = _options(stage.params, stage.hidden)
     sources = _options(stage.inputs)
     taken = {option.name for option in options}
-    clashes = taken & ({s.name for s in sources} | {"out", "debug", "outputs_dir", "hrefs"})
+    clashes = taken & ({s.name for s in sources} | {"out", "debug", "outputs_dir", "hrefs", "allow_local_root"})
     if clashes:
         raise RuntimeError(f"stage {stage.name}: params fields {sorted(clashes)} clash with runtime options")
     parameters: list[inspect.Parameter] = []
@@ -246,6 +322,7 @@ def command(stage: Stage) -> Callable[..., None]:
         add(option.name, option.annotation,
             typer.Option(option.default, *option.decls, help=option.help, metavar=option.metavar))  # fmt: skip
     add("debug", bool, typer.Option(False, "--debug", help="Show tracebacks and debug logs."))
+    add("allow_local_root", list[Path], typer.Option([], "--allow-local-root", help=_LOCAL_ROOT_HELP, file_okay=False))
     add("outputs_dir", Path | None, typer.Option(None, "--outputs-dir", help=_OUTPUTS_DIR_HELP, file_okay=False))
 
     def invoke(**values: Any) -> None:
@@ -261,7 +338,11 @@ def command(stage: Stage) -> Callable[..., None]:
                 stage.report(result)
             return result
 
-        execute(stage.name, call, debug=values["debug"], outputs_dir=values["outputs_dir"])
+        if values["allow_local_root"]:  # read where hrefs are resolved, in this process and its dask workers
+            roots = [str(root) for root in values["allow_local_root"]]
+            existing = [part for part in os.environ.get(LOCAL_ROOTS_VARIABLE, "").split(os.pathsep) if part]
+            os.environ[LOCAL_ROOTS_VARIABLE] = os.pathsep.join([*existing, *roots])
+        execute(stage.name, call, debug=values["debug"], outputs_dir=values["outputs_dir"], output=values.get("out"))
 
     invoke.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     invoke.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": None}

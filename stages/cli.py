@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
+# typer 0.29 vendors click and raises its own copies of click's exceptions; it exports only Abort and Exit.
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
+
+from deep_lulc.shared.errors import ExitCode
 from deep_lulc.shared.runtime import Stage, register
 from deep_lulc.shared.version import __version__
 from deep_lulc.stages.change.cli import COMMAND as CHANGE
@@ -49,4 +55,19 @@ register(app, list(COMMANDS))
 
 
 def main() -> None:
-    app()
+    """Run the command; a usage error (unknown option, missing value) is one line and exit 2, like every
+    other error of the contract, not click's framed box."""
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # `deep-lulc` alone: the help, as click shows it
+        exc.show()
+        sys.exit(exc.exit_code)
+    except UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "deep-lulc"
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        print(f"{command}: error: {message}; fix: see `{command} --help`", file=sys.stderr)
+        sys.exit(int(ExitCode.BAD_INPUT))
+    except typer.Abort:
+        print("deep-lulc: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -54,7 +54,7 @@ def test_scheme_from_yaml(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("classes: []\nnodata: 5", "nodata value 5"),
+        ("classes: []\nnodata: 5", "the class scheme lists no classes"),
         ("classes:\n  - {value: 0, name: a}\n  - {value: 0, name: b}", "duplicate values"),
         ("classes:\n  - {value: 0, name: 'no data'}", "characters STAC classification forbids"),
         ("classes:\n  - {value: 300, name: big}\nnodata: 300", "outside 0..254"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -42,5 +43,25 @@ def test_cli_refuses_a_file_as_out_in_one_line(tmp_path: Path) -> None:
     assert completed.returncode == 2, completed.stderr
     lines = [line for line in completed.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, completed.stderr
-    assert "File exists" in lines[0]
-    assert "fix: pass a folder" in lines[0]
+    assert f"--out {target} is an existing file, not a folder" in lines[0]
+    assert "fix: pass an --out whose names are under 255 characters" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("an-existing-file", r"is an existing file, not a folder"),
+        ("x" * 300, r"has a name of 300 bytes \(at most 255\)"),
+        ("an-existing-file/below-a-file", r"lies below \S+an-existing-file, which is a file"),
+    ],
+    ids=["file", "too-long", "below-file"],
+)
+def test_an_impossible_output_is_refused_before_the_stage_computes(tmp_path: Path, name: str, message: str) -> None:
+    from deep_lulc.stages.synth import stage as synth
+    from deep_lulc.stages.synth.params import SynthParams
+
+    (tmp_path / "an-existing-file").write_text("not a folder")
+    started = time.perf_counter()
+    with pytest.raises(BadInputError, match=message):
+        synth.run(inputs={}, output=str(tmp_path / name), params=SynthParams(size=4096))  # minutes, were it computed
+    assert time.perf_counter() - started < 5

@@ -110,30 +110,32 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChipsParams) -> Stage
         # GDAL compresses with the GIL released: writing chips on threads overlaps with reading the next.
         writers = ThreadPoolExecutor(max_workers=WRITE_THREADS)
         pending: deque[Future[pystac.Item]] = deque()
-        order = sorted(range(len(chips)), key=lambda i: (chips[i].row, chips[i].col))
-        for index in progress(order, total=len(order), what="chips", unit="chip"):
-            chip = chips[index]
-            values = reader.window(chip.row, chip.col, chip.size).reshape(-1, chip.size, chip.size)
-            label = labels[chip.row : chip.row + chip.size, chip.col : chip.col + chip.size]
-            present, pixels = np.unique(label[label != scheme.nodata], return_counts=True)
-            for value, n in zip(present.tolist(), pixels.tolist(), strict=True):
-                counts[chip.split][value] = counts[chip.split].get(value, 0) + n
-            if chip.split == TRAIN:
-                finite = np.isfinite(values)
-                band_n += finite.sum(axis=(1, 2))
-                band_sum += np.where(finite, values, 0.0).sum(axis=(1, 2), dtype=np.float64)
-                band_sq += np.where(finite, values.astype(np.float64) ** 2, 0.0).sum(axis=(1, 2))
-            if len(pending) >= WRITE_QUEUE:  # bound the chips held in memory while GDAL compresses
-                items.append(pending.popleft().result())
-            pending.append(
-                writers.submit(
-                    write_chip, staged.path / "chips", f"chip-{index:05d}", values, label, features_grid=grid,
-                    row=chip.row, col=chip.col, split=chip.split, block=chip.block, features_item=features_item,
-                    channels=names, scheme=scheme,
-                )
-            )  # fmt: skip
-        items.extend(future.result() for future in pending)
-        writers.shutdown()
+        try:
+            order = sorted(range(len(chips)), key=lambda i: (chips[i].row, chips[i].col))
+            for index in progress(order, total=len(order), what="chips", unit="chip"):
+                chip = chips[index]
+                values = reader.window(chip.row, chip.col, chip.size).reshape(-1, chip.size, chip.size)
+                label = labels[chip.row : chip.row + chip.size, chip.col : chip.col + chip.size]
+                present, pixels = np.unique(label[label != scheme.nodata], return_counts=True)
+                for value, n in zip(present.tolist(), pixels.tolist(), strict=True):
+                    counts[chip.split][value] = counts[chip.split].get(value, 0) + n
+                if chip.split == TRAIN:
+                    finite = np.isfinite(values)
+                    band_n += finite.sum(axis=(1, 2))
+                    band_sum += np.where(finite, values, 0.0).sum(axis=(1, 2), dtype=np.float64)
+                    band_sq += np.where(finite, values.astype(np.float64) ** 2, 0.0).sum(axis=(1, 2))
+                if len(pending) >= WRITE_QUEUE:  # bound the chips held in memory while GDAL compresses
+                    items.append(pending.popleft().result())
+                pending.append(
+                    writers.submit(
+                        write_chip, staged.path / "chips", f"chip-{index:05d}", values, label, features_grid=grid,
+                        row=chip.row, col=chip.col, split=chip.split, block=chip.block, features_item=features_item,
+                        channels=names, scheme=scheme,
+                    )
+                )  # fmt: skip
+            items.extend(future.result() for future in pending)
+        finally:  # on a failure too: writers still running would refill the staging folder after its removal
+            writers.shutdown(wait=True, cancel_futures=True)
         mean = band_sum / np.maximum(band_n, 1)
         std = np.sqrt(np.maximum(band_sq / np.maximum(band_n, 1) - mean**2, 0.0))
         warnings = _split_warnings(counts, scheme, stats=stats, regions=regions, block_px=block_px, filled=fill_classes)

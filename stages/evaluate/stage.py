@@ -71,6 +71,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: EvaluateParams) -> St
 
     def burner(key: str, option: str) -> LabelBurner:
         labels = read_labels(inputs[key], class_column=params.class_column, scheme=target.scheme,
+                             scheme_fix="evaluate against a map whose scheme has them",
                              class_map=class_map, target_epsg=epsg_of(grid))  # fmt: skip
         require_overlap(labels, grid, prediction=inputs["prediction"], option=option)
         return LabelBurner(labels, grid, radius=params.erosion_radius, nodata=target.scheme.nodata)

@@ -142,6 +142,12 @@ class Checkpoints:
         local = Path(tempfile.gettempdir()) / "deep-lulc-checkpoints" / digest
         return Checkpoints(local, storage.join_href(output, FOLDER))
 
+    def remove_if_empty(self) -> None:
+        """Drop the local folder when it holds nothing to resume from."""
+        with contextlib.suppress(OSError):
+            if self.folder.is_dir() and not any(self.folder.iterdir()):
+                self.folder.rmdir()
+
     @property
     def where(self) -> str:
         return storage.redact(self.remote) if self.remote else str(self.folder)

@@ -291,8 +291,12 @@ def _fit_network(
         patience=params.patience if config.spec.keep == "best" else epochs + 1,
         device=device,
     )
-    state, lr = fit(model, dls, loss, n_out=config.n_out, plan=plan, checkpoints=checkpoints, state=resumed,
-                    fingerprint=fingerprint)  # fmt: skip
+    try:
+        state, lr = fit(model, dls, loss, n_out=config.n_out, plan=plan, checkpoints=checkpoints, state=resumed,
+                        fingerprint=fingerprint)  # fmt: skip
+    except BaseException:  # a run that failed before its first checkpoint leaves no empty folder behind
+        checkpoints.remove_if_empty()
+        raise
     load_weights(model, checkpoints.folder / state.weights(config.spec.keep))
     model = model.to(device).eval()
 
