@@ -36,6 +36,7 @@ from botocore.exceptions import ClientError
 from pyproj import Transformer
 
 from .conftest import BIN, PROJECT_ROOT, TINY, cli_env, free_port
+from .resealing import reseal_links
 from .test_chips import SQUARE, write_polygons
 from .test_predict import _edited_model
 from .test_search_cube import _FlakyProxy
@@ -68,6 +69,7 @@ class Workspace:
     catalog: Path
     cube: str
     features: str
+    chips: str
     model: str
     stac_api: str
     root: Path
@@ -322,6 +324,21 @@ def features_onto_full_disk(workspace: Workspace, _folder: Path) -> Invocation:
     return Invocation(["--cube", workspace.cube, "--out", str(out)], out)
 
 
+def onto_full_disk(stage: str) -> Callable[[Workspace, Path], Invocation]:
+    """`chips`, `train` or `predict` from the session fixtures into a folder of the full filesystem."""
+
+    def prepare(workspace: Workspace, _folder: Path) -> Invocation:
+        out = workspace.full_disk / stage
+        inputs = {
+            "chips": ["--features", workspace.features, "--labels", str(workspace.catalog / "labels.gpkg"), *CHIPS],
+            "train": ["--chips", workspace.chips, "--epochs", "1"],
+            "predict": ["--model", workspace.model, "--features", workspace.features, "--device", "cpu"],
+        }[stage]
+        return Invocation([*inputs, "--out", str(out)], out)
+
+    return prepare
+
+
 def search_of(*extra: str, dates: tuple[str, ...] = YEAR) -> Callable[[Workspace, Path], Invocation]:
     def prepare(workspace: Workspace, folder: Path) -> Invocation:
         out = folder / "items.json"
@@ -344,6 +361,52 @@ def labels_far_away(_workspace: Workspace, folder: Path) -> str:
 
 def only_a_sliver(_workspace: Workspace, folder: Path) -> str:
     return write_polygons(folder / "labels.gpkg", [SLIVER], [2])
+
+
+def features_with_an_altered_chunk(workspace: Workspace, folder: Path) -> str:
+    """A copy of the features whose first chunk has one byte changed in place: same size, still compressed data."""
+    shutil.copytree(Path(workspace.features).parent, folder / "features")
+    chunk = next((folder / "features").rglob("features/0.0.0.0"))
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 4
+    chunk.write_bytes(bytes(data))
+    return str(folder / "features" / "catalog.json")
+
+
+def predict_on(features: Callable[[Workspace, Path], str]) -> Callable[[Workspace, Path], Invocation]:
+    def prepare(workspace: Workspace, folder: Path) -> Invocation:
+        args = ["--model", workspace.model, "--features", features(workspace, folder), "--out", str(folder / "out"),
+                "--device", "cpu"]  # fmt: skip
+        return Invocation(args, folder / "out")
+
+    return prepare
+
+
+def model_with_swapped_legend(workspace: Workspace, folder: Path) -> str:
+    """The model's config with two class values swapped, its item not told: the map's legend would swap."""
+    shutil.copytree(Path(workspace.model).parent, folder / "model")
+    config_path = next((folder / "model").rglob("model-config.json"))
+    config = json.loads(config_path.read_text())
+    values = config["class_values"]
+    values[1], values[2] = values[2], values[1]
+    config_path.write_text(json.dumps(config))
+    return str(folder / "model" / "catalog.json")
+
+
+def catalog_reading_outside(workspace: Workspace, folder: Path) -> str:
+    """A copy of the tiny catalog whose first scene's red band points at ../../../../../../etc/passwd."""
+    copy = folder / "catalog"
+    shutil.copytree(workspace.catalog, copy)
+    item_path = next(copy.rglob("S2A_33TWM_20230103_0_L2A.json"))
+    document = json.loads(item_path.read_text())
+    document["assets"]["red"]["href"] = "../../../../../../../../etc/passwd"
+    item_path.write_text(json.dumps(document))
+    reseal_links(copy / "catalog.json")  # an edit recorded as a writer would: the href itself must be refused
+    return str(copy / "catalog.json")
+
+
+def usage_error(_workspace: Workspace, _folder: Path) -> Invocation:
+    return Invocation(["--no-such-option", "1"], None)
 
 
 # -- the table -------------------------------------------------------------------------------------------
@@ -599,6 +662,96 @@ CASES: list[BadInput] = [
         message="no space left on the device while writing the output for …/features; "
         "fix: free space or choose another --out",
     ),
+    BadInput(
+        name="features-chunk-altered",
+        description="features whose first Zarr chunk has one byte changed in place (same size, still decodes)",
+        stage="predict",
+        prepare=predict_on(features_with_an_altered_chunk),
+        expected_exit=2,
+        expected_message_regex=r"Zarr store \S+ is damaged: object features/0\.0\.0\.0 differs from the checksum "
+        r"its manifest recorded; fix: ",
+        message="Zarr store …/features.zarr is damaged: object features/0.0.0.0 differs from the checksum its "
+        "manifest recorded; fix: re-run the stage that wrote the store, or copy the whole store again",
+    ),
+    BadInput(
+        name="model-config-edited",
+        description="model config with two class values swapped, the model item not updated",
+        stage="predict",
+        prepare=predict_with(model_with_swapped_legend),
+        expected_exit=2,
+        expected_message_regex=r"model config \S+model-config\.json is not the file `deep-lulc train` wrote",
+        message="model config …/model-config.json is not the file `deep-lulc train` wrote: 8809 bytes where the "
+        "model item records 11592; fix: copy the whole model folder again, or retrain with `deep-lulc train`",
+    ),
+    BadInput(
+        name="aoi-across-antimeridian",
+        description="AOI bbox that crosses the antimeridian (179.5 E to 179.5 W)",
+        stage="cube",
+        prepare=cube_of(tiny_stac, "179.5,46.2,-179.5,46.4"),
+        expected_exit=2,
+        expected_message_regex=r"AOI bbox '179\.5,46\.2,-179\.5,46\.4' crosses the antimeridian; fix: split the AOI"
+        r"|crosses the antimeridian \(west 179\.5 > east -179\.5\); fix: split the AOI at 180",
+        message="AOI bbox '179.5,46.2,-179.5,46.4' crosses the antimeridian (west 179.5 > east -179.5); "
+        "fix: split the AOI at 180 degrees and run each side on its own …",
+    ),
+    BadInput(
+        name="grid-over-max-pixels",
+        description="`--resolution 0.001` (degrees typed for metres): a grid of 10^12 pixels",
+        stage="cube",
+        prepare=cube_of(tiny_stac, "aoi-train.geojson", "--resolution", "0.001"),
+        expected_exit=2,
+        expected_message_regex=r"the grid would be [\d,]+ x [\d,]+ px \([\d,]+ pixels\), over --max-pixels "
+        r"250,000,000; fix: check --resolution",
+        message="the grid would be 690,008 x 1,220,005 px (…), over --max-pixels 250,000,000; fix: check "
+        "--resolution (metres, not degrees), narrow the AOI, plan tiles with --tiles, or raise --max-pixels …",
+    ),
+    BadInput(
+        name="asset-href-outside-catalog",
+        description="catalog whose asset href climbs out of it (`../../../../etc/passwd`)",
+        stage="cube",
+        prepare=cube_of(catalog_reading_outside, "aoi-train.geojson"),
+        expected_exit=2,
+        expected_message_regex=r"asset red of item S2A_33TWM_20230103_0_L2A: /etc/passwd is outside its catalog's "
+        r"folder \S+; fix: move the file under the catalog's folder, or allow its folder with --allow-local-root",
+        message="asset red of item S2A_33TWM_20230103_0_L2A: /etc/passwd is outside its catalog's folder …; "
+        "fix: move the file under the catalog's folder, or allow its folder with --allow-local-root DIR …",
+    ),
+    BadInput(
+        name="usage-error",
+        description="an option the command does not have",
+        stage="cube",
+        prepare=usage_error,
+        expected_exit=2,
+        expected_message_regex=r"No such option: --no-such-option; fix: see `deep-lulc cube --help`",
+        message="No such option: --no-such-option; fix: see `deep-lulc cube --help`",
+    ),
+    BadInput(
+        name="no-space-chips-output",
+        description="full output filesystem, training chips (`chips --out`)",
+        stage="chips",
+        prepare=onto_full_disk("chips"),
+        expected_exit=2,
+        expected_message_regex=r"no space left on the device .*; fix: free space or choose another --out",
+        message="no space left on the device (… No space left on device …); fix: free space or choose another --out",
+    ),
+    BadInput(
+        name="no-space-train-output",
+        description="full output filesystem, a model (its first checkpoint) (`train --out`)",
+        stage="train",
+        prepare=onto_full_disk("train"),
+        expected_exit=2,
+        expected_message_regex=r"no space left on the device .*; fix: free space or choose another --out",
+        message="no space left on the device (… No space left on device …); fix: free space or choose another --out",
+    ),
+    BadInput(
+        name="no-space-predict-output",
+        description="full output filesystem, a class map (`predict --out`)",
+        stage="predict",
+        prepare=onto_full_disk("predict"),
+        expected_exit=2,
+        expected_message_regex=r"no space left on the device .*; fix: free space or choose another --out",
+        message="no space left on the device (… No space left on device …); fix: free space or choose another --out",
+    ),
 ]
 
 
@@ -631,6 +784,7 @@ def observed(
     tiny_catalog: Path,
     tiny_cube: str,
     tiny_features: str,
+    tiny_chips: str,
     tiny_model: str,
     stac_api: str,
     tmp_path_factory: pytest.TempPathFactory,
@@ -638,8 +792,8 @@ def observed(
     """Set every row up, then run all their commands concurrently; yields what each one did."""
     with ExitStack() as stack:
         workspace = Workspace(
-            catalog=tiny_catalog, cube=tiny_cube, features=tiny_features, model=tiny_model, stac_api=stac_api,
-            root=tmp_path_factory.mktemp("bad-inputs"), stack=stack,
+            catalog=tiny_catalog, cube=tiny_cube, features=tiny_features, chips=tiny_chips, model=tiny_model,
+            stac_api=stac_api, root=tmp_path_factory.mktemp("bad-inputs"), stack=stack,
         )  # fmt: skip
         invocations: dict[str, Invocation | str] = {}
         for case in CASES:
