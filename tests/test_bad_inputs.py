@@ -725,32 +725,22 @@ CASES: list[BadInput] = [
         expected_message_regex=r"No such option: --no-such-option; fix: see `deep-lulc cube --help`",
         message="No such option: --no-such-option; fix: see `deep-lulc cube --help`",
     ),
-    BadInput(
-        name="no-space-chips-output",
-        description="full output filesystem, training chips (`chips --out`)",
-        stage="chips",
-        prepare=onto_full_disk("chips"),
-        expected_exit=2,
-        expected_message_regex=r"no space left on the device .*; fix: free space or choose another --out",
-        message="no space left on the device (… No space left on device …); fix: free space or choose another --out",
-    ),
-    BadInput(
-        name="no-space-train-output",
-        description="full output filesystem, a model (its first checkpoint) (`train --out`)",
-        stage="train",
-        prepare=onto_full_disk("train"),
-        expected_exit=2,
-        expected_message_regex=r"no space left on the device .*; fix: free space or choose another --out",
-        message="no space left on the device (… No space left on device …); fix: free space or choose another --out",
-    ),
-    BadInput(
-        name="no-space-predict-output",
-        description="full output filesystem, a class map (`predict --out`)",
-        stage="predict",
-        prepare=onto_full_disk("predict"),
-        expected_exit=2,
-        expected_message_regex=r"no space left on the device .*; fix: free space or choose another --out",
-        message="no space left on the device (… No space left on device …); fix: free space or choose another --out",
+    *(
+        BadInput(
+            name=f"no-space-{stage}-output",
+            description=f"full output filesystem, {what} (`{stage} --out`)",
+            stage=stage,
+            prepare=onto_full_disk(stage),
+            expected_exit=2,
+            expected_message_regex=r"no space left on the device .*; fix: free space or choose another --out",
+            message="no space left on the device (… No space left on device …); "
+            "fix: free space or choose another --out",
+        )
+        for stage, what in (
+            ("chips", "training chips"),
+            ("train", "a model (its first checkpoint)"),
+            ("predict", "a class map"),
+        )
     ),
 ]
 
