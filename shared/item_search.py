@@ -81,7 +81,12 @@ def find_items(query: SceneQuery) -> list[pystac.Item]:
     href = storage.normalize_href(query.source)
     if storage.is_remote(href) and storage.scheme_of(href) in ("http", "https"):
         root = _read_root_over_http(href)
-        found = _search_api(href, query) if is_stac_api(root) else _search_static(href, query, dict(root))
+        if is_stac_api(root):
+            found = storage.within_deadline(
+                lambda: _search_api(href, query), what=f"the search of {storage.redact(href)}"
+            )
+        else:
+            found = _search_static(href, query, dict(root))
     else:
         found = _search_static(href, query)
     items = deduplicate(found)
@@ -103,7 +108,8 @@ def _read_root_over_http(href: str) -> dict[str, object]:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     try:
-        response = session.get(href, timeout=http_timeout())
+        response = storage.within_deadline(lambda: session.get(href, timeout=http_timeout()),
+                                           what=f"STAC source {storage.redact(href)}")  # fmt: skip
     except requests.exceptions.RequestException as exc:
         raise TransientError(
             f"STAC source {storage.redact(href)} did not answer after retries ({type(exc).__name__})",

@@ -81,7 +81,10 @@ def _fetch_token(url: str, subscription_key: str | None) -> None:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     headers = {"Ocp-Apim-Subscription-Key": subscription_key} if subscription_key else None
-    response = session.get(url, headers=headers, timeout=(storage.CONNECT_TIMEOUT_S, storage.http_timeout()))
+    response = storage.within_deadline(
+        lambda: session.get(url, headers=headers, timeout=(storage.CONNECT_TIMEOUT_S, storage.http_timeout())),
+        what=f"the token request to {storage.redact(url)}",
+    )
     response.raise_for_status()
     planetary_computer.sas.TOKEN_CACHE[url] = planetary_computer.sas.SASToken(**response.json())
 

@@ -11,8 +11,10 @@ import io
 import json
 import os
 import posixpath
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import fsspec
@@ -21,8 +23,53 @@ from fsspec.spec import AbstractFileSystem
 from deep_lulc.shared.errors import BadInputError, TransientError
 
 REMOTE_SCHEMES = ("s3", "http", "https")
+T = TypeVar("T")
 CONNECT_TIMEOUT_S = 10.0
 S3FS_TRIES = 2
+
+
+def http_deadline() -> float:
+    """Seconds one whole remote operation may take (`DEEP_LULC_HTTP_DEADLINE`, default ten request timeouts): a
+    server trickling a byte a second never trips a per-read timeout, so a search, a token request or a document
+    read is also bounded as a whole."""
+    raw = os.environ.get("DEEP_LULC_HTTP_DEADLINE")
+    if raw is None:
+        return 10 * http_timeout()
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise BadInputError(f"DEEP_LULC_HTTP_DEADLINE={raw!r} is not a positive number of seconds",
+                            fix="set it to e.g. 600, or unset it")  # fmt: skip
+    return value
+
+
+def within_deadline(call: Callable[[], T], *, what: str) -> T:
+    """`call()`, or a transient error naming `what` once `http_deadline()` has passed.
+
+    The call runs on a daemon thread: a stalled socket cannot be interrupted from outside, and a daemon
+    thread still waiting when the stage exits does not hold the process open.
+    """
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:  # handed to the caller's thread as it is
+            outcome.append((False, exc))
+
+    worker = threading.Thread(target=run, name=f"deadline: {what}", daemon=True)
+    deadline = http_deadline()
+    worker.start()
+    worker.join(deadline)
+    if not outcome:
+        raise TransientError(f"{what} did not finish within {deadline:g} s",
+                             fix="retry later (DEEP_LULC_HTTP_DEADLINE sets the limit); check the server")  # fmt: skip
+    succeeded, value = outcome[0]
+    if not succeeded:
+        raise value
+    return value  # type: ignore[no-any-return]
 
 
 def http_timeout() -> float:
@@ -94,7 +141,7 @@ def filesystem_for(href: str) -> tuple[AbstractFileSystem, str]:
     if scheme in ("http", "https"):
         import aiohttp
 
-        deadline = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT_S, sock_read=http_timeout())
+        deadline = aiohttp.ClientTimeout(total=http_deadline(), connect=CONNECT_TIMEOUT_S, sock_read=http_timeout())
         return fsspec.filesystem(scheme, client_kwargs={"timeout": deadline}), href
     raise BadInputError(
         f"unsupported href scheme '{scheme}' in {redact(href)}",
