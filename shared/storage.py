@@ -207,14 +207,19 @@ def redact(href: str) -> str:
 def read_bytes(href: str, *, what: str = "input") -> bytes:
     """Read a whole object, translating storage failures into domain errors with the fix."""
     fs, path = filesystem_for(href)
-    try:
+
+    def whole() -> bytes:
         with fs.open(path, "rb") as handle:
             data: bytes = handle.read()
             return data
+
+    try:
+        # A remote object is read under the overall deadline as well: a trickle never trips a read timeout.
+        return within_deadline(whole, what=f"reading {what} {redact(href)}") if is_remote(href) else whole()
     except FileNotFoundError as exc:
         if _timed_out(exc):  # fsspec's HTTP filesystem reports any failed look-up as not found
             raise TransientError(
-                f"{what} {redact(href)} did not answer within {http_timeout():g} s",
+                f"{what} {redact(href)} did not answer (a stall past {http_timeout():g} s, or a 429/5xx)",
                 fix="retry later (DEEP_LULC_HTTP_TIMEOUT sets the deadline); check the server",
             ) from exc
         raise BadInputError(
@@ -235,16 +240,16 @@ def read_bytes(href: str, *, what: str = "input") -> bytes:
 
 
 def _timed_out(exc: BaseException) -> bool:
-    """Whether a timeout or a dropped connection lies anywhere in `exc`'s chain of causes."""
+    """Whether a timeout, a dropped connection or a 429/5xx answer lies anywhere in `exc`'s chain of causes."""
     import asyncio
 
     import aiohttp
 
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(
-            seen, TimeoutError | asyncio.TimeoutError | aiohttp.ServerTimeoutError | aiohttp.ClientConnectionError
-        ):
+        outage = isinstance(seen, aiohttp.ClientResponseError) and (seen.status == 429 or seen.status >= 500)
+        stall = isinstance(seen, TimeoutError | asyncio.TimeoutError | aiohttp.ServerTimeoutError)
+        if outage or stall or isinstance(seen, aiohttp.ClientConnectionError):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
