@@ -32,16 +32,21 @@ def http_deadline() -> float:
     """Seconds one whole remote operation may take (`DEEP_LULC_HTTP_DEADLINE`, default ten request timeouts): a
     server trickling a byte a second never trips a per-read timeout, so a search, a token request or a document
     read is also bounded as a whole."""
-    raw = os.environ.get("DEEP_LULC_HTTP_DEADLINE")
+    return _seconds("DEEP_LULC_HTTP_DEADLINE", default=None, example="600") or 10 * http_timeout()
+
+
+def _seconds(variable: str, *, default: str | None, example: str) -> float | None:
+    """A positive number of seconds from `variable` (None when it is unset and there is no default)."""
+    raw = os.environ.get(variable, default)
     if raw is None:
-        return 10 * http_timeout()
+        return None
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
     if not value > 0:
-        raise BadInputError(f"DEEP_LULC_HTTP_DEADLINE={raw!r} is not a positive number of seconds",
-                            fix="set it to e.g. 600, or unset it")  # fmt: skip
+        raise BadInputError(f"{variable}={raw!r} is not a positive number of seconds",
+                            fix=f"set it to e.g. {example}, or unset it")  # fmt: skip
     return value
 
 
@@ -75,15 +80,7 @@ def within_deadline(call: Callable[[], T], *, what: str) -> T:
 def http_timeout() -> float:
     """Seconds any one remote request may take (`DEEP_LULC_HTTP_TIMEOUT`, default 60): STAC API calls, token
     endpoints, S3 and HTTP objects and GDAL's COG reads all get it, so no stage waits forever on a stall."""
-    raw = os.environ.get("DEEP_LULC_HTTP_TIMEOUT", "60")
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise BadInputError(f"DEEP_LULC_HTTP_TIMEOUT={raw!r} is not a positive number of seconds",
-                            fix="set it to e.g. 60, or unset it")  # fmt: skip
-    return value
+    return _seconds("DEEP_LULC_HTTP_TIMEOUT", default="60", example="60") or 60.0
 
 
 def scheme_of(href: str) -> str:
