@@ -116,8 +116,10 @@ def main() -> None:
         started = time.perf_counter()
         features = make_features_catalog(root / "features")
         labels = make_labels(root / "labels.gpkg")
-        print(f"features store {DATES} dates x {len(CHANNELS)} channels x {SIDE} x {SIDE} px "
-              f"written in {time.perf_counter() - started:.1f} s")  # fmt: skip
+        print(
+            f"features store {DATES} dates x {len(CHANNELS)} channels x {SIDE} x {SIDE} px "
+            f"written in {time.perf_counter() - started:.1f} s"
+        )
         completed = subprocess.run(
             [sys.executable, "-c", _CHILD, features, labels, str(root / "chips"), str(SIZE), str(CHIPS)],
             capture_output=True,

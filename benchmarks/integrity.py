@@ -80,8 +80,10 @@ def compare(name: str, run: Callable[[int], object], repeats: int) -> float:
     with_hash, without = statistics.median(walls[True]), statistics.median(walls[False])
     cost = with_hash / without - 1
     verdict = "meets" if cost <= TARGET else "misses"
-    print(f"{name:<9} with checksums {with_hash:7.2f} s   without {without:7.2f} s   cost {100 * cost:+5.1f} %   "
-          f"({verdict} <= 5 %; {repeats} runs each, median)")  # fmt: skip
+    print(
+        f"{name:<9} with checksums {with_hash:7.2f} s   without {without:7.2f} s   cost {100 * cost:+5.1f} %   "
+        f"({verdict} <= 5 %; {repeats} runs each, median)"
+    )
     return cost
 
 
@@ -99,18 +101,26 @@ def main() -> None:
         period = {"start": dt.date(scene.year, 1, 1), "end": dt.date(scene.year, 12, 31)}
         built = cube.run(inputs={"stac": stac, "aoi": aoi}, output=str(root / "cube"), params=CubeParams(**period))
         made = features.run(inputs={"cube": built.catalog}, output=str(root / "features"), params=FeaturesParams())
-        drawn = chips.run(inputs={"features": made.catalog, "labels": str(root / "synth" / "labels.gpkg")},
-                          output=str(root / "chips"), params=ChipsParams(seed=0))  # fmt: skip
-        model = train.run(inputs={"chips": drawn.catalog}, output=str(root / "model"),
-                          params=TrainParams(epochs=1, seed=0)).catalog  # fmt: skip
+        drawn = chips.run(
+            inputs={"features": made.catalog, "labels": str(root / "synth" / "labels.gpkg")},
+            output=str(root / "chips"),
+            params=ChipsParams(seed=0),
+        )
+        model = train.run(
+            inputs={"chips": drawn.catalog}, output=str(root / "model"), params=TrainParams(epochs=1, seed=0)
+        ).catalog
 
         def run_features(index: int) -> None:
-            features.run(inputs={"cube": built.catalog}, output=str(root / f"features-{index}"),
-                         params=FeaturesParams())  # fmt: skip
+            features.run(
+                inputs={"cube": built.catalog}, output=str(root / f"features-{index}"), params=FeaturesParams()
+            )
 
         def run_predict(index: int) -> None:
-            predict.run(inputs={"model": model, "features": made.catalog}, output=str(root / f"map-{index}"),
-                        params=PredictParams(device="cpu"))  # fmt: skip
+            predict.run(
+                inputs={"model": model, "features": made.catalog},
+                output=str(root / f"map-{index}"),
+                params=PredictParams(device="cpu"),
+            )
 
         print(f"integrity cost on a {args.size} x {args.size} px synthetic AOI, {args.dates} dates, default settings")
         compare("features", run_features, args.repeats)

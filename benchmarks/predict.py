@@ -63,11 +63,21 @@ def _config(
     features = features or list(CHANNELS)
     n_in = len(dates) * len(features)
     return ModelConfig(
-        encoder=encoder, n_in=n_in, n_out=max(SLOVENIA.values) + 1, chip_size=64, input_mode="stack",
-        channels=[f"{f}_{d}" for d in dates for f in features], features=features, dates=dates,
-        mean=[0.2] * n_in, std=[0.1] * n_in, class_values=SLOVENIA.values,
-        class_names=[c.name for c in SLOVENIA.classes], nodata=SLOVENIA.nodata, architecture=architecture,
-    )  # fmt: skip
+        encoder=encoder,
+        n_in=n_in,
+        n_out=max(SLOVENIA.values) + 1,
+        chip_size=64,
+        input_mode="stack",
+        channels=[f"{f}_{d}" for d in dates for f in features],
+        features=features,
+        dates=dates,
+        mean=[0.2] * n_in,
+        std=[0.1] * n_in,
+        class_values=SLOVENIA.values,
+        class_names=[c.name for c in SLOVENIA.classes],
+        nodata=SLOVENIA.nodata,
+        architecture=architecture,
+    )
 
 
 def write_model(
@@ -102,13 +112,19 @@ def write_features(folder: Path, size: int, *, dense: bool, seed: int = 0) -> st
     transform = Affine(10.0, 0.0, ORIGIN[0], 0.0, -10.0, ORIGIN[1])
     template = xr.Dataset(
         {
-            "features": (("time", "channel", "y", "x"),
-                         da.empty((DATES, len(CHANNELS), size, size), chunks=(-1, -1, block, block), dtype=np.float32)),
+            "features": (
+                ("time", "channel", "y", "x"),
+                da.empty((DATES, len(CHANNELS), size, size), chunks=(-1, -1, block, block), dtype=np.float32),
+            ),
             "valid_count": (("y", "x"), da.zeros((size, size), chunks=(block, block), dtype=np.int16)),
         },
-        coords={"time": times, "channel": list(CHANNELS), "y": ORIGIN[1] - 10.0 * (np.arange(size) + 0.5),
-                "x": ORIGIN[0] + 10.0 * (np.arange(size) + 0.5)},
-    )  # fmt: skip
+        coords={
+            "time": times,
+            "channel": list(CHANNELS),
+            "y": ORIGIN[1] - 10.0 * (np.arange(size) + 0.5),
+            "x": ORIGIN[0] + 10.0 * (np.arange(size) + 0.5),
+        },
+    )
     encoding = {"features": {"chunks": (DATES, len(CHANNELS), block, block)}, "valid_count": {"chunks": (block, block)}}
     template.to_zarr(store, mode="w", compute=False, encoding=encoding, zarr_format=2, consolidated=True)
     rng = np.random.default_rng(seed)
@@ -125,9 +141,12 @@ def write_features(folder: Path, size: int, *, dense: bool, seed: int = 0) -> st
         "coordinates": [[[14.9, 46.0], [15.0, 46.0], [15.0, 46.1], [14.9, 46.1], [14.9, 46.0]]],
     }
     item = pystac.Item(
-        f"features-benchmark-{size}", geometry=footprint, bbox=[14.9, 46.0, 15.0, 46.1], datetime=None,
+        f"features-benchmark-{size}",
+        geometry=footprint,
+        bbox=[14.9, 46.0, 15.0, 46.1],
+        datetime=None,
         properties={"start_datetime": "2023-01-01T00:00:00Z", "end_datetime": "2023-12-31T23:59:59Z"},
-    )  # fmt: skip
+    )
     write_projection(item, geobox(32633, transform, size, size))
     item.add_asset("data", zarr_asset(str(store), title="features"))
     catalog = pystac.Catalog("features", "benchmark features")
@@ -191,10 +210,25 @@ def _child(args: argparse.Namespace) -> None:
 
 def _run_child(args: argparse.Namespace, *, model: str, features: str, out: Path, network: str) -> dict[str, float]:
     command = [
-        sys.executable, "-m", "benchmarks.predict", "--child", "--model", model, "--features", features,
-        "--out", str(out), "--network", network, "--window", str(args.window), "--overlap", str(args.overlap),
-        "--batch-size", str(args.batch_size),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "benchmarks.predict",
+        "--child",
+        "--model",
+        model,
+        "--features",
+        features,
+        "--out",
+        str(out),
+        "--network",
+        network,
+        "--window",
+        str(args.window),
+        "--overlap",
+        str(args.overlap),
+        "--batch-size",
+        str(args.batch_size),
+    ]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
         raise SystemExit(f"predict run failed:\n{completed.stderr[-3000:]}")
@@ -236,8 +270,10 @@ def main() -> None:
     rate_size = args.rate_size or (4096 if cuda else 1024)
     name = torch.cuda.get_device_name(0) if cuda else f"CPU, {torch.get_num_threads()} threads"
     network_name = f"{args.encoder} U-Net" if args.architecture == "unet" else args.architecture
-    print(f"device: {name}; {network_name}, {DATES * len(CHANNELS)} inputs, window {args.window}, "
-          f"overlap {args.overlap}, batch {args.batch_size}")  # fmt: skip
+    print(
+        f"device: {name}; {network_name}, {DATES * len(CHANNELS)} inputs, window {args.window}, "
+        f"overlap {args.overlap}, batch {args.batch_size}"
+    )
     with tempfile.TemporaryDirectory(prefix="deep-lulc-bench-") as scratch:
         root = Path(scratch)
         model = write_model(root / "model", args.encoder, args.architecture)
@@ -252,27 +288,37 @@ def main() -> None:
         end_to_end = run["pixels"] / run["seconds"]
         windows = window_grid(rate_size, rate_size, args.window, args.overlap)
         ceiling = rate_size**2 / sum(w.height * w.width for w in windows)
-        print(f"end-to-end predict:     {end_to_end:12,.0f} px/s of map ({rate_size} x {rate_size} px, "
-              f"{run['seconds']:.1f} s, peak RSS {run['peak_rss_mb']:,.0f} MiB)")  # fmt: skip
+        print(
+            f"end-to-end predict:     {end_to_end:12,.0f} px/s of map ({rate_size} x {rate_size} px, "
+            f"{run['seconds']:.1f} s, peak RSS {run['peak_rss_mb']:,.0f} MiB)"
+        )
         goal = 0.8 if cuda else 0.6
-        print(f"ratio end-to-end/bare:  {end_to_end / bare:12.2f}   (goal >= {goal}; overlap ceiling {ceiling:.2f}, "
-              f"{len(windows)} windows: {end_to_end / bare / ceiling:.2f} of the reachable)")  # fmt: skip
+        print(
+            f"ratio end-to-end/bare:  {end_to_end / bare:12.2f}   (goal >= {goal}; overlap ceiling {ceiling:.2f}, "
+            f"{len(windows)} windows: {end_to_end / bare / ceiling:.2f} of the reachable)"
+        )
         km2_per_s = end_to_end * PIXEL_KM2
-        print(f"throughput:             {km2_per_s:12.3f} km2/s; the seed's {SEED_AOI_KM2:,.0f} km2 AOI in "
-              f"{SEED_AOI_KM2 / km2_per_s:,.0f} s (goal on GPU: < 60 s)")  # fmt: skip
+        print(
+            f"throughput:             {km2_per_s:12.3f} km2/s; the seed's {SEED_AOI_KM2:,.0f} km2 AOI in "
+            f"{SEED_AOI_KM2 / km2_per_s:,.0f} s (goal on GPU: < 60 s)"
+        )
         network = "unet" if cuda else "pointwise"
         sizes = [] if args.rss_sizes.strip().lower() in ("", "none") else [int(s) for s in args.rss_sizes.split(",")]
         for size in sizes:
             sparse = write_features(root / f"sparse-{size}", size, dense=False)
             figures = _run_child(args, model=model, features=sparse, out=root / f"out-{size}", network=network)
-            print(f"peak RSS {size:>5} x {size:<5}: {figures['peak_rss_mb']:8,.0f} MiB  ({network} network, "
-                  f"{figures['seconds']:.0f} s)")  # fmt: skip
+            print(
+                f"peak RSS {size:>5} x {size:<5}: {figures['peak_rss_mb']:8,.0f} MiB  ({network} network, "
+                f"{figures['seconds']:.0f} s)"
+            )
         if not cuda and sizes:
             rss = unet_inference_rss(
                 args.encoder, window=args.window, batch_size=args.batch_size, architecture=args.architecture
             )
-            print(f"U-Net forward at batch {args.batch_size}: {rss:8,.0f} MiB peak RSS of a process that only runs "
-                  "the network (what a CPU U-Net run adds beyond the stand-in's data path)")  # fmt: skip
+            print(
+                f"U-Net forward at batch {args.batch_size}: {rss:8,.0f} MiB peak RSS of a process that only runs "
+                "the network (what a CPU U-Net run adds beyond the stand-in's data path)"
+            )
 
 
 if __name__ == "__main__":

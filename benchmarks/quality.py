@@ -136,8 +136,10 @@ def main() -> None:
     print(readme_block(data).split("\n", 3)[-1].rsplit("\n", 1)[0].split("\n\n", 1)[-1])
     deep, lightgbm = data["models"]["deep"], data["models"]["lightgbm"]
     for year in map(str, data["years"]):
-        print(f"{year}: deep mIoU {deep[year]['miou']:.3f} vs LightGBM {lightgbm[year]['miou']:.3f} "
-              f"(ratio {deep[year]['miou'] / lightgbm[year]['miou']:.3f})")  # fmt: skip
+        print(
+            f"{year}: deep mIoU {deep[year]['miou']:.3f} vs LightGBM {lightgbm[year]['miou']:.3f} "
+            f"(ratio {deep[year]['miou'] / lightgbm[year]['miou']:.3f})"
+        )
     publish(data, json_path=args.json, block=readme_block(data) if args.readme else None, start=START, end=END)
 
 

@@ -55,10 +55,12 @@ def prepare(tile: Path, folder: Path) -> dict[str, str]:
     stac = str(tile / "stac" / "catalog.json")
     hrefs: dict[str, str] = {}
     for half, aoi in (("west", "aoi_train.geojson"), ("east", "aoi_test.geojson")):
-        built = cube.run(inputs={"stac": stac, "aoi": str(tile / "labels" / aoi)}, output=str(folder / f"cube-{half}"),
-                         params=period)  # fmt: skip
-        made = features.run(inputs={"cube": built.catalog}, output=str(folder / f"features-{half}"),
-                            params=FeaturesParams())  # fmt: skip
+        built = cube.run(
+            inputs={"stac": stac, "aoi": str(tile / "labels" / aoi)}, output=str(folder / f"cube-{half}"), params=period
+        )
+        made = features.run(
+            inputs={"cube": built.catalog}, output=str(folder / f"features-{half}"), params=FeaturesParams()
+        )
         hrefs[half] = made.catalog
     drawn = chips.run(
         inputs={"features": hrefs["west"], "labels": str(tile / "labels" / "train_labels.geojson")},
@@ -74,8 +76,11 @@ def score(tile: Path, folder: Path, hrefs: dict[str, str], name: str, params: Tr
     trained, seconds = _timed(
         lambda: train.run(inputs={"chips": hrefs["chips"]}, output=str(folder / f"model-{name}"), params=params)
     )
-    mapped = predict.run(inputs={"model": trained.catalog, "features": hrefs["east"]},
-                         output=str(folder / f"prediction-{name}"), params=PredictParams())  # fmt: skip
+    mapped = predict.run(
+        inputs={"model": trained.catalog, "features": hrefs["east"]},
+        output=str(folder / f"prediction-{name}"),
+        params=PredictParams(),
+    )
     scored = evaluate.run(
         inputs={"prediction": mapped.catalog, "labels": str(tile / "labels" / "test_labels.geojson")},
         output=str(folder / f"evaluation-{name}"),
@@ -113,8 +118,10 @@ def table(data: dict[str, Any]) -> list[str]:
     for name, support in deep["support"].items():
         marker = "" if support >= data["min_test_pixels"] else " (not scored)"
         lines.append(f"| {name}{marker} | {support} | {cell(deep['iou'][name])} | {cell(lightgbm['iou'][name])} |")
-    lines.append(f"| **mIoU** (classes with >= {data['min_test_pixels']} test px) | | **{deep['miou']:.3f}** | "
-                 f"**{lightgbm['miou']:.3f}** |")  # fmt: skip
+    lines.append(
+        f"| **mIoU** (classes with >= {data['min_test_pixels']} test px) | | **{deep['miou']:.3f}** | "
+        f"**{lightgbm['miou']:.3f}** |"
+    )
     lines.append(f"| pixel accuracy | | {deep['overall_accuracy']:.3f} | {lightgbm['overall_accuracy']:.3f} |")
     lines.append(f"| training time (s) | | {deep['training_seconds']:.0f} | {lightgbm['training_seconds']:.0f} |")
     return lines
@@ -150,8 +157,10 @@ def main() -> None:
     print("\n".join(table(data)))
     deep, lightgbm = data["models"]["deep"], data["models"]["lightgbm"]
     difference, ratio = deep["miou"] - lightgbm["miou"], deep["miou"] / lightgbm["miou"]
-    print(f"deep mIoU {deep['miou']:.3f} vs LightGBM {lightgbm['miou']:.3f} (difference {difference:+.3f}, "
-          f"ratio {ratio:.3f})")  # fmt: skip
+    print(
+        f"deep mIoU {deep['miou']:.3f} vs LightGBM {lightgbm['miou']:.3f} (difference {difference:+.3f}, "
+        f"ratio {ratio:.3f})"
+    )
     publish(data, json_path=args.json, block=readme_block(data) if args.readme else None, start=START, end=END)
 
 

@@ -124,8 +124,9 @@ def _spawn(kind: str, spec: Mapping[str, Any]) -> tuple[dict[str, Any], float]:
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
     if completed.returncode != 0:
-        raise RuntimeError(f"{kind} {spec.get('stage', '')} failed (exit {completed.returncode}):\n"
-                           f"{completed.stderr[-3000:]}")  # fmt: skip
+        raise RuntimeError(
+            f"{kind} {spec.get('stage', '')} failed (exit {completed.returncode}):\n{completed.stderr[-3000:]}"
+        )
     figures: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
     return figures, wall
 
@@ -252,9 +253,12 @@ def measure_size(
         model = write_model(root / "model", "resnet18", "temporal-unet", dates=dates, features=channels)
     predict_params: dict[str, Any] = {"tile_size": args.tile_size, "overlap": args.overlap}
     runs["predict"] = run_stage(
-        "predict", size, inputs={"model": model, "features": features}, output=folder / "predict",
+        "predict",
+        size,
+        inputs={"model": model, "features": features},
+        output=folder / "predict",
         params=predict_params,
-    )  # fmt: skip
+    )
     info = {"features": features, "frames": runs["features"].result["extra"].get("frames_kept")}
     return runs, model, info
 
@@ -265,15 +269,21 @@ def measure_merge(size: int, args: argparse.Namespace, root: Path, model: str, f
     folder = root / f"tiles-{size}"
     try:
         plan = run_stage(
-            "plan-tiles", size, inputs={"features": features}, output=folder / "tiles.json",
+            "plan-tiles",
+            size,
+            inputs={"features": features},
+            output=folder / "tiles.json",
             params={"tile_size": size // 2, "window_size": args.tile_size, "overlap": args.overlap},
-        )  # fmt: skip
+        )
         catalogs: dict[str, str] = {}
         for index, tile in enumerate(plan.result["extra"]["tiles"]):
             tile_run = run_stage(
-                "predict", size, inputs={"model": model, "features": features}, output=folder / str(tile["id"]),
+                "predict",
+                size,
+                inputs={"model": model, "features": features},
+                output=folder / str(tile["id"]),
                 params={"tile": str(tile["id"]), "tiles": plan.result["catalog"]},
-            )  # fmt: skip
+            )
             catalogs[f"tile_{index:04d}"] = tile_run.result["catalog"]
         return run_stage("merge", size, inputs=catalogs, output=folder / "merged", params={})
     except (RuntimeError, KeyError) as exc:
@@ -290,22 +300,30 @@ def report(runs: dict[int, dict[str, Run]], bare: dict[str, Any], merge: Run | N
     for size in sizes:
         for stage, measured in runs[size].items():
             label = "synth (setup)" if stage == "synth" else stage
-            print(f"{size:>8} {measured.km2:>7.1f} {label:<15} {measured.seconds:>8.1f} "
-                  f"{measured.process_seconds:>9.1f} {measured.seconds / measured.km2:>8.2f} "
-                  f"{_fmt_mib(measured.peak_rss_mib):>12}")  # fmt: skip
+            print(
+                f"{size:>8} {measured.km2:>7.1f} {label:<15} {measured.seconds:>8.1f} "
+                f"{measured.process_seconds:>9.1f} {measured.seconds / measured.km2:>8.2f} "
+                f"{_fmt_mib(measured.peak_rss_mib):>12}"
+            )
         total = sum(runs[size][s].process_seconds for s in PIPELINE)
-        print(f"{size:>8} {runs[size]['cube'].km2:>7.1f} {'cube..predict':<15} {'':>8} {total:>9.1f} "
-              f"{total / runs[size]['cube'].km2:>8.2f}")  # fmt: skip
+        print(
+            f"{size:>8} {runs[size]['cube'].km2:>7.1f} {'cube..predict':<15} {'':>8} {total:>9.1f} "
+            f"{total / runs[size]['cube'].km2:>8.2f}"
+        )
     if merge is not None:
-        print(f"{merge.size:>8} {merge.km2:>7.1f} {'merge (tiles)':<15} {merge.seconds:>8.1f} "
-              f"{merge.process_seconds:>9.1f} {merge.seconds / merge.km2:>8.2f} "
-              f"{_fmt_mib(merge.peak_rss_mib):>12}")  # fmt: skip
+        print(
+            f"{merge.size:>8} {merge.km2:>7.1f} {'merge (tiles)':<15} {merge.seconds:>8.1f} "
+            f"{merge.process_seconds:>9.1f} {merge.seconds / merge.km2:>8.2f} "
+            f"{_fmt_mib(merge.peak_rss_mib):>12}"
+        )
 
     small, large = sizes[0], sizes[-1]
     if large != small:
         area = (large / small) ** 2
-        print(f"\nLinearity, {large} px vs {small} px ({area:.0f}x the area): s/km2 ratio (1 = linear; stage "
-              f"time, then process time) and peak RSS ratio (1 = flat)")  # fmt: skip
+        print(
+            f"\nLinearity, {large} px vs {small} px ({area:.0f}x the area): s/km2 ratio (1 = linear; stage "
+            f"time, then process time) and peak RSS ratio (1 = flat)"
+        )
         for stage in PIPELINE:
             a, b = runs[small][stage], runs[large][stage]
             per_km2 = (b.seconds / b.km2) / (a.seconds / a.km2)
@@ -313,8 +331,10 @@ def report(runs: dict[int, dict[str, Run]], bare: dict[str, Any], merge: Run | N
             rss = b.peak_rss_mib / a.peak_rss_mib
             verdict = "linear" if per_km2 <= 1.15 else "super-linear"
             flat = "flat" if rss <= 1.25 else f"grows ({rss:.1f}x for {area:.0f}x the area)"
-            print(f"  {stage:<9} s/km2 x{per_km2:5.2f} (process x{per_km2_process:5.2f}) {verdict:<13} "
-                  f"peak RSS x{rss:5.2f} {flat}")  # fmt: skip
+            print(
+                f"  {stage:<9} s/km2 x{per_km2:5.2f} (process x{per_km2_process:5.2f}) {verdict:<13} "
+                f"peak RSS x{rss:5.2f} {flat}"
+            )
 
     from deep_lulc.shared.windows import window_grid
 
@@ -325,15 +345,19 @@ def report(runs: dict[int, dict[str, Run]], bare: dict[str, Any], merge: Run | N
     bare_map_s = map_px / bare["px_per_s"]
     ratio = bare_map_s / predicted.seconds
     ceiling = map_px / window_px
-    print(f"\nPredict at {large} x {large} px, window {args.tile_size} / overlap {args.overlap} "
-          f"({len(windows)} windows, {bare['threads']} torch threads):")  # fmt: skip
+    print(
+        f"\nPredict at {large} x {large} px, window {args.tile_size} / overlap {args.overlap} "
+        f"({len(windows)} windows, {bare['threads']} torch threads):"
+    )
     print(
         f"  bare forward {bare['px_per_s']:,.0f} px/s of network input: the map's {map_px / 1e6:.1f} Mpx in "
         f"{bare_map_s:.1f} s; the windows' {window_px / 1e6:.1f} Mpx in {window_px / bare['px_per_s']:.1f} s"
     )
     print(f"  end-to-end {predicted.seconds:.1f} s in the stage ({predicted.process_seconds:.1f} s with the process)")
-    print(f"  ratio end-to-end/bare: {ratio:.2f} (goal >= 0.6 on CPU); overlap ceiling {ceiling:.2f}, so "
-          f"{ratio / ceiling:.2f} of the reachable")  # fmt: skip
+    print(
+        f"  ratio end-to-end/bare: {ratio:.2f} (goal >= 0.6 on CPU); overlap ceiling {ceiling:.2f}, so "
+        f"{ratio / ceiling:.2f} of the reachable"
+    )
 
     # ---- extrapolation
     fits = {
@@ -352,21 +376,27 @@ def report(runs: dict[int, dict[str, Run]], bare: dict[str, Any], merge: Run | N
         merge.process_seconds - merge.seconds + merge.seconds / merge.km2 * SEED_AOI_KM2 if merge is not None else 0.0
     )
     tile_km2 = args.plan_tile**2 * PIXEL_KM2
-    print(f"\nEXTRAPOLATION (not measured) for the original's {SEED_AOI_KM2:,.0f} km2 AOI, taken as {edge} x {edge} "
-          f"px: tiles of {args.plan_tile} px ({tile_km2:.1f} km2 each) -> {len(pods)} pods")  # fmt: skip
+    print(
+        f"\nEXTRAPOLATION (not measured) for the original's {SEED_AOI_KM2:,.0f} km2 AOI, taken as {edge} x {edge} "
+        f"px: tiles of {args.plan_tile} px ({tile_km2:.1f} km2 each) -> {len(pods)} pods"
+    )
     print("  per-stage cost fitted as fixed + per-km2 x area over the measured sizes (process seconds):")
     for stage, (fixed, per_km2) in fits.items():
         print(f"    {stage:<9} {fixed:6.1f} s + {per_km2:6.3f} s/km2")
-    print(f"  a pod runs cube -> features -> predict over its core plus read margin "
-          f"({min(p.read_km2 for p in pods):.0f}-{max(p.read_km2 for p in pods):.0f} km2): "
-          f"{min(seconds):,.0f}-{max(seconds):,.0f} s each, {sum(seconds):,.0f} s in all")  # fmt: skip
+    print(
+        f"  a pod runs cube -> features -> predict over its core plus read margin "
+        f"({min(p.read_km2 for p in pods):.0f}-{max(p.read_km2 for p in pods):.0f} km2): "
+        f"{min(seconds):,.0f}-{max(seconds):,.0f} s each, {sum(seconds):,.0f} s in all"
+    )
     merge_text = f"merge {merge_s:,.0f} s, from {merge.km2:.0f} km2" if merge is not None else "merge not measured"
     print(f"  one machine, tiles in sequence: {sum(seconds) + merge_s:,.0f} s ({merge_text})")
     for nodes in args.nodes:
         wall = cluster_wall(seconds, nodes) + merge_s
         busy = min(nodes, len(pods))
-        print(f"  {nodes:>3} nodes (one pod per node at a time, each as fast as this machine): {wall:,.0f} s wall "
-              f"= {wall / 60:.1f} min ({busy} nodes busy)")  # fmt: skip
+        print(
+            f"  {nodes:>3} nodes (one pod per node at a time, each as fast as this machine): {wall:,.0f} s wall "
+            f"= {wall / 60:.1f} min ({busy} nodes busy)"
+        )
 
 
 def main() -> None:
@@ -389,8 +419,10 @@ def main() -> None:
         return
     sizes = sorted(int(s) for s in args.sizes.split(","))
     args.nodes = [int(n) for n in args.nodes.split(",")]
-    print(f"Scale benchmark: scenes of {', '.join(map(str, sizes))} px on a side at 10 m, {args.frames} acquisitions "
-          f"a year (synthetic), {os.cpu_count()} CPUs; each stage in a fresh process")  # fmt: skip
+    print(
+        f"Scale benchmark: scenes of {', '.join(map(str, sizes))} px on a side at 10 m, {args.frames} acquisitions "
+        f"a year (synthetic), {os.cpu_count()} CPUs; each stage in a fresh process"
+    )
     scratch = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="deep-lulc-scale-"))
     scratch.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="run-", dir=scratch))
@@ -402,8 +434,10 @@ def main() -> None:
         for size in sizes:
             started = time.perf_counter()
             runs[size], model, info = measure_size(size, args, root, model)
-            print(f"{size} px done in {time.perf_counter() - started:.0f} s ({info['frames']} frames kept by features)",
-                  flush=True)  # fmt: skip
+            print(
+                f"{size} px done in {time.perf_counter() - started:.0f} s ({info['frames']} frames kept by features)",
+                flush=True,
+            )
             assert model is not None
             if size == sizes[0] and not args.no_merge:
                 merge = measure_merge(size, args, root, model, info["features"])

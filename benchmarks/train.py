@@ -23,12 +23,20 @@ def config(encoder: str) -> ModelConfig:
     `temporal-unet`)."""
     temporal = encoder.startswith("temporal-")
     return ModelConfig(
-        encoder=encoder, n_in=CHANNELS, n_out=11, chip_size=SIZE, input_mode="stack",
-        channels=[f"c{i}" for i in range(CHANNELS)], features=[f"f{i}" for i in range(9)] if temporal else [],
-        dates=[f"d{i}" for i in range(23)] if temporal else [], mean=[0.0] * CHANNELS,
-        std=[1.0] * CHANNELS, class_values=list(range(11)), class_names=[f"k{i}" for i in range(11)],
+        encoder=encoder,
+        n_in=CHANNELS,
+        n_out=11,
+        chip_size=SIZE,
+        input_mode="stack",
+        channels=[f"c{i}" for i in range(CHANNELS)],
+        features=[f"f{i}" for i in range(9)] if temporal else [],
+        dates=[f"d{i}" for i in range(23)] if temporal else [],
+        mean=[0.0] * CHANNELS,
+        std=[1.0] * CHANNELS,
+        class_values=list(range(11)),
+        class_names=[f"k{i}" for i in range(11)],
         architecture=encoder if temporal else "unet",
-    )  # fmt: skip
+    )
 
 
 def images_per_second(encoder: str, device: torch.device) -> tuple[float, float, int]:
@@ -72,13 +80,17 @@ def images_per_second(encoder: str, device: torch.device) -> tuple[float, float,
 
 def main() -> None:
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    print(f"U-Net, {CHANNELS} input channels, {SIZE} x {SIZE} px chips, batch {BATCH}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} CPU threads")  # fmt: skip
+    print(
+        f"U-Net, {CHANNELS} input channels, {SIZE} x {SIZE} px chips, batch {BATCH}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} CPU threads"
+    )
     for device in devices:
         for encoder in ("temporal-pixel", "temporal-unet", "resnet18", "resnet34"):
             training, inference, parameters = images_per_second(encoder, device)
-            print(f"{device.type:>4} {encoder:<14} {parameters / 1e6:5.1f} M params: "
-                  f"train {training:7.1f} images/s, inference {inference:7.1f} images/s")  # fmt: skip
+            print(
+                f"{device.type:>4} {encoder:<14} {parameters / 1e6:5.1f} M params: "
+                f"train {training:7.1f} images/s, inference {inference:7.1f} images/s"
+            )
 
 
 if __name__ == "__main__":

@@ -60,8 +60,9 @@ def load_aoi(spec: str) -> Aoi:
     if match:
         minx, miny, maxx, maxy = (float(v) for v in match.groups())
         if minx > maxx and -180 <= maxx < minx <= 180 and -90 <= miny < maxy <= 90:
-            raise BadInputError(f"AOI bbox {spec!r} crosses the antimeridian (west {minx} > east {maxx})",
-                                fix=ANTIMERIDIAN_FIX)  # fmt: skip
+            raise BadInputError(
+                f"AOI bbox {spec!r} crosses the antimeridian (west {minx} > east {maxx})", fix=ANTIMERIDIAN_FIX
+            )
         if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
             raise BadInputError(
                 f"AOI bbox {spec!r} is not a valid lon/lat box",

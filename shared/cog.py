@@ -255,10 +255,19 @@ def write_cog(
     array = data[None] if data.ndim == 2 else data
     count, height, width = array.shape
     writer = CogWriter(
-        path, geobox(epsg, transform, height, width), nodata=nodata, dtype=array.dtype.name, count=count,
-        colormap=colormap, band_descriptions=band_descriptions, scale=scale, blocksize=blocksize, in_memory=True,
-        plain_when_small=True, categories=categories,
-    )  # fmt: skip
+        path,
+        geobox(epsg, transform, height, width),
+        nodata=nodata,
+        dtype=array.dtype.name,
+        count=count,
+        colormap=colormap,
+        band_descriptions=band_descriptions,
+        scale=scale,
+        blocksize=blocksize,
+        in_memory=True,
+        plain_when_small=True,
+        categories=categories,
+    )
     try:
         writer.write(array)
     except BaseException:

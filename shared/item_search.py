@@ -108,8 +108,9 @@ def _read_root_over_http(href: str) -> dict[str, object]:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     try:
-        response = storage.within_deadline(lambda: session.get(href, timeout=http_timeout()),
-                                           what=f"STAC source {storage.redact(href)}")  # fmt: skip
+        response = storage.within_deadline(
+            lambda: session.get(href, timeout=http_timeout()), what=f"STAC source {storage.redact(href)}"
+        )
     except requests.exceptions.RequestException as exc:
         raise TransientError(
             f"STAC source {storage.redact(href)} did not answer after retries ({type(exc).__name__})",
@@ -172,8 +173,12 @@ def _search_api(href: str, query: SceneQuery) -> list[pystac.Item]:
     matches = _matching(items, query, collection=query.collection, rejected=rejected, strict_collection=True)
     if rejected:
         reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(rejected.items()))
-        log.warning("STAC API %s returned %d items outside the search, dropped: %s",
-                    storage.redact(href), sum(rejected.values()), reasons)  # fmt: skip
+        log.warning(
+            "STAC API %s returned %d items outside the search, dropped: %s",
+            storage.redact(href),
+            sum(rejected.values()),
+            reasons,
+        )
     return matches
 
 

@@ -15,8 +15,11 @@ import warnings
 SECRET_ENVIRONMENT = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID", "STAC_API_TOKEN")
 _USER_INFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@")
 _QUERY = re.compile(r"(?P<key>[?&][^=&\s'\"]+=)[^&\s'\"]+")
-_HEADER = re.compile(r"(?P<key>['\"]?(?:Authorization|X-Api-Key|Cookie|X-Amz-Security-Token)['\"]?\s*[:=]\s*)"
-                     r"(?P<quote>['\"]?)[^'\",}]+", re.IGNORECASE)  # fmt: skip
+_HEADER = re.compile(
+    r"(?P<key>['\"]?(?:Authorization|X-Api-Key|Cookie|X-Amz-Security-Token)['\"]?\s*[:=]\s*)"
+    r"(?P<quote>['\"]?)[^'\",}]+",
+    re.IGNORECASE,
+)
 
 
 def redact_text(text: str) -> str:

@@ -22,9 +22,15 @@ def fit_lightgbm(x: np.ndarray, y: np.ndarray, *, seed: int) -> Any:
     import lightgbm
 
     classifier = lightgbm.LGBMClassifier(
-        n_estimators=N_ESTIMATORS, learning_rate=0.1, num_leaves=31, class_weight="balanced", random_state=seed,
-        n_jobs=THREADS, deterministic=True, verbose=-1,
-    )  # fmt: skip
+        n_estimators=N_ESTIMATORS,
+        learning_rate=0.1,
+        num_leaves=31,
+        class_weight="balanced",
+        random_state=seed,
+        n_jobs=THREADS,
+        deterministic=True,
+        verbose=-1,
+    )
     classifier.fit(x, y)
     return classifier.booster_
 

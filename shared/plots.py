@@ -26,8 +26,15 @@ def confusion_png(metrics: dict[str, Any], path: Path) -> Path:
     for i in range(len(names)):
         for j in range(len(names)):
             if counts[i, j]:
-                axes.text(j, i, f"{rates[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                          color="white" if rates[i, j] > 0.5 else "black")  # fmt: skip
+                axes.text(
+                    j,
+                    i,
+                    f"{rates[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if rates[i, j] > 0.5 else "black",
+                )
     miou = metrics.get("miou")
     axes.set_title(
         f"Validation confusion (row-normalised), mIoU {miou:.3f}" if miou is not None else "Validation confusion"

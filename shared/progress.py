@@ -25,13 +25,20 @@ def interactive() -> bool:
 
 def progress(items: Iterable[T], *, total: int | None = None, what: str, unit: str = "it") -> Iterator[T]:
     bar: Iterator[T] = tqdm(
-        items, total=total, desc=what, unit=unit, file=sys.stderr, disable=not interactive(), leave=False,
+        items,
+        total=total,
+        desc=what,
+        unit=unit,
+        file=sys.stderr,
+        disable=not interactive(),
+        leave=False,
         dynamic_ncols=True,
-    )  # fmt: skip
+    )
     return bar
 
 
 def progress_bar(*, total: int, what: str, unit: str = "it") -> Any:
     """A bar advanced by hand (`.update(n)`, `.close()`) for loops that are not plain iterations."""
-    return tqdm(total=total, desc=what, unit=unit, file=sys.stderr, disable=not interactive(), leave=False,
-                dynamic_ncols=True)  # fmt: skip
+    return tqdm(
+        total=total, desc=what, unit=unit, file=sys.stderr, disable=not interactive(), leave=False, dynamic_ncols=True
+    )

@@ -211,8 +211,9 @@ def check_output_path(output: str, *, file_output: bool = False) -> None:
     fix = "pass an --out whose names are under 255 characters and whose parent folders are folders"
     too_long = [part for part in path.parts if len(part.encode("utf-8")) > NAME_MAX]
     if too_long:
-        raise BadInputError(f"--out {output} has a name of {len(too_long[0].encode())} bytes (at most {NAME_MAX})",
-                            fix=fix)  # fmt: skip
+        raise BadInputError(
+            f"--out {output} has a name of {len(too_long[0].encode())} bytes (at most {NAME_MAX})", fix=fix
+        )
     if path.exists() and not path.is_dir() and not file_output:
         raise BadInputError(f"--out {path} is an existing file, not a folder", fix=fix)
     for parent in path.parents:

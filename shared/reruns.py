@@ -107,8 +107,9 @@ def idempotent(stage: str, *, file_output: bool = False) -> Callable[[StageRun[P
                 if previous is not None:
                     log.info(
                         "%s already holds this %s run (same inputs and params): nothing to do; --overwrite redoes it",
-                        storage.redact(output), stage,
-                    )  # fmt: skip
+                        storage.redact(output),
+                        stage,
+                    )
                     return previous
             _forget(
                 output, file_output=file_output

@@ -106,8 +106,9 @@ def _full_disk(exc: BaseException) -> DeepLulcError | None:
         if (isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT)) or NO_SPACE in str(seen):
             lines = [line.strip() for line in redact_text(str(seen)).splitlines() if line.strip()]
             said = next((line for line in lines if NO_SPACE in line), lines[0] if lines else NO_SPACE)
-            return BadInputError(f"no space left on the device ({said[:160]})",
-                                 fix="free space or choose another --out")  # fmt: skip
+            return BadInputError(
+                f"no space left on the device ({said[:160]})", fix="free space or choose another --out"
+            )
         seen = seen.__cause__ or seen.__context__
     return None
 
@@ -130,8 +131,9 @@ def _full_filesystem(output: str | None) -> DeepLulcError | None:
         return None
     if free >= NEARLY_FULL_BYTES:
         return None
-    return BadInputError(f"no space left on the device holding {output} ({free} bytes free)",
-                         fix="free space or choose another --out")  # fmt: skip
+    return BadInputError(
+        f"no space left on the device holding {output} ({free} bytes free)", fix="free space or choose another --out"
+    )
 
 
 def execute(
@@ -155,8 +157,11 @@ def execute(
         print(f"deep-lulc {stage}: interrupted", file=sys.stderr)
         raise typer.Exit(130) from None
     except Terminated:
-        print(f"deep-lulc {stage}: error: terminated by SIGTERM before it finished, nothing published; "
-              "fix: rerun the same command (outputs are published whole or not at all)", file=sys.stderr)  # fmt: skip
+        print(
+            f"deep-lulc {stage}: error: terminated by SIGTERM before it finished, nothing published; "
+            "fix: rerun the same command (outputs are published whole or not at all)",
+            file=sys.stderr,
+        )
         raise typer.Exit(SIGTERM_EXIT) from None
     except Exception as exc:
         full = _full_disk(exc) or _full_filesystem(output)
@@ -189,8 +194,10 @@ def expand_hrefs(arguments: list[str]) -> list[str]:
         try:
             values = json.loads(argument)
         except json.JSONDecodeError as exc:
-            raise BadInputError(f"argument {argument[:60]!r} looks like JSON but is not ({exc})",
-                                fix="pass hrefs, or one JSON array of hrefs") from exc  # fmt: skip
+            raise BadInputError(
+                f"argument {argument[:60]!r} looks like JSON but is not ({exc})",
+                fix="pass hrefs, or one JSON array of hrefs",
+            ) from exc
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise BadInputError(f"argument {argument[:60]!r} is not a JSON array of hrefs", fix="pass hrefs")
         hrefs.extend(values)
@@ -238,8 +245,9 @@ def _comma_list(flag: str, element: type) -> Callable[[Any], Any]:
         try:
             return [element(part) for part in text.split(",") if part.strip()]
         except ValueError as exc:
-            raise BadInputError(f"{flag} {text!r} is not a comma-separated list of {element.__name__}s",
-                                fix="write e.g. 4,5,6,7,11") from exc  # fmt: skip
+            raise BadInputError(
+                f"{flag} {text!r} is not a comma-separated list of {element.__name__}s", fix="write e.g. 4,5,6,7,11"
+            ) from exc
 
     return parse
 
@@ -309,8 +317,9 @@ def command(stage: Stage) -> Callable[..., None]:
     parameters: list[inspect.Parameter] = []
 
     def add(name: str, annotation: Any, default: Any) -> None:
-        parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                                            annotation=annotation))  # fmt: skip
+        parameters.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        )
 
     if stage.hrefs is not None:
         add("hrefs", list[str], typer.Argument(..., metavar=stage.hrefs.metavar, help=stage.hrefs.help))
@@ -319,8 +328,11 @@ def command(stage: Stage) -> Callable[..., None]:
             out_default = ... if stage.out_default is None else stage.out_default
             add("out", str, typer.Option(out_default, "--out", help=stage.out_help))
             continue
-        add(option.name, option.annotation,
-            typer.Option(option.default, *option.decls, help=option.help, metavar=option.metavar))  # fmt: skip
+        add(
+            option.name,
+            option.annotation,
+            typer.Option(option.default, *option.decls, help=option.help, metavar=option.metavar),
+        )
     add("debug", bool, typer.Option(False, "--debug", help="Show tracebacks and debug logs."))
     add("allow_local_root", list[Path], typer.Option([], "--allow-local-root", help=_LOCAL_ROOT_HELP, file_okay=False))
     add("outputs_dir", Path | None, typer.Option(None, "--outputs-dir", help=_OUTPUTS_DIR_HELP, file_okay=False))

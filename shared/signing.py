@@ -129,21 +129,28 @@ def _asking(endpoint: str, call: Callable[[], T]) -> T:
     except requests.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else None
         if status in RETRY_STATUS:
-            raise TransientError(f"{where} failed after retries (HTTP {status})",
-                                 fix="retry later; check the service status") from exc  # fmt: skip
+            raise TransientError(
+                f"{where} failed after retries (HTTP {status})", fix="retry later; check the service status"
+            ) from exc
         raise BadInputError(
             f"{where} refused the token request (HTTP {status})",
             fix="check PC_SDK_SAS_URL, and PC_SDK_SUBSCRIPTION_KEY where the endpoint needs a key",
         ) from exc
     except requests.exceptions.RetryError as exc:  # the endpoint kept answering 429/5xx
         reason = getattr(exc.args[0], "reason", None) if exc.args else None
-        raise TransientError(f"{where} failed after retries ({reason or type(exc).__name__})",
-                             fix="retry later; check the service status") from exc  # fmt: skip
+        raise TransientError(
+            f"{where} failed after retries ({reason or type(exc).__name__})",
+            fix="retry later; check the service status",
+        ) from exc
     except (requests.ConnectionError, requests.Timeout) as exc:
-        raise TransientError(f"{where} did not answer after retries ({type(exc).__name__})",
-                             fix="retry later; check PC_SDK_SAS_URL and the service status") from exc  # fmt: skip
+        raise TransientError(
+            f"{where} did not answer after retries ({type(exc).__name__})",
+            fix="retry later; check PC_SDK_SAS_URL and the service status",
+        ) from exc
     except (ValueError, TypeError) as exc:  # not JSON, or JSON without `token` and `msft:expiry`
-        raise BadInputError(f"{where} did not answer a SAS token ({type(exc).__name__})",
-                            fix="point PC_SDK_SAS_URL at a Planetary Computer SAS token API") from exc  # fmt: skip
+        raise BadInputError(
+            f"{where} did not answer a SAS token ({type(exc).__name__})",
+            fix="point PC_SDK_SAS_URL at a Planetary Computer SAS token API",
+        ) from exc
     except requests.RequestException as exc:
         raise TransientError(f"{where} failed ({type(exc).__name__})", fix="retry later") from exc

@@ -132,8 +132,9 @@ def items_of(obj: pystac.STACObject) -> list[pystac.Item]:
                 fix="remove the child link that points back to a catalog above it",
             ) from exc
     else:
-        raise BadInputError(f"unsupported STAC object type {type(obj).__name__}",
-                            fix="pass a catalog, collection or item")  # fmt: skip
+        raise BadInputError(
+            f"unsupported STAC object type {type(obj).__name__}", fix="pass a catalog, collection or item"
+        )
     self_href = obj.get_self_href()
     if self_href:
         confine_assets(items, root=storage.folder_of(self_href))

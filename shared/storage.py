@@ -45,8 +45,9 @@ def _seconds(variable: str, *, default: str | None, example: str) -> float | Non
     except ValueError:
         value = -1.0
     if not value > 0:
-        raise BadInputError(f"{variable}={raw!r} is not a positive number of seconds",
-                            fix=f"set it to e.g. {example}, or unset it")  # fmt: skip
+        raise BadInputError(
+            f"{variable}={raw!r} is not a positive number of seconds", fix=f"set it to e.g. {example}, or unset it"
+        )
     return value
 
 
@@ -69,8 +70,10 @@ def within_deadline(call: Callable[[], T], *, what: str) -> T:
     worker.start()
     worker.join(deadline)
     if not outcome:
-        raise TransientError(f"{what} did not finish within {deadline:g} s",
-                             fix="retry later (DEEP_LULC_HTTP_DEADLINE sets the limit); check the server")  # fmt: skip
+        raise TransientError(
+            f"{what} did not finish within {deadline:g} s",
+            fix="retry later (DEEP_LULC_HTTP_DEADLINE sets the limit); check the server",
+        )
     succeeded, value = outcome[0]
     if not succeeded:
         raise value
@@ -106,8 +109,11 @@ def s3_storage_options() -> dict[str, Any]:
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     options: dict[str, Any] = {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
     # botocore waits 60 s per read by default but retries a stalled read again and again; bound both.
-    options["config_kwargs"] = {"connect_timeout": CONNECT_TIMEOUT_S, "read_timeout": http_timeout(),
-                                "retries": {"max_attempts": 2, "mode": "standard"}}  # fmt: skip
+    options["config_kwargs"] = {
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "read_timeout": http_timeout(),
+        "retries": {"max_attempts": 2, "mode": "standard"},
+    }
     if requester_pays():
         options["requester_pays"] = True
     return options
@@ -269,8 +275,9 @@ def utf8(raw: bytes, *, href: str, what: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         guess = " (it looks like UTF-16)" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
-        raise BadInputError(f"{what} {redact(href)} is not UTF-8 text{guess}",
-                            fix="save it as UTF-8, as JSON requires") from exc  # fmt: skip
+        raise BadInputError(
+            f"{what} {redact(href)} is not UTF-8 text{guess}", fix="save it as UTF-8, as JSON requires"
+        ) from exc
 
 
 def read_json(href: str, *, what: str = "input") -> dict[str, Any]:

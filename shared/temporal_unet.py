@@ -33,11 +33,12 @@ HEADS = 4
 
 def _conv_norm_relu(n_in: int, n_out: int, kernel: tuple[int, int], padding: tuple[int, int]) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(n_in, n_out, kernel, padding=padding, padding_mode="reflect" if max(padding) else "zeros",
-                  bias=False),
+        nn.Conv2d(
+            n_in, n_out, kernel, padding=padding, padding_mode="reflect" if max(padding) else "zeros", bias=False
+        ),
         nn.BatchNorm2d(n_out),
         nn.ReLU(inplace=True),
-    )  # fmt: skip
+    )
 
 
 TEMPORAL_STRIDE = 2  # 16-day steps in, 32-day steps out of the embedding: phenology is slower than that

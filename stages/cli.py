@@ -25,8 +25,20 @@ from deep_lulc.stages.search.cli import COMMAND as SEARCH
 from deep_lulc.stages.synth.cli import COMMAND as SYNTH
 from deep_lulc.stages.train.cli import COMMAND as TRAIN
 
-COMMANDS: tuple[Stage, ...] = (SYNTH, SEARCH, CUBE, FEATURES, CHIPS, TRAIN, PLAN_TILES, PREDICT, MERGE, CHANGE,
-                               EVALUATE, DEMO)  # fmt: skip
+COMMANDS: tuple[Stage, ...] = (
+    SYNTH,
+    SEARCH,
+    CUBE,
+    FEATURES,
+    CHIPS,
+    TRAIN,
+    PLAN_TILES,
+    PREDICT,
+    MERGE,
+    CHANGE,
+    EVALUATE,
+    DEMO,
+)
 
 app = typer.Typer(
     name="deep-lulc",

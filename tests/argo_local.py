@@ -140,10 +140,12 @@ class LocalArgo:
             if "withParam" in task:
                 items = json.loads(self.substitute(task["withParam"], scope))
                 outputs = [
-                    self.execute(target, {a["name"]: self.substitute(str(a["value"]), {**scope, "item": item})
-                                          for a in arguments})
+                    self.execute(
+                        target,
+                        {a["name"]: self.substitute(str(a["value"]), {**scope, "item": item}) for a in arguments},
+                    )
                     for item in items
-                ]  # fmt: skip
+                ]
                 names = {name for output in outputs for name in output}
                 results[task["name"]] = {name: json.dumps([output[name] for output in outputs]) for name in names}
             else:

@@ -16,8 +16,20 @@ from deep_lulc.stages.cli import app
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- cli-reference:start -->", "<!-- cli-reference:end -->"
-COMMANDS = ("synth", "search", "cube", "features", "chips", "train", "plan-tiles", "predict", "merge", "change",
-            "evaluate", "demo")  # fmt: skip
+COMMANDS = (
+    "synth",
+    "search",
+    "cube",
+    "features",
+    "chips",
+    "train",
+    "plan-tiles",
+    "predict",
+    "merge",
+    "change",
+    "evaluate",
+    "demo",
+)
 
 
 def render() -> str:

@@ -71,8 +71,11 @@ def _restore_logging() -> Iterator[None]:
     ran before it."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    levels = {name: logger.level for name, logger in logging.Logger.manager.loggerDict.items()
-              if isinstance(logger, logging.Logger)}  # fmt: skip
+    levels = {
+        name: logger.level
+        for name, logger in logging.Logger.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
     yield
     root.handlers[:] = handlers
     root.setLevel(level)

@@ -82,9 +82,12 @@ def _handler(root: Path | None, upstream: str | None, require: tuple[str, str] |
                 return
             first = int(match.group(1))
             last = min(int(match.group(2) or len(data) - 1), len(data) - 1)
-            self._send(206, data[first : last + 1],
-                       {"Accept-Ranges": "bytes", "Content-Range": f"bytes {first}-{last}/{len(data)}"},
-                       with_body=with_body)  # fmt: skip
+            self._send(
+                206,
+                data[first : last + 1],
+                {"Accept-Ranges": "bytes", "Content-Range": f"bytes {first}-{last}/{len(data)}"},
+                with_body=with_body,
+            )
 
         def _forward(self) -> None:
             assert upstream is not None

@@ -18,11 +18,20 @@ FEATURES, DATES, N_OUT = ["B02", "NDVI"], ["2023-01-01", "2023-01-17", "2023-02-
 def config_for(name: str) -> ModelConfig:
     channels = [f"{d}_{f}" for d in DATES for f in FEATURES]
     return ModelConfig(
-        encoder="resnet18" if "encoder" in architectures.spec(name).options else name, n_in=len(channels),
-        n_out=N_OUT, chip_size=32, input_mode="stack", channels=channels, features=FEATURES, dates=DATES,
-        mean=[0.0] * len(channels), std=[1.0] * len(channels), class_values=[0, 1, 2, 3],
-        class_names=["NoData", "a", "b", "c"], architecture=name,
-    )  # fmt: skip
+        encoder="resnet18" if "encoder" in architectures.spec(name).options else name,
+        n_in=len(channels),
+        n_out=N_OUT,
+        chip_size=32,
+        input_mode="stack",
+        channels=channels,
+        features=FEATURES,
+        dates=DATES,
+        mean=[0.0] * len(channels),
+        std=[1.0] * len(channels),
+        class_values=[0, 1, 2, 3],
+        class_names=["NoData", "a", "b", "c"],
+        architecture=name,
+    )
 
 
 def test_every_architecture_name_has_one_registry_entry() -> None:

@@ -129,8 +129,18 @@ def test_every_container_step_parses_as_a_deep_lulc_command() -> None:
         context = parse(arguments)
         seen.add(context.info_name)
         assert context.params["outputs_dir"] is not None, f"{template['name']} must write Argo output files"
-    assert seen == {"search", "cube", "features", "chips", "train", "plan-tiles", "predict", "merge", "change",
-                    "evaluate"}  # fmt: skip
+    assert seen == {
+        "search",
+        "cube",
+        "features",
+        "chips",
+        "train",
+        "plan-tiles",
+        "predict",
+        "merge",
+        "change",
+        "evaluate",
+    }
     with pytest.raises(TyperException, match="No such option"):
         parse(["predict", "--model", "m", "--features", "f", "--out", "o", "--tile-sise", "3"])
     with pytest.raises(TyperException, match="valid integer"):
@@ -182,8 +192,15 @@ def test_pods_are_hardened_and_retry_only_transient_failures() -> None:
         assert any(m["mountPath"] == "/tmp" and m["name"] in scratch for m in container["volumeMounts"]), name
         retry = template["retryStrategy"]
         assert retry["retryPolicy"] == "Always", f"{name}: pod errors (eviction, node loss) need Always"
-        outcomes = {("Failed", "75"): True, ("Failed", "137"): True, ("Failed", "143"): True, ("Error", ""): True,
-                    ("Failed", "2"): False, ("Failed", "3"): False, ("Failed", "1"): False}  # fmt: skip
+        outcomes = {
+            ("Failed", "75"): True,
+            ("Failed", "137"): True,
+            ("Failed", "143"): True,
+            ("Error", ""): True,
+            ("Failed", "2"): False,
+            ("Failed", "3"): False,
+            ("Failed", "1"): False,
+        }
         for (status, code), retried in outcomes.items():
             assert retries(retry["expression"], status=status, exit_code=code) is retried, (name, status, code)
         assert "backoff" in retry, name

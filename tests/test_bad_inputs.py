@@ -42,8 +42,15 @@ from .test_predict import _edited_model
 from .test_search_cube import _FlakyProxy
 
 YEAR = (f"--start={TINY.year}-01-01", f"--end={TINY.year}-12-31")
-CHIPS = ["--size=32", "--sampling=balanced", "--count=48", "--block-size=1", "--val-fraction=0.3",
-         "--min-labelled=0.3", "--seed=0"]  # fmt: skip  # as the tiny_chips fixture: a run that succeeds
+CHIPS = [
+    "--size=32",
+    "--sampling=balanced",
+    "--count=48",
+    "--block-size=1",
+    "--val-fraction=0.3",
+    "--min-labelled=0.3",
+    "--seed=0",
+]  # as the tiny_chips fixture: a run that succeeds
 WORKERS = int(os.environ.get("DEEP_LULC_TEST_WORKERS") or max(4, os.cpu_count() or 1))  # CLI starts wait on I/O too
 FAST_RETRIES = {"DEEP_LULC_HTTP_BACKOFF": "0.01", "DEEP_LULC_HTTP_RETRIES": "2"}
 
@@ -87,8 +94,10 @@ class Workspace:
         try:
             mounted = subprocess.run(
                 ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mountpoint)],
-                capture_output=True, text=True, check=False,
-            )  # fmt: skip
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             problem = (mounted.stderr.strip() or f"exit {mounted.returncode}") if mounted.returncode else ""
         except OSError as exc:  # no mount(8) at all
             problem = str(exc)
@@ -121,8 +130,9 @@ class Workspace:
         endpoint = f"http://127.0.0.1:{port}"
         process = subprocess.Popen(
             [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.stack.callback(process.wait, timeout=10)
         self.stack.callback(process.terminate)
         deadline = time.monotonic() + 30
@@ -134,8 +144,12 @@ class Workspace:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise UnavailableError("the IAM-enforcing moto_server did not start") from None
                 time.sleep(0.2)
-        admin = {"endpoint_url": endpoint, "aws_access_key_id": "testing", "aws_secret_access_key": "testing",
-                 "region_name": "us-east-1"}  # fmt: skip
+        admin = {
+            "endpoint_url": endpoint,
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+            "region_name": "us-east-1",
+        }
         s3 = boto3.client("s3", **admin)
         s3.create_bucket(Bucket="locked")
         s3.upload_file(self.cube, "locked", "cube/catalog.json")
@@ -147,8 +161,9 @@ class Workspace:
             f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
         )
         urllib.request.urlopen(request, timeout=10).close()
-        nobody = boto3.client("s3", **{**admin, "aws_access_key_id": key["AccessKeyId"],
-                                       "aws_secret_access_key": key["SecretAccessKey"]})  # fmt: skip
+        nobody = boto3.client(
+            "s3", **{**admin, "aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
+        )
         with pytest.raises(ClientError, match="AccessDenied"):  # the object is there; reading it is forbidden
             nobody.get_object(Bucket="locked", Key="cube/catalog.json")
         return {
@@ -190,8 +205,15 @@ def shapefile_without_prj(workspace: Workspace, folder: Path) -> str:
         np.array(polygons, dtype=object), lambda xy: np.column_stack(to_mercator.transform(xy[:, 0], xy[:, 1]))
     )
     path = folder / "labels-3857.shp"
-    pyogrio.raw.write(str(path), geometry=shapely.to_wkb(mercator), field_data=[np.array(codes, dtype=np.int32)],
-                      fields=["lulc"], geometry_type="Polygon", crs="EPSG:3857", driver="ESRI Shapefile")  # fmt: skip
+    pyogrio.raw.write(
+        str(path),
+        geometry=shapely.to_wkb(mercator),
+        field_data=[np.array(codes, dtype=np.int32)],
+        fields=["lulc"],
+        geometry_type="Polygon",
+        crs="EPSG:3857",
+        driver="ESRI Shapefile",
+    )
     path.with_suffix(".prj").unlink()
     return str(path)
 
@@ -241,8 +263,9 @@ def catalog_with_a_truncated_cog(workspace: Workspace, folder: Path) -> str:
     """A copy of the tiny catalog in which the red band of the first acquisition lost its second half."""
     copy = folder / "catalog"
     shutil.copytree(workspace.catalog, copy)
-    item = pystac.Item.from_file(str(copy / "sentinel-2-l2a" / "S2A_33TWM_20230103_0_L2A" /
-                                     "S2A_33TWM_20230103_0_L2A.json"))  # fmt: skip
+    item = pystac.Item.from_file(
+        str(copy / "sentinel-2-l2a" / "S2A_33TWM_20230103_0_L2A" / "S2A_33TWM_20230103_0_L2A.json")
+    )
     cog = Path(item.assets["red"].get_absolute_href() or "")
     assert cog.is_file(), cog
     with cog.open("r+b") as handle:
@@ -258,8 +281,16 @@ def not_json(_workspace: Workspace, folder: Path) -> str:
 
 def predict_with(model: Callable[[Workspace, Path], str]) -> Callable[[Workspace, Path], Invocation]:
     def prepare(workspace: Workspace, folder: Path) -> Invocation:
-        args = ["--model", model(workspace, folder), "--features", workspace.features, "--out", str(folder / "out"),
-                "--device", "cpu"]  # fmt: skip
+        args = [
+            "--model",
+            model(workspace, folder),
+            "--features",
+            workspace.features,
+            "--out",
+            str(folder / "out"),
+            "--device",
+            "cpu",
+        ]
         return Invocation(args, folder / "out")
 
     return prepare
@@ -286,8 +317,16 @@ def search_through_flaky_api(failures: int) -> Callable[[Workspace, Path], Invoc
     def prepare(workspace: Workspace, folder: Path) -> Invocation:
         proxy = workspace.stack.enter_context(_FlakyProxy(workspace.stac_api, failures=failures))
         out = folder / "items.json"
-        args = ["--stac", proxy.url, "--aoi", str(workspace.catalog / "aoi-train.geojson"), *YEAR, "--page-size=4",
-                "--out", str(out)]  # fmt: skip
+        args = [
+            "--stac",
+            proxy.url,
+            "--aoi",
+            str(workspace.catalog / "aoi-train.geojson"),
+            *YEAR,
+            "--page-size=4",
+            "--out",
+            str(out),
+        ]
 
         def served_the_failures() -> None:
             assert proxy.requests > max(failures, 0), "the proxy was not asked"
@@ -375,8 +414,16 @@ def features_with_an_altered_chunk(workspace: Workspace, folder: Path) -> str:
 
 def predict_on(features: Callable[[Workspace, Path], str]) -> Callable[[Workspace, Path], Invocation]:
     def prepare(workspace: Workspace, folder: Path) -> Invocation:
-        args = ["--model", workspace.model, "--features", features(workspace, folder), "--out", str(folder / "out"),
-                "--device", "cpu"]  # fmt: skip
+        args = [
+            "--model",
+            workspace.model,
+            "--features",
+            features(workspace, folder),
+            "--out",
+            str(folder / "out"),
+            "--device",
+            "cpu",
+        ]
         return Invocation(args, folder / "out")
 
     return prepare
@@ -782,9 +829,15 @@ def observed(
     """Set every row up, then run all their commands concurrently; yields what each one did."""
     with ExitStack() as stack:
         workspace = Workspace(
-            catalog=tiny_catalog, cube=tiny_cube, features=tiny_features, chips=tiny_chips, model=tiny_model,
-            stac_api=stac_api, root=tmp_path_factory.mktemp("bad-inputs"), stack=stack,
-        )  # fmt: skip
+            catalog=tiny_catalog,
+            cube=tiny_cube,
+            features=tiny_features,
+            chips=tiny_chips,
+            model=tiny_model,
+            stac_api=stac_api,
+            root=tmp_path_factory.mktemp("bad-inputs"),
+            stack=stack,
+        )
         invocations: dict[str, Invocation | str] = {}
         for case in CASES:
             try:
@@ -799,8 +852,12 @@ def observed(
             started = time.perf_counter()
             completed = subprocess.run(
                 [str(BIN / "deep-lulc"), case.stage, *invocation.args],
-                capture_output=True, text=True, check=False, timeout=300, env=cli_env(**invocation.extra_env),
-            )  # fmt: skip
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=300,
+                env=cli_env(**invocation.extra_env),
+            )
             return Observed(invocation, completed, None, time.perf_counter() - started)
 
         started = time.perf_counter()
@@ -861,10 +918,13 @@ def test_readme_table_matches_cases() -> None:
     missing = []
     for case in CASES:
         matching = [
-            row for row in rows
-            if len(row) >= 4 and f"(`{case.name}`)" in row[0] and row[1] == f"`{case.stage}`"
+            row
+            for row in rows
+            if len(row) >= 4
+            and f"(`{case.name}`)" in row[0]
+            and row[1] == f"`{case.stage}`"
             and row[2] == str(case.expected_exit)
-        ]  # fmt: skip
+        ]
         if not matching:
             missing.append(case.name)
     assert missing == [], f"README.md lacks bad-input rows for {missing}; paste tests/test_bad_inputs.markdown_table()"

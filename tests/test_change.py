@@ -96,11 +96,23 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     root = tmp_path_factory.mktemp("change")
     before, after = two_maps(7, (GRID.height, GRID.width))
     inputs = {
-        "before": write_class_map_catalog(root / "before", before, grid=GRID, item_id="prediction-2019",
-                                          start="2019-01-01T00:00:00Z", end="2019-12-31T23:59:59Z"),
-        "after": write_class_map_catalog(root / "after", after, grid=GRID, item_id="prediction-2023",
-                                         start="2023-01-01T00:00:00Z", end="2023-12-31T23:59:59Z"),
-    }  # fmt: skip
+        "before": write_class_map_catalog(
+            root / "before",
+            before,
+            grid=GRID,
+            item_id="prediction-2019",
+            start="2019-01-01T00:00:00Z",
+            end="2019-12-31T23:59:59Z",
+        ),
+        "after": write_class_map_catalog(
+            root / "after",
+            after,
+            grid=GRID,
+            item_id="prediction-2023",
+            start="2023-01-01T00:00:00Z",
+            end="2023-12-31T23:59:59Z",
+        ),
+    }
     result = change.run(inputs=inputs, output=str(root / "out"), params=SMALL_BLOCKS)
     item = item_of(result.catalog)
     summary = json.loads(asset_path(item, "matrix_json").read_text())
@@ -210,9 +222,15 @@ def test_finer_grid_is_resampled_with_a_warning(run: Run, tmp_path: Path, caplog
     after_fine = np.kron(run.after, np.ones((2, 2), dtype=np.uint8))
     inputs = {
         "before": str(Path(run.result.catalog).parents[1] / "before" / "catalog.json"),
-        "after": write_class_map_catalog(tmp_path / "fine", after_fine, grid=fine, item_id="fine",
-                                         start="2023-01-01T00:00:00Z", end="2023-12-31T23:59:59Z"),
-    }  # fmt: skip
+        "after": write_class_map_catalog(
+            tmp_path / "fine",
+            after_fine,
+            grid=fine,
+            item_id="fine",
+            start="2023-01-01T00:00:00Z",
+            end="2023-12-31T23:59:59Z",
+        ),
+    }
     with caplog.at_level(logging.WARNING, logger="deep_lulc.stages.change.stage"):
         result = change.run(inputs=inputs, output=str(tmp_path / "out"), params=SMALL_BLOCKS)
     assert any("resampling --after onto the --before grid" in r.getMessage() for r in caplog.records)
@@ -229,8 +247,12 @@ def test_other_crs_is_reprojected_by_nearest_neighbour(tmp_path: Path) -> None:
     before = blocky(rng, (GRID.height, GRID.width), 6, LABELLED)
     # The after map lives in the neighbouring UTM zone, on 7 m pixels covering the before map.
     west, south, east, north = Transformer.from_crs(32633, 32634, always_xy=True).transform_bounds(*grid_bounds(GRID))
-    other = geobox(32634, Affine(7.0, 0.0, west - 20, 0.0, -7.0, north + 20),
-                 int((north - south + 40) // 7), int((east - west + 40) // 7))  # fmt: skip
+    other = geobox(
+        32634,
+        Affine(7.0, 0.0, west - 20, 0.0, -7.0, north + 20),
+        int((north - south + 40) // 7),
+        int((east - west + 40) // 7),
+    )
     after = blocky(rng, (other.height, other.width), 9, LABELLED)
     inputs = {
         "before": write_class_map_catalog(tmp_path / "b", before, grid=GRID, item_id="b"),
@@ -259,11 +281,9 @@ def test_uint16_codes_for_many_classes(tmp_path: Path) -> None:
     before = rng.integers(0, 17, (20, 24)).astype(np.uint8)
     after = rng.integers(0, 17, (20, 24)).astype(np.uint8)
     inputs = {
-        "before": write_class_map_catalog(tmp_path / "b", before, grid=GRID[0:20, 0:24], scheme=scheme,
-                                          item_id="b"),
-        "after": write_class_map_catalog(tmp_path / "a", after, grid=GRID[0:20, 0:24], scheme=scheme,
-                                         item_id="a"),
-    }  # fmt: skip
+        "before": write_class_map_catalog(tmp_path / "b", before, grid=GRID[0:20, 0:24], scheme=scheme, item_id="b"),
+        "after": write_class_map_catalog(tmp_path / "a", after, grid=GRID[0:20, 0:24], scheme=scheme, item_id="a"),
+    }
     result = change.run(inputs=inputs, output=str(tmp_path / "out"), params=SMALL_BLOCKS)
     item = item_of(result.catalog)
     codes = read_codes(item).astype(int)
@@ -279,16 +299,24 @@ def test_uint16_codes_for_many_classes(tmp_path: Path) -> None:
 
 def test_different_schemes_and_swapped_periods_are_refused(run: Run, tmp_path: Path) -> None:
     renamed = ClassScheme(
-        tuple(LulcClass(c.value, "Meadow" if c.name == "Grassland" else c.name, c.description, c.color)
-              for c in SLOVENIA.classes),
+        tuple(
+            LulcClass(c.value, "Meadow" if c.name == "Grassland" else c.name, c.description, c.color)
+            for c in SLOVENIA.classes
+        ),
         nodata=0,
-    )  # fmt: skip
+    )
     before = str(Path(run.result.catalog).parents[1] / "before" / "catalog.json")
     other = write_class_map_catalog(tmp_path / "other", run.after, grid=GRID, scheme=renamed, item_id="other")
     with pytest.raises(BadInputError, match=r"different class schemes.*code 3 is Grassland vs Meadow"):
         change.run(inputs={"before": before, "after": other}, output=str(tmp_path / "o1"), params=SMALL_BLOCKS)
-    earlier = write_class_map_catalog(tmp_path / "early", run.after, grid=GRID, item_id="early",
-                                      start="2015-01-01T00:00:00Z", end="2015-12-31T23:59:59Z")  # fmt: skip
+    earlier = write_class_map_catalog(
+        tmp_path / "early",
+        run.after,
+        grid=GRID,
+        item_id="early",
+        start="2015-01-01T00:00:00Z",
+        end="2015-12-31T23:59:59Z",
+    )
     with pytest.raises(BadInputError, match="swap --before and --after"):
         change.run(inputs={"before": before, "after": earlier}, output=str(tmp_path / "o2"), params=SMALL_BLOCKS)
     assert not (tmp_path / "o1" / "catalog.json").exists()
@@ -299,8 +327,18 @@ def test_cli_prints_one_json_line_and_exits_2_on_bad_input(run: Run, tmp_path: P
     """Needs `change` registered in stages/cli.py."""
     before = str(Path(run.result.catalog).parents[1] / "before" / "catalog.json")
     after = str(Path(run.result.catalog).parents[1] / "after" / "catalog.json")
-    args = [str(BIN / "deep-lulc"), "change", "--before", before, "--after", after, "--out", str(tmp_path / "out"),
-            "--method", "raw"]  # fmt: skip
+    args = [
+        str(BIN / "deep-lulc"),
+        "change",
+        "--before",
+        before,
+        "--after",
+        after,
+        "--out",
+        str(tmp_path / "out"),
+        "--method",
+        "raw",
+    ]
     completed = subprocess.run(args, capture_output=True, text=True, check=False, env=cli_env())
     assert completed.returncode == 0, completed.stderr[-2000:]
     lines = completed.stdout.strip().splitlines()
@@ -329,8 +367,14 @@ def add_probabilities(catalog: str, percent: np.ndarray) -> None:
     percent band per labelled class, 255 where the map has no data."""
     item_path = next(Path(catalog).parent.glob("*/*.json"))
     grid = geobox_of(pystac.Item.from_file(str(item_path)))
-    writer = CogWriter(item_path.parent / "probabilities.tif", grid, nodata=255, count=N,
-                            band_descriptions=[c.name for c in SLOVENIA.labelled], scale=0.01)  # fmt: skip
+    writer = CogWriter(
+        item_path.parent / "probabilities.tif",
+        grid,
+        nodata=255,
+        count=N,
+        band_descriptions=[c.name for c in SLOVENIA.labelled],
+        scale=0.01,
+    )
     writer.write(percent, row=0, col=0)
     writer.finish(overview_resampling="average")
     document = json.loads(item_path.read_text())
@@ -338,9 +382,10 @@ def add_probabilities(catalog: str, percent: np.ndarray) -> None:
         "href": "./probabilities.tif",
         "type": "image/tiff; application=geotiff; profile=cloud-optimized",
         "roles": ["data"],
-        "raster:bands": [{"name": c.name, "nodata": 255, "data_type": "uint8", "scale": 0.01, "offset": 0}
-                         for c in SLOVENIA.labelled],
-    }  # fmt: skip
+        "raster:bands": [
+            {"name": c.name, "nodata": 255, "data_type": "uint8", "scale": 0.01, "offset": 0} for c in SLOVENIA.labelled
+        ],
+    }
     item_path.write_text(json.dumps(document))
     reseal_links(Path(catalog))
 
@@ -402,8 +447,9 @@ def flicker(tmp_path_factory: pytest.TempPathFactory) -> Flicker:
     for key, values, percent, year in (("before", before, p_before, 2019), ("after", after, p_after, 2023)):
         start, end = f"{year}-01-01T00:00:00Z", f"{year}-12-31T23:59:59Z"
         catalogs[key] = write_class_map_catalog(root / key, values, grid=GRID, item_id=f"p{year}", start=start, end=end)
-        probability_catalogs[key] = write_class_map_catalog(root / f"{key}-p", values, grid=GRID,
-                                                            item_id=f"p{year}", start=start, end=end)  # fmt: skip
+        probability_catalogs[key] = write_class_map_catalog(
+            root / f"{key}-p", values, grid=GRID, item_id=f"p{year}", start=start, end=end
+        )
         add_probabilities(probability_catalogs[key], percent)
     return Flicker(before, after, slivers, catalogs, probability_catalogs)
 
@@ -447,8 +493,11 @@ def test_joint_probabilities_keep_confident_changes_only(flicker: Flicker, tmp_p
 
 
 def test_joint_with_mapping_unit_leaves_the_real_change(flicker: Flicker, tmp_path: Path) -> None:
-    result = change.run(inputs=flicker.probability_catalogs, output=str(tmp_path / "joint"),
-                        params=ChangeParams(block_size=32, **STRICT))  # fmt: skip
+    result = change.run(
+        inputs=flicker.probability_catalogs,
+        output=str(tmp_path / "joint"),
+        params=ChangeParams(block_size=32, **STRICT),
+    )
     item = item_of(result.catalog)
     changed, origin, target = changed_mask(item)
     assert np.array_equal(changed, only(BLOCK))
@@ -515,8 +564,9 @@ def test_windows_with_halo_equal_the_whole_map(tmp_path: Path) -> None:
     codes = {}
     for size in (16, 128):
         params = ChangeParams(block_size=size, min_mapping_unit=0.3, **STRICT)
-        codes[size] = read_codes(item_of(change.run(inputs=inputs, output=str(tmp_path / f"o{size}"),
-                                                    params=params).catalog))  # fmt: skip
+        codes[size] = read_codes(
+            item_of(change.run(inputs=inputs, output=str(tmp_path / f"o{size}"), params=params).catalog)
+        )
     assert np.array_equal(codes[16], codes[128])
     valid = (before != SLOVENIA.nodata) & (after != SLOVENIA.nodata)
     opened = ndimage.binary_opening(valid & (before != after), structure=np.ones((3, 3), dtype=bool))
@@ -563,21 +613,35 @@ def test_joint_on_a_finer_after_grid_resamples_the_probabilities(flicker: Flicke
     after_item = pystac.Item.from_file(str(next(Path(flicker.probability_catalogs["after"]).parent.glob("*/*.json"))))
     with rasterio.open(asset_path(after_item, "probabilities")) as dataset:
         percent = np.asarray(dataset.read())
-    fine_catalog = write_class_map_catalog(tmp_path / "fine", np.kron(flicker.after, np.ones((2, 2), dtype=np.uint8)),
-                                           grid=fine, item_id="fine", start="2023-01-01T00:00:00Z",
-                                           end="2023-12-31T23:59:59Z")  # fmt: skip
+    fine_catalog = write_class_map_catalog(
+        tmp_path / "fine",
+        np.kron(flicker.after, np.ones((2, 2), dtype=np.uint8)),
+        grid=fine,
+        item_id="fine",
+        start="2023-01-01T00:00:00Z",
+        end="2023-12-31T23:59:59Z",
+    )
     add_probabilities(fine_catalog, np.kron(percent, np.ones((1, 2, 2), dtype=np.uint8)))
     inputs = {"before": flicker.probability_catalogs["before"], "after": fine_catalog}
     result = change.run(inputs=inputs, output=str(tmp_path / "out"), params=ChangeParams(block_size=32, **STRICT))
     assert result.extra["resampled"] is True
-    native = change.run(inputs=flicker.probability_catalogs, output=str(tmp_path / "native"),
-                        params=ChangeParams(block_size=32, **STRICT))  # fmt: skip
+    native = change.run(
+        inputs=flicker.probability_catalogs,
+        output=str(tmp_path / "native"),
+        params=ChangeParams(block_size=32, **STRICT),
+    )
     assert np.array_equal(read_codes(item_of(result.catalog)), read_codes(item_of(native.catalog)))
 
 
 def test_probabilities_of_other_classes_and_bad_methods_are_refused(flicker: Flicker, tmp_path: Path) -> None:
-    catalog = write_class_map_catalog(tmp_path / "odd", flicker.after, grid=GRID, item_id="odd",
-                                      start="2023-01-01T00:00:00Z", end="2023-12-31T23:59:59Z")  # fmt: skip
+    catalog = write_class_map_catalog(
+        tmp_path / "odd",
+        flicker.after,
+        grid=GRID,
+        item_id="odd",
+        start="2023-01-01T00:00:00Z",
+        end="2023-12-31T23:59:59Z",
+    )
     add_probabilities(catalog, percent_of(flicker.after))
     item_path = next(Path(catalog).parent.glob("*/*.json"))
     document = json.loads(item_path.read_text())
@@ -591,8 +655,18 @@ def test_probabilities_of_other_classes_and_bad_methods_are_refused(flicker: Fli
     assert raw.extra["method"] == "raw"
     with pytest.raises(ValueError, match="method"):
         ChangeParams(method="majority")
-    args = [str(BIN / "deep-lulc"), "change", "--before", flicker.catalogs["before"], "--after",
-            flicker.catalogs["after"], "--out", str(tmp_path / "o3"), "--method", "majority"]  # fmt: skip
+    args = [
+        str(BIN / "deep-lulc"),
+        "change",
+        "--before",
+        flicker.catalogs["before"],
+        "--after",
+        flicker.catalogs["after"],
+        "--out",
+        str(tmp_path / "o3"),
+        "--method",
+        "majority",
+    ]
     failed = subprocess.run(args, capture_output=True, text=True, check=False, env=cli_env())
     assert failed.returncode == 2
     assert "deep-lulc change: error: invalid parameters: --method: Input should be 'joint' or 'raw'" in failed.stderr

@@ -198,9 +198,12 @@ def test_real_slovenia_parcels_reproduce_the_shipped_label_raster() -> None:
     expected = np.load(SLOVENIA_68 / "mask_timeless/LULC.npy")[..., 0]
     transform = from_bounds(min(xs), min(ys), max(xs), max(ys), width=expected.shape[1], height=expected.shape[0])
     polygons = read_labels(
-        str(SLOVENIA_68 / "vector_timeless/LULC.gpkg"), class_column="LULC_ID", scheme=SLOVENIA, class_map={},
+        str(SLOVENIA_68 / "vector_timeless/LULC.gpkg"),
+        class_column="LULC_ID",
+        scheme=SLOVENIA,
+        class_map={},
         target_epsg=32633,
-    )  # fmt: skip
+    )
     burned = rasterize_labels(polygons, shape=expected.shape, transform=transform, epsg=32633)
     agreement = float((burned == expected).mean())
     print(f"agreement with eo-learn's LULC raster: {agreement:.4%}")
@@ -216,19 +219,30 @@ def test_labels_in_wgs84_rasterise_like_the_utm_originals(tiny_catalog: Path, tm
         shapely.from_wkb(geometry), lambda xy: np.column_stack(to_wgs84.transform(xy[:, 0], xy[:, 1]))
     )
     path = tmp_path / "labels-4326.fgb"
-    pyogrio.raw.write(str(path), geometry=shapely.to_wkb(polygons), field_data=[fields[1]], fields=["lulc"],
-                      geometry_type="Polygon", crs="EPSG:4326", driver="FlatGeobuf")  # fmt: skip
+    pyogrio.raw.write(
+        str(path),
+        geometry=shapely.to_wkb(polygons),
+        field_data=[fields[1]],
+        fields=["lulc"],
+        geometry_type="Polygon",
+        crs="EPSG:4326",
+        driver="FlatGeobuf",
+    )
     transform = from_bounds(520_000, 5_115_720, 521_280, 5_117_000, width=128, height=128)
     utm = rasterize_labels(
         read_labels(
             str(tiny_catalog / "labels.gpkg"), class_column="lulc", scheme=SLOVENIA, class_map={}, target_epsg=32633
         ),
-        shape=(128, 128), transform=transform, epsg=32633,
-    )  # fmt: skip
+        shape=(128, 128),
+        transform=transform,
+        epsg=32633,
+    )
     wgs = rasterize_labels(
         read_labels(str(path), class_column="lulc", scheme=SLOVENIA, class_map={}, target_epsg=32633),
-        shape=(128, 128), transform=transform, epsg=32633,
-    )  # fmt: skip
+        shape=(128, 128),
+        transform=transform,
+        epsg=32633,
+    )
     assert (utm == wgs).mean() > 0.995
 
 
@@ -236,9 +250,15 @@ def write_polygons(
     path: Path, polygons: list[shapely.Geometry], codes: list[object], crs: str | None = "EPSG:32633"
 ) -> str:
     kind = np.int32 if all(isinstance(c, int) for c in codes) else object
-    pyogrio.raw.write(str(path), geometry=shapely.to_wkb(np.array(polygons, dtype=object)),
-                      field_data=[np.array(codes, dtype=kind)], fields=["lulc"], geometry_type="Polygon", crs=crs,
-                      driver="GPKG" if path.suffix == ".gpkg" else "GeoJSON")  # fmt: skip
+    pyogrio.raw.write(
+        str(path),
+        geometry=shapely.to_wkb(np.array(polygons, dtype=object)),
+        field_data=[np.array(codes, dtype=kind)],
+        fields=["lulc"],
+        geometry_type="Polygon",
+        crs=crs,
+        driver="GPKG" if path.suffix == ".gpkg" else "GeoJSON",
+    )
     return str(path)
 
 
@@ -249,8 +269,9 @@ def test_unknown_codes_are_listed_and_a_class_map_fixes_them(tmp_path: Path) -> 
     labels = write_polygons(tmp_path / "l.gpkg", [SQUARE, SQUARE.buffer(-50), SQUARE.buffer(-100)], [41, 2, 77])
     with pytest.raises(BadInputError, match=r"class codes not in the class scheme: 41, 77.*--class-map"):
         read_labels(labels, class_column="lulc", scheme=SLOVENIA, class_map={}, target_epsg=32633)
-    mapped = read_labels(labels, class_column="lulc", scheme=SLOVENIA, class_map={"41": "Forest", "77": "5"},
-                         target_epsg=32633)  # fmt: skip
+    mapped = read_labels(
+        labels, class_column="lulc", scheme=SLOVENIA, class_map={"41": "Forest", "77": "5"}, target_epsg=32633
+    )
     assert mapped.values.tolist() == [2, 2, 5]
 
 
@@ -366,11 +387,15 @@ def three_km(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     synth.run(inputs={}, output=str(root / "synth"), params=params)
     aoi = _square_aoi(root / "synth" / "aoi-train.geojson", 3000, root / "aoi-3km.geojson")
     year = {"start": dt.date(params.year, 1, 1), "end": dt.date(params.year, 12, 31)}
-    cube_result = cube.run(inputs={"stac": str(root / "synth" / "catalog.json"), "aoi": str(aoi)},
-                           output=str(root / "cube"), params=CubeParams(**year))  # fmt: skip
+    cube_result = cube.run(
+        inputs={"stac": str(root / "synth" / "catalog.json"), "aoi": str(aoi)},
+        output=str(root / "cube"),
+        params=CubeParams(**year),
+    )
     assert cube_result.extra["shape"][1:] == [300, 300]
-    features_result = features.run(inputs={"cube": cube_result.catalog}, output=str(root / "features"),
-                                   params=FeaturesParams())  # fmt: skip
+    features_result = features.run(
+        inputs={"cube": cube_result.catalog}, output=str(root / "features"), params=FeaturesParams()
+    )
     return {"features": features_result.catalog, "labels": str(root / "synth" / "labels.gpkg"), "root": str(root)}
 
 
@@ -404,8 +429,11 @@ def test_a_3_km_aoi_at_defaults_gets_enough_chips_with_every_class_in_both_split
     assert fields["deep-lulc:auto"] == ["count", "size", "block_size"]
     assert fields["deep-lulc:chips"]["train"] == result.extra["train"]
     saved = json.loads((Path(result.catalog).parent / "params.json").read_text())["params"]
-    assert (saved["size"], saved["count"], saved["block_size"]) == (64, result.extra["count"],
-                                                                    result.extra["block_size"])  # fmt: skip
+    assert (saved["size"], saved["count"], saved["block_size"]) == (
+        64,
+        result.extra["count"],
+        result.extra["block_size"],
+    )
     split = json.loads(Path(collection.assets["split"].get_absolute_href() or "").read_text())
     assert (split["chip_size"], split["block_size"]) == (64, result.extra["block_size"])
 
@@ -492,12 +520,16 @@ def test_a_class_confined_to_one_block_is_named_in_a_warning(
     polygons = [shapely.box(x0, middle, x1, y1).difference(lake), shapely.box(x0, y0, x1, middle), lake]
     labels = write_polygons(tmp_path / "labels.gpkg", polygons, [2, 3, 5])
     caplog.set_level("INFO", logger="deep_lulc.stages.chips.stage")
-    result = chips.run(inputs={"features": three_km["features"], "labels": labels}, output=str(tmp_path / "out"),
-                       params=ChipsParams())  # fmt: skip
+    result = chips.run(
+        inputs={"features": three_km["features"], "labels": labels}, output=str(tmp_path / "out"), params=ChipsParams()
+    )
     lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "Water" in r.getMessage()]
     assert len(lines) == 1
-    assert re.fullmatch(r"class 5 Water is in training but absent from validation: its \d+ labelled px lie in one "
-                        r"block, so it cannot be in both splits", lines[0])  # fmt: skip
+    assert re.fullmatch(
+        r"class 5 Water is in training but absent from validation: its \d+ labelled px lie in one "
+        r"block, so it cannot be in both splits",
+        lines[0],
+    )
     assert result.extra["warnings"] == [lines[0]]
     counts = result.extra["class_counts"]
     assert set(counts["train"]) == {"2", "3", "5"}  # the lake is learnt...

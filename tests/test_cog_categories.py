@@ -148,8 +148,12 @@ def test_class_cog_stays_a_valid_cog_with_unchanged_pixels(class_cog: tuple[Path
 def test_names_leave_the_cog_bytes_as_they_were(class_cog: tuple[Path, np.ndarray], tmp_path: Path) -> None:
     """The names live beside the COG: the COG itself is byte for byte what the same writer makes without them."""
     path, values = class_cog
-    plain = CogWriter(tmp_path / "plain" / "classes.tif", GRID, nodata=SLOVENIA.nodata,
-                      colormap={c.value: (*c.rgb, 0 if c.value == 0 else 255) for c in SLOVENIA.classes})  # fmt: skip
+    plain = CogWriter(
+        tmp_path / "plain" / "classes.tif",
+        GRID,
+        nodata=SLOVENIA.nodata,
+        colormap={c.value: (*c.rgb, 0 if c.value == 0 else 255) for c in SLOVENIA.classes},
+    )
     plain_path = write_in_windows(plain, values)
     assert plain_path.read_bytes() == path.read_bytes()
     assert not sidecar_of(plain_path).exists()
@@ -191,8 +195,14 @@ def test_change_cog_names_every_transition(tmp_path: Path, n_classes: int) -> No
 def test_whole_rasters_and_small_chips_get_names_too(tmp_path: Path) -> None:
     """`write_cog` stages pixels in memory: names still reach the sidecar of a plain (chip-sized) GeoTIFF."""
     labels = np.array([[0, 1, 2], [2, 1, 0]], dtype=np.uint8)
-    path = write_cog(tmp_path / "label.tif", labels, transform=GRID.affine, epsg=32633, nodata=0,
-                     categories={0: "NoData", 1: "Crop", 2: "Tree"})  # fmt: skip
+    path = write_cog(
+        tmp_path / "label.tif",
+        labels,
+        transform=GRID.affine,
+        epsg=32633,
+        nodata=0,
+        categories={0: "NoData", 1: "Crop", 2: "Tree"},
+    )
     assert gdal_band(path).categories == ["NoData", "Crop", "Tree"]
     with rasterio.open(path) as dataset:
         assert np.array_equal(dataset.read(1), labels)

@@ -27,16 +27,41 @@ def test_demo_chains_synth_to_change_and_accuracy(tiny_demo: tuple[Path, dict[st
     assert validate_tree(tmp_path / "chips" / "catalog.json") > 2
     assert validate_tree(tmp_path / "model" / "catalog.json") == 3
     assert validate_tree(tmp_path / "model-lightgbm" / "catalog.json") == 3
-    for folder in ("prediction-2023", "prediction-2024", "evaluation-2023", "evaluation-2024", "evaluation-change",
-                   "prediction-lightgbm-2023", "prediction-lightgbm-2024", "evaluation-lightgbm-2023",
-                   "evaluation-lightgbm-2024"):  # fmt: skip
+    for folder in (
+        "prediction-2023",
+        "prediction-2024",
+        "evaluation-2023",
+        "evaluation-2024",
+        "evaluation-change",
+        "prediction-lightgbm-2023",
+        "prediction-lightgbm-2024",
+        "evaluation-lightgbm-2023",
+        "evaluation-lightgbm-2024",
+    ):
         assert validate_tree(tmp_path / folder / "catalog.json") == 3
     assert validate_tree(tmp_path / "change-2023-2024" / "catalog.json") == 3
     assert list(result.extra["timings_s"]) == [
-        "synth", "cube", "features", "chips", "train", "train-lightgbm", "cube-2023", "features-2023", "predict-2023",
-        "predict-lightgbm-2023", "cube-2024", "features-2024", "predict-2024", "predict-lightgbm-2024", "change",
-        "evaluate-2023", "evaluate-2024", "evaluate-lightgbm-2023", "evaluate-lightgbm-2024", "evaluate-change",
-    ]  # fmt: skip
+        "synth",
+        "cube",
+        "features",
+        "chips",
+        "train",
+        "train-lightgbm",
+        "cube-2023",
+        "features-2023",
+        "predict-2023",
+        "predict-lightgbm-2023",
+        "cube-2024",
+        "features-2024",
+        "predict-2024",
+        "predict-lightgbm-2024",
+        "change",
+        "evaluate-2023",
+        "evaluate-2024",
+        "evaluate-lightgbm-2023",
+        "evaluate-lightgbm-2024",
+        "evaluate-change",
+    ]
     assert all(seconds > 0 for seconds in result.extra["timings_s"].values())
     assert result.extra["stages"]["features"]["dates"] == 23
     assert result.extra["stages"]["chips"]["train"] > 0
@@ -85,10 +110,11 @@ def _result(line: dict[str, object]) -> StageResult:
     """A stage's result back from its JSON line, as the demo's summary functions take it."""
     fields = dict(line)
     return StageResult(
-        stage=str(fields.pop("stage")), catalog=str(fields.pop("catalog")),
+        stage=str(fields.pop("stage")),
+        catalog=str(fields.pop("catalog")),
         items=tuple(fields.pop("items")),  # type: ignore[arg-type]
         extra={k: v for k, v in fields.items() if k != "version"},
-    )  # fmt: skip
+    )
 
 
 def test_demo_takes_no_inputs(tmp_path: Path) -> None:

@@ -45,9 +45,15 @@ def pixel_box(row0: int, col0: int, row1: int, col1: int) -> shapely.Polygon:
 
 
 def write_labels(path: Path, polygons: list[shapely.Polygon], codes: list[int], crs: str = "EPSG:32633") -> str:
-    pyogrio.raw.write(str(path), geometry=shapely.to_wkb(np.array(polygons, dtype=object)),
-                      field_data=[np.array(codes, dtype=np.int32)], fields=["lulc"], geometry_type="Polygon",
-                      crs=crs, driver="GPKG" if path.suffix == ".gpkg" else "GeoJSON")  # fmt: skip
+    pyogrio.raw.write(
+        str(path),
+        geometry=shapely.to_wkb(np.array(polygons, dtype=object)),
+        field_data=[np.array(codes, dtype=np.int32)],
+        fields=["lulc"],
+        geometry_type="Polygon",
+        crs=crs,
+        driver="GPKG" if path.suffix == ".gpkg" else "GeoJSON",
+    )
     return str(path)
 
 
@@ -76,8 +82,12 @@ def expected_scores(truth: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
         union = int(((t == cls.value) | (p == cls.value)).sum())
         if (t == cls.value).any():
             iou[cls.name] = tp / union
-    return {"iou": iou, "accuracy": float((t == p).mean()), "pixels": int(keep.sum()),
-            "skipped": int(((truth != NODATA) & (predicted == NODATA)).sum())}  # fmt: skip
+    return {
+        "iou": iou,
+        "accuracy": float((t == p).mean()),
+        "pixels": int(keep.sum()),
+        "skipped": int(((truth != NODATA) & (predicted == NODATA)).sum()),
+    }
 
 
 def a_map(seed: int) -> np.ndarray:
@@ -105,8 +115,9 @@ def test_scores_equal_a_hand_recount(tmp_path: Path) -> None:
     predicted = a_map(0)
     prediction = write_class_map_catalog(tmp_path / "map", predicted, grid=GRID)
     labels = reference_labels(tmp_path, TRUTH_BOXES, "labels.gpkg")
-    result = evaluate.run(inputs={"prediction": prediction, "labels": labels}, output=str(tmp_path / "out"),
-                          params=PARAMS)  # fmt: skip
+    result = evaluate.run(
+        inputs={"prediction": prediction, "labels": labels}, output=str(tmp_path / "out"), params=PARAMS
+    )
     expected = expected_scores(burn(TRUTH_BOXES), predicted)
     assert set(result.extra["iou"]) == {"Forest", "Grassland"}  # water was predicted but never labelled
     for name, value in expected["iou"].items():
@@ -136,13 +147,15 @@ def test_erosion_in_windows_equals_eroding_the_whole_raster(tmp_path: Path) -> N
     prediction = write_class_map_catalog(tmp_path / "map", predicted, grid=GRID)
     labels = reference_labels(tmp_path, boxes, "labels.gpkg")
     params = PARAMS.model_copy(update={"erosion_radius": 2})
-    result = evaluate.run(inputs={"prediction": prediction, "labels": labels}, output=str(tmp_path / "out"),
-                          params=params)  # fmt: skip
+    result = evaluate.run(
+        inputs={"prediction": prediction, "labels": labels}, output=str(tmp_path / "out"), params=params
+    )
     expected = expected_scores(erode_labels(burn(boxes), 2, nodata=NODATA), predicted)
     assert result.extra["pixels"] == expected["pixels"]
     assert result.extra["iou"] == pytest.approx(expected["iou"], abs=1e-6)
-    plain = evaluate.run(inputs={"prediction": prediction, "labels": labels}, output=str(tmp_path / "plain"),
-                         params=PARAMS)  # fmt: skip
+    plain = evaluate.run(
+        inputs={"prediction": prediction, "labels": labels}, output=str(tmp_path / "plain"), params=PARAMS
+    )
     assert plain.extra["pixels"] > result.extra["pixels"]
 
 
@@ -155,8 +168,9 @@ def test_labels_in_wgs84_are_reprojected(tmp_path: Path) -> None:
         for b, _ in TRUTH_BOXES
     ]
     labels = write_labels(tmp_path / "labels.geojson", polygons, [v for _, v in TRUTH_BOXES], crs="EPSG:4326")
-    result = evaluate.run(inputs={"prediction": prediction, "labels": labels}, output=str(tmp_path / "out"),
-                          params=PARAMS)  # fmt: skip
+    result = evaluate.run(
+        inputs={"prediction": prediction, "labels": labels}, output=str(tmp_path / "out"), params=PARAMS
+    )
     expected = expected_scores(burn(TRUTH_BOXES), predicted)
     assert abs(result.extra["pixels"] - expected["pixels"]) <= 0.01 * expected["pixels"]
     assert result.extra["miou"] == pytest.approx(np.mean(list(expected["iou"].values())), abs=0.01)
@@ -172,11 +186,17 @@ def test_bad_labels_are_refused(tmp_path: Path) -> None:
         evaluate.run(inputs={"prediction": prediction, "labels": odd}, output=str(tmp_path / "o2"), params=PARAMS)
     sliver = write_labels(tmp_path / "sliver.gpkg", [pixel_box(10, 10, 11, 30)], [FOREST])
     with pytest.raises(BadInputError, match="no labelled pixel falls on the map"):
-        evaluate.run(inputs={"prediction": prediction, "labels": sliver}, output=str(tmp_path / "o3"),
-                     params=PARAMS.model_copy(update={"erosion_radius": 1}))  # fmt: skip
+        evaluate.run(
+            inputs={"prediction": prediction, "labels": sliver},
+            output=str(tmp_path / "o3"),
+            params=PARAMS.model_copy(update={"erosion_radius": 1}),
+        )
     with pytest.raises(BadInputError, match="--before-labels applies to change maps only"):
-        evaluate.run(inputs={"prediction": prediction, "labels": sliver, "before_labels": sliver},
-                     output=str(tmp_path / "o4"), params=PARAMS)  # fmt: skip
+        evaluate.run(
+            inputs={"prediction": prediction, "labels": sliver, "before_labels": sliver},
+            output=str(tmp_path / "o4"),
+            params=PARAMS,
+        )
     corrupt = a_map(3)
     corrupt[0, :3] = 42
     corrupt_map = write_class_map_catalog(tmp_path / "corrupt", corrupt, grid=GRID, item_id="corrupt")
@@ -202,20 +222,40 @@ def change_case(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     noise = rng.random(truth_before.shape) < 0.03  # scattered false changes in both directions
     mapped_after[noise] = np.where(mapped_after[noise] == GRASSLAND, FOREST, GRASSLAND)
     mapped_before[rng.random(truth_before.shape) < 0.03] = NODATA
-    before = write_class_map_catalog(root / "before", mapped_before, grid=GRID, item_id="p2019",
-                                     start="2019-01-01T00:00:00Z", end="2019-12-31T23:59:59Z")  # fmt: skip
-    after = write_class_map_catalog(root / "after", mapped_after, grid=GRID, item_id="p2023",
-                                    start="2023-01-01T00:00:00Z", end="2023-12-31T23:59:59Z")  # fmt: skip
+    before = write_class_map_catalog(
+        root / "before",
+        mapped_before,
+        grid=GRID,
+        item_id="p2019",
+        start="2019-01-01T00:00:00Z",
+        end="2019-12-31T23:59:59Z",
+    )
+    after = write_class_map_catalog(
+        root / "after",
+        mapped_after,
+        grid=GRID,
+        item_id="p2023",
+        start="2023-01-01T00:00:00Z",
+        end="2023-12-31T23:59:59Z",
+    )
     # The recount below is pixel by pixel, so this is the raw comparison.
-    changes = change.run(inputs={"before": before, "after": after}, output=str(root / "change"),
-                         params=ChangeParams(block_size=32, method="raw"))  # fmt: skip
+    changes = change.run(
+        inputs={"before": before, "after": after},
+        output=str(root / "change"),
+        params=ChangeParams(block_size=32, method="raw"),
+    )
     labels = {
         "labels": reference_labels(root, AFTER_BOXES, "after.gpkg"),
         "before_labels": reference_labels(root, BEFORE_BOXES, "before.gpkg"),
     }
     result = evaluate.run(inputs={"prediction": changes.catalog, **labels}, output=str(root / "out"), params=PARAMS)
-    return {"result": result, "change": changes.catalog, "labels": labels, "root": root,
-            "arrays": (truth_before, truth_after, mapped_before, mapped_after)}  # fmt: skip
+    return {
+        "result": result,
+        "change": changes.catalog,
+        "labels": labels,
+        "root": root,
+        "arrays": (truth_before, truth_after, mapped_before, mapped_after),
+    }
 
 
 def test_change_accuracy_equals_a_hand_recount(change_case: dict[str, Any]) -> None:
@@ -250,16 +290,29 @@ def test_change_accuracy_equals_a_hand_recount(change_case: dict[str, Any]) -> N
 def test_change_map_needs_before_labels(change_case: dict[str, Any]) -> None:
     root = change_case["root"]
     with pytest.raises(BadInputError, match=r"is a change map.*--before-labels"):
-        evaluate.run(inputs={"prediction": change_case["change"], "labels": change_case["labels"]["labels"]},
-                     output=str(root / "missing"), params=PARAMS)  # fmt: skip
+        evaluate.run(
+            inputs={"prediction": change_case["change"], "labels": change_case["labels"]["labels"]},
+            output=str(root / "missing"),
+            params=PARAMS,
+        )
 
 
 @pytest.mark.slow
 def test_cli_prints_one_json_line_and_exits_2_on_bad_input(change_case: dict[str, Any], tmp_path: Path) -> None:
     """Needs `evaluate` registered in stages/cli.py."""
     labels = change_case["labels"]
-    args = [str(BIN / "deep-lulc"), "evaluate", "--prediction", change_case["change"], "--labels", labels["labels"],
-            "--before-labels", labels["before_labels"], "--out", str(tmp_path / "out")]  # fmt: skip
+    args = [
+        str(BIN / "deep-lulc"),
+        "evaluate",
+        "--prediction",
+        change_case["change"],
+        "--labels",
+        labels["labels"],
+        "--before-labels",
+        labels["before_labels"],
+        "--out",
+        str(tmp_path / "out"),
+    ]
     completed = subprocess.run(args, capture_output=True, text=True, check=False, env=cli_env())
     assert completed.returncode == 0, completed.stderr[-2000:]
     lines = completed.stdout.strip().splitlines()
@@ -267,8 +320,9 @@ def test_cli_prints_one_json_line_and_exits_2_on_bad_input(change_case: dict[str
     document = json.loads(lines[0])
     assert document["stage"] == "evaluate"
     assert document["change_f1"] == pytest.approx(change_case["result"].extra["change_f1"])
-    failed = subprocess.run([*args[:6], "--out", str(tmp_path / "bad")], capture_output=True, text=True, check=False,
-                            env=cli_env())  # fmt: skip
+    failed = subprocess.run(
+        [*args[:6], "--out", str(tmp_path / "bad")], capture_output=True, text=True, check=False, env=cli_env()
+    )
     assert failed.returncode == 2
     assert failed.stdout == ""
     assert len(failed.stderr.strip().splitlines()) == 1
@@ -283,8 +337,11 @@ def test_change_and_evaluation_through_s3(change_case: dict[str, Any], s3_bucket
         params=ChangeParams(method="raw"),
     )
     assert changes.catalog == f"s3://{s3_bucket}/change/catalog.json"
-    result = evaluate.run(inputs={"prediction": changes.catalog, **change_case["labels"]},
-                          output=f"s3://{s3_bucket}/evaluation", params=EvaluateParams())  # fmt: skip
+    result = evaluate.run(
+        inputs={"prediction": changes.catalog, **change_case["labels"]},
+        output=f"s3://{s3_bucket}/evaluation",
+        params=EvaluateParams(),
+    )
     assert result.catalog == f"s3://{s3_bucket}/evaluation/catalog.json"
     for key in ("change_f1", "transition_accuracy", "changed_pixels_true", "prediction_nodata_pixels"):
         assert result.extra[key] == change_case["result"].extra[key]
@@ -296,16 +353,21 @@ def test_change_and_evaluation_through_s3(change_case: dict[str, Any], s3_bucket
 def read_asset(catalog: str, key: str) -> tuple[np.ndarray, Any]:
     """(pixels, profile-ish info) of a raster asset of the evaluation item."""
     with rasterio.open(Path(item_of(catalog).assets[key].get_absolute_href() or "")) as dataset:
-        return np.asarray(dataset.read(1)), {"nodata": dataset.nodata, "colormap": dataset.colormap(1),
-                                             "crs": dataset.crs.to_epsg(), "transform": dataset.transform}  # fmt: skip
+        return np.asarray(dataset.read(1)), {
+            "nodata": dataset.nodata,
+            "colormap": dataset.colormap(1),
+            "crs": dataset.crs.to_epsg(),
+            "transform": dataset.transform,
+        }
 
 
 def test_error_map_is_a_recount_of_labels_and_prediction(tmp_path: Path) -> None:
     predicted = a_map(5)
     prediction = write_class_map_catalog(tmp_path / "map", predicted, grid=GRID)
     labels = reference_labels(tmp_path, TRUTH_BOXES, "labels.gpkg")
-    result = evaluate.run(inputs={"prediction": prediction, "labels": labels}, output=str(tmp_path / "out"),
-                          params=PARAMS)  # fmt: skip
+    result = evaluate.run(
+        inputs={"prediction": prediction, "labels": labels}, output=str(tmp_path / "out"), params=PARAMS
+    )
     truth = burn(TRUTH_BOXES)
     expected = np.zeros(truth.shape, dtype=np.uint8)
     labelled, mapped = truth != NODATA, predicted != NODATA
@@ -324,9 +386,11 @@ def test_error_map_is_a_recount_of_labels_and_prediction(tmp_path: Path) -> None
     listed = {c["value"]: c for c in item.assets["errors"].extra_fields["classification:classes"]}
     assert listed[0]["nodata"] is True
     assert [listed[v]["count"] for v in (1, 2, 3)] == [int((expected == v).sum()) for v in (1, 2, 3)]
-    assert metrics_of(result.catalog)["error_map"] == {"correct": int((expected == 1).sum()),
-                                                       "wrong": int((expected == 2).sum()),
-                                                       "not_mapped": int((expected == 3).sum())}  # fmt: skip
+    assert metrics_of(result.catalog)["error_map"] == {
+        "correct": int((expected == 1).sum()),
+        "wrong": int((expected == 2).sum()),
+        "not_mapped": int((expected == 3).sum()),
+    }
     for key in ("errors_preview", "labels_preview"):
         assert Path(item.assets[key].get_absolute_href() or "").read_bytes()[:4] == b"\x89PNG"
     assert item.assets["errors"].media_type == "image/tiff; application=geotiff; profile=cloud-optimized"
@@ -370,8 +434,10 @@ def report_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Stage results for report.render: real prediction, evaluation and change catalogs on a small grid; a
     hand-made model catalog with the chip-level comparison; a LightGBM map scored by the same stage."""
     root = tmp_path_factory.mktemp("report")
-    labels = {2023: reference_labels(root, BEFORE_BOXES, "l2023.gpkg"),
-              2024: reference_labels(root, AFTER_BOXES, "l2024.gpkg")}  # fmt: skip
+    labels = {
+        2023: reference_labels(root, BEFORE_BOXES, "l2023.gpkg"),
+        2024: reference_labels(root, AFTER_BOXES, "l2024.gpkg"),
+    }
     results: dict[str, StageResult] = {}
     for year, seed in ((2023, 11), (2024, 12)):
         start, end = f"{year}-01-01T00:00:00Z", f"{year}-12-31T23:59:59Z"
@@ -379,8 +445,9 @@ def report_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             mapped = burn(AFTER_BOXES if year == 2024 else BEFORE_BOXES)
             flips = np.random.default_rng(seed + len(model)).random(mapped.shape) < (0.3 if model else 0.05)
             mapped[flips] = WATER
-            catalog = write_class_map_catalog(root / f"p-{model}{year}", mapped, grid=GRID,
-                                              item_id=f"p-{model}{year}", start=start, end=end)  # fmt: skip
+            catalog = write_class_map_catalog(
+                root / f"p-{model}{year}", mapped, grid=GRID, item_id=f"p-{model}{year}", start=start, end=end
+            )
             results[f"predict-{model}{year}"] = StageResult(stage="predict", catalog=catalog, items=(f"p{year}",))
             results[f"evaluate-{model}{year}"] = evaluate.run(
                 inputs={"prediction": catalog, "labels": labels[year]},
@@ -390,15 +457,18 @@ def report_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     results["features-2024"] = results["predict-2024"]  # any catalog with a thumbnail stands in for features
     results["change"] = change.run(
         inputs={"before": results["predict-2023"].catalog, "after": results["predict-2024"].catalog},
-        output=str(root / "change"), params=ChangeParams(block_size=32),
-    )  # fmt: skip
+        output=str(root / "change"),
+        params=ChangeParams(block_size=32),
+    )
     results["evaluate-change"] = evaluate.run(
         inputs={"prediction": results["change"].catalog, "labels": labels[2024], "before_labels": labels[2023]},
-        output=str(root / "e-change"), params=PARAMS,
-    )  # fmt: skip
+        output=str(root / "e-change"),
+        params=PARAMS,
+    )
     model_catalog = pystac.Catalog(id="model", description="hand-made model catalog")
-    model_catalog.add_item(pystac.Item(id="unet", geometry=None, bbox=None, datetime=dt.datetime(2024, 1, 1),
-                                       properties={}))  # fmt: skip
+    model_catalog.add_item(
+        pystac.Item(id="unet", geometry=None, bbox=None, datetime=dt.datetime(2024, 1, 1), properties={})
+    )
     model_catalog.normalize_hrefs(str(root / "model"))
     model_catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
     comparison = [{"class": "Forest", "unet_iou": 0.9, "baseline_iou": 0.7}]

@@ -37,9 +37,11 @@ def test_features_item_and_store(tiny_features: str) -> None:
     assert validate_tree(tiny_features) == 3
     item, dataset = open_item(tiny_features)
     assert dataset["features"].dims == ("time", "channel", "y", "x")
-    assert list(dataset.channel.values) == list(CHANNELS) == [
-        "B02", "B03", "B04", "B08", "B11", "B12", "NDVI", "NDWI", "NDBI"
-    ]  # fmt: skip
+    assert (
+        list(dataset.channel.values)
+        == list(CHANNELS)
+        == ["B02", "B03", "B04", "B08", "B11", "B12", "NDVI", "NDWI", "NDBI"]
+    )
     assert dataset["features"].dtype == np.float32
     dates = [np.datetime_as_string(t, unit="D") for t in dataset.time.values]
     assert dates[0] == f"{TINY.year}-01-01"
@@ -115,10 +117,23 @@ def test_interpolation_matches_a_per_pixel_reference(tiny_cube: str, tiny_featur
 
 def test_all_frames_below_min_valid_exits_3_naming_the_best(tiny_cube: str, tmp_path: Path) -> None:
     completed = subprocess.run(
-        [str(BIN / "deep-lulc"), "features", "--cube", tiny_cube, "--out", str(tmp_path / "f"), "--valid-scl", "4",
-         "--frame-filter", "aoi"],
-        capture_output=True, text=True, check=False, env=cli_env(),
-    )  # fmt: skip
+        [
+            str(BIN / "deep-lulc"),
+            "features",
+            "--cube",
+            tiny_cube,
+            "--out",
+            str(tmp_path / "f"),
+            "--valid-scl",
+            "4",
+            "--frame-filter",
+            "aoi",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=cli_env(),
+    )
     assert completed.returncode == 3, completed.stderr
     message = completed.stderr.strip().splitlines()[-1]
     assert "every one of 6 frames is below --min-valid 0.99 (best 0." in message
@@ -129,8 +144,11 @@ def test_all_frames_below_min_valid_exits_3_naming_the_best(tiny_cube: str, tmp_
 def test_no_usable_observation_anywhere_exits_3(tiny_cube: str, tmp_path: Path) -> None:
     completed = subprocess.run(
         [str(BIN / "deep-lulc"), "features", "--cube", tiny_cube, "--out", str(tmp_path / "f"), "--valid-scl", "1"],
-        capture_output=True, text=True, check=False, env=cli_env(),
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+        env=cli_env(),
+    )
     assert completed.returncode == 3, completed.stderr
     message = completed.stderr.strip().splitlines()[-1]
     assert "no pixel of the AOI has a usable observation in any of 6 frames (SCL classes [1]" in message
@@ -163,9 +181,15 @@ def test_valid_mask_equals_eo_learn_on_real_slovenia_scl(tmp_path: Path) -> None
         (max(xs) - min(xs)) / scl.shape[2], -(max(ys) - min(ys)) / scl.shape[1]
     )
     catalog = write_cube_catalog(
-        tmp_path / "cube", reflectance=reflectance, scl=scl, times=times, transform=transform, epsg=32633,
-        start=times[0].date(), end=times[-1].date(),
-    )  # fmt: skip
+        tmp_path / "cube",
+        reflectance=reflectance,
+        scl=scl,
+        times=times,
+        transform=transform,
+        epsg=32633,
+        start=times[0].date(),
+        end=times[-1].date(),
+    )
     result = features.run(
         inputs={"cube": catalog},
         output=str(tmp_path / "features"),

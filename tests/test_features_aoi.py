@@ -52,9 +52,15 @@ def cube_of(
     """The cube of the window `rows` x `cols` of the scene: the AOI is that window's footprint."""
     transform = Affine(10.0, 0.0, ORIGIN[0] + 10.0 * cols.start, 0.0, -10.0, ORIGIN[1] - 10.0 * rows.start)
     return write_cube_catalog(
-        folder, reflectance=reflectance[:, :, rows, cols], scl=scl[:, rows, cols], times=times, transform=transform,
-        epsg=32633, start=dt.date(2023, 3, 1), end=dt.date(2023, 7, 31),
-    )  # fmt: skip
+        folder,
+        reflectance=reflectance[:, :, rows, cols],
+        scl=scl[:, rows, cols],
+        times=times,
+        transform=transform,
+        epsg=32633,
+        start=dt.date(2023, 3, 1),
+        end=dt.date(2023, 7, 31),
+    )
 
 
 def features_of(catalog: str, out: Path, params: FeaturesParams) -> tuple[xr.Dataset, dict[str, object]]:

@@ -19,10 +19,16 @@ def setup_for(mode: str, seed: int = 0) -> InferenceSetup:
     n_in = DATES * FEATURES if mode == "stack" else FEATURES
     rng = np.random.default_rng(seed)
     return InferenceSetup(
-        window=48, overlap=8, batch_size=2, device=torch.device("cpu"), input_mode=mode,
-        mean=rng.normal(0.2, 0.05, n_in).astype(np.float32), std=rng.uniform(1e-6, 0.3, n_in).astype(np.float32),
-        n_out=N_OUT, nodata=0,
-    )  # fmt: skip
+        window=48,
+        overlap=8,
+        batch_size=2,
+        device=torch.device("cpu"),
+        input_mode=mode,
+        mean=rng.normal(0.2, 0.05, n_in).astype(np.float32),
+        std=rng.uniform(1e-6, 0.3, n_in).astype(np.float32),
+        n_out=N_OUT,
+        nodata=0,
+    )
 
 
 def windows(count: int, height: int, width: int, seed: int = 1) -> list[np.ndarray]:

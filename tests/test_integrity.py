@@ -87,25 +87,35 @@ def test_a_flipped_byte_in_a_features_chunk_is_refused_by_predict(
     chunk = next(p for p in sorted(features.parent.rglob("features/0.0.0.0")))
     _flip(chunk, offset=chunk.stat().st_size // 2)  # inside the compressed stream: it may still decompress
     with pytest.raises(BadInputError, match=r"Zarr store \S+ is (damaged: object features/0\.0\.0\.0 differs|)"):
-        predict.run(inputs={"model": tiny_model, "features": str(features)}, output=str(tmp_path / "map"),
-                    params=PredictParams(device="cpu"))  # fmt: skip
+        predict.run(
+            inputs={"model": tiny_model, "features": str(features)},
+            output=str(tmp_path / "map"),
+            params=PredictParams(device="cpu"),
+        )
     assert not (tmp_path / "map" / "catalog.json").exists()
 
 
 def test_a_flipped_byte_in_a_class_map_is_refused_by_evaluate(
     tiny_features: str, tiny_model: str, tiny_catalog: Path, tmp_path: Path
 ) -> None:
-    mapped = predict.run(inputs={"model": tiny_model, "features": tiny_features}, output=str(tmp_path / "map"),
-                         params=PredictParams(device="cpu"))  # fmt: skip
+    mapped = predict.run(
+        inputs={"model": tiny_model, "features": tiny_features},
+        output=str(tmp_path / "map"),
+        params=PredictParams(device="cpu"),
+    )
     labels = str(tiny_catalog / "labels.gpkg")
-    scored = evaluate.run(inputs={"prediction": mapped.catalog, "labels": labels}, output=str(tmp_path / "ok"),
-                          params=EvaluateParams())  # fmt: skip
+    scored = evaluate.run(
+        inputs={"prediction": mapped.catalog, "labels": labels}, output=str(tmp_path / "ok"), params=EvaluateParams()
+    )
     assert Path(scored.catalog).is_file()
     classes = next((tmp_path / "map").rglob("classes.tif"))
     _flip(classes, offset=classes.stat().st_size // 2)
     with pytest.raises(BadInputError, match=r"'classes' COG of \S+ \S+classes\.tif is damaged: its content differs"):
-        evaluate.run(inputs={"prediction": mapped.catalog, "labels": labels}, output=str(tmp_path / "bad"),
-                     params=EvaluateParams())  # fmt: skip
+        evaluate.run(
+            inputs={"prediction": mapped.catalog, "labels": labels},
+            output=str(tmp_path / "bad"),
+            params=EvaluateParams(),
+        )
 
 
 def test_a_flipped_byte_in_a_chip_is_refused_when_read(tiny_chips: str, tmp_path: Path) -> None:
@@ -126,8 +136,11 @@ def test_a_model_config_that_fails_its_checksum_is_refused(tiny_model: str, tiny
     values[1], values[2] = values[2], values[1]  # swaps two classes' legend: same size, another map
     config_path.write_text(json.dumps(config, indent=2) if "\n" in config_path.read_text() else json.dumps(config))
     with pytest.raises(BadInputError, match=r"model config \S+model-config\.json is not the file `deep-lulc train`"):
-        predict.run(inputs={"model": str(model), "features": tiny_features}, output=str(tmp_path / "map"),
-                    params=PredictParams(device="cpu"))  # fmt: skip
+        predict.run(
+            inputs={"model": str(model), "features": tiny_features},
+            output=str(tmp_path / "map"),
+            params=PredictParams(device="cpu"),
+        )
     reseal(model)  # the same edit, recorded as its writer would: accepted as a (different) model
     from deep_lulc.shared.products.model import read_model
 
@@ -167,13 +180,28 @@ class _Server:
                         return self._search()
                     base = server.url.rstrip("/")
                     landing = {
-                        "type": "Catalog", "id": "lax", "stac_version": "1.0.0", "description": "ignores filters",
-                        "conformsTo": ["https://api.stacspec.org/v1.0.0/core",
-                                       "https://api.stacspec.org/v1.0.0/item-search"],
-                        "links": [{"rel": "self", "href": base + "/"}, {"rel": "root", "href": base + "/"},
-                                  *({"rel": "search", "href": base + "/search", "method": method,
-                                     "type": "application/geo+json"} for method in ("GET", "POST"))],
-                    }  # fmt: skip
+                        "type": "Catalog",
+                        "id": "lax",
+                        "stac_version": "1.0.0",
+                        "description": "ignores filters",
+                        "conformsTo": [
+                            "https://api.stacspec.org/v1.0.0/core",
+                            "https://api.stacspec.org/v1.0.0/item-search",
+                        ],
+                        "links": [
+                            {"rel": "self", "href": base + "/"},
+                            {"rel": "root", "href": base + "/"},
+                            *(
+                                {
+                                    "rel": "search",
+                                    "href": base + "/search",
+                                    "method": method,
+                                    "type": "application/geo+json",
+                                }
+                                for method in ("GET", "POST")
+                            ),
+                        ],
+                    }
                     return self._send(200, json.dumps(landing).encode())
                 if mode == "503":
                     return self._send(503, b"down")
@@ -231,8 +259,13 @@ def test_api_results_outside_the_request_are_dropped_and_counted(
     alien = wanted[0].clone()
     alien.id, alien.collection_id = "landsat-scene", "landsat-c2-l2"
     served = [item.to_dict() for item in wanted] + other + [alien.to_dict()]
-    query = SceneQuery(source="", collection="sentinel-2-l2a", aoi=load_aoi(str(tiny_catalog / "aoi-train.geojson")),
-                       start=dt.date(years[0], 1, 1), end=dt.date(years[0], 12, 31))  # fmt: skip
+    query = SceneQuery(
+        source="",
+        collection="sentinel-2-l2a",
+        aoi=load_aoi(str(tiny_catalog / "aoi-train.geojson")),
+        start=dt.date(years[0], 1, 1),
+        end=dt.date(years[0], 12, 31),
+    )
     with _Server("api", items=served) as api, caplog.at_level(logging.WARNING):
         found = find_items(SceneQuery(**{**query.__dict__, "source": api.url}))
     assert {item.id for item in found} == {item.id for item in wanted}
@@ -246,10 +279,19 @@ def test_nan_metadata_is_bad_input(tiny_catalog: Path, tmp_path: Path) -> None:
     document = items[0].to_dict()
     document["properties"]["eo:cloud_cover"] = float("nan")
     scenes = tmp_path / "items.json"
-    scenes.write_text(json.dumps({"type": "FeatureCollection", "features": [document],
-                                  "deep-lulc:search": {"root": str(tiny_catalog)}}))  # fmt: skip
-    query = SceneQuery(source=str(scenes), collection="sentinel-2-l2a", aoi=load_aoi("15.2,46.1,15.3,46.3"),
-                       start=dt.date(2000, 1, 1), end=dt.date(2030, 1, 1), max_cloud=50)  # fmt: skip
+    scenes.write_text(
+        json.dumps(
+            {"type": "FeatureCollection", "features": [document], "deep-lulc:search": {"root": str(tiny_catalog)}}
+        )
+    )
+    query = SceneQuery(
+        source=str(scenes),
+        collection="sentinel-2-l2a",
+        aoi=load_aoi("15.2,46.1,15.3,46.3"),
+        start=dt.date(2000, 1, 1),
+        end=dt.date(2030, 1, 1),
+        max_cloud=50,
+    )
     with pytest.raises(BadInputError, match=r"eo:cloud_cover nan, not a number"):
         find_items(query)
 
@@ -266,8 +308,16 @@ def test_an_aoi_across_the_antimeridian_is_refused(aoi: str, message: str, tmp_p
         load_aoi(aoi)
     wrapping = tmp_path / "wrapping.geojson"  # one polygon drawn across 180 degrees, as a GIS exports it
     ring = [[179.5, 46.2], [-179.5, 46.2], [-179.5, 46.4], [179.5, 46.4], [179.5, 46.2]]
-    wrapping.write_text(json.dumps({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}]}))  # fmt: skip
+    wrapping.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
+                ],
+            }
+        )
+    )
     with pytest.raises(BadInputError, match=r"spans 359\.0 degrees of longitude.*; fix: split the AOI at 180"):
         load_aoi(str(wrapping))
 
@@ -303,13 +353,19 @@ def _shifted_origin(document: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (_wrong_crs, r"asset \w+ of item S2A_33TWM_20230103_0_L2A \(\S+\) is in EPSG:32633 but its item states "
-                     r"EPSG:32634 \(and 6 more assets\); fix: correct proj:code"),
-        (_shifted_origin, r"asset nir of item S2A_33TWM_20230103_0_L2A \(\S+B08\.tif\) has origin \(520000\.00, "
-                          r"5117000\.00\) and 10 m pixels but its item states origin \(520300\.00, 5117000\.00\) "
-                          r"and 10 m pixels \(30\.0 px apart\)"),
+        (
+            _wrong_crs,
+            r"asset \w+ of item S2A_33TWM_20230103_0_L2A \(\S+\) is in EPSG:32633 but its item states "
+            r"EPSG:32634 \(and 6 more assets\); fix: correct proj:code",
+        ),
+        (
+            _shifted_origin,
+            r"asset nir of item S2A_33TWM_20230103_0_L2A \(\S+B08\.tif\) has origin \(520000\.00, "
+            r"5117000\.00\) and 10 m pixels but its item states origin \(520300\.00, 5117000\.00\) "
+            r"and 10 m pixels \(30\.0 px apart\)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_scene_whose_metadata_contradicts_its_raster_is_refused(
     tiny_catalog: Path, tmp_path: Path, edit: Callable[[dict[str, Any]], None], message: str
 ) -> None:
@@ -375,9 +431,11 @@ def test_a_misbehaving_object_store_is_cut_off_as_transient(
             monkeypatch.setenv(name, "testing")
         href = "s3://bucket/catalog.json" if scheme == "s3" else server.url + "catalog.json"
         started = time.monotonic()
-        outage = (r"(Read timeout on endpoint URL: \S+|did not answer \(a stall past 1 s, or a 429/5xx\)"
-                  r"|did not finish within 4 s|storage error while reading STAC document \S+: .*)"
-                  r"; fix: retry")  # fmt: skip
+        outage = (
+            r"(Read timeout on endpoint URL: \S+|did not answer \(a stall past 1 s, or a 429/5xx\)"
+            r"|did not finish within 4 s|storage error while reading STAC document \S+: .*)"
+            r"; fix: retry"
+        )
         with pytest.raises(TransientError, match=outage):
             storage.read_bytes(href, what="STAC document")
     assert time.monotonic() - started < 30
@@ -404,8 +462,9 @@ def test_a_stac_api_that_trickles_its_answer_is_cut_off_by_the_deadline(monkeypa
         api.server.RequestHandlerClass = Trickling
         monkeypatch.setenv("DEEP_LULC_HTTP_TIMEOUT", "2")
         monkeypatch.setenv("DEEP_LULC_HTTP_DEADLINE", "4")
-        query = SceneQuery(source=api.url, collection="sentinel-2-l2a", aoi=load_aoi("15.2,46.1,15.3,46.3"),
-                           start=START, end=END)  # fmt: skip
+        query = SceneQuery(
+            source=api.url, collection="sentinel-2-l2a", aoi=load_aoi("15.2,46.1,15.3,46.3"), start=START, end=END
+        )
         started = time.monotonic()
         with pytest.raises(TransientError, match=r"the search of http://127\.0\.0\.1:\d+/ did not finish within 4 s"):
             find_items(query)
@@ -429,8 +488,13 @@ def _catalog_pointing_at(tiny_catalog: Path, folder: Path, href: str) -> Path:
 @pytest.mark.parametrize("href", ["../../../../../../../../etc/passwd", "/etc/passwd", "file:///etc/passwd"])
 def test_an_asset_href_outside_the_catalog_is_refused(tiny_catalog: Path, tmp_path: Path, href: str) -> None:
     catalog = _catalog_pointing_at(tiny_catalog, tmp_path, href)
-    query = SceneQuery(source=str(catalog), collection="sentinel-2-l2a",
-                       aoi=load_aoi(str(tiny_catalog / "aoi-train.geojson")), start=START, end=END)  # fmt: skip
+    query = SceneQuery(
+        source=str(catalog),
+        collection="sentinel-2-l2a",
+        aoi=load_aoi(str(tiny_catalog / "aoi-train.geojson")),
+        start=START,
+        end=END,
+    )
     with pytest.raises(
         BadInputError, match=r"asset red of item \S+: (file://)?/etc/passwd is outside its catalog's folder"
     ):
@@ -445,8 +509,13 @@ def test_an_allowed_local_root_lets_a_catalog_reference_files_there(
     red = next(tiny_catalog.rglob("B04.tif"))
     shutil.copy(red, elsewhere / "B04.tif")
     catalog = _catalog_pointing_at(tiny_catalog, tmp_path, str(elsewhere / "B04.tif"))
-    query = SceneQuery(source=str(catalog), collection="sentinel-2-l2a",
-                       aoi=load_aoi(str(tiny_catalog / "aoi-train.geojson")), start=START, end=END)  # fmt: skip
+    query = SceneQuery(
+        source=str(catalog),
+        collection="sentinel-2-l2a",
+        aoi=load_aoi(str(tiny_catalog / "aoi-train.geojson")),
+        start=START,
+        end=END,
+    )
     with pytest.raises(BadInputError, match="is outside its catalog's folder"):
         find_items(query)
     monkeypatch.setenv("DEEP_LULC_LOCAL_ROOTS", str(elsewhere))
@@ -458,9 +527,17 @@ def test_a_catalog_whose_links_form_a_cycle_is_bad_input(tmp_path: Path) -> None
 
     for name, child in (("a", "../b/catalog.json"), ("b", "../a/catalog.json")):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "catalog.json").write_text(json.dumps({
-            "type": "Catalog", "stac_version": "1.1.0", "id": name, "description": name,
-            "links": [{"rel": "child", "href": child, "type": "application/json"}]}))  # fmt: skip
+        (tmp_path / name / "catalog.json").write_text(
+            json.dumps(
+                {
+                    "type": "Catalog",
+                    "stac_version": "1.1.0",
+                    "id": name,
+                    "description": name,
+                    "links": [{"rel": "child", "href": child, "type": "application/json"}],
+                }
+            )
+        )
     with pytest.raises(BadInputError, match=r"the child links of \S+a/catalog\.json form a cycle; fix: remove"):
         items_of(read_stac(str(tmp_path / "a" / "catalog.json")))
 
@@ -483,8 +560,9 @@ def test_a_search_page_cut_short_is_transient(tiny_catalog: Path) -> None:
                 self._send(200, b'{"type": "FeatureCollection", "features": [{"type": "Fea', "application/geo+json")
 
         api.server.RequestHandlerClass = Truncating
-        query = SceneQuery(source=api.url, collection="sentinel-2-l2a", aoi=load_aoi("15.2,46.1,15.3,46.3"),
-                           start=START, end=END)  # fmt: skip
+        query = SceneQuery(
+            source=api.url, collection="sentinel-2-l2a", aoi=load_aoi("15.2,46.1,15.3,46.3"), start=START, end=END
+        )
         with pytest.raises(TransientError, match=r"answered a search page that is not STAC JSON \(JSONDecodeError"):
             find_items(query)
 
@@ -531,8 +609,13 @@ def _error_lines(stderr: str) -> list[str]:
 
 
 def test_a_usage_error_is_one_line_and_exit_2() -> None:
-    done = subprocess.run([str(BIN / "deep-lulc"), "cube", "--no-such-option", "1"], capture_output=True,
-                          text=True, env=cli_env(), check=False)  # fmt: skip
+    done = subprocess.run(
+        [str(BIN / "deep-lulc"), "cube", "--no-such-option", "1"],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        check=False,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == _error_lines(done.stderr)
     assert (
@@ -545,8 +628,13 @@ def test_a_usage_error_is_one_line_and_exit_2() -> None:
 def test_sigterm_exits_143_with_a_line_and_leaves_no_staging(tmp_path: Path) -> None:
     out = tmp_path / "synth"
     size = SynthParams().size * 4  # large enough to still be writing when the signal comes
-    process = subprocess.Popen([str(BIN / "deep-lulc"), "synth", "--out", str(out), f"--size={size}"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())  # fmt: skip
+    process = subprocess.Popen(
+        [str(BIN / "deep-lulc"), "synth", "--out", str(out), f"--size={size}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
     deadline = time.monotonic() + 60
     while not any(out.glob(f"{STAGING_PREFIX}*")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -583,10 +671,17 @@ def published(
     tiny_features: str, tiny_model: str, tiny_catalog: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, str]:
     out = tmp_path_factory.mktemp("published")
-    mapped = predict.run(inputs={"model": tiny_model, "features": tiny_features}, output=str(out / "map"),
-                         params=PredictParams(device="cpu"))  # fmt: skip
-    return {"features": tiny_features, "model": tiny_model, "prediction": mapped.catalog,
-            "labels": str(tiny_catalog / "labels.gpkg")}  # fmt: skip
+    mapped = predict.run(
+        inputs={"model": tiny_model, "features": tiny_features},
+        output=str(out / "map"),
+        params=PredictParams(device="cpu"),
+    )
+    return {
+        "features": tiny_features,
+        "model": tiny_model,
+        "prediction": mapped.catalog,
+        "labels": str(tiny_catalog / "labels.gpkg"),
+    }
 
 
 def _reader(product: str, published: dict[str, str]) -> Callable[[str, Path], bytes]:

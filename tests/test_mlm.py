@@ -87,8 +87,10 @@ def test_the_schema_is_really_checked(tiny_model: str, registry: Registry) -> No
     document = item_json(tiny_model)
     document["properties"]["mlm:input"][0]["input"]["dim_order"] = ["batch", "channel", "height", "width"]
     errors = schema_errors(document, MLM_SCHEMA, registry)
-    assert errors == ["properties/mlm:input/0/input/dim_order: None of ['batch', 'channel', 'height', 'width'] are "
-                      "valid under the given schema"]  # fmt: skip
+    assert errors == [
+        "properties/mlm:input/0/input/dim_order: None of ['batch', 'channel', 'height', 'width'] are "
+        "valid under the given schema"
+    ]
     document = item_json(tiny_model)
     del document["assets"]["weights"]["mlm:artifact_type"]
     assert schema_errors(document, MLM_SCHEMA, registry)
@@ -180,21 +182,42 @@ def test_a_deployment_names_its_own_image(tmp_path: Path, monkeypatch: pytest.Mo
     """`DEEP_LULC_IMAGE` (a private registry, a pinned digest) is the container the item points at."""
     monkeypatch.setenv("DEEP_LULC_IMAGE", "registry.example.org/lulc/deep-lulc@sha256:" + "ab" * 32)
     names = [c.name for c in SLOVENIA.classes]
-    config = ModelConfig(encoder="resnet18", n_in=2, n_out=11, chip_size=32, input_mode="stack", channels=["a", "b"],
-                         features=["a", "b"], dates=["2023-01-01"], mean=[0.0, 1.0], std=[1.0, 2.0],
-                         class_values=SLOVENIA.values, class_names=names, nodata=0)  # fmt: skip
+    config = ModelConfig(
+        encoder="resnet18",
+        n_in=2,
+        n_out=11,
+        chip_size=32,
+        input_mode="stack",
+        channels=["a", "b"],
+        features=["a", "b"],
+        dates=["2023-01-01"],
+        mean=[0.0, 1.0],
+        std=[1.0, 2.0],
+        class_values=SLOVENIA.values,
+        class_names=names,
+        nodata=0,
+    )
     folder = tmp_path / "model-x"
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(b"\0" * 64)
     (folder / CONFIG_NAME).write_text(config.to_json())
     item = model_item(
-        "model-x", config=config, scheme=SLOVENIA, bbox=[15.0, 46.0, 15.1, 46.1],
-        temporal=("2023-01-01T00:00:00Z", "2023-12-31T23:59:59Z"), parameters=10, pretrained_source=None,
-        device=torch.device("cpu"), batch_size=4, hyperparameters={"epochs": 1},
-        assets={"weights": (folder / "model.safetensors", SAFETENSORS_MEDIA_TYPE, "w", ["mlm:model", "mlm:weights"]),
-                "config": (folder / CONFIG_NAME, "application/json", "c", ["metadata"])},
+        "model-x",
+        config=config,
+        scheme=SLOVENIA,
+        bbox=[15.0, 46.0, 15.1, 46.1],
+        temporal=("2023-01-01T00:00:00Z", "2023-12-31T23:59:59Z"),
+        parameters=10,
+        pretrained_source=None,
+        device=torch.device("cpu"),
+        batch_size=4,
+        hyperparameters={"epochs": 1},
+        assets={
+            "weights": (folder / "model.safetensors", SAFETENSORS_MEDIA_TYPE, "w", ["mlm:model", "mlm:weights"]),
+            "config": (folder / CONFIG_NAME, "application/json", "c", ["metadata"]),
+        },
         chips_href="/nowhere/chips/collection.json",
-    )  # fmt: skip
+    )
     catalog = pystac.Catalog(id="model", description="test")
     catalog.add_item(item)
     written = item_of(str(save_self_contained(catalog, tmp_path)))

@@ -38,8 +38,11 @@ def test_cli_refuses_a_file_as_out_in_one_line(tmp_path: Path) -> None:
     target.write_text("a file")
     completed = subprocess.run(
         [str(BIN / "deep-lulc"), "synth", "--size", "128", "--dates", "4", "--out", str(target)],
-        capture_output=True, text=True, check=False, env=cli_env(),
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+        env=cli_env(),
+    )
     assert completed.returncode == 2, completed.stderr
     lines = [line for line in completed.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, completed.stderr

@@ -72,9 +72,16 @@ def blended(model: nn.Module, source: FeatureSource, *, window: int, overlap: in
     """Probabilities (n_out, y, x) of the whole grid and how many times each pixel was emitted."""
     n_in = int(np.prod(source.features.shape[:2]))
     setup = InferenceSetup(
-        window=window, overlap=overlap, batch_size=3, device=torch.device("cpu"), input_mode="stack",
-        mean=np.zeros(n_in, np.float32), std=np.ones(n_in, np.float32), n_out=N_OUT, nodata=0,
-    )  # fmt: skip
+        window=window,
+        overlap=overlap,
+        batch_size=3,
+        device=torch.device("cpu"),
+        input_mode="stack",
+        mean=np.zeros(n_in, np.float32),
+        std=np.ones(n_in, np.float32),
+        n_out=N_OUT,
+        nodata=0,
+    )
     probabilities = np.full((N_OUT, source.height, source.width), np.nan, dtype=np.float32)
     emitted = np.zeros((source.height, source.width), dtype=np.int64)
 
@@ -231,14 +238,16 @@ def test_tiles_merge_into_the_single_process_map(
         merge.run(inputs={"a": single}, output=str(tmp_path / "whole"), params=MergeParams())
     with pytest.raises(BadInputError, match="not in"):
         predict.run(
-            inputs={"model": tiny_model, "features": tiny_features}, output=str(tmp_path / "x"),
+            inputs={"model": tiny_model, "features": tiny_features},
+            output=str(tmp_path / "x"),
             params=PredictParams(tile="r099-c099", tiles=str(tiles_file)),
-        )  # fmt: skip
+        )
     with pytest.raises(BadInputError, match="differ from the plan"):
         predict.run(
-            inputs={"model": tiny_model, "features": tiny_features}, output=str(tmp_path / "y"),
+            inputs={"model": tiny_model, "features": tiny_features},
+            output=str(tmp_path / "y"),
             params=PredictParams(tile_size=64, tile=tiles[0]["id"], tiles=str(tiles_file)),
-        )  # fmt: skip
+        )
     assert not (tmp_path / "x").exists()
     assert not (tmp_path / "y").exists()
 
@@ -263,9 +272,10 @@ def test_pixels_without_observation_are_nodata(tiny_model: str, tiny_features: s
     xr.Dataset({"valid_count": counts}).to_zarr(store, mode="r+", zarr_format=2)
     _reseal(copy / "catalog.json", Path(store))
     result = predict.run(
-        inputs={"model": tiny_model, "features": str(copy / "catalog.json")}, output=str(tmp_path / "p"),
+        inputs={"model": tiny_model, "features": str(copy / "catalog.json")},
+        output=str(tmp_path / "p"),
         params=PredictParams(tile_size=32, overlap=8, device="cpu"),
-    )  # fmt: skip
+    )
     classes = read_asset(result.catalog, "classes")[0]
     assert (classes[:10, :12] == 0).all()
     assert (classes[10:, :] != 0).mean() > 0.99
@@ -285,24 +295,32 @@ def test_features_that_do_not_fit_the_model_are_refused(tiny_model: str, tiny_fe
     config = json.loads(next(Path(tiny_model).parent.rglob("model-config.json")).read_text())
     fewer_dates = _edited_model(tiny_model, tmp_path / "dates", {"dates": config["dates"][:-1]})
     with pytest.raises(BadInputError, match=r"model takes \d+ dates, the features have \d+"):
-        predict.run(inputs={"model": fewer_dates, "features": tiny_features}, output=str(tmp_path / "a"),
-                    params=PredictParams())  # fmt: skip
+        predict.run(
+            inputs={"model": fewer_dates, "features": tiny_features}, output=str(tmp_path / "a"), params=PredictParams()
+        )
     renamed = ["B2", *config["features"][1:]]
     other_channels = _edited_model(tiny_model, tmp_path / "channels", {"features": renamed})
     with pytest.raises(BadInputError, match=r"feature channels differ \(missing \['B2'\], unexpected \['B02'\]"):
-        predict.run(inputs={"model": other_channels, "features": tiny_features}, output=str(tmp_path / "b"),
-                    params=PredictParams())  # fmt: skip
+        predict.run(
+            inputs={"model": other_channels, "features": tiny_features},
+            output=str(tmp_path / "b"),
+            params=PredictParams(),
+        )
     bad_norm = _edited_model(tiny_model, tmp_path / "norm", {"std": config["std"][:-3]})
     with pytest.raises(BadInputError, match="normalisation has"):
-        predict.run(inputs={"model": bad_norm, "features": tiny_features}, output=str(tmp_path / "c"),
-                    params=PredictParams())  # fmt: skip
+        predict.run(
+            inputs={"model": bad_norm, "features": tiny_features}, output=str(tmp_path / "c"), params=PredictParams()
+        )
     pickled = tmp_path / "pickled"
     shutil.copytree(Path(tiny_model).parent, pickled)
     weights = next(pickled.rglob("model.safetensors"))
     weights.write_bytes(pickle.dumps({"conv.weight": [1.0, 2.0]}))
     with pytest.raises(BadInputError, match="are a pickle; refusing to load them"):
-        predict.run(inputs={"model": str(pickled / "catalog.json"), "features": tiny_features},
-                    output=str(tmp_path / "d"), params=PredictParams())  # fmt: skip
+        predict.run(
+            inputs={"model": str(pickled / "catalog.json"), "features": tiny_features},
+            output=str(tmp_path / "d"),
+            params=PredictParams(),
+        )
     assert not any((tmp_path / name).exists() for name in "abcd")
 
 
@@ -310,35 +328,93 @@ def test_features_that_do_not_fit_the_model_are_refused(tiny_model: str, tiny_fe
 def test_cli_plans_predicts_a_tile_and_reports_errors(tiny_model: str, tiny_features: str, tmp_path: Path) -> None:
     tiles_file = tmp_path / "tiles.json"
     planned = subprocess.run(
-        [str(BIN / "deep-lulc"), "plan-tiles", "--features", tiny_features, "--tile-size", "48", "--window-size",
-         "32", "--overlap", "8", "--out", str(tiles_file), "--outputs-dir", str(tmp_path / "argo")],
-        capture_output=True, text=True, env=cli_env(), check=False,
-    )  # fmt: skip
+        [
+            str(BIN / "deep-lulc"),
+            "plan-tiles",
+            "--features",
+            tiny_features,
+            "--tile-size",
+            "48",
+            "--window-size",
+            "32",
+            "--overlap",
+            "8",
+            "--out",
+            str(tiles_file),
+            "--outputs-dir",
+            str(tmp_path / "argo"),
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        check=False,
+    )
     assert planned.returncode == 0, planned.stderr
     line = json.loads(planned.stdout)
     assert [t["id"] for t in line["tiles"]] == [t["id"] for t in json.loads(tiles_file.read_text())]
     assert json.loads((tmp_path / "argo" / "tiles").read_text()) == line["tiles"]  # withParam input
     first = line["tiles"][0]["id"]
     predicted = subprocess.run(
-        [str(BIN / "deep-lulc"), "predict", "--model", tiny_model, "--features", tiny_features, "--out",
-         str(tmp_path / first), "--tile", first, "--tiles", str(tiles_file), "--device", "cpu"],
-        capture_output=True, text=True, env=cli_env(), check=False,
-    )  # fmt: skip
+        [
+            str(BIN / "deep-lulc"),
+            "predict",
+            "--model",
+            tiny_model,
+            "--features",
+            tiny_features,
+            "--out",
+            str(tmp_path / first),
+            "--tile",
+            first,
+            "--tiles",
+            str(tiles_file),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        check=False,
+    )
     assert predicted.returncode == 0, predicted.stderr
     assert json.loads(predicted.stdout)["items"][0].endswith(f"-tile-{first}")
     refused = subprocess.run(
-        [str(BIN / "deep-lulc"), "predict", "--model", tiny_features, "--features", tiny_features, "--out",
-         str(tmp_path / "bad"), "--tile", first],
-        capture_output=True, text=True, env=cli_env(), check=False,
-    )  # fmt: skip
+        [
+            str(BIN / "deep-lulc"),
+            "predict",
+            "--model",
+            tiny_features,
+            "--features",
+            tiny_features,
+            "--out",
+            str(tmp_path / "bad"),
+            "--tile",
+            first,
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        check=False,
+    )
     assert refused.returncode == 2
     assert refused.stderr.count("\n") == 1
     assert "--tile and --tiles go together" in refused.stderr
     wrong = subprocess.run(
-        [str(BIN / "deep-lulc"), "predict", "--model", tiny_features, "--features", tiny_features, "--out",
-         str(tmp_path / "bad")],
-        capture_output=True, text=True, env=cli_env(), check=False,
-    )  # fmt: skip
+        [
+            str(BIN / "deep-lulc"),
+            "predict",
+            "--model",
+            tiny_features,
+            "--features",
+            tiny_features,
+            "--out",
+            str(tmp_path / "bad"),
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        check=False,
+    )
     assert wrong.returncode == 2
     assert "holds no model item" in wrong.stderr
     assert "deep-lulc train" in wrong.stderr
@@ -359,8 +435,10 @@ def test_merge_cli_takes_argos_aggregated_json_list() -> None:
     from deep_lulc.shared.runtime import expand_hrefs
 
     assert expand_hrefs(['["s3://b/t/a/catalog.json", "s3://b/t/b/catalog.json"]', "c.json"]) == [
-        "s3://b/t/a/catalog.json", "s3://b/t/b/catalog.json", "c.json",
-    ]  # fmt: skip
+        "s3://b/t/a/catalog.json",
+        "s3://b/t/b/catalog.json",
+        "c.json",
+    ]
     with pytest.raises(BadInputError, match="looks like JSON but is not"):
         expand_hrefs(["[broken"])
     with pytest.raises(BadInputError, match="not a JSON array of hrefs"):
@@ -433,11 +511,25 @@ def test_a_tiles_file_that_is_not_json_is_bad_input(tmp_path: Path) -> None:
 def test_cli_predict_with_a_malformed_tiles_file_exits_2_before_reading_model_or_features(tmp_path: Path) -> None:
     path = _plan_file(tmp_path, _edited(0, height=-1))
     failed = subprocess.run(
-        [str(BIN / "deep-lulc"), "predict", "--model", str(tmp_path / "no-model" / "catalog.json"), "--features",
-         str(tmp_path / "no-features" / "catalog.json"), "--out", str(tmp_path / "out"), "--tiles", str(path),
-         "--tile", "r000-c000"],
-        capture_output=True, text=True, env=cli_env(), check=False,
-    )  # fmt: skip
+        [
+            str(BIN / "deep-lulc"),
+            "predict",
+            "--model",
+            str(tmp_path / "no-model" / "catalog.json"),
+            "--features",
+            str(tmp_path / "no-features" / "catalog.json"),
+            "--out",
+            str(tmp_path / "out"),
+            "--tiles",
+            str(path),
+            "--tile",
+            "r000-c000",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        check=False,
+    )
     assert failed.returncode == 2, failed.stderr[-2000:]
     assert failed.stdout == ""
     lines = failed.stderr.strip().splitlines()

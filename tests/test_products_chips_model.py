@@ -44,8 +44,13 @@ WINDOWS = [(0, 0, TRAIN), (0, 24, TRAIN), (32, 0, VALIDATION), (32, 24, VALIDATI
 
 
 def features_item() -> pystac.Item:
-    item = pystac.Item("features-test", None, [15.0, 46.0, 15.1, 46.1], None,
-                       {"start_datetime": "2023-01-01T00:00:00Z", "end_datetime": "2023-12-31T23:59:59Z"})  # fmt: skip
+    item = pystac.Item(
+        "features-test",
+        None,
+        [15.0, 46.0, 15.1, 46.1],
+        None,
+        {"start_datetime": "2023-01-01T00:00:00Z", "end_datetime": "2023-12-31T23:59:59Z"},
+    )
     write_projection(item, GRID)
     item.set_self_href("/nowhere/features-test.json")
     return item
@@ -65,20 +70,46 @@ def written_chips(tmp_path: Path) -> tuple[str, dict[str, tuple[np.ndarray, np.n
         identifier = f"chip-{index:05d}"
         inputs[identifier] = (values, label)
         item = write_chip(
-            tmp_path / "chips", identifier, values, label, features_grid=GRID, row=row, col=col, split=split,
-            block=f"r{row // 32}c{col // 24}", features_item=source, channels=channels, scheme=SLOVENIA,
-        )  # fmt: skip
+            tmp_path / "chips",
+            identifier,
+            values,
+            label,
+            features_grid=GRID,
+            row=row,
+            col=col,
+            split=split,
+            block=f"r{row // 32}c{col // 24}",
+            features_item=source,
+            channels=channels,
+            scheme=SLOVENIA,
+        )
         items.append(item)
     split_path = tmp_path / "split.json"
     split_path.write_text("{}\n")
     summary = ChipsSummary(
-        sampling="grid", chip_size=SIZE, block_size=1, count=len(WINDOWS), auto=[], channels=channels,
-        features=FEATURES, class_counts={TRAIN: {"1": 10}, VALIDATION: {"2": 5}},
-        mean=rng.uniform(0, 1, len(channels)), std=rng.uniform(0.1, 1, len(channels)), split_warnings=[],
-        tally={TRAIN: 2, VALIDATION: 2}, labels={"polygons": 0}, scheme=SLOVENIA,
-    )  # fmt: skip
-    catalog = write_chips_catalog(tmp_path, features_item=source, summary=summary, items=items,
-                                  split_path=split_path, labels_href=str(tmp_path / "labels.gpkg"))  # fmt: skip
+        sampling="grid",
+        chip_size=SIZE,
+        block_size=1,
+        count=len(WINDOWS),
+        auto=[],
+        channels=channels,
+        features=FEATURES,
+        class_counts={TRAIN: {"1": 10}, VALIDATION: {"2": 5}},
+        mean=rng.uniform(0, 1, len(channels)),
+        std=rng.uniform(0.1, 1, len(channels)),
+        split_warnings=[],
+        tally={TRAIN: 2, VALIDATION: 2},
+        labels={"polygons": 0},
+        scheme=SLOVENIA,
+    )
+    catalog = write_chips_catalog(
+        tmp_path,
+        features_item=source,
+        summary=summary,
+        items=items,
+        split_path=split_path,
+        labels_href=str(tmp_path / "labels.gpkg"),
+    )
     return str(catalog), inputs
 
 
@@ -141,8 +172,10 @@ def test_a_truncated_chip_file_is_bad_input_naming_it(tiny_chips: str, tmp_path:
     with image.open("r+b") as handle:
         handle.truncate(size // 2)
     (copy / "chips" / "chip-00005" / "label.tif").unlink()
-    message = (rf"chip file \S*chip-00002/image\.tif of chip-00002 is truncated: {size // 2} bytes where the chips "
-               rf"collection records {size} \(and 1 more damaged chip files\)")  # fmt: skip
+    message = (
+        rf"chip file \S*chip-00002/image\.tif of chip-00002 is truncated: {size // 2} bytes where the chips "
+        rf"collection records {size} \(and 1 more damaged chip files\)"
+    )
     with pytest.raises(BadInputError, match=message):
         read_chips(str(copy / "catalog.json"))
 
@@ -162,10 +195,19 @@ def test_a_chip_file_damaged_after_reading_the_collection_is_bad_input(
 
 
 CONFIG = ModelConfig(
-    encoder="resnet18", n_in=len(FEATURES) * len(DATES), n_out=max(SLOVENIA.values) + 1, chip_size=SIZE,
-    input_mode="stack", channels=channel_names(FEATURES, DATES), features=FEATURES, dates=DATES,
-    mean=[0.1] * 12, std=[0.2] * 12, class_values=SLOVENIA.values, class_names=[c.name for c in SLOVENIA.classes],
-)  # fmt: skip
+    encoder="resnet18",
+    n_in=len(FEATURES) * len(DATES),
+    n_out=max(SLOVENIA.values) + 1,
+    chip_size=SIZE,
+    input_mode="stack",
+    channels=channel_names(FEATURES, DATES),
+    features=FEATURES,
+    dates=DATES,
+    mean=[0.1] * 12,
+    std=[0.2] * 12,
+    class_values=SLOVENIA.values,
+    class_names=[c.name for c in SLOVENIA.classes],
+)
 
 
 @pytest.fixture
@@ -176,15 +218,22 @@ def written_model(tmp_path: Path) -> Path:
     (folder / "model.safetensors").write_bytes(np.random.default_rng(3).bytes(4096))
     (folder / CONFIG_NAME).write_text(CONFIG.to_json() + "\n")
     item = model_item(
-        "model-test", config=CONFIG, scheme=SLOVENIA, bbox=[15.0, 46.0, 15.1, 46.1],
-        temporal=("2023-01-01T00:00:00Z", "2023-12-31T23:59:59Z"), parameters=1234, pretrained_source=None,
-        device=torch.device("cpu"), batch_size=8, hyperparameters={"epochs": 1, "lr": 0.001},
+        "model-test",
+        config=CONFIG,
+        scheme=SLOVENIA,
+        bbox=[15.0, 46.0, 15.1, 46.1],
+        temporal=("2023-01-01T00:00:00Z", "2023-12-31T23:59:59Z"),
+        parameters=1234,
+        pretrained_source=None,
+        device=torch.device("cpu"),
+        batch_size=8,
+        hyperparameters={"epochs": 1, "lr": 0.001},
         assets={
             "weights": (folder / "model.safetensors", SAFETENSORS_MEDIA_TYPE, "weights", ["mlm:model", "mlm:weights"]),
             "config": (folder / CONFIG_NAME, "application/json", "config", ["metadata"]),
         },
         chips_href="/nowhere/chips/collection.json",
-    )  # fmt: skip
+    )
     catalog = pystac.Catalog(id="model", description="test model")
     catalog.add_item(item)
     return save_self_contained(catalog, tmp_path / "model")
@@ -217,8 +266,11 @@ def test_damaged_weights_are_bad_input_naming_them(written_model: Path) -> None:
     weights = next(written_model.parent.rglob("model.safetensors"))
     original = weights.read_bytes()
     weights.write_bytes(original[:1000])
-    with pytest.raises(BadInputError, match=r"model weights \S*model\.safetensors are truncated: 1000 bytes where "
-                                            r"the model item records 4096"):  # fmt: skip
+    with pytest.raises(
+        BadInputError,
+        match=r"model weights \S*model\.safetensors are truncated: 1000 bytes where "
+        r"the model item records 4096",
+    ):
         read_model(str(written_model)).read_weights()
     weights.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))  # same size, one bit flipped
     with pytest.raises(BadInputError, match=r"model\.safetensors are not the file `deep-lulc train` wrote: a SHA-256"):
@@ -248,10 +300,23 @@ def test_predict_refuses_truncated_weights_in_one_line(tiny_model: str, tiny_fea
     with weights.open("r+b") as handle:
         handle.truncate(weights.stat().st_size - 100)
     completed = subprocess.run(
-        [str(BIN / "deep-lulc"), "predict", "--model", str(copy / "catalog.json"), "--features", tiny_features,
-         "--out", str(tmp_path / "out"), "--device", "cpu"],
-        capture_output=True, text=True, env=cli_env(), check=False,
-    )  # fmt: skip
+        [
+            str(BIN / "deep-lulc"),
+            "predict",
+            "--model",
+            str(copy / "catalog.json"),
+            "--features",
+            tiny_features,
+            "--out",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        check=False,
+    )
     assert completed.returncode == 2, completed.stderr
     assert "Traceback" not in completed.stderr
     errors = [line for line in completed.stderr.splitlines() if line.startswith("deep-lulc ")]

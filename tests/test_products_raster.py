@@ -73,10 +73,16 @@ def write_prediction(directory: Path, seed: int, *, block: int = 16) -> tuple[st
         writers.write_probabilities(expected_percent[:, rows, cols], row=row, col=col)
     writers.finish()
     item = prediction_item(
-        "prediction-test", folder=folder, grid=GRID, scheme=SLOVENIA,
-        period=("2023-01-01T00:00:00Z", "2023-12-31T23:59:59Z"), derived_from=["https://example.com/model.json"],
-        properties={"deep-lulc:grid": grid_record(GRID)}, class_pixels=writers.pixel_counts(), probabilities=True,
-    )  # fmt: skip
+        "prediction-test",
+        folder=folder,
+        grid=GRID,
+        scheme=SLOVENIA,
+        period=("2023-01-01T00:00:00Z", "2023-12-31T23:59:59Z"),
+        derived_from=["https://example.com/model.json"],
+        properties={"deep-lulc:grid": grid_record(GRID)},
+        class_pixels=writers.pixel_counts(),
+        probabilities=True,
+    )
     catalog = pystac.Catalog(id="prediction", description="product round trip")
     catalog.add_item(item)
     return str(save_self_contained(catalog, directory)), classes, expected_percent
@@ -157,14 +163,22 @@ def test_change_and_evaluate_refuse_a_truncated_class_map(tmp_path: Path) -> Non
     with pytest.raises(BadInputError, match=rf"after/prediction-test/{CLASSES_FILE} is \d+ bytes"):
         change.run(inputs={"before": before, "after": after}, output=str(tmp_path / "o1"), params=ChangeParams())
     labels = tmp_path / "labels.gpkg"
-    pyogrio.raw.write(str(labels), geometry=shapely.to_wkb(np.array([shapely.box(*GRID.boundingbox)], dtype=object)),
-                      field_data=[np.array([2], dtype=np.int32)], fields=["lulc"], geometry_type="Polygon",
-                      crs="EPSG:32633", driver="GPKG")  # fmt: skip
+    pyogrio.raw.write(
+        str(labels),
+        geometry=shapely.to_wkb(np.array([shapely.box(*GRID.boundingbox)], dtype=object)),
+        field_data=[np.array([2], dtype=np.int32)],
+        fields=["lulc"],
+        geometry_type="Polygon",
+        crs="EPSG:32633",
+        driver="GPKG",
+    )
     with pytest.raises(BadInputError, match=rf"after/prediction-test/{CLASSES_FILE} is \d+ bytes"):
-        evaluate.run(inputs={"prediction": after, "labels": str(labels)}, output=str(tmp_path / "o2"),
-                     params=EvaluateParams())  # fmt: skip
-    result = evaluate.run(inputs={"prediction": before, "labels": str(labels)}, output=str(tmp_path / "o3"),
-                          params=EvaluateParams())  # fmt: skip
+        evaluate.run(
+            inputs={"prediction": after, "labels": str(labels)}, output=str(tmp_path / "o2"), params=EvaluateParams()
+        )
+    result = evaluate.run(
+        inputs={"prediction": before, "labels": str(labels)}, output=str(tmp_path / "o3"), params=EvaluateParams()
+    )
     item, metrics = read_metrics(result.catalog)
     assert item.id == "evaluation-prediction-test"
     assert metrics["overall_accuracy"] == result.extra["overall_accuracy"]
@@ -182,8 +196,11 @@ def test_cli_change_on_a_truncated_class_map_exits_2_with_one_line(tmp_path: Pat
     truncate(tmp_path / "before" / "prediction-test" / CLASSES_FILE)
     failed = subprocess.run(
         [str(BIN / "deep-lulc"), "change", "--before", before, "--after", after, "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, check=False, env=cli_env(),
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+        env=cli_env(),
+    )
     assert failed.returncode == 2, failed.stderr[-2000:]
     assert failed.stdout == ""
     lines = failed.stderr.strip().splitlines()
@@ -208,8 +225,9 @@ def test_one_writer_whole_or_in_windows(tmp_path: Path, dtype: str) -> None:
     rng = np.random.default_rng(11)
     grid = geobox(32633, Affine(10.0, 0.0, 520_000.0, 0.0, -10.0, 5_117_000.0), 2 * BLOCK + 20, 2 * BLOCK + 7)
     values = (rng.random((2, grid.height, grid.width)) * 200).astype(dtype)
-    whole = write_cog(tmp_path / "whole.tif", values, transform=grid.affine, epsg=32633, nodata=0,
-                      overview_resampling="nearest")  # fmt: skip
+    whole = write_cog(
+        tmp_path / "whole.tif", values, transform=grid.affine, epsg=32633, nodata=0, overview_resampling="nearest"
+    )
     parts = windowed(tmp_path / "parts.tif", grid, values, block=100)
     for path in (whole, parts):
         with rasterio.open(path) as dataset:

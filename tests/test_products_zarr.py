@@ -74,9 +74,15 @@ def write_tiny_features(folder: Path, *, seed: int = 0) -> tuple[str, np.ndarray
     store = item_dir / features.ZARR_NAME
     centres = np.arange(SIZE) + 0.5
     features.create_store(
-        store, grid=GRID, times=times, channels=CHANNELS, y=5_117_000.0 - 10.0 * centres,
-        x=520_000.0 + 10.0 * centres, block=BLOCK, attrs={"start_datetime": "2023-01-01T00:00:00Z"},
-    )  # fmt: skip
+        store,
+        grid=GRID,
+        times=times,
+        channels=CHANNELS,
+        y=5_117_000.0 - 10.0 * centres,
+        x=520_000.0 + 10.0 * centres,
+        block=BLOCK,
+        attrs={"start_datetime": "2023-01-01T00:00:00Z"},
+    )
     location = ZarrLocation.at(str(store))
     for y0 in range(0, SIZE, BLOCK):
         for x0 in range(0, SIZE, BLOCK):
@@ -86,9 +92,15 @@ def write_tiny_features(folder: Path, *, seed: int = 0) -> tuple[str, np.ndarray
             )
     manifest = features.finish_store(store)
     item = features.features_item(
-        "features-test", cube_item=cube_item_for(GRID), grid=GRID, times=times, channels=CHANNELS, store=store,
-        manifest=manifest, properties={"deep-lulc:step_days": 16},
-    )  # fmt: skip
+        "features-test",
+        cube_item=cube_item_for(GRID),
+        grid=GRID,
+        times=times,
+        channels=CHANNELS,
+        store=store,
+        manifest=manifest,
+        properties={"deep-lulc:step_days": 16},
+    )
     catalog = pystac.Catalog(id="features", description="test features")
     catalog.add_item(item)
     catalog.normalize_and_save(str(folder), catalog_type=pystac.CatalogType.SELF_CONTAINED)
@@ -129,10 +141,15 @@ def test_all_fill_chunks_are_stored_so_missing_always_means_lost(tmp_path: Path)
 def cube_catalog(folder: Path) -> str:
     rng = np.random.default_rng(1)
     return write_cube_catalog(
-        folder, reflectance=rng.uniform(0, 0.4, (2, 6, 8, 8)), scl=np.full((2, 8, 8), 4),
+        folder,
+        reflectance=rng.uniform(0, 0.4, (2, 6, 8, 8)),
+        scl=np.full((2, 8, 8), 4),
         times=[dt.datetime(2023, 1, 1, tzinfo=dt.UTC), dt.datetime(2023, 1, 6, tzinfo=dt.UTC)],
-        transform=GRID.affine, epsg=32633, start=dt.date(2023, 1, 1), end=dt.date(2023, 1, 31),
-    )  # fmt: skip
+        transform=GRID.affine,
+        epsg=32633,
+        start=dt.date(2023, 1, 1),
+        end=dt.date(2023, 1, 31),
+    )
 
 
 @pytest.mark.parametrize("product", ["features", "cube"])
@@ -206,9 +223,11 @@ def test_a_store_written_before_manifests_opens_with_a_warning(
 ) -> None:
     store = tmp_path / "old.zarr"
     xr.Dataset(
-        {"features": (("time", "channel", "y", "x"), np.zeros((1, 1, 4, 4), np.float32)),
-         "valid_count": (("y", "x"), np.ones((4, 4), np.int16))}
-    ).to_zarr(store, zarr_format=2, consolidated=True)  # fmt: skip
+        {
+            "features": (("time", "channel", "y", "x"), np.zeros((1, 1, 4, 4), np.float32)),
+            "valid_count": (("y", "x"), np.ones((4, 4), np.int16)),
+        }
+    ).to_zarr(store, zarr_format=2, consolidated=True)
     with caplog.at_level(logging.WARNING):
         source = FeatureSource(str(store))
     assert source.height == 4
@@ -242,10 +261,21 @@ def test_predict_on_features_with_a_lost_chunk_exits_2_naming_it(
     shutil.copytree(Path(tiny_features).parent, copy)
     (store_path(str(copy / "catalog.json")) / "features" / "0.0.1.0").unlink()
     completed = subprocess.run(
-        [str(BIN / "deep-lulc"), "predict", "--model", tiny_model, "--features", str(copy / "catalog.json"),
-         "--out", str(tmp_path / "map")],
-        capture_output=True, text=True, check=False, env=cli_env(),
-    )  # fmt: skip
+        [
+            str(BIN / "deep-lulc"),
+            "predict",
+            "--model",
+            tiny_model,
+            "--features",
+            str(copy / "catalog.json"),
+            "--out",
+            str(tmp_path / "map"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=cli_env(),
+    )
     assert completed.returncode == 2, completed.stderr
     assert "Traceback" not in completed.stderr
     naming = [line for line in completed.stderr.splitlines() if "features/0.0.1.0" in line]

@@ -97,13 +97,30 @@ def test_no_secret_reaches_logs_items_or_params(
     api = f"http://user:{SECRET_TOKEN}@{host}?token={SECRET_TOKEN}"
     env = {"AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_ACCESS_KEY_ID": "AKIAFAKE"}
     searched = deep_lulc(
-        "search", "--stac", api, "--aoi", str(tiny_catalog / "aoi-train.geojson"), "--start", "2023-01-01",
-        "--end", "2023-03-31", "--out", str(tmp_path / "search"), "--debug", **env,
-    )  # fmt: skip
+        "search",
+        "--stac",
+        api,
+        "--aoi",
+        str(tiny_catalog / "aoi-train.geojson"),
+        "--start",
+        "2023-01-01",
+        "--end",
+        "2023-03-31",
+        "--out",
+        str(tmp_path / "search"),
+        "--debug",
+        **env,
+    )
     remote = f"s3://{s3_bucket}/features"
     featured = deep_lulc("features", "--cube", tiny_cube, "--out", remote, "--chunk-size", "64", "--debug", **env)
-    failed = deep_lulc("features", "--cube", f"s3://{s3_bucket}/missing/catalog.json?X-Amz-Signature={SECRET_TOKEN}",
-                       "--out", str(tmp_path / "nothing"), **env)  # fmt: skip
+    failed = deep_lulc(
+        "features",
+        "--cube",
+        f"s3://{s3_bucket}/missing/catalog.json?X-Amz-Signature={SECRET_TOKEN}",
+        "--out",
+        str(tmp_path / "nothing"),
+        **env,
+    )
     assert searched.returncode == 0, searched.stderr
     assert featured.returncode == 0, featured.stderr
     assert failed.returncode == 2
@@ -125,19 +142,46 @@ def test_concurrent_tile_predictions_into_one_prefix_lose_nothing(
     tiny_model: str, tiny_features: str, tmp_path: Path
 ) -> None:
     tiles_file = tmp_path / "tiles.json"
-    planned = deep_lulc("plan-tiles", "--features", tiny_features, "--tile-size", "48", "--window-size", "32",
-                        "--overlap", "8", "--out", str(tiles_file))  # fmt: skip
+    planned = deep_lulc(
+        "plan-tiles",
+        "--features",
+        tiny_features,
+        "--tile-size",
+        "48",
+        "--window-size",
+        "32",
+        "--overlap",
+        "8",
+        "--out",
+        str(tiles_file),
+    )
     assert planned.returncode == 0, planned.stderr
     ids = [tile["id"] for tile in json.loads(tiles_file.read_text())]
     assert len(ids) >= 2
     processes = [
         subprocess.Popen(
-            [str(BIN / "deep-lulc"), "predict", "--model", tiny_model, "--features", tiny_features, "--out",
-             str(tmp_path / "tiles" / tile), "--tile", tile, "--tiles", str(tiles_file), "--device", "cpu"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(),
+            [
+                str(BIN / "deep-lulc"),
+                "predict",
+                "--model",
+                tiny_model,
+                "--features",
+                tiny_features,
+                "--out",
+                str(tmp_path / "tiles" / tile),
+                "--tile",
+                tile,
+                "--tiles",
+                str(tiles_file),
+                "--device",
+                "cpu",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=cli_env(),
         )
         for tile in ids
-    ]  # fmt: skip
+    ]
     for process in processes:
         assert process.wait(timeout=300) == 0, process.stderr.read() if process.stderr else ""
     catalogs = [str(tmp_path / "tiles" / tile / "catalog.json") for tile in ids]

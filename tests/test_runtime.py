@@ -106,8 +106,16 @@ def _deep_lulc(*args: str) -> tuple[int, str, str]:
 def test_search_is_idempotent_records_provenance_and_feeds_cube(tiny_catalog: Path, tmp_path: Path) -> None:
     items = tmp_path / "items.json"
     period = ["--start", "2023-01-01", "--end", "2023-06-30"]
-    search = ["search", "--stac", str(tiny_catalog / "catalog.json"), "--aoi", str(tiny_catalog / "aoi-train.geojson"),
-              *period, "--out", str(items)]  # fmt: skip
+    search = [
+        "search",
+        "--stac",
+        str(tiny_catalog / "catalog.json"),
+        "--aoi",
+        str(tiny_catalog / "aoi-train.geojson"),
+        *period,
+        "--out",
+        str(items),
+    ]
     code, first, _ = _deep_lulc(*search)
     assert code == 0
     record = json.loads((tmp_path / "items.json.run.json").read_text())
@@ -125,8 +133,9 @@ def test_search_is_idempotent_records_provenance_and_feeds_cube(tiny_catalog: Pa
     cube_args = ["--aoi", str(tiny_catalog / "aoi-train.geojson"), *period, "--chunk-size", "64"]
     code, from_list, _ = _deep_lulc("cube", "--stac", str(items), "--out", str(tmp_path / "c1"), *cube_args)
     assert code == 0
-    code, from_catalog, _ = _deep_lulc("cube", "--stac", str(tiny_catalog / "catalog.json"), "--out",
-                                       str(tmp_path / "c2"), *cube_args)  # fmt: skip
+    code, from_catalog, _ = _deep_lulc(
+        "cube", "--stac", str(tiny_catalog / "catalog.json"), "--out", str(tmp_path / "c2"), *cube_args
+    )
     assert code == 0
     listed, direct = json.loads(from_list), json.loads(from_catalog)
     assert listed["shape"] == direct["shape"]
@@ -153,8 +162,19 @@ def test_cube_refuses_a_scene_list_with_relative_asset_hrefs(tiny_catalog: Path,
 
 def test_plan_tiles_is_idempotent_with_its_request_beside_the_file(tiny_features: str, tmp_path: Path) -> None:
     tiles = tmp_path / "tiles.json"
-    args = ["plan-tiles", "--features", tiny_features, "--tile-size", "48", "--window-size", "32", "--overlap", "8",
-            "--out", str(tiles)]  # fmt: skip
+    args = [
+        "plan-tiles",
+        "--features",
+        tiny_features,
+        "--tile-size",
+        "48",
+        "--window-size",
+        "32",
+        "--overlap",
+        "8",
+        "--out",
+        str(tiles),
+    ]
     code, first, _ = _deep_lulc(*args)
     assert code == 0
     record = json.loads((tmp_path / "tiles.json.run.json").read_text())

@@ -45,11 +45,25 @@ def cube_dataset(result_catalog: str) -> tuple[pystac.Item, xr.Dataset]:
 def test_search_static_catalog_writes_item_collection(tiny_catalog: Path, tmp_path: Path) -> None:
     out = tmp_path / "items.json"
     completed = subprocess.run(
-        [str(BIN / "deep-lulc"), "search", "--stac", str(tiny_catalog / "catalog.json"), "--aoi",
-         str(tiny_catalog / "aoi-predict.geojson"), "--start", f"{TINY.year}-01-01", "--end", f"{TINY.year}-12-31",
-         "--out", str(out)],
-        capture_output=True, text=True, check=False, env=cli_env(),
-    )  # fmt: skip
+        [
+            str(BIN / "deep-lulc"),
+            "search",
+            "--stac",
+            str(tiny_catalog / "catalog.json"),
+            "--aoi",
+            str(tiny_catalog / "aoi-predict.geojson"),
+            "--start",
+            f"{TINY.year}-01-01",
+            "--end",
+            f"{TINY.year}-12-31",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=cli_env(),
+    )
     assert completed.returncode == 0, completed.stderr
     result = json.loads(completed.stdout)
     collection = pystac.ItemCollection.from_file(str(out))
@@ -241,11 +255,25 @@ def test_aoi_outside_the_data_names_both_extents(tiny_catalog: Path, tmp_path: P
 
 def test_no_scenes_exits_3(tiny_catalog: Path, tmp_path: Path) -> None:
     completed = subprocess.run(
-        [str(BIN / "deep-lulc"), "cube", "--stac", str(tiny_catalog / "catalog.json"), "--aoi",
-         str(tiny_catalog / "aoi-train.geojson"), "--start", "2019-01-01", "--end", "2019-03-01", "--out",
-         str(tmp_path / "cube")],
-        capture_output=True, text=True, check=False, env=cli_env(),
-    )  # fmt: skip
+        [
+            str(BIN / "deep-lulc"),
+            "cube",
+            "--stac",
+            str(tiny_catalog / "catalog.json"),
+            "--aoi",
+            str(tiny_catalog / "aoi-train.geojson"),
+            "--start",
+            "2019-01-01",
+            "--end",
+            "2019-03-01",
+            "--out",
+            str(tmp_path / "cube"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=cli_env(),
+    )
     assert completed.returncode == 3
     assert "no sentinel-2-l2a scenes intersect AOI" in completed.stderr
     assert "fix: widen the date range" in completed.stderr
@@ -373,11 +401,25 @@ def test_api_5xx_then_recovery(stac_api: str, tiny_catalog: Path, tmp_path: Path
 def test_api_always_failing_exits_75(stac_api: str, tiny_catalog: Path, tmp_path: Path) -> None:
     with _FlakyProxy(stac_api, failures=-1) as proxy:
         completed = subprocess.run(
-            [str(BIN / "deep-lulc"), "search", "--stac", proxy.url, "--aoi", str(tiny_catalog / "aoi-train.geojson"),
-             "--start", f"{TINY.year}-01-01", "--end", f"{TINY.year}-12-31", "--out", str(tmp_path / "x.json")],
-            capture_output=True, text=True, check=False,
+            [
+                str(BIN / "deep-lulc"),
+                "search",
+                "--stac",
+                proxy.url,
+                "--aoi",
+                str(tiny_catalog / "aoi-train.geojson"),
+                "--start",
+                f"{TINY.year}-01-01",
+                "--end",
+                f"{TINY.year}-12-31",
+                "--out",
+                str(tmp_path / "x.json"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
             env=cli_env(DEEP_LULC_HTTP_BACKOFF="0.01", DEEP_LULC_HTTP_RETRIES="2"),
-        )  # fmt: skip
+        )
     assert completed.returncode == 75, completed.stderr
     assert "did not answer after retries" in completed.stderr or "failed after retries" in completed.stderr
     assert not (tmp_path / "x.json").exists()
@@ -422,12 +464,28 @@ class _StallingApi:
                     return
                 base = api.url.rstrip("/")
                 landing = {
-                    "type": "Catalog", "id": "stalling", "stac_version": "1.0.0", "description": "stalls",
-                    "conformsTo": ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search"],
-                    "links": [{"rel": "self", "href": base + "/"}, {"rel": "root", "href": base + "/"},
-                              *({"rel": "search", "href": base + "/search", "method": method,
-                                 "type": "application/geo+json"} for method in ("GET", "POST"))],
-                }  # fmt: skip
+                    "type": "Catalog",
+                    "id": "stalling",
+                    "stac_version": "1.0.0",
+                    "description": "stalls",
+                    "conformsTo": [
+                        "https://api.stacspec.org/v1.0.0/core",
+                        "https://api.stacspec.org/v1.0.0/item-search",
+                    ],
+                    "links": [
+                        {"rel": "self", "href": base + "/"},
+                        {"rel": "root", "href": base + "/"},
+                        *(
+                            {
+                                "rel": "search",
+                                "href": base + "/search",
+                                "method": method,
+                                "type": "application/geo+json",
+                            }
+                            for method in ("GET", "POST")
+                        ),
+                    ],
+                }
                 payload = json.dumps(landing).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -455,11 +513,26 @@ def test_a_stalled_search_is_cut_off_by_the_timeout_and_exits_75(tiny_catalog: P
     with _StallingApi() as api:
         started = time.monotonic()
         completed = subprocess.run(
-            [str(BIN / "deep-lulc"), "search", "--stac", api.url, "--aoi", str(tiny_catalog / "aoi-train.geojson"),
-             "--start", f"{TINY.year}-01-01", "--end", f"{TINY.year}-12-31", "--out", str(tmp_path / "x.json")],
-            capture_output=True, text=True, check=False, timeout=50,
+            [
+                str(BIN / "deep-lulc"),
+                "search",
+                "--stac",
+                api.url,
+                "--aoi",
+                str(tiny_catalog / "aoi-train.geojson"),
+                "--start",
+                f"{TINY.year}-01-01",
+                "--end",
+                f"{TINY.year}-12-31",
+                "--out",
+                str(tmp_path / "x.json"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=50,
             env=cli_env(DEEP_LULC_HTTP_TIMEOUT="2", DEEP_LULC_HTTP_BACKOFF="0.01", DEEP_LULC_HTTP_RETRIES="1"),
-        )  # fmt: skip
+        )
         elapsed = time.monotonic() - started
     assert completed.returncode == 75, completed.stderr
     lines = [line for line in completed.stderr.splitlines() if line.strip()]

@@ -98,8 +98,7 @@ def token_endpoint(monkeypatch: pytest.MonkeyPatch, answer: int | str = 200) -> 
 
 
 def deep_lulc(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "deep-lulc"), *args], capture_output=True, text=True, check=False,
-                          env=cli_env())  # fmt: skip
+    return subprocess.run([str(BIN / "deep-lulc"), *args], capture_output=True, text=True, check=False, env=cli_env())
 
 
 def files_below(folder: Path) -> dict[Path, bytes]:
@@ -110,8 +109,18 @@ def test_search_signs_planetary_computer_items(monkeypatch: pytest.MonkeyPatch, 
     out = tmp_path / "items.json"
     with token_endpoint(monkeypatch) as endpoint:
         monkeypatch.setenv("PC_SDK_SUBSCRIPTION_KEY", "deepLulcSubscriptionKey")
-        completed = deep_lulc("search", "--stac", str(PC_ITEMS), "--aoi", PC_AOI, *PC_DATES,
-                              "--sign", "planetary-computer", "--out", str(out))  # fmt: skip
+        completed = deep_lulc(
+            "search",
+            "--stac",
+            str(PC_ITEMS),
+            "--aoi",
+            PC_AOI,
+            *PC_DATES,
+            "--sign",
+            "planetary-computer",
+            "--out",
+            str(out),
+        )
     assert completed.returncode == 0, completed.stderr
     assert endpoint.paths == ["/api/sas/v1/token/sentinel2l2a01/sentinel2-l2"]  # one token for both items
     assert endpoint.keys == ["deepLulcSubscriptionKey"]
@@ -193,8 +202,9 @@ def test_cube_reads_through_freshly_signed_hrefs(
         xr.testing.assert_identical(signed["reflectance"].load(), reference["reflectance"].load())
     else:  # the 10 m bands share the lattice (the 20 m ones are resampled differently by each loader)
         ten_metre = ["B02", "B03", "B04", "B08"]
-        xr.testing.assert_equal(signed["reflectance"].sel(band=ten_metre).load(),
-                                reference["reflectance"].sel(band=ten_metre).load())  # fmt: skip
+        xr.testing.assert_equal(
+            signed["reflectance"].sel(band=ten_metre).load(), reference["reflectance"].sel(band=ten_metre).load()
+        )
         xr.testing.assert_equal(signed["scl"].load(), reference["scl"].load())
     for path, data in files_below(tmp_path / "cube").items():
         assert SIGNATURE.encode() not in data, path
@@ -204,8 +214,18 @@ def test_cube_reads_through_freshly_signed_hrefs(
 
 def test_token_endpoint_refusal_is_bad_input(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     with token_endpoint(monkeypatch, answer=403) as endpoint:
-        completed = deep_lulc("search", "--stac", str(PC_ITEMS), "--aoi", PC_AOI, *PC_DATES,
-                              "--sign", "planetary-computer", "--out", str(tmp_path / "items.json"))  # fmt: skip
+        completed = deep_lulc(
+            "search",
+            "--stac",
+            str(PC_ITEMS),
+            "--aoi",
+            PC_AOI,
+            *PC_DATES,
+            "--sign",
+            "planetary-computer",
+            "--out",
+            str(tmp_path / "items.json"),
+        )
     assert completed.returncode == 2, completed.stderr
     errors = [line for line in completed.stderr.splitlines() if "error:" in line]
     assert errors == [
@@ -218,8 +238,18 @@ def test_token_endpoint_refusal_is_bad_input(monkeypatch: pytest.MonkeyPatch, tm
 
 def test_token_endpoint_outage_is_transient(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     with token_endpoint(monkeypatch, answer=503) as endpoint:
-        completed = deep_lulc("cube", "--stac", str(PC_ITEMS), "--aoi", PC_AOI, *PC_DATES,
-                              "--sign", "planetary-computer", "--out", str(tmp_path / "cube"))  # fmt: skip
+        completed = deep_lulc(
+            "cube",
+            "--stac",
+            str(PC_ITEMS),
+            "--aoi",
+            PC_AOI,
+            *PC_DATES,
+            "--sign",
+            "planetary-computer",
+            "--out",
+            str(tmp_path / "cube"),
+        )
     assert completed.returncode == 75, completed.stderr
     errors = [line for line in completed.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1
@@ -234,8 +264,11 @@ def test_token_endpoint_down_or_wrong(monkeypatch: pytest.MonkeyPatch, tmp_path:
     inputs = {"stac": str(PC_ITEMS), "aoi": PC_AOI}
     with token_endpoint(monkeypatch):
         monkeypatch.setenv("PC_SDK_SAS_URL", f"http://127.0.0.1:{free_port()}/token")  # nothing listens
-        with pytest.raises(TransientError, match=r"token endpoint http://127\.0\.0\.1:\d+/token/sentinel2l2a01/"
-                           r"sentinel2-l2 did not answer after retries \(ConnectionError\)"):  # fmt: skip
+        with pytest.raises(
+            TransientError,
+            match=r"token endpoint http://127\.0\.0\.1:\d+/token/sentinel2l2a01/"
+            r"sentinel2-l2 did not answer after retries \(ConnectionError\)",
+        ):
             search.run(inputs=inputs, output=str(tmp_path / "a.json"), params=params)
     garbage = pytest.raises(BadInputError, match=r"did not answer a SAS token .*fix: point PC_SDK_SAS_URL at")
     with token_endpoint(monkeypatch, answer="garbage"), garbage:
@@ -249,8 +282,11 @@ def test_a_stalled_token_endpoint_is_cut_off_by_the_deadline(monkeypatch: pytest
     with token_endpoint(monkeypatch, answer="stall") as endpoint:
         monkeypatch.setenv("DEEP_LULC_HTTP_TIMEOUT", "1")
         started = time.monotonic()
-        with pytest.raises(TransientError, match=r"token endpoint http://127\.0\.0\.1:\d+/\S+ (did not answer|failed) "
-                           r"after retries"):  # fmt: skip
+        with pytest.raises(
+            TransientError,
+            match=r"token endpoint http://127\.0\.0\.1:\d+/\S+ (did not answer|failed) "
+            r"after retries",
+        ):
             search.run(inputs={"stac": str(PC_ITEMS), "aoi": PC_AOI}, output=str(tmp_path / "a.json"), params=params)
         assert time.monotonic() - started < 15
         assert len(endpoint.paths) == 3  # the first try and DEEP_LULC_HTTP_RETRIES=2 retries, each cut off

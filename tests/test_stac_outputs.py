@@ -94,9 +94,14 @@ def test_an_item_without_a_datetime_gets_its_period_start_and_a_collection(tmp_p
     item = pystac.Item("scored", mapping(footprint), list(footprint.bounds), None, properties=dict(period))
     with staged_output(str(tmp_path / "out")) as staged:
         href = finish_single_item_output(
-            staged, item, catalog_id="evaluation", description="test", stage="evaluate", inputs={},
+            staged,
+            item,
+            catalog_id="evaluation",
+            description="test",
+            stage="evaluate",
+            inputs={},
             params=StageParams(),
-        )  # fmt: skip
+        )
     assert validate_tree(href) == 3
     written = json.loads((tmp_path / "out" / "scored" / "scored.json").read_text())
     assert written["collection"] == "evaluation"
@@ -158,15 +163,20 @@ def test_outputs_load_into_a_stac_api_and_are_found_by_bbox_and_time(
 ) -> None:
     outputs = {"cube": tiny_cube, "features": tiny_features, "prediction": tiny_prediction}
     items = {name: only_item(href) for name, href in outputs.items()}
-    with loaded_into(stac_api, tiny_cube, ["cube"]), loaded_into(stac_api, tiny_features, ["features"]), \
-            loaded_into(stac_api, tiny_prediction, ["prediction"]):  # fmt: skip
+    with (
+        loaded_into(stac_api, tiny_cube, ["cube"]),
+        loaded_into(stac_api, tiny_features, ["features"]),
+        loaded_into(stac_api, tiny_prediction, ["prediction"]),
+    ):
         client = Client.open(stac_api)
         assert {c.id for c in client.get_collections()} == {"sentinel-2-l2a", *outputs}
         for name, item in items.items():
             served = client.get_collection(name)
             assert served is not None
-            assert served.extent.temporal.intervals[0] == [item.common_metadata.start_datetime,
-                                                           item.common_metadata.end_datetime]  # fmt: skip
+            assert served.extent.temporal.intervals[0] == [
+                item.common_metadata.start_datetime,
+                item.common_metadata.end_datetime,
+            ]
         bbox = items["prediction"].bbox
         assert bbox is not None
         # A month inside the period, not its start: the API matches each item on its whole start..end range.

@@ -100,8 +100,11 @@ def test_tile_by_tile_from_the_cube_on_merges_into_the_single_process_map(
 
 def test_an_aoi_plan_records_the_grid_cube_builds_and_reads_back(tiny_catalog: Path, tmp_path: Path) -> None:
     tiles_file = tmp_path / "tiles.json"
-    plan.run(inputs={"aoi": str(tiny_catalog / "aoi-predict.geojson")}, output=str(tiles_file),
-             params=PlanTilesParams(tile_size=TILE, window_size=WINDOW, overlap=OVERLAP))  # fmt: skip
+    plan.run(
+        inputs={"aoi": str(tiny_catalog / "aoi-predict.geojson")},
+        output=str(tiles_file),
+        params=PlanTilesParams(tile_size=TILE, window_size=WINDOW, overlap=OVERLAP),
+    )
     tiles = read_tiles_file(str(tiles_file))
     whole = tiles[0].grid()
     assert whole is not None
@@ -125,11 +128,17 @@ def test_plan_tiles_wants_exactly_one_of_aoi_and_features(tiny_catalog: Path, tm
 
 def test_a_tile_planned_for_another_aoi_is_refused_before_loading(tiny_catalog: Path, tmp_path: Path) -> None:
     tiles_file = tmp_path / "tiles.json"
-    plan.run(inputs={"aoi": str(tiny_catalog / "aoi-train.geojson")}, output=str(tiles_file),
-             params=PlanTilesParams(tile_size=TILE, window_size=WINDOW, overlap=OVERLAP))  # fmt: skip
+    plan.run(
+        inputs={"aoi": str(tiny_catalog / "aoi-train.geojson")},
+        output=str(tiles_file),
+        params=PlanTilesParams(tile_size=TILE, window_size=WINDOW, overlap=OVERLAP),
+    )
     first = read_tiles_file(str(tiles_file))[0].id
     inputs = {"stac": str(tiny_catalog / "catalog.json"), "aoi": str(tiny_catalog / "aoi-predict.geojson")}
     with pytest.raises(BadInputError, match=r"was planned on .* but this AOI's imagery gives .*fix: plan the tiles"):
-        cube.run(inputs=inputs, output=str(tmp_path / "cube"),
-                 params=CubeParams(**CUBE_PERIOD, tile=first, tiles=str(tiles_file)))  # fmt: skip
+        cube.run(
+            inputs=inputs,
+            output=str(tmp_path / "cube"),
+            params=CubeParams(**CUBE_PERIOD, tile=first, tiles=str(tiles_file)),
+        )
     assert not (tmp_path / "cube").exists()

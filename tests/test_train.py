@@ -54,9 +54,17 @@ def test_training_lowers_the_loss_and_reports_true_metrics(trained: str) -> None
     unet = report["unet"]
     assert 0.0 <= unet["miou"] <= 1.0
     assert set(unet["per_class"]) == {
-        "CultivatedLand", "Forest", "Grassland", "Shrubland", "Water", "Wetlands", "Tundra", "ArtificialSurface",
-        "Bareland", "SnowAndIce",
-    }  # fmt: skip
+        "CultivatedLand",
+        "Forest",
+        "Grassland",
+        "Shrubland",
+        "Water",
+        "Wetlands",
+        "Tundra",
+        "ArtificialSurface",
+        "Bareland",
+        "SnowAndIce",
+    }
     assert report["baseline"]["miou"] is not None
     assert report["comparison"]
     for asset in ("confusion_matrix", "loss"):
@@ -82,8 +90,14 @@ def test_reload_from_config_and_safetensors_gives_identical_predictions(trained:
     rebuilt = load_weights(build_network(config), item.assets["weights"].get_absolute_href() or "").eval()
     source = read_chips(tiny_chips)
     records = source.split("validation")
-    dataset = ChipDataset(records, mode="stack", n_dates=len(source.dates), mean=np.array(config.mean),
-                          std=np.array(config.std), augment=False)  # fmt: skip
+    dataset = ChipDataset(
+        records,
+        mode="stack",
+        n_dates=len(source.dates),
+        mean=np.array(config.mean),
+        std=np.array(config.std),
+        augment=False,
+    )
     again = load_weights(build_network(config), item.assets["weights"].get_absolute_href() or "").eval()
     for chip in range(len(records)):
         first = predict_chip(rebuilt, dataset, chip, torch.device("cpu"))
@@ -103,9 +117,25 @@ def test_single_date_mode_feeds_one_date_per_sample(tiny_chips: str, tmp_path: P
 @pytest.mark.slow
 def test_resume_continues_an_interrupted_run(tiny_chips: str, tmp_path: Path) -> None:
     out = tmp_path / "model"
-    args = [str(BIN / "deep-lulc"), "train", "--chips", tiny_chips, "--out", str(out), "--architecture", "unet",
-            "--encoder", "resnet18", "--epochs", "3", "--lr", "1e-3", "--no-pretrained",
-            "--batch-size", "8"]  # fmt: skip
+    args = [
+        str(BIN / "deep-lulc"),
+        "train",
+        "--chips",
+        tiny_chips,
+        "--out",
+        str(out),
+        "--architecture",
+        "unet",
+        "--encoder",
+        "resnet18",
+        "--epochs",
+        "3",
+        "--lr",
+        "1e-3",
+        "--no-pretrained",
+        "--batch-size",
+        "8",
+    ]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env())
     state_file = out / "checkpoints" / "state.json"
     deadline = time.monotonic() + 240
@@ -129,16 +159,25 @@ def test_resume_continues_an_interrupted_run(tiny_chips: str, tmp_path: Path) ->
 def test_clear_errors(tiny_chips: str, tmp_path: Path) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(BadInputError, match="no CUDA device"):
-            train.run(inputs={"chips": tiny_chips}, output=str(tmp_path / "a"),
-                      params=TINY_TRAINING.model_copy(update={"device": "cuda"}))  # fmt: skip
+            train.run(
+                inputs={"chips": tiny_chips},
+                output=str(tmp_path / "a"),
+                params=TINY_TRAINING.model_copy(update={"device": "cuda"}),
+            )
     evil = tmp_path / "encoder.pth"
     evil.write_bytes(pickle.dumps({"conv1.weight": object()}))
     with pytest.raises(BadInputError, match="not a plain state dict"):
-        train.run(inputs={"chips": tiny_chips}, output=str(tmp_path / "b"),
-                  params=TINY_TRAINING.model_copy(update={"weights": str(evil)}))  # fmt: skip
+        train.run(
+            inputs={"chips": tiny_chips},
+            output=str(tmp_path / "b"),
+            params=TINY_TRAINING.model_copy(update={"weights": str(evil)}),
+        )
     with pytest.raises(BadInputError, match="holds no chips collection"):
-        train.run(inputs={"chips": str(Path(tiny_chips).parent / "chips" / "chip-00000" / "chip-00000.json")},
-                  output=str(tmp_path / "c"), params=TINY_TRAINING)  # fmt: skip
+        train.run(
+            inputs={"chips": str(Path(tiny_chips).parent / "chips" / "chip-00000" / "chip-00000.json")},
+            output=str(tmp_path / "c"),
+            params=TINY_TRAINING,
+        )
     with pytest.raises(ValueError, match="must be 'auto' or a number"):
         TrainParams(lr="fast")
 
@@ -195,15 +234,17 @@ def test_the_same_seed_gives_the_same_weights_and_metrics(temporal: str, tiny_ch
     metrics = [json.loads(Path(i.assets["metrics"].get_absolute_href() or "").read_text()) for i in (first, second)]
     assert metrics[0]["map"]["miou"] == pytest.approx(metrics[1]["map"]["miou"], abs=1e-3)
     assert metrics[0]["unet"]["miou"] == pytest.approx(metrics[1]["unet"]["miou"], abs=1e-3)
-    other = train.run(inputs={"chips": tiny_chips}, output=str(tmp_path / "seed1"),
-                      params=TINY_TEMPORAL.model_copy(update={"seed": 1, "epochs": 1}))  # fmt: skip
+    other = train.run(
+        inputs={"chips": tiny_chips},
+        output=str(tmp_path / "seed1"),
+        params=TINY_TEMPORAL.model_copy(update={"seed": 1, "epochs": 1}),
+    )
     assert Path(model_of(other.catalog).assets["weights"].get_absolute_href() or "").read_bytes() != weights[0]
 
 
 @pytest.mark.slow
 def test_lightgbm_is_a_model_of_its_own(tiny_chips: str, tiny_features: str, tmp_path: Path) -> None:
-    result = train.run(inputs={"chips": tiny_chips}, output=str(tmp_path),
-                       params=TrainParams(architecture="lightgbm"))  # fmt: skip
+    result = train.run(inputs={"chips": tiny_chips}, output=str(tmp_path), params=TrainParams(architecture="lightgbm"))
     item = model_of(result.catalog)
     text = Path(item.assets["weights"].get_absolute_href() or "").read_text()
     assert text.startswith("tree"), "LightGBM's text model format, not a pickle"
@@ -218,14 +259,20 @@ def test_lightgbm_is_a_model_of_its_own(tiny_chips: str, tiny_features: str, tmp
     from deep_lulc.stages.predict import stage as predict
     from deep_lulc.stages.predict.params import PredictParams
 
-    mapped = predict.run(inputs={"model": result.catalog, "features": tiny_features}, output=str(tmp_path / "map"),
-                         params=PredictParams())  # fmt: skip
+    mapped = predict.run(
+        inputs={"model": result.catalog, "features": tiny_features},
+        output=str(tmp_path / "map"),
+        params=PredictParams(),
+    )
     with rasterio.open(str(mapped.extra["classes"])) as source:
         classes = source.read(1)
     assert set(np.unique(classes)) <= {0, *config.output_values}
     with pytest.raises(BadInputError, match="--device cuda needs a network"):
-        predict.run(inputs={"model": result.catalog, "features": tiny_features}, output=str(tmp_path / "cuda"),
-                    params=PredictParams(device="cuda"))  # fmt: skip
+        predict.run(
+            inputs={"model": result.catalog, "features": tiny_features},
+            output=str(tmp_path / "cuda"),
+            params=PredictParams(device="cuda"),
+        )
 
 
 def test_options_an_architecture_does_not_take_are_refused() -> None:
@@ -257,8 +304,16 @@ def test_default_epochs_give_small_training_sets_enough_steps() -> None:
 
 
 def test_cli_refuses_an_unknown_architecture_in_one_line(tiny_chips: str, tmp_path: Path) -> None:
-    args = [str(BIN / "deep-lulc"), "train", "--chips", tiny_chips, "--out", str(tmp_path / "m"),
-            "--architecture", "transformer"]  # fmt: skip
+    args = [
+        str(BIN / "deep-lulc"),
+        "train",
+        "--chips",
+        tiny_chips,
+        "--out",
+        str(tmp_path / "m"),
+        "--architecture",
+        "transformer",
+    ]
     completed = subprocess.run(args, capture_output=True, text=True, check=False, env=cli_env())
     assert completed.returncode == 2
     lines = [line for line in completed.stderr.splitlines() if line.strip()]
@@ -285,12 +340,18 @@ def test_map_does_not_depend_on_the_inference_window(
     scores, maps = [], []
     for window, overlap in ((64, 16), (512, 64)):
         out = tmp_path / f"w{window}"
-        predicted = predict.run(inputs={"model": temporal, "features": tiny_features}, output=str(out / "p"),
-                                params=PredictParams(tile_size=window, overlap=overlap))  # fmt: skip
+        predicted = predict.run(
+            inputs={"model": temporal, "features": tiny_features},
+            output=str(out / "p"),
+            params=PredictParams(tile_size=window, overlap=overlap),
+        )
         with rasterio.open(str(predicted.extra["classes"])) as source:
             maps.append(source.read(1))
-        scored = evaluate.run(inputs={"prediction": predicted.catalog, "labels": str(tiny_catalog / "labels.gpkg")},
-                              output=str(out / "e"), params=EvaluateParams())  # fmt: skip
+        scored = evaluate.run(
+            inputs={"prediction": predicted.catalog, "labels": str(tiny_catalog / "labels.gpkg")},
+            output=str(out / "e"),
+            params=EvaluateParams(),
+        )
         scores.append(float(scored.extra["miou"]))
     assert abs(scores[0] - scores[1]) <= 0.03, scores
     assert (maps[0] == maps[1]).mean() > 0.97
@@ -338,8 +399,9 @@ def test_pixel_samples_hold_each_labelled_pixel_once(tiny_chips: str) -> None:
     assert sample.shape == (n_in, 1, 1)
     assert target.shape == (1, 1)
     assert np.isfinite(pixels.x).all()
-    capped = PixelDataset(records, mean=np.zeros(n_in), std=np.ones(n_in), labelled=len(positions),
-                          limit=len(positions) // 4)  # fmt: skip
+    capped = PixelDataset(
+        records, mean=np.zeros(n_in), std=np.ones(n_in), labelled=len(positions), limit=len(positions) // 4
+    )
     assert 0 < len(capped) < len(positions) // 2, "large AOIs keep a seeded share of their pixels"
 
 

@@ -46,8 +46,18 @@ def _remote_state(fs: Any, pointer: str) -> dict[str, Any] | None:
 
 
 def _train_command(chips: str, out: str) -> list[str]:
-    return [str(BIN / "deep-lulc"), "train", "--chips", chips, "--out", out, "--epochs", str(EPOCHS),
-            "--batch-size", "8"]  # fmt: skip
+    return [
+        str(BIN / "deep-lulc"),
+        "train",
+        "--chips",
+        chips,
+        "--out",
+        out,
+        "--epochs",
+        str(EPOCHS),
+        "--batch-size",
+        "8",
+    ]
 
 
 def _pod(tmp_path: Path, name: str) -> dict[str, str]:
@@ -63,8 +73,12 @@ def test_a_run_killed_on_object_storage_resumes_by_itself_exactly(
     out = f"s3://{s3_bucket}/runs/model"
     fs, root = storage.filesystem_for(out)
     pointer = f"{root}/checkpoints/{STATE}"
-    killed = subprocess.Popen(_train_command(tiny_chips, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env=_pod(tmp_path, "pod-1"))  # fmt: skip
+    killed = subprocess.Popen(
+        _train_command(tiny_chips, out),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=_pod(tmp_path, "pod-1"),
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and killed.poll() is None:
         state = _remote_state(fs, pointer)
@@ -82,8 +96,9 @@ def test_a_run_killed_on_object_storage_resumes_by_itself_exactly(
     assert names == {STATE, weights_name(done), resume_name(done)}, "one checkpoint, the older ones removed"
 
     # the retry: the same command (no --resume) on another machine
-    retried = subprocess.run(_train_command(tiny_chips, out), capture_output=True, text=True, check=False,
-                             env=_pod(tmp_path, "pod-2"))  # fmt: skip
+    retried = subprocess.run(
+        _train_command(tiny_chips, out), capture_output=True, text=True, check=False, env=_pod(tmp_path, "pod-2")
+    )
     assert retried.returncode == 0, retried.stderr[-3000:]
     assert f"resuming after epoch {done} of {EPOCHS} (best mIoU" in retried.stderr
     assert "weights only" not in retried.stderr
@@ -92,8 +107,9 @@ def test_a_run_killed_on_object_storage_resumes_by_itself_exactly(
     assert result["epochs_run"] == EPOCHS
 
     whole_out = f"s3://{s3_bucket}/runs/whole"
-    whole = subprocess.run(_train_command(tiny_chips, whole_out), capture_output=True, text=True, check=False,
-                           env=_pod(tmp_path, "pod-3"))  # fmt: skip
+    whole = subprocess.run(
+        _train_command(tiny_chips, whole_out), capture_output=True, text=True, check=False, env=_pod(tmp_path, "pod-3")
+    )
     assert whole.returncode == 0, whole.stderr[-3000:]
     assert "resuming" not in whole.stderr
     uninterrupted = json.loads(whole.stdout)
@@ -165,10 +181,15 @@ def _fake_checkpoint(folder: Path, fingerprint: str, epoch: int = 2) -> Training
     (folder / weights_name(epoch)).write_bytes(b"weights" * 1000)
     (folder / resume_name(epoch)).write_bytes(b"resume" * 1000)
     ref = file_ref(folder / weights_name(epoch))
-    return TrainingState(epochs_done=epoch, best_epoch=epoch, lr=1e-3, fingerprint=fingerprint,
-                         history=[{"epoch": e, "miou": 0.1} for e in range(1, epoch + 1)],
-                         files={"last": ref, "best": ref, "resume": file_ref(folder / resume_name(epoch))},
-                         resume={"optimizer": []})  # fmt: skip
+    return TrainingState(
+        epochs_done=epoch,
+        best_epoch=epoch,
+        lr=1e-3,
+        fingerprint=fingerprint,
+        history=[{"epoch": e, "miou": 0.1} for e in range(1, epoch + 1)],
+        files={"last": ref, "best": ref, "resume": file_ref(folder / resume_name(epoch))},
+        resume={"optimizer": []},
+    )
 
 
 def test_only_a_verified_checkpoint_of_the_same_request_is_resumed(

@@ -19,10 +19,26 @@ EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+): train loss (\S+), valid loss (\S+),
 def test_piped_training_logs_one_line_per_epoch(tiny_chips: str, tmp_path: Path) -> None:
     out = tmp_path / "model"
     completed = subprocess.run(
-        [str(BIN / "deep-lulc"), "train", "--chips", tiny_chips, "--out", str(out), "--epochs", str(EPOCHS),
-         "--batch-size", "8", "--lr", "auto"],  # the LR finder runs fastai's loop too
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, env=cli_env(),
-    )  # fmt: skip
+        [
+            str(BIN / "deep-lulc"),
+            "train",
+            "--chips",
+            tiny_chips,
+            "--out",
+            str(out),
+            "--epochs",
+            str(EPOCHS),
+            "--batch-size",
+            "8",
+            "--lr",
+            "auto",
+        ],  # the LR finder runs fastai's loop too
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=cli_env(),
+    )
     stderr = completed.stderr
     assert completed.returncode == 0, stderr[-3000:]
     assert "\r" not in stderr, "progress-bar frames in a log"

@@ -48,8 +48,14 @@ def transition_categories(coding: TransitionCoding) -> Categories:
 
 def change_writer(folder: Path, grid: GeoBox, coding: TransitionCoding) -> CogWriter:
     """The transition COG, filled window by window (codes never written stay nodata), its codes named."""
-    return CogWriter(folder / CHANGE_FILE, grid, nodata=NODATA_CODE, dtype=coding.dtype, colormap=coding.colormap(),
-                     categories=transition_categories(coding))  # fmt: skip
+    return CogWriter(
+        folder / CHANGE_FILE,
+        grid,
+        nodata=NODATA_CODE,
+        dtype=coding.dtype,
+        colormap=coding.colormap(),
+        categories=transition_categories(coding),
+    )
 
 
 def write_matrix_files(folder: Path, summary: Mapping[str, Any]) -> None:
@@ -108,21 +114,31 @@ def change_item(
     a = grid.affine
     square = abs(a.a) == abs(a.e) and a.b == a.d == 0
     add_cog_asset(
-        item, CHANGE_ASSET, folder / CHANGE_FILE,
+        item,
+        CHANGE_ASSET,
+        folder / CHANGE_FILE,
         title=f"Class transitions, code {TRANSITION_FORMULA} (n = {coding.n})",
         bands=[class_band(nodata=NODATA_CODE, dtype=coding.dtype, spatial_resolution=abs(a.a) if square else None)],
         classes=coding.classification(counts),
-    )  # fmt: skip
+    )
     item.add_asset(
         MATRIX_CSV_ASSET,
-        pystac.Asset(str(folder / MATRIX_CSV_FILE), title="Transition matrix in hectares (rows: from, columns: to)",
-                     media_type="text/csv", roles=["data"]),
-    )  # fmt: skip
+        pystac.Asset(
+            str(folder / MATRIX_CSV_FILE),
+            title="Transition matrix in hectares (rows: from, columns: to)",
+            media_type="text/csv",
+            roles=["data"],
+        ),
+    )
     item.add_asset(
         MATRIX_JSON_ASSET,
-        pystac.Asset(str(folder / MATRIX_JSON_FILE), title="Transition matrix, net change and changed area",
-                     media_type=pystac.MediaType.JSON, roles=["data", "metadata"]),
-    )  # fmt: skip
+        pystac.Asset(
+            str(folder / MATRIX_JSON_FILE),
+            title="Transition matrix, net change and changed area",
+            media_type=pystac.MediaType.JSON,
+            roles=["data", "metadata"],
+        ),
+    )
     item.add_asset(THUMBNAIL_ASSET, thumbnail_asset(folder / THUMBNAIL_FILE, title="Changes in their new class colour"))
     stamp_provenance(item, derived_from=derived_from)
     return item

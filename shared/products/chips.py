@@ -118,11 +118,25 @@ def write_chip(
     grid = features_grid[row : row + size, col : col + size]
     epsg = epsg_of(grid)
     directory = folder / identifier
-    image_path = write_cog(directory / "image.tif", encode_image(values), transform=grid.affine, epsg=epsg,
-                           nodata=IMAGE_NODATA, band_descriptions=channels, scale=IMAGE_SCALE)  # fmt: skip
+    image_path = write_cog(
+        directory / "image.tif",
+        encode_image(values),
+        transform=grid.affine,
+        epsg=epsg,
+        nodata=IMAGE_NODATA,
+        band_descriptions=channels,
+        scale=IMAGE_SCALE,
+    )
     colormap = {cls.value: (*cls.rgb, 255) for cls in scheme.classes}
-    label_path = write_cog(directory / "label.tif", label, transform=grid.affine, epsg=epsg, nodata=scheme.nodata,
-                           overview_resampling="nearest", colormap=colormap)  # fmt: skip
+    label_path = write_cog(
+        directory / "label.tif",
+        label,
+        transform=grid.affine,
+        epsg=epsg,
+        nodata=scheme.nodata,
+        overview_resampling="nearest",
+        colormap=colormap,
+    )
     preview_path = directory / "preview.png"
     label_preview(values, label, scheme, channels, preview_path)
     left, bottom, right, top = grid.boundingbox
@@ -150,19 +164,22 @@ def write_chip(
     EOExtension.add_to(item)
     RasterExtension.add_to(item)
     write_projection(item, grid)
-    image = _recorded_asset(item, IMAGE, image_path, title="Features x dates", media_type=pystac.MediaType.GEOTIFF,
-                            roles=["data"])  # fmt: skip
+    image = _recorded_asset(
+        item, IMAGE, image_path, title="Features x dates", media_type=pystac.MediaType.GEOTIFF, roles=["data"]
+    )
     EOExtension.ext(image).bands = [Band.create(name=name) for name in channels]
     RasterExtension.ext(image).bands = [
         RasterBand.create(nodata=IMAGE_NODATA, data_type=DataType.INT16, scale=IMAGE_SCALE, offset=0.0)
         for _ in channels
     ]
-    labels = _recorded_asset(item, LABEL, label_path, title="LULC labels", media_type=pystac.MediaType.GEOTIFF,
-                             roles=["labels"])  # fmt: skip
+    labels = _recorded_asset(
+        item, LABEL, label_path, title="LULC labels", media_type=pystac.MediaType.GEOTIFF, roles=["labels"]
+    )
     ClassificationExtension.ext(labels).classes = [Classification(c) for c in scheme.to_classification()]
     RasterExtension.ext(labels).bands = [RasterBand.create(nodata=scheme.nodata, data_type=DataType.UINT8)]
-    _recorded_asset(item, PREVIEW, preview_path, title="Image and labels", media_type=PNG_MEDIA_TYPE,
-                    roles=["thumbnail"])  # fmt: skip
+    _recorded_asset(
+        item, PREVIEW, preview_path, title="Image and labels", media_type=PNG_MEDIA_TYPE, roles=["thumbnail"]
+    )
     stamp_provenance(item, derived_from=[features_item.get_self_href() or features_item.id])
     return item
 
@@ -222,27 +239,34 @@ def write_chips_catalog(
         description="Feature windows and eroded LULC labels, split by spatial blocks into train and validation.",
         extent=pystac.Extent(
             pystac.SpatialExtent([list(features_item.bbox or [])]),
-            pystac.TemporalExtent([[
-                pystac.utils.str_to_datetime(str(features_item.properties["start_datetime"])),
-                pystac.utils.str_to_datetime(str(features_item.properties["end_datetime"])),
-            ]]),
+            pystac.TemporalExtent(
+                [
+                    [
+                        pystac.utils.str_to_datetime(str(features_item.properties["start_datetime"])),
+                        pystac.utils.str_to_datetime(str(features_item.properties["end_datetime"])),
+                    ]
+                ]
+            ),
         ),
         license="other",
         summaries=pystac.Summaries({"split": [TRAIN, VALIDATION]}),
-    )  # fmt: skip
+    )
     collection.add_link(
         pystac.Link("derived_from", features_item.get_self_href() or features_item.id, media_type=pystac.MediaType.JSON)
     )
     collection.extra_fields.update(summary.fields())
     collection.add_asset(
         SPLIT,
-        pystac.Asset(str(split_path), title="Block -> split assignment (reusable with --split-file)",
-                     media_type=pystac.MediaType.JSON, roles=["metadata"]),
-    )  # fmt: skip
+        pystac.Asset(
+            str(split_path),
+            title="Block -> split assignment (reusable with --split-file)",
+            media_type=pystac.MediaType.JSON,
+            roles=["metadata"],
+        ),
+    )
     collection.add_link(
-        pystac.Link("derived_from", storage.redact(labels_href), media_type="application/octet-stream",
-                    title="labels")
-    )  # fmt: skip
+        pystac.Link("derived_from", storage.redact(labels_href), media_type="application/octet-stream", title="labels")
+    )
     collection.add_items(sorted(items, key=lambda item: item.id))
     catalog = pystac.Catalog(id="chips", description="Training chips (deep-lulc chips)")
     catalog.add_child(collection)
@@ -326,8 +350,10 @@ def read_chips(href: str) -> ChipSet:
         chip_size = int(fields["deep-lulc:chip_size"])
         classes = fields["deep-lulc:classes"]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise BadInputError(f"chips collection {name} has a missing or malformed field ({exc!r})",
-                            fix="rebuild the chips with `deep-lulc chips`") from exc  # fmt: skip
+        raise BadInputError(
+            f"chips collection {name} has a missing or malformed field ({exc!r})",
+            fix="rebuild the chips with `deep-lulc chips`",
+        ) from exc
     if channels != tuple(channel_names(features, dates)):
         raise BadInputError(
             f"chips channels ({len(channels)}) are not the features x dates grid {len(features)} x {len(dates)}",
@@ -398,11 +424,15 @@ def _check_chip_files(items: Sequence[pystac.Item], *, folder: str) -> None:
         if actual is None:
             problems.append(f"chip file {storage.redact(href)} of {item_id} is missing")
         elif size is not None and actual < size:
-            problems.append(f"chip file {storage.redact(href)} of {item_id} is truncated: {actual} bytes where "
-                            f"the chips collection records {size}")  # fmt: skip
+            problems.append(
+                f"chip file {storage.redact(href)} of {item_id} is truncated: {actual} bytes where "
+                f"the chips collection records {size}"
+            )
         elif size is not None and actual != size:
-            problems.append(f"chip file {storage.redact(href)} of {item_id} is not the file `deep-lulc chips` "
-                            f"wrote: {actual} bytes where the chips collection records {size}")  # fmt: skip
+            problems.append(
+                f"chip file {storage.redact(href)} of {item_id} is not the file `deep-lulc chips` "
+                f"wrote: {actual} bytes where the chips collection records {size}"
+            )
     if problems:
         more = f" (and {len(problems) - 1} more damaged chip files)" if len(problems) > 1 else ""
         raise BadInputError(problems[0] + more, fix=FIX_DAMAGED)

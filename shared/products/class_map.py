@@ -71,8 +71,9 @@ def class_map_writer(path: Path, grid: GeoBox, scheme: ClassScheme) -> CogWriter
 def probabilities_writer(path: Path, grid: GeoBox, scheme: ClassScheme) -> CogWriter:
     """The `probabilities` COG: one uint8 percent band per labelled class, 255 where nothing was observed."""
     labelled = [c.name for c in scheme.labelled]
-    return CogWriter(path, grid, nodata=PROBABILITY_NODATA, count=len(labelled), band_descriptions=labelled,
-                     scale=PROBABILITY_SCALE)  # fmt: skip
+    return CogWriter(
+        path, grid, nodata=PROBABILITY_NODATA, count=len(labelled), band_descriptions=labelled, scale=PROBABILITY_SCALE
+    )
 
 
 def add_cog_asset(
@@ -95,8 +96,12 @@ def add_cog_asset(
     FileExtension.ext(asset, add_if_missing=True).size = path.stat().st_size
     sidecar = sidecar_of(path)
     if sidecar.is_file():
-        aux = pystac.Asset(str(sidecar), title=f"GDAL sidecar of '{key}': category names and attribute table",
-                           media_type=SIDECAR_MEDIA_TYPE, roles=["metadata"])  # fmt: skip
+        aux = pystac.Asset(
+            str(sidecar),
+            title=f"GDAL sidecar of '{key}': category names and attribute table",
+            media_type=SIDECAR_MEDIA_TYPE,
+            roles=["metadata"],
+        )
         item.add_asset(key + SIDECAR_ASSET_SUFFIX, aux)
         FileExtension.ext(aux, add_if_missing=True).size = sidecar.stat().st_size
     return asset
@@ -111,19 +116,20 @@ def add_class_map_asset(
     item: pystac.Item, path: Path, *, scheme: ClassScheme, title: str, key: str = CLASS_MAP_ASSET
 ) -> pystac.Asset:
     """The `classes` asset: a COG whose classification:classes say what each code means."""
-    return add_cog_asset(item, key, path, title=title, bands=[class_band(nodata=scheme.nodata)],
-                         classes=scheme.to_classification())  # fmt: skip
+    return add_cog_asset(
+        item, key, path, title=title, bands=[class_band(nodata=scheme.nodata)], classes=scheme.to_classification()
+    )
 
 
 def add_probabilities_asset(item: pystac.Item, path: Path, *, scheme: ClassScheme) -> pystac.Asset:
     bands = []
     for cls in scheme.labelled:
-        band = RasterBand.create(nodata=PROBABILITY_NODATA, data_type=DataType.UINT8, scale=PROBABILITY_SCALE,
-                                 offset=0)  # fmt: skip
+        band = RasterBand.create(nodata=PROBABILITY_NODATA, data_type=DataType.UINT8, scale=PROBABILITY_SCALE, offset=0)
         band.properties["name"] = cls.name  # which class a band is: what `change` checks before weighing them
         bands.append(band)
-    return add_cog_asset(item, PROBABILITIES_ASSET, path, title="Class probabilities (percent; 255: no observation)",
-                         bands=bands)  # fmt: skip
+    return add_cog_asset(
+        item, PROBABILITIES_ASSET, path, title="Class probabilities (percent; 255: no observation)", bands=bands
+    )
 
 
 def grid_record(grid: GeoBox) -> dict[str, Any]:
@@ -250,8 +256,14 @@ class CogAsset:
 def cog_asset_of(item: pystac.Item, key: str) -> CogAsset:
     asset = item.assets[key]
     recorded = Recorded.of(asset)
-    return CogAsset(item_id=item.id, key=key, href=asset.get_absolute_href() or asset.href, size=recorded.size,
-                    bands=tuple(_bands(asset)), checksum=recorded.checksum)  # fmt: skip
+    return CogAsset(
+        item_id=item.id,
+        key=key,
+        href=asset.get_absolute_href() or asset.href,
+        size=recorded.size,
+        bands=tuple(_bands(asset)),
+        checksum=recorded.checksum,
+    )
 
 
 def _bands(asset: pystac.Asset) -> list[RasterBand]:
@@ -299,19 +311,27 @@ def scheme_from_asset(asset: pystac.Asset) -> ClassScheme:
     document = {
         "nodata": int(nodata if nodata is not None else 0),
         "classes": [
-            {"value": c.value, "name": c.name, "description": c.description,
-             "color": "#" + str(c.color_hint or "808080").lower()}
+            {
+                "value": c.value,
+                "name": c.name,
+                "description": c.description,
+                "color": "#" + str(c.color_hint or "808080").lower(),
+            }
             for c in classes
         ],
-    }  # fmt: skip
+    }
     return class_scheme_from_dict(document, source=asset.href)
 
 
 def class_map_of(item: pystac.Item, *, key: str = CLASS_MAP_ASSET, scheme: ClassScheme | None = None) -> ClassMap:
     """The class map of `item`'s asset `key` (its scheme from the asset unless given), its file checked."""
     raster = cog_asset_of(item, key)
-    class_map = ClassMap(item=item, raster=raster, grid=geobox_of(item),
-                         scheme=scheme if scheme is not None else scheme_from_asset(item.assets[key]))  # fmt: skip
+    class_map = ClassMap(
+        item=item,
+        raster=raster,
+        grid=geobox_of(item),
+        scheme=scheme if scheme is not None else scheme_from_asset(item.assets[key]),
+    )
     raster.verify()
     return class_map
 

@@ -86,25 +86,42 @@ class ErrorMap:
     def finish(self, *, title: str, label_classes: list[LulcClass], label_nodata: int) -> None:
         """Publish the COG and both previews."""
         self.writer.finish()
-        legend_png(self.errors.values, list(ERROR_CLASSES), self.folder / ERRORS_PREVIEW_FILE,
-                   title=f"Errors: {title}", nodata=NO_LABEL)  # fmt: skip
-        legend_png(self.labels.values, label_classes, self.folder / LABELS_PREVIEW_FILE,
-                   title=f"Labels: {title}", nodata=label_nodata)  # fmt: skip
+        legend_png(
+            self.errors.values,
+            list(ERROR_CLASSES),
+            self.folder / ERRORS_PREVIEW_FILE,
+            title=f"Errors: {title}",
+            nodata=NO_LABEL,
+        )
+        legend_png(
+            self.labels.values,
+            label_classes,
+            self.folder / LABELS_PREVIEW_FILE,
+            title=f"Labels: {title}",
+            nodata=label_nodata,
+        )
 
     def add_assets(self, item: pystac.Item) -> None:
         """The error COG and both previews as assets of `item`."""
         add_cog_asset(
-            item, "errors", self.folder / ERRORS_FILE,
+            item,
+            "errors",
+            self.folder / ERRORS_FILE,
             title="Error map: 1 correct, 2 wrong, 3 labelled but not mapped (nodata 0: no label)",
-            bands=[class_band(nodata=NO_LABEL)], classes=self.classification(),
-        )  # fmt: skip
+            bands=[class_band(nodata=NO_LABEL)],
+            classes=self.classification(),
+        )
         previews = {
             "errors_preview": (ERRORS_PREVIEW_FILE, "Error map preview"),
             "labels_preview": (LABELS_PREVIEW_FILE, "Reference labels as rasterised for scoring"),
         }
         for key, (name, title) in previews.items():
-            item.add_asset(key, pystac.Asset(str(self.folder / name), title=title, media_type=PNG_MEDIA_TYPE,
-                                             roles=["overview", "visual"]))  # fmt: skip
+            item.add_asset(
+                key,
+                pystac.Asset(
+                    str(self.folder / name), title=title, media_type=PNG_MEDIA_TYPE, roles=["overview", "visual"]
+                ),
+            )
 
     def classification(self) -> list[dict[str, Any]]:
         listed: list[dict[str, Any]] = [
@@ -147,15 +164,23 @@ def evaluation_item(
     write_projection(item, target.grid)
     if before_labels is not None:
         item.properties["deep-lulc:before_labels"] = before_labels
-    metrics_asset = pystac.Asset(str(folder / METRICS_FILE), title="Scores against the reference labels",
-                                 media_type=pystac.MediaType.JSON, roles=["metadata"])  # fmt: skip
+    metrics_asset = pystac.Asset(
+        str(folder / METRICS_FILE),
+        title="Scores against the reference labels",
+        media_type=pystac.MediaType.JSON,
+        roles=["metadata"],
+    )
     item.add_asset(METRICS_ASSET, metrics_asset)
     FileExtension.ext(metrics_asset, add_if_missing=True).size = (folder / METRICS_FILE).stat().st_size
     item.add_asset(
         "confusion_matrix",
-        pystac.Asset(str(folder / CONFUSION_FILE), title="Confusion matrix (row-normalised)",
-                     media_type="image/png", roles=["overview", "visual"]),
-    )  # fmt: skip
+        pystac.Asset(
+            str(folder / CONFUSION_FILE),
+            title="Confusion matrix (row-normalised)",
+            media_type="image/png",
+            roles=["overview", "visual"],
+        ),
+    )
     errors.add_assets(item)
     stamp_provenance(item, derived_from=derived_from)
     return item
@@ -178,13 +203,20 @@ def read_metrics(href: str) -> tuple[pystac.Item, dict[str, Any]]:
     """The evaluation item under `href` and its metrics document, checked against the size it was written with."""
     items = [item for item in items_of(read_stac(href)) if METRICS_ASSET in item.assets]
     if not items:
-        raise BadInputError(f"{storage.redact(href)} holds no evaluation item",
-                            fix="pass the catalog.json written by `deep-lulc evaluate`")  # fmt: skip
+        raise BadInputError(
+            f"{storage.redact(href)} holds no evaluation item",
+            fix="pass the catalog.json written by `deep-lulc evaluate`",
+        )
     item = items[0]
     asset = item.assets[METRICS_ASSET]
     metrics_href = asset.get_absolute_href() or asset.href
     recorded = Recorded.of(asset)
-    require_file(metrics_href, size=recorded.size, what=f"the metrics of {item.id}",
-                 fix="restore the file or re-run `deep-lulc evaluate`", checksum=recorded.checksum)  # fmt: skip
+    require_file(
+        metrics_href,
+        size=recorded.size,
+        what=f"the metrics of {item.id}",
+        fix="restore the file or re-run `deep-lulc evaluate`",
+        checksum=recorded.checksum,
+    )
     metrics = storage.read_json(metrics_href, what=f"the metrics of {item.id}")
     return item, metrics

@@ -260,15 +260,18 @@ class ModelProduct:
         if difference is not None:
             detail, shorter = difference
             state = "truncated" if shorter else "not the file `deep-lulc train` wrote"
-            raise BadInputError(f"model weights {storage.redact(self.weights_href)} are {state}: {detail}",
-                                fix=FIX_DAMAGED)  # fmt: skip
+            raise BadInputError(
+                f"model weights {storage.redact(self.weights_href)} are {state}: {detail}", fix=FIX_DAMAGED
+            )
         return raw
 
     def class_scheme(self) -> ClassScheme:
         """Class colours come from the MLM output's classification classes; names and values from the config."""
         outputs = self.item.properties.get("mlm:output") or [{}]
-        classes_out = [*outputs[0].get("classification:classes", []), *self.item.properties.get(
-            "classification:classes", [])]  # fmt: skip
+        classes_out = [
+            *outputs[0].get("classification:classes", []),
+            *self.item.properties.get("classification:classes", []),
+        ]
         colours = {c["value"]: "#" + str(c.get("color_hint", "808080")) for c in classes_out}
         descriptions = {c["value"]: str(c.get("description") or c["name"]) for c in classes_out}
         config = self.config
@@ -299,8 +302,9 @@ def read_model(href: str) -> ModelProduct:
             ) from exc
         if isinstance(exc, BadInputError):
             raise
-        raise BadInputError(f"model config {storage.redact(config_href)} is not UTF-8 text ({exc})",
-                            fix=FIX_MODEL) from exc  # fmt: skip
+        raise BadInputError(
+            f"model config {storage.redact(config_href)} is not UTF-8 text ({exc})", fix=FIX_MODEL
+        ) from exc
     if difference is not None:  # a legend or a layer size edited by hand would give a wrong map, not an error
         raise BadInputError(
             f"model config {storage.redact(config_href)} is not the file `deep-lulc train` wrote: {difference[0]}",

@@ -53,13 +53,19 @@ class Tile(BaseModel):
     def _inside_the_grid(self) -> Self:
         grid = f"the {self.grid_height} x {self.grid_width} grid"
         if self.row + self.height > self.grid_height or self.col + self.width > self.grid_width:
-            raise ValueError(f"its region (rows {self.row}..{self.row + self.height}, cols {self.col}.."
-                             f"{self.col + self.width}) reaches outside {grid}")  # fmt: skip
+            raise ValueError(
+                f"its region (rows {self.row}..{self.row + self.height}, cols {self.col}.."
+                f"{self.col + self.width}) reaches outside {grid}"
+            )
         read_bottom, read_right = self.read_row + self.read_height, self.read_col + self.read_width
         if read_bottom > self.grid_height or read_right > self.grid_width:
             raise ValueError(f"its read region reaches outside {grid}")
-        if not (self.read_row <= self.row and self.read_col <= self.col and self.row + self.height <= read_bottom
-                and self.col + self.width <= read_right):  # fmt: skip
+        if not (
+            self.read_row <= self.row
+            and self.read_col <= self.col
+            and self.row + self.height <= read_bottom
+            and self.col + self.width <= read_right
+        ):
             raise ValueError("its read region does not contain its own region")
         if 2 * self.overlap >= self.window_size:
             raise ValueError(f"overlap {self.overlap} is not less than half of window_size {self.window_size}")
@@ -130,12 +136,22 @@ def plan_tiles(
         tiles.append(
             Tile(
                 id=f"r{core.rows.start // tile_size:03d}-c{core.cols.start // tile_size:03d}",
-                row=core.rows.start, col=core.cols.start, height=core.height, width=core.width,
-                read_row=top, read_col=left, read_height=bottom - top, read_width=right - left,
-                window_size=window, overlap=overlap, grid_height=height, grid_width=width, tiles=len(cores),
+                row=core.rows.start,
+                col=core.cols.start,
+                height=core.height,
+                width=core.width,
+                read_row=top,
+                read_col=left,
+                read_height=bottom - top,
+                read_width=right - left,
+                window_size=window,
+                overlap=overlap,
+                grid_height=height,
+                grid_width=width,
+                tiles=len(cores),
                 **recorded,
             )
-        )  # fmt: skip
+        )
     return tiles
 
 

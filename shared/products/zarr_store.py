@@ -90,8 +90,9 @@ class VerifyingStore(WrapperStore[Store]):
             return buffer
         expected = self.checksums.get(key)
         if expected is None:
-            raise BadInputError(f"Zarr store {self.name} holds object {key}, which its manifest does not list",
-                                fix=FIX_STORE)  # fmt: skip
+            raise BadInputError(
+                f"Zarr store {self.name} holds object {key}, which its manifest does not list", fix=FIX_STORE
+            )
         seen = (self.name, key, expected)
         with _verified_lock:
             if seen in _verified_objects:
@@ -396,8 +397,11 @@ def verify_store(href: str, *, fix: str, expected: ExpectedManifest | None = Non
         )
     recorded, checksums = _parse_manifest(raw, manifest_at, fix=fix)
     if checksums is None:
-        log.warning("Zarr store %s has a manifest of sizes only (written before deep-lulc recorded hashes): "
-                    "chunk contents not verified", name)  # fmt: skip
+        log.warning(
+            "Zarr store %s has a manifest of sizes only (written before deep-lulc recorded hashes): "
+            "chunk contents not verified",
+            name,
+        )
     listing = _listing(href)
     if listing is None:
         log.warning("Zarr store %s cannot be listed over %s: chunks not verified", name, storage.scheme_of(href))

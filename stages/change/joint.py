@@ -123,8 +123,9 @@ def clean(changed: np.ndarray, rule: JointRule, *, margin: tuple[int, int, int, 
     radius = rule.opening_radius
     if radius > 0 and mask.any():
         square = np.ones((2 * radius + 1, 2 * radius + 1), dtype=bool)
-        mask = ndimage.binary_dilation(ndimage.binary_erosion(mask, structure=square, border_value=0),
-                                       structure=square, border_value=0)  # fmt: skip
+        mask = ndimage.binary_dilation(
+            ndimage.binary_erosion(mask, structure=square, border_value=0), structure=square, border_value=0
+        )
     # Drop what the opening may have got wrong for want of context: 2 * radius px inside each full halo.
     inner = [2 * radius if side >= rule.halo else 0 for side in margin]
     mask = mask[inner[0] : mask.shape[0] - inner[1], inner[2] : mask.shape[1] - inner[3]]

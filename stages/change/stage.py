@@ -79,8 +79,13 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChangeParams) -> Stag
         log.warning(
             "the --after map's grid (EPSG:%d, %dx%d px) differs from the --before map's (EPSG:%d, %dx%d px): "
             "resampling --after onto the --before grid by nearest neighbour",
-            epsg_of(after.grid), after.grid.width, after.grid.height, epsg_of(grid), grid.width, grid.height,
-        )  # fmt: skip
+            epsg_of(after.grid),
+            after.grid.width,
+            after.grid.height,
+            epsg_of(grid),
+            grid.width,
+            grid.height,
+        )
         _require_overlap(grid, after.grid)
     coding = TransitionCoding(scheme)
     identifier = change_id(before.item.id, after.item.id)
@@ -103,12 +108,20 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChangeParams) -> Stag
         write_matrix_files(folder, summary)
         write_thumbnail(folder, coding, title=f"{before.item.id} -> {after.item.id}")
         item = change_item(
-            identifier, folder=folder, footprint=before.item, grid=grid, period=(_iso(start), _iso(end)),
-            coding=coding, counts=counts,
-            properties={"deep-lulc:resampled": resampled, "deep-lulc:changed_fraction": summary["changed_fraction"],
-                        "deep-lulc:change_method": method},
+            identifier,
+            folder=folder,
+            footprint=before.item,
+            grid=grid,
+            period=(_iso(start), _iso(end)),
+            coding=coding,
+            counts=counts,
+            properties={
+                "deep-lulc:resampled": resampled,
+                "deep-lulc:changed_fraction": summary["changed_fraction"],
+                "deep-lulc:change_method": method,
+            },
             derived_from=[_item_href(before, inputs["before"]), _item_href(after, inputs["after"])],
-        )  # fmt: skip
+        )
         catalog_href = finish_single_item_output(
             staged,
             item,
@@ -120,9 +133,13 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChangeParams) -> Stag
         )
     log.info(
         "%.2f ha of %.2f ha changed (%.2f%%)%s, method %s (a pixel-by-pixel comparison: %.2f ha)",
-        summary["changed_ha"], summary["changed_ha"] + summary["stable_ha"], 100 * summary["changed_fraction"],
-        " after resampling" if resampled else "", params.method, raw_changed_ha,
-    )  # fmt: skip
+        summary["changed_ha"],
+        summary["changed_ha"] + summary["stable_ha"],
+        100 * summary["changed_fraction"],
+        " after resampling" if resampled else "",
+        params.method,
+        raw_changed_ha,
+    )
     extra = {
         "changed_fraction": summary["changed_fraction"],
         "changed_ha": summary["changed_ha"],
@@ -147,9 +164,11 @@ def decision_rule(
         log.warning(
             "%s %s no '%s' asset: comparing %s classes as certain (run `deep-lulc predict --probabilities` "
             "for a joint decision that weighs how sure each period is)",
-            " and ".join(missing), "has" if len(missing) == 1 else "have", PROBABILITIES_ASSET,
+            " and ".join(missing),
+            "has" if len(missing) == 1 else "have",
+            PROBABILITIES_ASSET,
             "its" if len(missing) == 1 else "their",
-        )  # fmt: skip
+        )
     rule = JointRule(
         same_below=params.same_class_below,
         min_confidence=params.min_confidence,
@@ -255,8 +274,9 @@ def _iso(moment: dt.datetime) -> str:
 
 def _require_overlap(grid: GeoBox, other: GeoBox) -> None:
     west, south, east, north = other.boundingbox
-    left, bottom, right, top = transform_bounds(CRS.from_epsg(epsg_of(other)), CRS.from_epsg(epsg_of(grid)),
-                                                west, south, east, north)  # fmt: skip
+    left, bottom, right, top = transform_bounds(
+        CRS.from_epsg(epsg_of(other)), CRS.from_epsg(epsg_of(grid)), west, south, east, north
+    )
     x0, y0, x1, y1 = grid.boundingbox
     if left >= x1 or right <= x0 or bottom >= y1 or top <= y0:
         raise BadInputError("the --before and --after maps do not overlap", fix="pass two maps of the same area")
@@ -273,8 +293,16 @@ def _check_shape(dataset: Any, grid: GeoBox, option: str) -> None:
 class _Period:
     """One map opened for reading on the --before grid: its classes and, if it has them, probabilities."""
 
-    def __init__(self, class_map: ClassMap, coding: TransitionCoding, grid: GeoBox, *, option: str,
-                 resampled: bool, probabilities: CogAsset | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        class_map: ClassMap,
+        coding: TransitionCoding,
+        grid: GeoBox,
+        *,
+        option: str,
+        resampled: bool,
+        probabilities: CogAsset | None,
+    ) -> None:
         self.coding, self.grid, self.option, self.resampled = coding, grid, option, resampled
         self.stack = contextlib.ExitStack()
         self.classes = self.stack.enter_context(class_map.open())
@@ -303,8 +331,12 @@ class _Period:
         if self.probabilities is None:
             return one_hot(indices, self.coding.n)
         if self.resampled:
-            percent = _resample(self.probabilities, self._target(window), nodata=PROBABILITY_NODATA,
-                                bands=list(range(1, self.coding.n + 1)))  # fmt: skip
+            percent = _resample(
+                self.probabilities,
+                self._target(window),
+                nodata=PROBABILITY_NODATA,
+                bands=list(range(1, self.coding.n + 1)),
+            )
         else:
             percent = np.asarray(self.probabilities.read(window=window.rasterio()))
         return as_probabilities(percent, indices, nodata=PROBABILITY_NODATA)
@@ -385,8 +417,13 @@ def _joint_codes(
                 continue
             tile_before = class_indices(first.read(tile), coding.scheme, what="the --before map")
             tile_after = class_indices(second.read(tile), coding.scheme, what="the --after map")
-            mask[rows, cols] = decide(tile_before, tile_after, first.likelihoods(tile, tile_before),
-                                      second.likelihoods(tile, tile_after), rule)[0]  # fmt: skip
+            mask[rows, cols] = decide(
+                tile_before,
+                tile_after,
+                first.likelihoods(tile, tile_before),
+                second.likelihoods(tile, tile_after),
+                rule,
+            )[0]
         kept = clean(mask, rule, margin=(row - top, bottom - row - height, col - left, right - col - width))
         dropped = changed & ~kept
         if dropped.any():
@@ -456,8 +493,13 @@ def top_transitions(pixels: np.ndarray, coding: TransitionCoding, area_m2: float
         i, j = divmod(int(flat), coding.n)
         if off_diagonal[i, j] == 0:
             break
-        rows.append({"from": coding.classes[i].name, "to": coding.classes[j].name,
-                     "ha": round(float(off_diagonal[i, j]) * area_m2 / 10_000, 6)})  # fmt: skip
+        rows.append(
+            {
+                "from": coding.classes[i].name,
+                "to": coding.classes[j].name,
+                "ha": round(float(off_diagonal[i, j]) * area_m2 / 10_000, 6),
+            }
+        )
     return rows
 
 

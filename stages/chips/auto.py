@@ -81,8 +81,10 @@ def auto_size(height: int, width: int, *, labelled: int, count: int) -> int:
         or [s for s in SIZES if s <= side]
     )
     if not fitting:
-        raise BadInputError(f"features grid {height} x {width} px is smaller than one {SIZES[0]} px chip",
-                            fix="build the features for a larger AOI")  # fmt: skip
+        raise BadInputError(
+            f"features grid {height} x {width} px is smaller than one {SIZES[0]} px chip",
+            fix="build the features for a larger AOI",
+        )
     size = max(s for s in fitting if s <= BASE_SIZE)
     for bigger in (s for s in SIZES if s > BASE_SIZE):
         if 4 * bigger <= side and count * bigger**2 <= MAX_COVERAGE * labelled:

@@ -311,12 +311,20 @@ def stratified_assignment(
         return {bid: (VALIDATION if i in chosen else TRAIN) for i, bid in enumerate(ids)}
 
     enough = presence_threshold(stats)
-    few = {split: min(MIN_SPLIT_CHIPS, math.ceil(share * len(windows) / 2))
-           for split, share in ((TRAIN, 1 - val_fraction), (VALIDATION, val_fraction))}  # fmt: skip
+    few = {
+        split: min(MIN_SPLIT_CHIPS, math.ceil(share * len(windows) / 2))
+        for split, share in ((TRAIN, 1 - val_fraction), (VALIDATION, val_fraction))
+    }
 
     def exact_score(chosen: frozenset[int]) -> tuple[int, int, int, float]:
-        regions = SplitRegions(labels.shape, size=size, block_px=block_px, assignment=assignment_of(chosen),
-                               labelled_table=stats.labelled, min_labelled=min_labelled)  # fmt: skip
+        regions = SplitRegions(
+            labels.shape,
+            size=size,
+            block_px=block_px,
+            assignment=assignment_of(chosen),
+            labelled_table=stats.labelled,
+            min_labelled=min_labelled,
+        )
         chips = place_windows(windows, regions, stats=stats if fill_classes else None).chips
         sums = {split: np.zeros(len(stats.values)) for split in (TRAIN, VALIDATION)}
         for chip in chips:
@@ -333,9 +341,13 @@ def stratified_assignment(
 
 
 def _draws(
-    hist: np.ndarray, labelled: np.ndarray, spread: np.ndarray, val_fraction: float, rng: np.random.Generator,
+    hist: np.ndarray,
+    labelled: np.ndarray,
+    spread: np.ndarray,
+    val_fraction: float,
+    rng: np.random.Generator,
     tries: int,
-) -> list[frozenset[int]]:  # fmt: skip
+) -> list[frozenset[int]]:
     """Candidate sets of validation blocks: half drawn at random, half class by class, rarest first."""
     n = len(labelled)
     target = round(val_fraction * n)

@@ -78,8 +78,11 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChipsParams) -> Stage
     labels[~observed] = scheme.nodata  # no valid observation: nothing to learn from
     log.info(
         "labels: %d polygons -> %d labelled px (%d after erosion radius %d)",
-        len(polygons.values), int((burned != 0).sum()), int((labels != 0).sum()), params.erosion_radius,
-    )  # fmt: skip
+        len(polygons.values),
+        int((burned != 0).sum()),
+        int((labels != 0).sum()),
+        params.erosion_radius,
+    )
 
     stats = WindowStats(labels, labelled_values(labels))
     layout, assignment, regions, placement, n_windows = _plan(labels, stats, params, forced)
@@ -96,9 +99,15 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChipsParams) -> Stage
     log.info(
         "%d chips (%d train, %d validation) from %d %s windows: %d moved clear of validation chips, %d dropped "
         "(no free position in their split nearby), %d added for classes a split lacked",
-        len(chips), sum(c.split == TRAIN for c in chips), sum(c.split == VALIDATION for c in chips),
-        n_windows, params.sampling, placement.shifted, placement.dropped, placement.added,
-    )  # fmt: skip
+        len(chips),
+        sum(c.split == TRAIN for c in chips),
+        sum(c.split == VALIDATION for c in chips),
+        n_windows,
+        params.sampling,
+        placement.shifted,
+        placement.dropped,
+        placement.added,
+    )
 
     counts: dict[str, dict[int, int]] = {TRAIN: {}, VALIDATION: {}}
     band_sum = np.zeros(len(names))
@@ -128,11 +137,21 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChipsParams) -> Stage
                     items.append(pending.popleft().result())
                 pending.append(
                     writers.submit(
-                        write_chip, staged.path / "chips", f"chip-{index:05d}", values, label, features_grid=grid,
-                        row=chip.row, col=chip.col, split=chip.split, block=chip.block, features_item=features_item,
-                        channels=names, scheme=scheme,
+                        write_chip,
+                        staged.path / "chips",
+                        f"chip-{index:05d}",
+                        values,
+                        label,
+                        features_grid=grid,
+                        row=chip.row,
+                        col=chip.col,
+                        split=chip.split,
+                        block=chip.block,
+                        features_item=features_item,
+                        channels=names,
+                        scheme=scheme,
                     )
-                )  # fmt: skip
+                )
             items.extend(future.result() for future in pending)
         finally:  # on a failure too: writers still running would refill the staging folder after its removal
             writers.shutdown(wait=True, cancel_futures=True)
@@ -143,16 +162,33 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChipsParams) -> Stage
         for warning in warnings:
             log.warning("%s", warning)
         summary = ChipsSummary(
-            sampling=params.sampling, chip_size=size, block_size=layout.block_size, count=layout.count,
-            auto=list(layout.auto), channels=names, features=[str(c) for c in dataset.channel.values.tolist()],
-            class_counts=class_counts, mean=mean, std=std, split_warnings=warnings,
-            tally=_chip_tally(chips, placement), labels=describe(polygons), scheme=scheme,
-        )  # fmt: skip
+            sampling=params.sampling,
+            chip_size=size,
+            block_size=layout.block_size,
+            count=layout.count,
+            auto=list(layout.auto),
+            channels=names,
+            features=[str(c) for c in dataset.channel.values.tolist()],
+            class_counts=class_counts,
+            mean=mean,
+            std=std,
+            split_warnings=warnings,
+            tally=_chip_tally(chips, placement),
+            labels=describe(polygons),
+            scheme=scheme,
+        )
         split_path = staged.path / "split.json"
-        split_path.write_text(json.dumps({"block_size": layout.block_size, "chip_size": size,
-                                          "blocks": assignment}, indent=2) + "\n")  # fmt: skip
-        write_chips_catalog(staged.path, features_item=features_item, summary=summary, items=items,
-                            split_path=split_path, labels_href=inputs["labels"])  # fmt: skip
+        split_path.write_text(
+            json.dumps({"block_size": layout.block_size, "chip_size": size, "blocks": assignment}, indent=2) + "\n"
+        )
+        write_chips_catalog(
+            staged.path,
+            features_item=features_item,
+            summary=summary,
+            items=items,
+            split_path=split_path,
+            labels_href=inputs["labels"],
+        )
         write_params_file(staged.path, stage=STAGE, inputs=inputs, params=_resolved(params, layout))
         catalog_href = staged.publish()
     return StageResult(
@@ -182,9 +218,13 @@ def _plan(
     height, width = labels.shape
     rng = np.random.default_rng(params.seed)
     layout = resolve_layout(
-        stats.labelled, size=params.size, count=params.count, block_size=params.block_size,
-        split_size=forced.chip_size if forced else None, split_block_size=forced.block_size if forced else None,
-    )  # fmt: skip
+        stats.labelled,
+        size=params.size,
+        count=params.count,
+        block_size=params.block_size,
+        split_size=forced.chip_size if forced else None,
+        split_block_size=forced.block_size if forced else None,
+    )
     size, block_px = layout.size, layout.block_px
     if (
         forced is not None
@@ -194,12 +234,21 @@ def _plan(
     ):
         log.warning(
             "split file: made for blocks of %d px, these are %d px (--size %d x --block-size %d): its block ids "
-            "name other places", forced.chip_size * forced.block_size, block_px, size, layout.block_size,
-        )  # fmt: skip
+            "name other places",
+            forced.chip_size * forced.block_size,
+            block_px,
+            size,
+            layout.block_size,
+        )
     windows = candidate_windows(
-        labels, mode=params.sampling, size=size, count=layout.count, min_labelled=params.min_labelled, rng=rng,
+        labels,
+        mode=params.sampling,
+        size=size,
+        count=layout.count,
+        min_labelled=params.min_labelled,
+        rng=rng,
         stats=stats,
-    )  # fmt: skip
+    )
     fill_classes = "count" in layout.auto  # an explicit --count is the number of windows drawn, no more
     if forced is not None:
         assignment = assign_blocks(
@@ -207,13 +256,24 @@ def _plan(
         )
     else:
         assignment = stratified_assignment(
-            windows, labels, size=size, block_px=block_px, val_fraction=params.val_fraction, rng=rng,
-            min_labelled=params.min_labelled, stats=stats, fill_classes=fill_classes,
-        )  # fmt: skip
+            windows,
+            labels,
+            size=size,
+            block_px=block_px,
+            val_fraction=params.val_fraction,
+            rng=rng,
+            min_labelled=params.min_labelled,
+            stats=stats,
+            fill_classes=fill_classes,
+        )
     regions = SplitRegions(
-        labels.shape, size=size, block_px=block_px, assignment=assignment, labelled_table=stats.labelled,
+        labels.shape,
+        size=size,
+        block_px=block_px,
+        assignment=assignment,
+        labelled_table=stats.labelled,
         min_labelled=params.min_labelled,
-    )  # fmt: skip
+    )
     placement = place_windows(windows, regions, stats=stats if fill_classes else None)
     labelled_ids = labelled_block_ids(stats.labelled, block_px)
     n_val_blocks = sum(assignment.get(bid) == VALIDATION for bid in labelled_ids)
@@ -242,9 +302,14 @@ def _chip_tally(chips: list[Chip], placement: Placement) -> dict[str, int]:
 
 
 def _split_warnings(
-    counts: dict[str, dict[int, int]], scheme: ClassScheme, *, stats: WindowStats, regions: SplitRegions,
-    block_px: int, filled: bool,
-) -> list[str]:  # fmt: skip
+    counts: dict[str, dict[int, int]],
+    scheme: ClassScheme,
+    *,
+    stats: WindowStats,
+    regions: SplitRegions,
+    block_px: int,
+    filled: bool,
+) -> list[str]:
     """A line per class missing (or down to a few pixels) in one split, saying whether the labels allow it
     in both at all."""
     warnings: list[str] = []
@@ -266,8 +331,10 @@ def _split_warnings(
         blocks = block_sums(stats.per_class[cls.value], block_px)
         n_blocks, pixels = int((blocks > 0).sum()), int(blocks.sum())
         if len(weak) == len(splits) == 2:
-            warnings.append(f"class {cls.value} {cls.name} is in neither split: no chip holds enough of its "
-                            f"{pixels} labelled px ({n_blocks} blocks)")  # fmt: skip
+            warnings.append(
+                f"class {cls.value} {cls.name} is in neither split: no chip holds enough of its "
+                f"{pixels} labelled px ({n_blocks} blocks)"
+            )
             continue
         if pixels_in[lack] == 0:
             message = f"class {cls.value} {cls.name} is in {words[have]} but absent from {words[lack]}"

@@ -159,8 +159,11 @@ def run(*, inputs: Mapping[str, str], output: str, params: CubeParams) -> StageR
     epsg = query.aoi.utm_epsg()
     if tile is None:  # before the search: a grid too large is refused before anything is read
         west, south, east, north = query.aoi.projected(epsg).bounds
-        grids.check_size(round((east - west) / params.resolution), round((north - south) / params.resolution),
-                         max_pixels=params.max_pixels)  # fmt: skip
+        grids.check_size(
+            round((east - west) / params.resolution),
+            round((north - south) / params.resolution),
+            max_pixels=params.max_pixels,
+        )
     items = find_items(query)
     footprint = query.aoi
     if tile is not None:
@@ -244,9 +247,14 @@ def run(*, inputs: Mapping[str, str], output: str, params: CubeParams) -> StageR
         )
         stamp_provenance(item, derived_from=[i.get_self_href() or i.id for i in items])
         catalog_href = finish_single_item_output(
-            staged, item, catalog_id="cube", description=f"Sentinel-2 datacube {start} to {end} (deep-lulc cube)",
-            stage=STAGE, inputs=inputs, params=params,
-        )  # fmt: skip
+            staged,
+            item,
+            catalog_id="cube",
+            description=f"Sentinel-2 datacube {start} to {end} (deep-lulc cube)",
+            stage=STAGE,
+            inputs=inputs,
+            params=params,
+        )
 
     extra = {
         "cube": join_href(output, identifier, ZARR_NAME),

@@ -76,9 +76,11 @@ def side_by_side(output: str, results: Mapping[str, StageResult], years: Sequenc
         figures = [
             _figure(_asset(output, evaluation, "labels_preview"), f"Reference labels, {year}"),
             _figure(_asset(output, results[f"predict-{year}"].catalog, "thumbnail"), f"Predicted land cover, {year}"),
-            _figure(_asset(output, evaluation, "errors_preview"),
-                    f"Errors, {year}: green right, red wrong, grey labelled but not mapped"),
-        ]  # fmt: skip
+            _figure(
+                _asset(output, evaluation, "errors_preview"),
+                f"Errors, {year}: green right, red wrong, grey labelled but not mapped",
+            ),
+        ]
         rows.append(f"<h3>{year}</h3>" + '<div class="triple">' + "".join(figures) + "</div>")
     return "".join(rows)
 
@@ -87,8 +89,9 @@ def model_comparison(results: Mapping[str, StageResult], years: Sequence[int], t
     """The U-Net's maps beside the LightGBM baseline's maps, scored by the same evaluate stage against the
     same labels of the unseen AOI; without LightGBM maps, the U-Net's columns alone and a note."""
     deep = {year: results[f"evaluate-{year}"].extra for year in years}
-    lightgbm = {year: results[f"evaluate-lightgbm-{year}"].extra for year in years
-                if f"evaluate-lightgbm-{year}" in results}  # fmt: skip
+    lightgbm = {
+        year: results[f"evaluate-lightgbm-{year}"].extra for year in years if f"evaluate-lightgbm-{year}" in results
+    }
     header = ["class"]
     for year in years:
         header.append(f"U-Net {year}")
@@ -163,18 +166,22 @@ def render(
     comparison = [(row["class"], row["unet_iou"], theirs(row)) for row in metrics.get("comparison", [])]
     transitions = [(t["from"], t["to"], f"{t['ha']:.1f}") for t in change.extra["top_transitions"]]
     pictures = [
-        _figure(_asset(output, results[f"features-{last}"].catalog, "thumbnail"),
-                f"True colour, prediction AOI, {last} (interpolated features)"),
+        _figure(
+            _asset(output, results[f"features-{last}"].catalog, "thumbnail"),
+            f"True colour, prediction AOI, {last} (interpolated features)",
+        ),
         _figure(_asset(output, results[f"predict-{first}"].catalog, "thumbnail"), f"Predicted land cover, {first}"),
         _figure(_asset(output, results[f"predict-{last}"].catalog, "thumbnail"), f"Predicted land cover, {last}"),
         _figure(_asset(output, change.catalog, "thumbnail"), f"Change {first} -> {last}"),
-    ]  # fmt: skip
+    ]
     diagnostics = [
-        _figure(_asset(output, results[f"evaluate-{last}"].catalog, "confusion_matrix"),
-                f"Confusion matrix of the {last} map against its labels (rows: truth)"),
+        _figure(
+            _asset(output, results[f"evaluate-{last}"].catalog, "confusion_matrix"),
+            f"Confusion matrix of the {last} map against its labels (rows: truth)",
+        ),
         _figure(_asset(output, train.catalog, "loss"), "Training and validation loss per epoch"),
         _figure(_asset(output, train.catalog, "confusion_matrix"), "Validation confusion matrix of the U-Net"),
-    ]  # fmt: skip
+    ]
     timing_rows = [[name, f"{seconds:.1f}"] for name, seconds in timings.items()]
     sections = [
         "<h1>Deep LULC demo</h1>",
@@ -187,11 +194,12 @@ def render(
         + model_comparison(results, years, timings),
         "<h2>U-Net vs LightGBM pixel classifier (validation chips, IoU)</h2>"
         + _table(["class", "U-Net", "LightGBM"], comparison),
-        f"<h2>Change {first} &rarr; {last}</h2>" + _table(["", ""], change_rows(change, change_scores))
+        f"<h2>Change {first} &rarr; {last}</h2>"
+        + _table(["", ""], change_rows(change, change_scores))
         + _table(["from", "to", "hectares"], transitions),
         '<h2>Diagnostics</h2><div class="grid">' + "".join(diagnostics) + "</div>",
         "<h2>Time per stage (s)</h2>" + _table(["stage", "seconds"], timing_rows),
-    ]  # fmt: skip
+    ]
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Deep LULC demo report</title>'
         f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>'

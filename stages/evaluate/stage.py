@@ -70,9 +70,14 @@ def run(*, inputs: Mapping[str, str], output: str, params: EvaluateParams) -> St
     grid = target.grid
 
     def burner(key: str, option: str) -> LabelBurner:
-        labels = read_labels(inputs[key], class_column=params.class_column, scheme=target.scheme,
-                             scheme_fix="evaluate against a map whose scheme has them",
-                             class_map=class_map, target_epsg=epsg_of(grid))  # fmt: skip
+        labels = read_labels(
+            inputs[key],
+            class_column=params.class_column,
+            scheme=target.scheme,
+            scheme_fix="evaluate against a map whose scheme has them",
+            class_map=class_map,
+            target_epsg=epsg_of(grid),
+        )
         require_overlap(labels, grid, prediction=inputs["prediction"], option=option)
         return LabelBurner(labels, grid, radius=params.erosion_radius, nodata=target.scheme.nodata)
 
@@ -89,14 +94,26 @@ def run(*, inputs: Mapping[str, str], output: str, params: EvaluateParams) -> St
                 metrics = score_map(target, after_labels, params.block_size, errors)
             else:
                 metrics = score_change(target, coding, before_labels, after_labels, params.block_size, errors)
-            errors.finish(title=target.item.id, label_classes=label_legend(target.scheme, coding),
-                          label_nodata=target.scheme.nodata)  # fmt: skip
+            errors.finish(
+                title=target.item.id,
+                label_classes=label_legend(target.scheme, coding),
+                label_nodata=target.scheme.nodata,
+            )
         except BaseException:
             errors.abandon()
             raise
         metrics["error_map"] = errors.summary()
-        catalog_href = _publish(staged, folder, identifier, target, metrics, errors, inputs=inputs, params=params,
-                                labels=(after_labels, before_labels))  # fmt: skip
+        catalog_href = _publish(
+            staged,
+            folder,
+            identifier,
+            target,
+            metrics,
+            errors,
+            inputs=inputs,
+            params=params,
+            labels=(after_labels, before_labels),
+        )
     return StageResult.of_item(STAGE, catalog_href, identifier, _extra(metrics, coding))
 
 
@@ -151,10 +168,15 @@ def _publish(
         metrics["before_labels"] = describe(before_labels.labels)
     metrics["erosion_radius"] = params.erosion_radius
     item = evaluation_item(
-        identifier, folder=folder, target=target, metrics=metrics, labels=after_labels.labels.source,
-        before_labels=None if before_labels is None else before_labels.labels.source, errors=errors,
+        identifier,
+        folder=folder,
+        target=target,
+        metrics=metrics,
+        labels=after_labels.labels.source,
+        before_labels=None if before_labels is None else before_labels.labels.source,
+        errors=errors,
         derived_from=[target.item.get_self_href() or storage.normalize_href(inputs["prediction"])],
-    )  # fmt: skip
+    )
     return finish_single_item_output(
         staged,
         item,
@@ -303,13 +325,13 @@ def score_change(
             if errors is not None:
                 codes = error_codes(both, mapped, (was != now) == (origin != destination))
                 true_change = np.full(was.shape, scheme.nodata, dtype=np.int64)
-                true_change[both] = np.where(was[both] != now[both], values[np.maximum(now[both], 0)],
-                                             UNCHANGED_VALUE)  # fmt: skip
+                true_change[both] = np.where(was[both] != now[both], values[np.maximum(now[both], 0)], UNCHANGED_VALUE)
                 errors.add(codes, true_change, row=window.row, col=window.col)
             for key, truth, mapped_class in (("before_map", was, origin), ("after_map", now, destination)):
                 scored = (truth >= 0) & mapped
-                periods[key] += confusion_matrix(values[truth[scored]], values[mapped_class[scored]], values.tolist(),
-                                                 nodata=scheme.nodata)  # fmt: skip
+                periods[key] += confusion_matrix(
+                    values[truth[scored]], values[mapped_class[scored]], values.tolist(), nodata=scheme.nodata
+                )
     if not binary.any():
         raise _no_pixels(labelled, skipped)
     matrix = binary.reshape(2, 2)

@@ -208,9 +208,14 @@ def interpolate_to_grid(
         return out
     reached = np.searchsorted(targets, sources, side="right").astype(np.int64)
     _interpolate_rows(
-        np.ascontiguousarray(values), np.ascontiguousarray(valid), np.ascontiguousarray(pairs, dtype=np.int64),
-        sources, targets, reached, out,
-    )  # fmt: skip
+        np.ascontiguousarray(values),
+        np.ascontiguousarray(valid),
+        np.ascontiguousarray(pairs, dtype=np.int64),
+        sources,
+        targets,
+        reached,
+        out,
+    )
     return out
 
 

@@ -157,20 +157,35 @@ def run(*, inputs: Mapping[str, str], output: str, params: FeaturesParams) -> St
         folder.mkdir(parents=True)
         store = folder / ZARR_NAME
         features_product.create_store(
-            store, grid=grid, times=time_coord, channels=CHANNELS, y=cube.y.values, x=cube.x.values, block=block,
+            store,
+            grid=grid,
+            times=time_coord,
+            channels=CHANNELS,
+            y=cube.y.values,
+            x=cube.x.values,
+            block=block,
             attrs={"start_datetime": cube.attrs.get("start_datetime"), "end_datetime": cube.attrs.get("end_datetime")},
-        )  # fmt: skip
+        )
         frames = None if aoi_kept is None else tuple(int(i) for i in used)
         middle = len(dates) // 2
         red, green, blue = (CHANNELS.index(band) for band in ("B04", "B03", "B02"))
         stride = preview_stride(height, width)
         jobs = [
             FeatureJob(
-                cube_store, ZarrLocation.at(str(store)), w, frames, params.valid_scl, source_days, target_days,
-                inside[w.slices], middle, (red, green, blue), stride,
+                cube_store,
+                ZarrLocation.at(str(store)),
+                w,
+                frames,
+                params.valid_scl,
+                source_days,
+                target_days,
+                inside[w.slices],
+                middle,
+                (red, green, blue),
+                stride,
             )
             for w in grid_windows
-        ]  # fmt: skip
+        ]
         summaries = run_windows(jobs, address=params.dask_address)
         used_fractions = _frame_fractions([s.counts for s in summaries], len(used), inside)
         if aoi_kept is None:
@@ -234,9 +249,14 @@ def run(*, inputs: Mapping[str, str], output: str, params: FeaturesParams) -> St
         )
         stamp_provenance(item, derived_from=[cube_item.get_self_href() or cube_item.id])
         catalog_href = finish_single_item_output(
-            staged, item, catalog_id="features", description=f"Sentinel-2 features every {params.step_days} days",
-            stage=STAGE, inputs=inputs, params=params,
-        )  # fmt: skip
+            staged,
+            item,
+            catalog_id="features",
+            description=f"Sentinel-2 features every {params.step_days} days",
+            stage=STAGE,
+            inputs=inputs,
+            params=params,
+        )
 
     extra = {
         "features": storage.join_href(output, identifier, ZARR_NAME),

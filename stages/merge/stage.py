@@ -127,9 +127,14 @@ def run(*, inputs: Mapping[str, str], output: str, params: MergeParams) -> Stage
             probabilities=probabilities is not None,
         )
         catalog_href = finish_single_item_output(
-            staged, item, catalog_id="prediction", description=f"LULC prediction {whole} ({len(ids)} tiles)",
-            stage=STAGE, inputs=inputs, params=params,
-        )  # fmt: skip
+            staged,
+            item,
+            catalog_id="prediction",
+            description=f"LULC prediction {whole} ({len(ids)} tiles)",
+            stage=STAGE,
+            inputs=inputs,
+            params=params,
+        )
     log.info("merged %d tiles into %d x %d px", len(ids), grid.height, grid.width)
     extra = {
         "classes": storage.join_href(output, whole, "classes.tif"),

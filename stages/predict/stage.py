@@ -105,10 +105,16 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
     config, scheme = model.config, model.scheme
     batch_size = params.batch_size or (8 if device.type == "cuda" else 1)  # CPU: larger batches only cost memory
     setup = InferenceSetup(
-        window=window, overlap=overlap, batch_size=batch_size, device=device, input_mode=config.input_mode,
-        mean=np.asarray(config.mean, dtype=np.float32), std=np.maximum(np.asarray(config.std, dtype=np.float32), 1e-6),
-        n_out=config.n_out, nodata=config.nodata,
-    )  # fmt: skip
+        window=window,
+        overlap=overlap,
+        batch_size=batch_size,
+        device=device,
+        input_mode=config.input_mode,
+        mean=np.asarray(config.mean, dtype=np.float32),
+        std=np.maximum(np.asarray(config.std, dtype=np.float32), 1e-6),
+        n_out=config.n_out,
+        nodata=config.nodata,
+    )
     source = FeatureSource(dataset)
     whole = prediction_id(features_item.id)
     if tile is not None:
@@ -119,8 +125,13 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
     started = time.perf_counter()
     log.info(
         "predicting %d x %d px in %d windows of %d px (overlap %d) on %s",
-        core.width, core.height, len(windows), window, overlap, device,
-    )  # fmt: skip
+        core.width,
+        core.height,
+        len(windows),
+        window,
+        overlap,
+        device,
+    )
 
     with staged_output(output) as staged:
         folder = staged.path / identifier
@@ -155,8 +166,14 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
             "deep-lulc:grid": grid_record(grid),
         }
         if tile is not None:
-            properties["deep-lulc:tile"] = {"id": tile.id, "row": tile.row, "col": tile.col, "height": tile.height,
-                                            "width": tile.width, "tiles": tile.tiles}  # fmt: skip
+            properties["deep-lulc:tile"] = {
+                "id": tile.id,
+                "row": tile.row,
+                "col": tile.col,
+                "height": tile.height,
+                "width": tile.width,
+                "tiles": tile.tiles,
+            }
         item = prediction_item(
             identifier,
             folder=folder,
@@ -172,10 +189,14 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
             probabilities=params.probabilities,
         )
         catalog_href = finish_single_item_output(
-            staged, item, catalog_id="prediction", description=f"LULC prediction {identifier}", stage=STAGE,
+            staged,
+            item,
+            catalog_id="prediction",
+            description=f"LULC prediction {identifier}",
+            stage=STAGE,
             inputs=inputs,
             params=params.model_copy(update={"tile_size": window, "overlap": overlap, "batch_size": setup.batch_size}),
-        )  # fmt: skip
+        )
     pixels = core.height * core.width
     log.info("predicted %d px in %.1f s (%.0f px/s)", pixels, seconds, pixels / max(seconds, 1e-9))
     extra = {

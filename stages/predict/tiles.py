@@ -54,9 +54,13 @@ def run(*, inputs: Mapping[str, str], output: str, params: PlanTilesParams) -> S
         item, _ = open_features(inputs["features"])
         grid, planned_from = grids.geobox_of(item), item.id
     tiles = plan_tiles(
-        grid.height, grid.width, tile_size=params.tile_size, window=params.window_size, overlap=params.overlap,
+        grid.height,
+        grid.width,
+        tile_size=params.tile_size,
+        window=params.window_size,
+        overlap=params.overlap,
         grid=grid,
-    )  # fmt: skip
+    )
     href = write_tiles_file(output, tiles)
     descriptors: list[dict[str, Any]] = [tile.model_dump(exclude_none=True) for tile in tiles]
     return StageResult(

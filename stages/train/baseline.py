@@ -17,8 +17,7 @@ log = logging.getLogger(__name__)
 def _pixels(records: list[ChipRecord], *, limit: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Raw (unnormalised, NaN where unobserved) labelled pixels of the chips: LightGBM needs no scaling."""
     chips = [read_chip(record) for record in records]
-    return sample_pixels([image for image, _ in chips], [label for _, label in chips], nodata=0, limit=limit,
-                         seed=seed)  # fmt: skip
+    return sample_pixels([image for image, _ in chips], [label for _, label in chips], nodata=0, limit=limit, seed=seed)
 
 
 def lightgbm_baseline(

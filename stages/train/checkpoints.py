@@ -234,8 +234,12 @@ class Checkpoints:
         except PermissionError as exc:
             raise storage.classify_os_error(exc, action=f"writing the checkpoints to {self.where}") from exc
         except OSError as exc:
-            log.warning("could not copy the epoch %d checkpoint to %s (%s): training goes on, the next epoch "
-                        "tries again", state.epochs_done, self.where, exc)  # fmt: skip
+            log.warning(
+                "could not copy the epoch %d checkpoint to %s (%s): training goes on, the next epoch tries again",
+                state.epochs_done,
+                self.where,
+                exc,
+            )
 
     def clear(self) -> None:
         """Remove every checkpoint, pointer first, so a run that starts afresh never leaves a stale one behind."""
@@ -285,20 +289,28 @@ def resume_point(checkpoints: Checkpoints, fingerprint: str, *, mode: bool | Non
             return None
         same = state.fingerprint == fingerprint
         if not same and not mode:
-            log.warning("the checkpoints in %s belong to another request (other inputs, params or deep-lulc "
-                        "version): training from the start and replacing them", checkpoints.where)  # fmt: skip
+            log.warning(
+                "the checkpoints in %s belong to another request (other inputs, params or deep-lulc "
+                "version): training from the start and replacing them",
+                checkpoints.where,
+            )
             checkpoints.clear()
             return None
         checkpoints.materialise(state)
     except DamagedCheckpointError as exc:
         if mode:
-            raise BadInputError(f"--resume: the checkpoint in {checkpoints.where} is damaged: {exc}",
-                                fix="rerun with --no-resume to train from the start") from exc  # fmt: skip
+            raise BadInputError(
+                f"--resume: the checkpoint in {checkpoints.where} is damaged: {exc}",
+                fix="rerun with --no-resume to train from the start",
+            ) from exc
         log.warning("the checkpoint in %s is damaged (%s): training from the start", checkpoints.where, exc)
         checkpoints.clear()
         return None
     if not same:
-        log.warning("--resume: the checkpoints in %s were written for other inputs or params: continuing from "
-                    "their weights and history, not an exact resume", checkpoints.where)  # fmt: skip
+        log.warning(
+            "--resume: the checkpoints in %s were written for other inputs or params: continuing from "
+            "their weights and history, not an exact resume",
+            checkpoints.where,
+        )
         state.resume, state.finished = {}, False
     return state

@@ -125,9 +125,16 @@ class CheckpointCallback(Callback):  # type: ignore[misc]
             self.state.files["best"] = self.state.files["last"]
         self.state.epochs_done, self.state.resume = epoch, resume
         self.checkpoints.commit(self.state)
-        log.info("epoch %d/%d: train loss %.4f, valid loss %.4f, mIoU %.4f (%.1f s)%s", epoch, self.epochs,
-                 row["train_loss"], row["valid_loss"], miou, row["seconds"],
-                 ", best so far" if self.state.best_epoch == epoch else "")  # fmt: skip
+        log.info(
+            "epoch %d/%d: train loss %.4f, valid loss %.4f, mIoU %.4f (%.1f s)%s",
+            epoch,
+            self.epochs,
+            row["train_loss"],
+            row["valid_loss"],
+            miou,
+            row["seconds"],
+            ", best so far" if self.state.best_epoch == epoch else "",
+        )
 
 
 def _generators(learn: Learner) -> dict[str, np.random.Generator]:
@@ -301,8 +308,14 @@ def fit(
         state = TrainingState(fingerprint=fingerprint)
     else:
         load_weights(model, checkpoints.folder / state.weights("last"))
-        log.info("resuming after epoch %d of %d (best mIoU %.4f) from %s%s", state.epochs_done, plan.epochs,
-                 state.best_miou, checkpoints.where, "" if state.exact else ", weights only")  # fmt: skip
+        log.info(
+            "resuming after epoch %d of %d (best mIoU %.4f) from %s%s",
+            state.epochs_done,
+            plan.epochs,
+            state.best_miou,
+            checkpoints.where,
+            "" if state.exact else ", weights only",
+        )
         state.fingerprint = fingerprint
     if state.finished and state.lr is not None:
         log.info("training had finished (%d epochs): reusing its best weights", state.epochs_done)
@@ -333,12 +346,16 @@ def fit(
             start = done - freeze_epochs
             callbacks = [
                 CheckpointCallback(checkpoints, state, freeze_epochs, epochs=plan.epochs),
-                ResumableEarlyStopping(plan.patience, skip=start,
-                                       previous=[row["miou"] for row in state.history if row["epoch"] > freeze_epochs]),
-            ]  # fmt: skip
+                ResumableEarlyStopping(
+                    plan.patience,
+                    skip=start,
+                    previous=[row["miou"] for row in state.history if row["epoch"] > freeze_epochs],
+                ),
+            ]
             if done and state.exact:
-                callbacks.append(RestoreCallback(state.resume, checkpoints.folder / state.files["resume"]["name"],
-                                                 start=start))  # fmt: skip
+                callbacks.append(
+                    RestoreCallback(state.resume, checkpoints.folder / state.files["resume"]["name"], start=start)
+                )
             learn.fit_one_cycle(
                 remaining, slice(lr / 100, lr / 2) if plan.pretrained else lr, start_epoch=start, cbs=callbacks
             )

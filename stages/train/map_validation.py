@@ -76,27 +76,41 @@ def map_metrics(
     for window, overlap in windows:
         predicted = np.full((region.height, region.width), config.nodata, dtype=np.uint8)
         setup = InferenceSetup(
-            window=window, overlap=overlap, batch_size=1, device=device, input_mode=config.input_mode,
+            window=window,
+            overlap=overlap,
+            batch_size=1,
+            device=device,
+            input_mode=config.input_mode,
             mean=np.asarray(config.mean, dtype=np.float32),
-            std=np.maximum(np.asarray(config.std, dtype=np.float32), 1e-6), n_out=config.n_out, nodata=config.nodata,
-        )  # fmt: skip
+            std=np.maximum(np.asarray(config.std, dtype=np.float32), 1e-6),
+            n_out=config.n_out,
+            nodata=config.nodata,
+        )
 
         def emit(rows: Span, cols: Span, probabilities: np.ndarray, target: np.ndarray = predicted) -> None:
             target[rows.start : rows.stop, cols.start : cols.stop] = probabilities.argmax(axis=0)
 
         whole = PixelWindow(Span(0, region.height), Span(0, region.width))
         predict_region(
-            predictor, RegionReader(source, region), core=whole,
-            windows=window_grid(region.height, region.width, window, overlap), setup=setup, emit=emit,
-        )  # fmt: skip
+            predictor,
+            RegionReader(source, region),
+            core=whole,
+            windows=window_grid(region.height, region.width, window, overlap),
+            setup=setup,
+            emit=emit,
+        )
         predicted[~observed] = config.nodata
         # Unobserved pixels stay in the matrix as answers of "NoData", so they count against recall.
         matrix = confusion_matrix(truth, predicted, [config.nodata, *labelled], nodata=config.nodata)
         result = scores(matrix, [config.nodata, *labelled], ["NoData", *names])
         result["per_class"].pop("NoData")
         result["window"], result["overlap"] = window, overlap
-        result["region"] = {"row": region.rows.start, "col": region.cols.start, "height": region.height,
-                            "width": region.width}  # fmt: skip
+        result["region"] = {
+            "row": region.rows.start,
+            "col": region.cols.start,
+            "height": region.height,
+            "width": region.width,
+        }
         results[(window, overlap)] = result
         log.info("validation map, %d px windows (overlap %d): mIoU %.4f", window, overlap, result["miou"] or 0.0)
     return results

@@ -48,9 +48,10 @@ class TrainParams(StageParams):
         "weighted-ce", description="Loss: cross-entropy, class-weighted cross-entropy, focal, or dice + cross-entropy."
     )
     pretrained: bool | None = Field(
-        None, description="Start the unet encoder from ImageNet weights (downloaded by torchvision); default: yes "
+        None,
+        description="Start the unet encoder from ImageNet weights (downloaded by torchvision); default: yes "
         "for unet, which alone has an ImageNet encoder.",
-    )  # fmt: skip
+    )
     weights: str | None = Field(None, description="Local encoder weights (safetensors or a torchvision state dict).")
     resume: bool | None = Field(
         None,

@@ -78,8 +78,9 @@ def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> Stage
     device = pick_device(params.device)
     spec = architectures.spec(params.architecture)
     if not spec.network and device.type == "cuda" and params.device == "cuda":
-        raise BadInputError(f"--device cuda needs a network; {params.architecture} runs on the CPU",
-                            fix="use --device auto or cpu")  # fmt: skip
+        raise BadInputError(
+            f"--device cuda needs a network; {params.architecture} runs on the CPU", fix="use --device auto or cpu"
+        )
     seed_everything(params.seed)
     source = read_chips(inputs["chips"])
     train_records, valid_records = source.split("train"), source.split("validation")
@@ -110,31 +111,38 @@ def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> Stage
     )
     n_dates = len(source.dates)
     datasets = {
-        split: ChipDataset(records, mode=params.input_mode, n_dates=n_dates, mean=mean, std=std, augment=augment,
-                           seed=params.seed)
+        split: ChipDataset(
+            records, mode=params.input_mode, n_dates=n_dates, mean=mean, std=std, augment=augment, seed=params.seed
+        )
         for split, records, augment in (("train", train_records, True), ("validation", valid_records, False))
-    }  # fmt: skip
+    }
     started = time.perf_counter()
     if not spec.network:
         fitted = _fit_pixel_classifier(datasets["train"], config, seed=params.seed)
     else:
         fingerprint = request_fingerprint(inputs, params, config, [*train_records, *valid_records])
-        fitted = _fit_network(params, config, datasets, source, device=device, output=output,
-                              fingerprint=fingerprint)  # fmt: skip
+        fitted = _fit_network(params, config, datasets, source, device=device, output=output, fingerprint=fingerprint)
     training_seconds = round(time.perf_counter() - started, 2)
     if fitted.output_values is not None:
         config = dataclasses.replace(config, output_values=fitted.output_values)
     metrics = validation_metrics(fitted.predictor, valid_records, datasets["validation"], config, device)
-    metrics |= {"best_epoch": fitted.best_epoch, "epochs_run": fitted.epochs_run, "lr": fitted.lr,
-                "level": "validation chips"}  # fmt: skip
+    metrics |= {
+        "best_epoch": fitted.best_epoch,
+        "epochs_run": fitted.epochs_run,
+        "lr": fitted.lr,
+        "level": "validation chips",
+    }
     maps = _validate_maps(fitted.predictor, source, valid_records, config, device)
     labelled = [c for c in source.scheme.classes if c.value != source.scheme.nodata]
     baseline: dict[str, Any] | None = None
     if params.baseline == "lightgbm":
         baseline = lightgbm_baseline(
-            train_records, valid_records, values=[c.value for c in labelled], names=[c.name for c in labelled],
+            train_records,
+            valid_records,
+            values=[c.value for c in labelled],
+            names=[c.name for c in labelled],
             seed=params.seed,
-        )  # fmt: skip
+        )
     digest = hashlib.sha256(config.to_json().encode()).hexdigest()[:8]
     identifier = (
         f"model-{params.encoder_name}-{params.input_mode}-{digest}"
@@ -160,13 +168,20 @@ def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> Stage
         confusion_png(maps["validated"], folder / "confusion_matrix.png")
         assets = {
             "weights": (folder / weights_name, fitted.media_type, fitted.title, ["mlm:model", "mlm:weights", "data"]),
-            "config": (folder / CONFIG_NAME, "application/json", "Network and input configuration",
-                       ["metadata"]),
-            "metrics": (folder / "metrics.json", "application/json", "Validation metrics (maps and chips)",
-                        ["metadata"]),
-            "confusion_matrix": (folder / "confusion_matrix.png", "image/png",
-                                 "Confusion matrix of the validation blocks predicted as maps", ["overview", "visual"]),
-        }  # fmt: skip
+            "config": (folder / CONFIG_NAME, "application/json", "Network and input configuration", ["metadata"]),
+            "metrics": (
+                folder / "metrics.json",
+                "application/json",
+                "Validation metrics (maps and chips)",
+                ["metadata"],
+            ),
+            "confusion_matrix": (
+                folder / "confusion_matrix.png",
+                "image/png",
+                "Confusion matrix of the validation blocks predicted as maps",
+                ["overview", "visual"],
+            ),
+        }
         if fitted.history:
             loss_png(fitted.history, folder / "loss.png")
             with (folder / "history.csv").open("w", newline="") as handle:
@@ -183,7 +198,8 @@ def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> Stage
             bbox=source.bbox,
             temporal=source.temporal,
             parameters=fitted.parameters,
-            pretrained_source="ImageNet (torchvision)" if params.use_pretrained and not params.weights
+            pretrained_source="ImageNet (torchvision)"
+            if params.use_pretrained and not params.weights
             else (params.weights if params.weights else None),
             device=device,
             batch_size=params.batch_size,
@@ -191,7 +207,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> Stage
             assets=assets,
             chips_href=source.collection_href,
             validation=_validation_summary(maps["validated"], metrics),
-        )  # fmt: skip
+        )
         catalog_href = finish_single_item_output(
             staged,
             item,
@@ -253,19 +269,26 @@ def _fit_network(
     model = build_network(config, pretrained=params.use_pretrained and resumed is None, weights_file=params.weights)
     log.info(
         "%s, %d inputs, %d parameters, on %s",
-        config.spec.title.format(encoder=config.encoder), config.n_in,
-        count_parameters(model), device,
-    )  # fmt: skip
+        config.spec.title.format(encoder=config.encoder),
+        config.n_in,
+        count_parameters(model),
+        device,
+    )
     train_set: ChipDataset | PixelDataset = datasets["train"]
     valid_set: ChipDataset | PixelDataset = datasets["validation"]
     batch = params.batch_size
     if config.spec.samples == "pixels":  # every labelled pixel once an epoch; the loss balances the classes
         mean, std = np.asarray(config.mean), np.asarray(config.std)
         train_set, valid_set = (
-            PixelDataset(datasets[split].records, mean=mean, std=std, seed=params.seed,
-                         labelled=sum(source.class_counts[split].values()))
+            PixelDataset(
+                datasets[split].records,
+                mean=mean,
+                std=std,
+                seed=params.seed,
+                labelled=sum(source.class_counts[split].values()),
+            )
             for split in ("train", "validation")
-        )  # fmt: skip
+        )
         batch *= PIXEL_BATCH
         weights = np.full(len(train_set), 1.0 / max(len(train_set), 1))
         log.info("training on %d labelled pixels, validating on %d", len(train_set), len(valid_set))
@@ -275,12 +298,17 @@ def _fit_network(
         weights = np.repeat(weights, len(source.dates)) / len(source.dates)
     dls = DataLoaders(
         BalancedLoader(
-            train_set, weights=weights, seed=params.seed, bs=batch, shuffle=True,
-            drop_last=len(train_set) > batch, num_workers=0,
+            train_set,
+            weights=weights,
+            seed=params.seed,
+            bs=batch,
+            shuffle=True,
+            drop_last=len(train_set) > batch,
+            num_workers=0,
         ),
         DataLoader(valid_set, bs=batch, num_workers=0),
         device=device,
-    )  # fmt: skip
+    )
     loss = make_loss(params.loss, source.class_counts["train"], config.n_out).to(device)
     epochs = params.epochs_for(max(1, len(train_set) // batch))
     plan = FitPlan(
@@ -292,8 +320,16 @@ def _fit_network(
         device=device,
     )
     try:
-        state, lr = fit(model, dls, loss, n_out=config.n_out, plan=plan, checkpoints=checkpoints, state=resumed,
-                        fingerprint=fingerprint)  # fmt: skip
+        state, lr = fit(
+            model,
+            dls,
+            loss,
+            n_out=config.n_out,
+            plan=plan,
+            checkpoints=checkpoints,
+            state=resumed,
+            fingerprint=fingerprint,
+        )
     except BaseException:  # a run that failed before its first checkpoint leaves no empty folder behind
         checkpoints.remove_if_empty()
         raise
@@ -306,21 +342,39 @@ def _fit_network(
         return "model.safetensors"
 
     return Fitted(
-        predictor=model, save=save, media_type=SAFETENSORS_MEDIA_TYPE,
-        title=f"{params.architecture} weights (safetensors)", parameters=count_parameters(model),
-        hyperparameters={"architecture": params.architecture, "epochs": epochs, "lr": lr, "loss": params.loss,
-                         "batch_size": params.batch_size, "seed": params.seed, "sampling": config.spec.sampling,
-                         "augmentation": config.spec.augmentation},
-        lr=lr, best_epoch=state.best_epoch, epochs_run=state.epochs_done, history=state.history,
+        predictor=model,
+        save=save,
+        media_type=SAFETENSORS_MEDIA_TYPE,
+        title=f"{params.architecture} weights (safetensors)",
+        parameters=count_parameters(model),
+        hyperparameters={
+            "architecture": params.architecture,
+            "epochs": epochs,
+            "lr": lr,
+            "loss": params.loss,
+            "batch_size": params.batch_size,
+            "seed": params.seed,
+            "sampling": config.spec.sampling,
+            "augmentation": config.spec.augmentation,
+        },
+        lr=lr,
+        best_epoch=state.best_epoch,
+        epochs_run=state.epochs_done,
+        history=state.history,
         resumed_after_epoch=resumed_after,
-    )  # fmt: skip
+    )
 
 
 def _fit_pixel_classifier(train_set: ChipDataset, config: ModelConfig, *, seed: int) -> Fitted:
     """LightGBM on normalised training pixels: the same inputs a network sees, so predict feeds both alike."""
     samples = [train_set.sample(index) for index in range(len(train_set))]
-    x, y = sample_pixels([image for image, _ in samples], [label for _, label in samples], nodata=config.nodata,
-                         limit=TRAIN_PIXELS, seed=seed)  # fmt: skip
+    x, y = sample_pixels(
+        [image for image, _ in samples],
+        [label for _, label in samples],
+        nodata=config.nodata,
+        limit=TRAIN_PIXELS,
+        seed=seed,
+    )
     booster = fit_lightgbm(x, y, seed=seed)
     text = str(booster.model_to_string())
     values = sorted(int(v) for v in np.unique(y))
@@ -332,12 +386,22 @@ def _fit_pixel_classifier(train_set: ChipDataset, config: ModelConfig, *, seed: 
         return "model.txt"
 
     return Fitted(
-        predictor=predictor, save=save, media_type=LIGHTGBM_MEDIA_TYPE, title="LightGBM model (text format)",
+        predictor=predictor,
+        save=save,
+        media_type=LIGHTGBM_MEDIA_TYPE,
+        title="LightGBM model (text format)",
         parameters=int(booster.num_trees()),
-        hyperparameters={"architecture": "lightgbm", "n_estimators": N_ESTIMATORS, "learning_rate": 0.1,
-                         "num_leaves": 31, "class_weight": "balanced", "training_pixels": len(y), "seed": seed},
+        hyperparameters={
+            "architecture": "lightgbm",
+            "n_estimators": N_ESTIMATORS,
+            "learning_rate": 0.1,
+            "num_leaves": 31,
+            "class_weight": "balanced",
+            "training_pixels": len(y),
+            "seed": seed,
+        },
         output_values=values,
-    )  # fmt: skip
+    )
 
 
 def _validate_maps(
@@ -345,28 +409,45 @@ def _validate_maps(
 ) -> dict[str, Any]:
     """The validation blocks as maps at predict's default window and at the chip size; warn on a gap."""
     if source.features_href is None:
-        raise BadInputError("the chips collection has no derived_from link to its features",
-                            fix="rebuild the chips with `deep-lulc chips`")  # fmt: skip
+        raise BadInputError(
+            "the chips collection has no derived_from link to its features",
+            fix="rebuild the chips with `deep-lulc chips`",
+        )
     small = max(32, 32 * (config.chip_size // 32))
     windows = [(DEFAULT_WINDOW, DEFAULT_OVERLAP), (small, small // 4)]
-    results = map_metrics(predictor, features_href=source.features_href, records=records, config=config,
-                          device=device, windows=windows)  # fmt: skip
+    results = map_metrics(
+        predictor, features_href=source.features_href, records=records, config=config, device=device, windows=windows
+    )
     validated = results[windows[0]]
     by_window = {f"{size}/{overlap}": result["miou"] for (size, overlap), result in results.items()}
     spread = abs((validated["miou"] or 0.0) - (results[windows[1]]["miou"] or 0.0))
     if spread > WINDOW_TOLERANCE:
-        log.warning("validation map mIoU differs by %.3f between %d px and %d px windows (%s)", spread,
-                    windows[0][0], windows[1][0], by_window)  # fmt: skip
+        log.warning(
+            "validation map mIoU differs by %.3f between %d px and %d px windows (%s)",
+            spread,
+            windows[0][0],
+            windows[1][0],
+            by_window,
+        )
     return {"validated": validated, "by_window": by_window}
 
 
 def _validation_summary(validated: dict[str, Any], chips: dict[str, Any]) -> dict[str, Any]:
     gap = abs((validated["miou"] or 0.0) - (chips["miou"] or 0.0))
     if gap > CHIP_MAP_TOLERANCE:
-        log.warning("validation mIoU on chips (%.3f) and on maps (%.3f) differ by %.3f: trust the map's",
-                    chips["miou"] or 0.0, validated["miou"] or 0.0, gap)  # fmt: skip
-    return {"window": validated["window"], "overlap": validated["overlap"], "map_miou": validated["miou"],
-            "chip_miou": chips["miou"], "pixels": validated["pixels"]}  # fmt: skip
+        log.warning(
+            "validation mIoU on chips (%.3f) and on maps (%.3f) differ by %.3f: trust the map's",
+            chips["miou"] or 0.0,
+            validated["miou"] or 0.0,
+            gap,
+        )
+    return {
+        "window": validated["window"],
+        "overlap": validated["overlap"],
+        "map_miou": validated["miou"],
+        "chip_miou": chips["miou"],
+        "pixels": validated["pixels"],
+    }
 
 
 def _comparison(unet: dict[str, Any], baseline: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -375,7 +456,10 @@ def _comparison(unet: dict[str, Any], baseline: dict[str, Any] | None) -> list[d
         if not values["support"]:
             continue
         rows.append(
-            {"class": name, "unet_iou": values["iou"],
-             "baseline_iou": baseline["per_class"][name]["iou"] if baseline else None}
-        )  # fmt: skip
+            {
+                "class": name,
+                "unet_iou": values["iou"],
+                "baseline_iou": baseline["per_class"][name]["iou"] if baseline else None,
+            }
+        )
     return rows
