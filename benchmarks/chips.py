@@ -21,8 +21,8 @@ import xarray as xr
 from affine import Affine
 from shapely.geometry import mapping
 
-from deep_lulc.shared.geometry import bounds_to_wgs84
-from deep_lulc.shared.grids import geobox, write_projection
+from deep_lulc.shared.geo.geometry import bounds_to_wgs84
+from deep_lulc.shared.geo.grids import geobox, write_projection
 from deep_lulc.shared.products.zarr_store import ZARR_MEDIA_TYPE
 from deep_lulc.stages.features.indices import CHANNELS
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from deep_lulc.shared import integrity, storage
+from deep_lulc.shared.io import integrity, storage
 from deep_lulc.shared.products import zarr_store
 from deep_lulc.stages.chips import stage as chips
 from deep_lulc.stages.chips.params import ChipsParams

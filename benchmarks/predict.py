@@ -39,13 +39,13 @@ from affine import Affine
 from torch import nn
 
 from benchmarks.scale import peak_rss_mib
-from deep_lulc.shared.architectures import NETWORK_ARCHITECTURES
-from deep_lulc.shared.classes import SLOVENIA
-from deep_lulc.shared.grids import geobox, write_projection
-from deep_lulc.shared.inference import input_memory_format
-from deep_lulc.shared.networks import ModelConfig, build_network, save_weights
+from deep_lulc.shared.geo.grids import geobox, write_projection
+from deep_lulc.shared.geo.windows import window_grid
+from deep_lulc.shared.lulc.classes import SLOVENIA
+from deep_lulc.shared.models.architectures import NETWORK_ARCHITECTURES
+from deep_lulc.shared.models.inference import input_memory_format
+from deep_lulc.shared.models.networks import ModelConfig, build_network, save_weights
 from deep_lulc.shared.products.zarr_store import zarr_asset
-from deep_lulc.shared.windows import window_grid
 from deep_lulc.stages.features.indices import CHANNELS
 
 DATES = 23

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.figures import publish
-from deep_lulc.shared.logs import configure_logging
+from deep_lulc.shared.stage.logs import configure_logging
 from deep_lulc.stages.demo import stage as demo
 from deep_lulc.stages.demo.params import DemoParams
 

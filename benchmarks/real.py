@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.figures import README, publish
-from deep_lulc.shared.logs import configure_logging
 from deep_lulc.shared.products.evaluation import read_metrics
+from deep_lulc.shared.stage.logs import configure_logging
 from deep_lulc.stages.chips import stage as chips
 from deep_lulc.stages.chips.params import ChipsParams
 from deep_lulc.stages.cube import stage as cube

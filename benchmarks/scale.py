@@ -100,7 +100,7 @@ def _child_bare(spec: Mapping[str, Any]) -> dict[str, Any]:
     normalisation, blending or writing. The first forward (allocation, kernel choice) is not timed."""
     import torch
 
-    from deep_lulc.shared.inference import input_memory_format
+    from deep_lulc.shared.models.inference import input_memory_format
     from deep_lulc.stages.predict.model_loading import load_model, read_model_item
 
     network = load_model(read_model_item(spec["model"])).network
@@ -196,7 +196,7 @@ class Pod:
 def tile_pods(edge_px: int, tile_px: int, window: int, overlap: int) -> list[Pod]:
     """The pods of a square AOI `edge_px` on a side cut into cores of `tile_px`, each with the read region
     that `predict --tile` needs: the bounding box of the inference windows touching its core."""
-    from deep_lulc.shared.windows import blocks, window_grid, windows_touching
+    from deep_lulc.shared.geo.windows import blocks, window_grid, windows_touching
 
     grid = window_grid(edge_px, edge_px, window, overlap)
     pods = []
@@ -336,7 +336,7 @@ def report(runs: dict[int, dict[str, Run]], bare: dict[str, Any], merge: Run | N
                 f"peak RSS x{rss:5.2f} {flat}"
             )
 
-    from deep_lulc.shared.windows import window_grid
+    from deep_lulc.shared.geo.windows import window_grid
 
     predicted = runs[large]["predict"]
     windows = window_grid(large, large, args.tile_size, args.overlap)

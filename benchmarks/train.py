@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from deep_lulc.shared.networks import ModelConfig, build_network, count_parameters
+from deep_lulc.shared.models.networks import ModelConfig, build_network, count_parameters
 from deep_lulc.stages.train.losses import WeightedCrossEntropy
 
 CHANNELS = 23 * 9

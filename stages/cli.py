@@ -10,7 +10,7 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from deep_lulc.shared.errors import ExitCode
-from deep_lulc.shared.runtime import Stage, register
+from deep_lulc.shared.stage.runtime import Stage, register
 from deep_lulc.shared.version import __version__
 from deep_lulc.stages.change.cli import COMMAND as CHANGE
 from deep_lulc.stages.chips.cli import COMMAND as CHIPS

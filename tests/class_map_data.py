@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pystac
 
-from deep_lulc.shared.classes import SLOVENIA, ClassScheme
-from deep_lulc.shared.geometry import bounds_to_wgs84
-from deep_lulc.shared.grids import GeoBox, epsg_of, write_projection
-from deep_lulc.shared.preview import thumbnail_asset
+from deep_lulc.shared.geo.geometry import bounds_to_wgs84
+from deep_lulc.shared.geo.grids import GeoBox, epsg_of, write_projection
+from deep_lulc.shared.io.preview import thumbnail_asset
+from deep_lulc.shared.io.stac import save_self_contained, stamp_provenance
+from deep_lulc.shared.lulc.classes import SLOVENIA, ClassScheme
 from deep_lulc.shared.products.class_map import add_class_map_asset, class_map_writer, legend_png
-from deep_lulc.shared.stac import save_self_contained, stamp_provenance
 
 
 def grid_bounds(grid: GeoBox) -> tuple[float, float, float, float]:

@@ -13,9 +13,9 @@ from affine import Affine
 from pyproj import Transformer
 from shapely.geometry import box, mapping
 
-from deep_lulc.shared import grids
+from deep_lulc.shared.geo import grids
 from deep_lulc.shared.products import cube
-from deep_lulc.shared.sentinel2 import REFLECTANCE_BANDS
+from deep_lulc.shared.sources.sentinel2 import REFLECTANCE_BANDS
 
 
 def write_cube_catalog(

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pystac
 
-from deep_lulc.shared.integrity import checksum_of
-from deep_lulc.shared.stac import seal_links
+from deep_lulc.shared.io.integrity import checksum_of
+from deep_lulc.shared.io.stac import seal_links
 
 
 def reseal(catalog: Path) -> None:

@@ -7,9 +7,9 @@ from typing import get_args
 import pytest
 import torch
 
-from deep_lulc.shared import architectures
-from deep_lulc.shared.inference import input_memory_format
-from deep_lulc.shared.networks import ModelConfig, build_network
+from deep_lulc.shared.models import architectures
+from deep_lulc.shared.models.inference import input_memory_format
+from deep_lulc.shared.models.networks import ModelConfig, build_network
 from deep_lulc.stages.train.params import TrainParams
 
 FEATURES, DATES, N_OUT = ["B02", "NDVI"], ["2023-01-01", "2023-01-17", "2023-02-02"], 4

@@ -14,7 +14,7 @@ import typer.main
 import yaml
 from typer.exceptions import TyperException
 
-from deep_lulc.shared.stac import items_of, read_stac
+from deep_lulc.shared.io.stac import items_of, read_stac
 from deep_lulc.stages.cli import app
 
 from .argo_local import EXPRESSION, LocalArgo

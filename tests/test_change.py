@@ -18,10 +18,10 @@ from affine import Affine
 from pyproj import Transformer
 from scipy import ndimage
 
-from deep_lulc.shared.classes import SLOVENIA, ClassScheme, LulcClass
-from deep_lulc.shared.cog import CogWriter
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.grids import epsg_of, geobox, geobox_of
+from deep_lulc.shared.geo.grids import epsg_of, geobox, geobox_of
+from deep_lulc.shared.io.cog import CogWriter
+from deep_lulc.shared.lulc.classes import SLOVENIA, ClassScheme, LulcClass
 from deep_lulc.stages.change import stage as change
 from deep_lulc.stages.change.params import ChangeParams
 

@@ -15,11 +15,11 @@ import rasterio
 import shapely
 from rasterio.transform import from_bounds
 
-from deep_lulc.shared.classes import SLOVENIA
-from deep_lulc.shared.contract import StageResult
-from deep_lulc.shared.erosion import disk, erode_labels
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.labels import rasterize_labels, read_labels
+from deep_lulc.shared.geo.erosion import disk, erode_labels
+from deep_lulc.shared.lulc.classes import SLOVENIA
+from deep_lulc.shared.lulc.labels import rasterize_labels, read_labels
+from deep_lulc.shared.stage.contract import StageResult
 from deep_lulc.stages.chips import stage as chips
 from deep_lulc.stages.chips.params import ChipsParams
 from deep_lulc.stages.chips.sampling import Chip
@@ -564,7 +564,7 @@ def test_a_split_file_brings_its_grid_when_size_and_block_size_are_left_out(
     ("option", "value"), [("size", 8), ("count", 0), ("block_size", 0), ("val_fraction", 0.95), ("sampling", "x")]
 )
 def test_bad_option_values_are_refused_before_any_io(option: str, value: object) -> None:
-    from deep_lulc.shared.contract import validate_params
+    from deep_lulc.shared.stage.contract import validate_params
 
     with pytest.raises(BadInputError, match=rf"invalid parameters: --{option.replace('_', '-')}:"):
         validate_params(ChipsParams, {option: value})

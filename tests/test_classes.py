@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from deep_lulc.shared.classes import SLOVENIA, load_class_scheme
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.lulc.classes import SLOVENIA, load_class_scheme
 
 
 def test_default_is_the_seed_scheme() -> None:

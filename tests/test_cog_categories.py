@@ -21,12 +21,12 @@ import rasterio
 from affine import Affine
 from rio_cogeo.cogeo import cog_validate
 
-from deep_lulc.shared.classes import SLOVENIA, ClassScheme, LulcClass
-from deep_lulc.shared.cog import BLOCK, CogWriter, sidecar_of, write_cog
-from deep_lulc.shared.grids import geobox
+from deep_lulc.shared.geo.grids import geobox
+from deep_lulc.shared.io.cog import BLOCK, CogWriter, sidecar_of, write_cog
+from deep_lulc.shared.lulc.classes import SLOVENIA, ClassScheme, LulcClass
+from deep_lulc.shared.lulc.transitions import TransitionCoding
 from deep_lulc.shared.products.change import change_writer
 from deep_lulc.shared.products.class_map import class_map_writer
-from deep_lulc.shared.transitions import TransitionCoding
 
 from .class_map_data import write_class_map_catalog
 

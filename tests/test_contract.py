@@ -19,11 +19,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from deep_lulc.shared.contract import StageResult
 from deep_lulc.shared.errors import BadInputError, NothingToDoError, TransientError
-from deep_lulc.shared.runtime import execute
-from deep_lulc.shared.stac import items_of, read_stac
-from deep_lulc.shared.storage import redact
+from deep_lulc.shared.io.stac import items_of, read_stac
+from deep_lulc.shared.io.storage import redact
+from deep_lulc.shared.stage.contract import StageResult
+from deep_lulc.shared.stage.runtime import execute
 from deep_lulc.stages.synth import stage as synth
 from deep_lulc.stages.synth.params import SynthParams
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deep_lulc.shared.contract import StageResult
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.stage.contract import StageResult
 from deep_lulc.stages.demo import stage as demo
 from deep_lulc.stages.demo.params import DemoParams
 

@@ -18,11 +18,11 @@ import shapely
 from affine import Affine
 from pyproj import Transformer
 
-from deep_lulc.shared.classes import SLOVENIA
-from deep_lulc.shared.contract import StageResult
-from deep_lulc.shared.erosion import erode_labels
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.grids import geobox, geobox_of
+from deep_lulc.shared.geo.erosion import erode_labels
+from deep_lulc.shared.geo.grids import geobox, geobox_of
+from deep_lulc.shared.lulc.classes import SLOVENIA
+from deep_lulc.shared.stage.contract import StageResult
 from deep_lulc.stages.change import stage as change
 from deep_lulc.stages.change.params import ChangeParams
 from deep_lulc.stages.evaluate import stage as evaluate

@@ -15,7 +15,7 @@ import pytest
 import xarray as xr
 from affine import Affine
 
-from deep_lulc.shared.contract import StageResult
+from deep_lulc.shared.stage.contract import StageResult
 from deep_lulc.stages.cube import stage as cube
 from deep_lulc.stages.cube.params import CubeParams
 from deep_lulc.stages.features import stage as features

@@ -163,7 +163,7 @@ def test_fused_observations_equal_the_numpy_definition() -> None:
 
 def test_the_preview_is_sampled_on_the_whole_grid_whatever_the_windows() -> None:
     """A large AOI's preview is every n-th pixel of the grid, assembled from the windows' own samples."""
-    from deep_lulc.shared.windows import blocks
+    from deep_lulc.shared.geo.windows import blocks
     from deep_lulc.stages.features.streaming import assemble_preview, preview_sample
 
     rgb = np.random.default_rng(0).random((3, 301, 203), dtype=np.float32)

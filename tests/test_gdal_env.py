@@ -14,9 +14,9 @@ import rasterio
 import rasterio.env
 from affine import Affine
 
-from deep_lulc.shared import gdal_env, storage
-from deep_lulc.shared.cog import open_raster, write_cog
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.io import gdal_env, storage
+from deep_lulc.shared.io.cog import open_raster, write_cog
 
 from .range_server import range_server
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from deep_lulc.shared import inference
-from deep_lulc.shared.inference import InferenceSetup, InputBuffer, class_probabilities, input_memory_format
-from deep_lulc.shared.temporal_unet import TemporalUnet
+from deep_lulc.shared.models import inference
+from deep_lulc.shared.models.inference import InferenceSetup, InputBuffer, class_probabilities, input_memory_format
+from deep_lulc.shared.models.temporal_unet import TemporalUnet
 
 DATES, FEATURES, N_OUT = 5, 3, 4
 

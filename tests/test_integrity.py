@@ -25,12 +25,12 @@ import pytest
 import rasterio
 from rasterio.errors import RasterioIOError
 
-from deep_lulc.shared import gdal_env
-from deep_lulc.shared.aoi import load_aoi
 from deep_lulc.shared.errors import BadInputError, DeepLulcError, TransientError
-from deep_lulc.shared.item_search import SceneQuery, find_items
+from deep_lulc.shared.io import gdal_env
+from deep_lulc.shared.io.publish import STAGING_PREFIX, staged_output
 from deep_lulc.shared.products.chips import read_chip, read_chips
-from deep_lulc.shared.publish import STAGING_PREFIX, staged_output
+from deep_lulc.shared.sources.aoi import load_aoi
+from deep_lulc.shared.sources.item_search import SceneQuery, find_items
 from deep_lulc.stages.cube import stage as cube
 from deep_lulc.stages.cube.params import CubeParams
 from deep_lulc.stages.evaluate import stage as evaluate
@@ -420,7 +420,7 @@ def test_a_cog_server_answering_503_makes_cube_exit_transient(
 def test_a_misbehaving_object_store_is_cut_off_as_transient(
     scheme: str, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from deep_lulc.shared import storage
+    from deep_lulc.shared.io import storage
 
     with _Server(mode, body=b"{}" + b" " * 64) as server:
         monkeypatch.setenv("DEEP_LULC_HTTP_TIMEOUT", "1")
@@ -523,7 +523,7 @@ def test_an_allowed_local_root_lets_a_catalog_reference_files_there(
 
 
 def test_a_catalog_whose_links_form_a_cycle_is_bad_input(tmp_path: Path) -> None:
-    from deep_lulc.shared.stac import items_of, read_stac
+    from deep_lulc.shared.io.stac import items_of, read_stac
 
     for name, child in (("a", "../b/catalog.json"), ("b", "../a/catalog.json")):
         (tmp_path / name).mkdir()
@@ -543,7 +543,7 @@ def test_a_catalog_whose_links_form_a_cycle_is_bad_input(tmp_path: Path) -> None
 
 
 def test_utf16_json_is_bad_input(tiny_catalog: Path, tmp_path: Path) -> None:
-    from deep_lulc.shared.stac import read_stac
+    from deep_lulc.shared.io.stac import read_stac
 
     path = tmp_path / "catalog.json"
     path.write_bytes((tiny_catalog / "catalog.json").read_text().encode("utf-16"))
@@ -568,7 +568,7 @@ def test_a_search_page_cut_short_is_transient(tiny_catalog: Path) -> None:
 
 
 def test_a_read_only_output_folder_names_the_folder_not_credentials(tmp_path: Path) -> None:
-    from deep_lulc.shared.storage import classify_os_error
+    from deep_lulc.shared.io.storage import classify_os_error
 
     error = classify_os_error(PermissionError(13, "Permission denied", str(tmp_path)), action="writing x")
     assert isinstance(error, BadInputError)

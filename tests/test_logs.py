@@ -8,7 +8,7 @@ import gc
 
 import pytest
 
-from deep_lulc.shared.logs import configure_logging
+from deep_lulc.shared.stage.logs import configure_logging
 
 
 def _abandon_failed_future(error: BaseException) -> None:

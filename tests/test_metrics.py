@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deep_lulc.shared.metrics import confusion_matrix, scores
+from deep_lulc.shared.lulc.metrics import confusion_matrix, scores
 
 
 def test_confusion_matrix_ignores_nodata_and_orders_by_values() -> None:

@@ -22,8 +22,9 @@ from pystac.extensions.mlm import MLMExtension
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-from deep_lulc.shared.classes import SLOVENIA
-from deep_lulc.shared.networks import ModelConfig
+from deep_lulc.shared.io.stac import save_self_contained
+from deep_lulc.shared.lulc.classes import SLOVENIA
+from deep_lulc.shared.models.networks import ModelConfig
 from deep_lulc.shared.products.model import (
     CONFIG_NAME,
     CONTAINER,
@@ -33,7 +34,6 @@ from deep_lulc.shared.products.model import (
     model_item,
     read_model,
 )
-from deep_lulc.shared.stac import save_self_contained
 from deep_lulc.stages.predict.model_loading import load_model
 from deep_lulc.stages.train import stage as train
 from deep_lulc.stages.train.params import TrainParams

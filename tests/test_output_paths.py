@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from deep_lulc.shared.errors import BadInputError, TransientError
-from deep_lulc.shared.publish import staged_output
-from deep_lulc.shared.storage import classify_os_error
+from deep_lulc.shared.io.publish import staged_output
+from deep_lulc.shared.io.storage import classify_os_error
 
 from .conftest import BIN, cli_env
 

@@ -19,12 +19,13 @@ import xarray as xr
 from rio_cogeo.cogeo import cog_validate
 from torch import nn
 
-from deep_lulc.shared.classes import SLOVENIA
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.inference import FeatureSource, InferenceSetup, predict_region
+from deep_lulc.shared.geo.windows import PixelWindow, Span, taper, window_grid, window_starts
+from deep_lulc.shared.lulc.classes import SLOVENIA
+from deep_lulc.shared.models.inference import FeatureSource, InferenceSetup, predict_region
+from deep_lulc.shared.models.temporal_unet import TemporalPixelNet
 from deep_lulc.shared.products import zarr_store
-from deep_lulc.shared.temporal_unet import TemporalPixelNet
-from deep_lulc.shared.windows import PixelWindow, Span, taper, window_grid, window_starts
+from deep_lulc.shared.products.features import open_store
 from deep_lulc.stages.merge import stage as merge
 from deep_lulc.stages.merge.params import MergeParams
 from deep_lulc.stages.predict import stage as predict
@@ -116,7 +117,7 @@ def test_taper_is_positive_symmetric_and_flat_in_the_middle() -> None:
 
 
 def test_constant_model_gives_a_constant_map(tiny_features: str) -> None:
-    source = FeatureSource(store_of(tiny_features))
+    source = FeatureSource(open_store(store_of(tiny_features), lazy=False))
     logits = torch.linspace(-2, 3, N_OUT)
     probabilities, emitted = blended(ConstantModel(logits), source, window=32, overlap=8)
     assert (emitted == 1).all(), "every pixel is emitted exactly once"
@@ -125,7 +126,7 @@ def test_constant_model_gives_a_constant_map(tiny_features: str) -> None:
 
 
 def test_position_dependent_model_gives_the_same_map_for_any_window(tiny_features: str) -> None:
-    source = FeatureSource(store_of(tiny_features))
+    source = FeatureSource(open_store(store_of(tiny_features), lazy=False))
     n_in = int(np.prod(source.features.shape[:2]))
     model = pixelwise_model(n_in, seed=1)
     reference, _ = blended(model, source, window=4096, overlap=0)  # one window: nothing to blend
@@ -141,7 +142,7 @@ def test_position_dependent_model_gives_the_same_map_for_any_window(tiny_feature
 def test_the_default_network_gives_nearly_the_same_map_for_any_window(tiny_features: str) -> None:
     """temporal-pixel looks one pixel beyond each pixel (its 3 x 3 average): a window's edge changes only the
     few pixels the blending does not already give to a neighbouring window's interior."""
-    source = FeatureSource(store_of(tiny_features))
+    source = FeatureSource(open_store(store_of(tiny_features), lazy=False))
     n_features, n_dates = int(source.features.shape[1]), int(source.features.shape[0])
     torch.manual_seed(4)
     model = TemporalPixelNet(n_features, n_dates, N_OUT).eval()
@@ -432,7 +433,7 @@ def test_cuda_prediction_agrees_with_cpu(single: str, tiny_model: str, tiny_feat
 
 
 def test_merge_cli_takes_argos_aggregated_json_list() -> None:
-    from deep_lulc.shared.runtime import expand_hrefs
+    from deep_lulc.shared.stage.runtime import expand_hrefs
 
     assert expand_hrefs(['["s3://b/t/a/catalog.json", "s3://b/t/b/catalog.json"]', "c.json"]) == [
         "s3://b/t/a/catalog.json",

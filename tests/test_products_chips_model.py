@@ -16,10 +16,11 @@ from affine import Affine
 from pystac.extensions.file import FileExtension
 from pystac.extensions.mlm import MLMExtension
 
-from deep_lulc.shared.classes import SLOVENIA
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.grids import geobox, geobox_of, write_projection
-from deep_lulc.shared.networks import ModelConfig
+from deep_lulc.shared.geo.grids import geobox, geobox_of, write_projection
+from deep_lulc.shared.io.stac import save_self_contained
+from deep_lulc.shared.lulc.classes import SLOVENIA
+from deep_lulc.shared.models.networks import ModelConfig
 from deep_lulc.shared.products.chips import (
     TRAIN,
     VALIDATION,
@@ -31,7 +32,6 @@ from deep_lulc.shared.products.chips import (
     write_chips_catalog,
 )
 from deep_lulc.shared.products.model import CONFIG_NAME, SAFETENSORS_MEDIA_TYPE, model_item, read_model
-from deep_lulc.shared.stac import save_self_contained
 
 from .conftest import BIN, cli_env, validate_tree
 from .resealing import reseal
@@ -186,7 +186,7 @@ def test_a_chip_file_damaged_after_reading_the_collection_is_bad_input(
     chips = read_chips(written_chips[0])
     first, second = chips.records[:2]
     Path(first.image).unlink()
-    with pytest.raises(BadInputError, match=r"chip file \S*chip-00000/image\.tif\b"):  # wording: shared/cog.py
+    with pytest.raises(BadInputError, match=r"chip file \S*chip-00000/image\.tif\b"):  # wording: shared/io/cog.py
         read_chip(first)
     label = Path(second.label)
     label.write_bytes(label.read_bytes()[:-10])

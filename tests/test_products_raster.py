@@ -15,10 +15,11 @@ import rasterio
 import shapely
 from affine import Affine
 
-from deep_lulc.shared.classes import SLOVENIA
-from deep_lulc.shared.cog import BLOCK, CogWriter, write_cog
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.grids import GeoBox, geobox
+from deep_lulc.shared.geo.grids import GeoBox, geobox
+from deep_lulc.shared.io.cog import BLOCK, CogWriter, write_cog
+from deep_lulc.shared.io.stac import save_self_contained
+from deep_lulc.shared.lulc.classes import SLOVENIA
 from deep_lulc.shared.products.class_map import (
     CLASSES_FILE,
     PROBABILITIES_FILE,
@@ -31,7 +32,6 @@ from deep_lulc.shared.products.class_map import (
     prediction_item,
 )
 from deep_lulc.shared.products.evaluation import read_metrics
-from deep_lulc.shared.stac import save_self_contained
 from deep_lulc.stages.change import stage as change
 from deep_lulc.stages.change.params import ChangeParams
 from deep_lulc.stages.evaluate import stage as evaluate

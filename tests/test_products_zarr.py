@@ -21,10 +21,10 @@ from pystac.extensions.datacube import DatacubeExtension
 from rasterio.crs import CRS
 from shapely.geometry import box, mapping
 
-from deep_lulc.shared import grids
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.inference import FeatureSource
-from deep_lulc.shared.integrity import file_checksum
+from deep_lulc.shared.geo import grids
+from deep_lulc.shared.io.integrity import file_checksum
+from deep_lulc.shared.models.inference import FeatureSource
 from deep_lulc.shared.products import features, zarr_store
 from deep_lulc.shared.products.cube import open_cube
 from deep_lulc.shared.products.zarr_store import ZarrLocation
@@ -182,7 +182,9 @@ def test_a_deleted_object_is_bad_input_naming_it(tmp_path: Path, key: str) -> No
     with pytest.raises(BadInputError, match=rf"1 of \d+ objects missing \({key}\).*re-run `deep-lulc features`"):
         features.open_features(catalog)
     with pytest.raises(BadInputError, match=rf"missing \({key}\)"):
-        FeatureSource(str(store_path(catalog)))  # opened by the store's own href, as predict's reader does
+        FeatureSource(
+            features.open_store(str(store_path(catalog)), lazy=False)
+        )  # opened by the store's own href, as predict's reader does
 
 
 def test_a_truncated_chunk_is_bad_input_naming_it(tmp_path: Path) -> None:
@@ -229,7 +231,7 @@ def test_a_store_written_before_manifests_opens_with_a_warning(
         }
     ).to_zarr(store, zarr_format=2, consolidated=True)
     with caplog.at_level(logging.WARNING):
-        source = FeatureSource(str(store))
+        source = FeatureSource(features.open_store(str(store), lazy=False))
     assert source.height == 4
     assert any("has no manifest" in record.getMessage() for record in caplog.records)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pystac
 import pytest
 
-from deep_lulc.shared.stac import items_of, read_stac
+from deep_lulc.shared.io.stac import items_of, read_stac
 from deep_lulc.stages.features import stage as features
 from deep_lulc.stages.features.params import FeaturesParams
 
@@ -128,7 +128,7 @@ def test_no_secret_reaches_logs_items_or_params(
     texts.append((tmp_path / "search").read_text())  # search writes an ItemCollection file
     root = read_stac(f"{remote}/catalog.json")
     texts += [json.dumps(item.to_dict()) for item in items_of(root)]
-    from deep_lulc.shared.storage import read_bytes
+    from deep_lulc.shared.io.storage import read_bytes
 
     texts += [read_bytes(f"{remote}/{name}").decode() for name in ("params.json", "result.json", "catalog.json")]
     for text in texts:

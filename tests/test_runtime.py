@@ -16,8 +16,8 @@ from pydantic import Field
 from pydantic_core import PydanticUndefined
 from typer.testing import CliRunner
 
-from deep_lulc.shared.contract import NoInputs, StageInputs, StageParams
-from deep_lulc.shared.runtime import Stage, command
+from deep_lulc.shared.stage.contract import NoInputs, StageInputs, StageParams
+from deep_lulc.shared.stage.runtime import Stage, command
 from deep_lulc.stages.cli import COMMANDS, app
 
 RUNNER = CliRunner()
@@ -67,7 +67,7 @@ class _Toy(StageParams):
 
 
 def _toy_run(*, inputs: dict[str, str], output: str, params: _Toy) -> object:
-    from deep_lulc.shared.contract import StageResult
+    from deep_lulc.shared.stage.contract import StageResult
 
     return StageResult(stage="toy", catalog=output, items=(), extra={"params": params.model_dump(), "inputs": inputs})
 

@@ -20,9 +20,9 @@ import rasterio
 import shapely
 import xarray as xr
 
-from deep_lulc.shared.aoi import load_aoi
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.item_search import acquisition_key, deduplicate
+from deep_lulc.shared.sources.aoi import load_aoi
+from deep_lulc.shared.sources.item_search import acquisition_key, deduplicate
 from deep_lulc.stages.cube import stage as cube
 from deep_lulc.stages.cube.params import CubeParams
 from deep_lulc.stages.search import stage as search
@@ -329,7 +329,7 @@ def test_duplicate_acquisitions_keep_the_newest_baseline() -> None:
     assert len(twins) == 10  # every ES acquisition is listed by PC too, spelled 'Sentinel-2A'
     kept = deduplicate([*es, *twins])
     assert len(kept) == 10
-    from deep_lulc.shared.sentinel2 import processing_baseline
+    from deep_lulc.shared.sources.sentinel2 import processing_baseline
 
     for item in kept:
         group = [i for i in [*es, *twins] if acquisition_key(i) == acquisition_key(item)]

@@ -9,8 +9,8 @@ from typing import Any
 import pystac
 import pytest
 
-from deep_lulc.shared import sentinel2
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.sources import sentinel2
 
 from .conftest import REALDATA
 

@@ -21,7 +21,7 @@ import pytest
 import xarray as xr
 
 from deep_lulc.shared.errors import BadInputError, TransientError
-from deep_lulc.shared.logs import RedactingFilter
+from deep_lulc.shared.stage.logs import RedactingFilter
 from deep_lulc.stages.cube import stage as cube
 from deep_lulc.stages.cube.params import CubeParams, Loader
 from deep_lulc.stages.search import stage as search

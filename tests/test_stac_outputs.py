@@ -22,10 +22,10 @@ from pystac_client import Client
 from rasterio.crs import CRS
 from shapely.geometry import box, mapping
 
-from deep_lulc.shared.contract import StageParams, finish_single_item_output
+from deep_lulc.shared.io.publish import staged_output
 from deep_lulc.shared.products import cube, features
 from deep_lulc.shared.products.zarr_store import ZarrProduct
-from deep_lulc.shared.publish import staged_output
+from deep_lulc.shared.stage.contract import StageParams, finish_single_item_output
 
 from .conftest import validate_tree
 from .stac_api_server import loaded_into

@@ -17,8 +17,8 @@ import shapely
 from scipy import ndimage, sparse
 from shapely.geometry import box, shape
 
-from deep_lulc.shared import sentinel2
-from deep_lulc.shared.classes import SLOVENIA
+from deep_lulc.shared.lulc.classes import SLOVENIA
+from deep_lulc.shared.sources import sentinel2
 from deep_lulc.stages.synth import stage as synth
 from deep_lulc.stages.synth.landscape import (
     COVER_CLASS,

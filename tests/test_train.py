@@ -17,7 +17,7 @@ import rasterio
 import torch
 
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.networks import ModelConfig, build_network, load_weights
+from deep_lulc.shared.models.networks import ModelConfig, build_network, load_weights
 from deep_lulc.shared.products.chips import read_chip, read_chips
 from deep_lulc.stages.train import stage as train
 from deep_lulc.stages.train.chips_data import ChipDataset, PixelDataset

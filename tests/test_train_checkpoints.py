@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from deep_lulc.shared import storage
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.io import storage
 from deep_lulc.stages.train import stage as train
 from deep_lulc.stages.train.checkpoints import (
     STATE,

@@ -17,11 +17,19 @@ import numpy as np
 import pystac
 import rasterio
 
-from deep_lulc.shared.classes import ClassScheme, LulcClass, class_scheme_from_dict
-from deep_lulc.shared.cog import Categories, CogWriter
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.grids import GeoBox, write_projection
-from deep_lulc.shared.preview import thumbnail_asset
+from deep_lulc.shared.geo.grids import GeoBox, write_projection
+from deep_lulc.shared.io.cog import Categories, CogWriter
+from deep_lulc.shared.io.preview import thumbnail_asset
+from deep_lulc.shared.io.stac import period_item, stamp_provenance
+from deep_lulc.shared.lulc.classes import ClassScheme, LulcClass, class_scheme_from_dict
+from deep_lulc.shared.lulc.transitions import (
+    CHANGE_ASSET,
+    NODATA_CODE,
+    STABLE_COLOUR,
+    TRANSITION_FORMULA,
+    TransitionCoding,
+)
 from deep_lulc.shared.products.class_map import (
     THUMBNAIL_ASSET,
     ClassMap,
@@ -31,8 +39,6 @@ from deep_lulc.shared.products.class_map import (
     decimated,
     legend_png,
 )
-from deep_lulc.shared.stac import period_item, stamp_provenance
-from deep_lulc.shared.transitions import CHANGE_ASSET, NODATA_CODE, STABLE_COLOUR, TRANSITION_FORMULA, TransitionCoding
 
 CHANGE_FILE = "change.tif"
 MATRIX_CSV_FILE, MATRIX_JSON_FILE, THUMBNAIL_FILE = "matrix.csv", "matrix.json", "thumbnail.png"

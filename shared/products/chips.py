@@ -25,15 +25,15 @@ from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 from rasterio.errors import RasterioError
 from shapely.geometry import mapping
 
-from deep_lulc.shared import storage
-from deep_lulc.shared.classes import ClassScheme, class_scheme_from_dict
-from deep_lulc.shared.cog import open_cog, write_cog
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.geometry import bounds_to_wgs84
-from deep_lulc.shared.grids import GeoBox, epsg_of, write_projection
-from deep_lulc.shared.integrity import Recorded
-from deep_lulc.shared.preview import PNG_MEDIA_TYPE
-from deep_lulc.shared.stac import period_item, read_stac, save_self_contained, stamp_provenance, unwrapped
+from deep_lulc.shared.geo.geometry import bounds_to_wgs84
+from deep_lulc.shared.geo.grids import GeoBox, epsg_of, write_projection
+from deep_lulc.shared.io import storage
+from deep_lulc.shared.io.cog import open_cog, write_cog
+from deep_lulc.shared.io.integrity import Recorded
+from deep_lulc.shared.io.preview import PNG_MEDIA_TYPE
+from deep_lulc.shared.io.stac import period_item, read_stac, save_self_contained, stamp_provenance, unwrapped
+from deep_lulc.shared.lulc.classes import ClassScheme, class_scheme_from_dict
 
 __all__ = [
     "COLLECTION_ID",

@@ -3,7 +3,7 @@ COG, a legend preview), how any class-like COG asset is written, and how a class
 
 Every COG asset records its size (file extension) when it is written, and a read checks it: a class map whose
 file was lost or cut short is bad input naming that file, never a GDAL traceback or a map of nodata. Grids are
-odc-geo `GeoBox`es read and written through `deep_lulc.shared.grids`.
+odc-geo `GeoBox`es read and written through `deep_lulc.shared.geo.grids`.
 
 A class COG names its codes twice: `classification:classes` for STAC readers and GDAL category names (plus a
 thematic attribute table) for desktop GIS. GDAL keeps the latter in the COG's `.aux.xml` sidecar, which the
@@ -26,15 +26,15 @@ from pystac.extensions.file import FileExtension
 from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 from shapely.geometry import mapping
 
-from deep_lulc.shared import storage
-from deep_lulc.shared.classes import ClassScheme, LulcClass, class_scheme_from_dict
-from deep_lulc.shared.cog import COG_MEDIA_TYPE, Categories, CogWriter, Colormap, open_cog, require_file, sidecar_of
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.geometry import bounds_to_wgs84
-from deep_lulc.shared.grids import GeoBox, epsg_of, geobox_of, projection_fields, write_projection
-from deep_lulc.shared.integrity import Recorded
-from deep_lulc.shared.preview import thumbnail_asset
-from deep_lulc.shared.stac import items_of, period_item, read_stac, stamp_provenance
+from deep_lulc.shared.geo.geometry import bounds_to_wgs84
+from deep_lulc.shared.geo.grids import GeoBox, epsg_of, geobox_of, projection_fields, write_projection
+from deep_lulc.shared.io import storage
+from deep_lulc.shared.io.cog import COG_MEDIA_TYPE, Categories, CogWriter, Colormap, open_cog, require_file, sidecar_of
+from deep_lulc.shared.io.integrity import Recorded
+from deep_lulc.shared.io.preview import thumbnail_asset
+from deep_lulc.shared.io.stac import items_of, period_item, read_stac, stamp_provenance
+from deep_lulc.shared.lulc.classes import ClassScheme, LulcClass, class_scheme_from_dict
 
 CLASS_MAP_ASSET = "classes"
 PROBABILITIES_ASSET = "probabilities"  # uint8 percent per labelled class, written by `predict --probabilities`

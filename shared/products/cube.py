@@ -25,11 +25,11 @@ from pystac.extensions.datacube import (
     VariableType,
 )
 
-from deep_lulc.shared import sentinel2
-from deep_lulc.shared.grids import GeoBox, epsg_of, write_projection
+from deep_lulc.shared.geo.grids import GeoBox, epsg_of, write_projection
+from deep_lulc.shared.io.stac import iso, period_item
 from deep_lulc.shared.products import zarr_store
 from deep_lulc.shared.products.zarr_store import Manifest
-from deep_lulc.shared.stac import iso, period_item
+from deep_lulc.shared.sources import sentinel2
 
 ZARR_NAME = "cube.zarr"
 DATA_TITLE = "Reflectance and SCL cube"

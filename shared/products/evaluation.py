@@ -17,14 +17,16 @@ import numpy as np
 import pystac
 from pystac.extensions.file import FileExtension
 
-from deep_lulc.shared import storage
-from deep_lulc.shared.classes import LulcClass
-from deep_lulc.shared.cog import CogWriter, Colormap, require_file
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.grids import GeoBox, write_projection
-from deep_lulc.shared.integrity import Recorded
-from deep_lulc.shared.plots import confusion_png
-from deep_lulc.shared.preview import PNG_MEDIA_TYPE
+from deep_lulc.shared.geo.grids import GeoBox, write_projection
+from deep_lulc.shared.io import storage
+from deep_lulc.shared.io.cog import CogWriter, Colormap, require_file
+from deep_lulc.shared.io.integrity import Recorded
+from deep_lulc.shared.io.plots import confusion_png
+from deep_lulc.shared.io.preview import PNG_MEDIA_TYPE
+from deep_lulc.shared.io.stac import items_of, read_stac, stamp_provenance
+from deep_lulc.shared.lulc.classes import LulcClass
+from deep_lulc.shared.lulc.transitions import CHANGE_ASSET, TransitionCoding
 from deep_lulc.shared.products.change import change_map_of
 from deep_lulc.shared.products.class_map import (
     CLASS_MAP_ASSET,
@@ -35,8 +37,6 @@ from deep_lulc.shared.products.class_map import (
     class_map_of,
     legend_png,
 )
-from deep_lulc.shared.stac import items_of, read_stac, stamp_provenance
-from deep_lulc.shared.transitions import CHANGE_ASSET, TransitionCoding
 
 NO_LABEL, CORRECT, WRONG, NOT_MAPPED = 0, 1, 2, 3
 ERROR_CLASSES = (

@@ -24,11 +24,11 @@ import xarray as xr
 import zarr
 from pystac.extensions.datacube import DatacubeExtension
 
-from deep_lulc.shared.grids import GeoBox, write_projection
+from deep_lulc.shared.geo.grids import GeoBox, write_projection
+from deep_lulc.shared.io.stac import period_item
 from deep_lulc.shared.products import zarr_store
 from deep_lulc.shared.products.cube import bands_dimension, data_variable, temporal_dimension
 from deep_lulc.shared.products.zarr_store import Manifest, ZarrLocation
-from deep_lulc.shared.stac import period_item
 
 ZARR_NAME = "features.zarr"
 DATA_TITLE = "Interpolated features"

@@ -41,12 +41,12 @@ from pystac.extensions.mlm import (
 from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 from shapely.geometry import box, mapping
 
-from deep_lulc.shared import storage
-from deep_lulc.shared.classes import ClassScheme, LulcClass
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.integrity import SHA2_256, file_checksum
-from deep_lulc.shared.networks import ModelConfig
-from deep_lulc.shared.stac import items_of, period_item, read_stac, stamp_provenance
+from deep_lulc.shared.io import storage
+from deep_lulc.shared.io.integrity import SHA2_256, file_checksum
+from deep_lulc.shared.io.stac import items_of, period_item, read_stac, stamp_provenance
+from deep_lulc.shared.lulc.classes import ClassScheme, LulcClass
+from deep_lulc.shared.models.networks import ModelConfig
 from deep_lulc.shared.version import SOFTWARE_NAME, __version__
 
 __all__ = [

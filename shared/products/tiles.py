@@ -15,12 +15,12 @@ from typing import Any, Self
 from affine import Affine
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from deep_lulc.shared import storage
-from deep_lulc.shared.contract import StageParams
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.grids import GeoBox, epsg_of, geobox
-from deep_lulc.shared.publish import write_file_atomically
-from deep_lulc.shared.windows import PixelWindow, Span, window_grid, windows_touching
+from deep_lulc.shared.geo.grids import GeoBox, epsg_of, geobox
+from deep_lulc.shared.geo.windows import PixelWindow, Span, window_grid, windows_touching
+from deep_lulc.shared.io import storage
+from deep_lulc.shared.io.publish import write_file_atomically
+from deep_lulc.shared.stage.contract import StageParams
 
 TILES_FIX = "pass the tiles.json written by `deep-lulc plan-tiles` (a JSON array of its tile objects, unedited)"
 

@@ -43,11 +43,11 @@ from zarr.abc.store import ByteRequest, Store
 from zarr.core.buffer import Buffer, BufferPrototype
 from zarr.storage import FsspecStore, LocalStore, WrapperStore
 
-from deep_lulc.shared import storage
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.grids import GeoBox, epsg_of, geobox_of
-from deep_lulc.shared.integrity import checksum_matches, chunk_checksum, file_checksum
-from deep_lulc.shared.stac import items_of, read_stac
+from deep_lulc.shared.geo.grids import GeoBox, epsg_of, geobox_of
+from deep_lulc.shared.io import storage
+from deep_lulc.shared.io.integrity import checksum_matches, chunk_checksum, file_checksum
+from deep_lulc.shared.io.stac import items_of, read_stac
 
 ZARR_MEDIA_TYPE = "application/vnd+zarr"
 DATA_ASSET = "data"

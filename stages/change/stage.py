@@ -27,11 +27,20 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.warp import Resampling, reproject, transform_bounds
 
-from deep_lulc.shared import grids, storage
-from deep_lulc.shared.classes import ClassScheme, load_class_scheme
-from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.grids import GeoBox, epsg_of
+from deep_lulc.shared.geo import grids
+from deep_lulc.shared.geo.grids import GeoBox, epsg_of
+from deep_lulc.shared.geo.windows import PixelWindow, blocks
+from deep_lulc.shared.io import storage
+from deep_lulc.shared.io.publish import staged_output
+from deep_lulc.shared.lulc.classes import ClassScheme, load_class_scheme
+from deep_lulc.shared.lulc.transitions import (
+    NODATA_CODE,
+    TRANSITION_FORMULA,
+    TransitionCoding,
+    class_indices,
+    scheme_difference,
+)
 from deep_lulc.shared.products.change import change_item, change_writer, write_matrix_files, write_thumbnail
 from deep_lulc.shared.products.class_map import (
     PROBABILITIES_ASSET,
@@ -40,16 +49,8 @@ from deep_lulc.shared.products.class_map import (
     CogAsset,
     open_class_map,
 )
-from deep_lulc.shared.publish import staged_output
-from deep_lulc.shared.reruns import idempotent
-from deep_lulc.shared.transitions import (
-    NODATA_CODE,
-    TRANSITION_FORMULA,
-    TransitionCoding,
-    class_indices,
-    scheme_difference,
-)
-from deep_lulc.shared.windows import PixelWindow, blocks
+from deep_lulc.shared.stage.contract import StageResult, finish_single_item_output
+from deep_lulc.shared.stage.reruns import idempotent
 from deep_lulc.stages.change.joint import JointRule, as_probabilities, clean, decide, one_hot, stable_class, unit_pixels
 from deep_lulc.stages.change.params import ChangeParams
 

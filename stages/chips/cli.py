@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deep_lulc.shared.runtime import Stage
+from deep_lulc.shared.stage.runtime import Stage
 from deep_lulc.stages.chips.params import ChipsInputs, ChipsParams
 
 EPILOG = """

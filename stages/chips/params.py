@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from deep_lulc.shared.contract import StageInputs, StageParams
+from deep_lulc.shared.stage.contract import StageInputs, StageParams
 
 Sampling = Literal["random", "grid", "balanced"]
 

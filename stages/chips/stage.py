@@ -12,17 +12,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import pystac
 
-from deep_lulc.shared.classes import ClassScheme, load_class_scheme
-from deep_lulc.shared.contract import StageResult, write_params_file
-from deep_lulc.shared.erosion import erode_labels
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.grids import epsg_of, geobox_of
-from deep_lulc.shared.labels import describe, load_class_map, rasterize_labels, read_labels
+from deep_lulc.shared.geo.erosion import erode_labels
+from deep_lulc.shared.geo.grids import epsg_of, geobox_of
+from deep_lulc.shared.io.publish import staged_output
+from deep_lulc.shared.lulc.classes import ClassScheme, load_class_scheme
+from deep_lulc.shared.lulc.labels import describe, load_class_map, rasterize_labels, read_labels
 from deep_lulc.shared.products.chips import ChipsSummary, channel_names, write_chip, write_chips_catalog
 from deep_lulc.shared.products.features import open_features
-from deep_lulc.shared.progress import progress
-from deep_lulc.shared.publish import staged_output
-from deep_lulc.shared.reruns import idempotent
+from deep_lulc.shared.stage.contract import StageResult, write_params_file
+from deep_lulc.shared.stage.progress import progress
+from deep_lulc.shared.stage.reruns import idempotent
 from deep_lulc.stages.chips.auto import Layout, resolve_layout
 from deep_lulc.stages.chips.params import ChipsParams
 from deep_lulc.stages.chips.reader import ChunkedWindowReader

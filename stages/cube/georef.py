@@ -14,10 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pystac
 from rasterio.errors import RasterioIOError
 
-from deep_lulc.shared import gdal_env, sentinel2, storage
-from deep_lulc.shared.cog import open_raster
 from deep_lulc.shared.errors import BadInputError, TransientError
-from deep_lulc.shared.logs import redact_text
+from deep_lulc.shared.io import gdal_env, storage
+from deep_lulc.shared.io.cog import open_raster
+from deep_lulc.shared.sources import sentinel2
+from deep_lulc.shared.stage.logs import redact_text
 
 TOLERANCE_PX = 0.01  # origin and pixel size may differ by this share of a pixel (float rounding in JSON)
 HEADER_READERS = 8  # header reads run in parallel: remote ones wait on the network, not the CPU

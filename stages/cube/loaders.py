@@ -15,9 +15,10 @@ import numpy as np
 import pystac
 import xarray as xr
 
-from deep_lulc.shared import gdal_env, sentinel2
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.grids import GeoBox, epsg_of
+from deep_lulc.shared.geo.grids import GeoBox, epsg_of
+from deep_lulc.shared.io import gdal_env
+from deep_lulc.shared.sources import sentinel2
 from deep_lulc.stages.cube.params import Loader
 
 BANDS: tuple[str, ...] = sentinel2.REFLECTANCE_BANDS

@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from deep_lulc.shared.grids import MAX_GRID_PIXELS
+from deep_lulc.shared.geo.grids import MAX_GRID_PIXELS
 from deep_lulc.shared.products.tiles import TileSelection
-from deep_lulc.shared.scene_selection import SceneSelection
+from deep_lulc.shared.sources.scene_selection import SceneSelection
 
 Loader = Literal["odc-stac", "stackstac"]
 

@@ -16,24 +16,26 @@ import xarray as xr
 from rasterio.errors import RasterioIOError
 from shapely.geometry import mapping, shape
 
-from deep_lulc.shared import gdal_env, grids, sentinel2, storage
-from deep_lulc.shared.aoi import Aoi
-from deep_lulc.shared.cog import open_raster
-from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.errors import BadInputError, NothingToDoError, TransientError
-from deep_lulc.shared.item_search import find_items
-from deep_lulc.shared.logs import redact_text
-from deep_lulc.shared.preview import preview_stride, thumbnail_asset, true_colour_png
+from deep_lulc.shared.geo import grids
+from deep_lulc.shared.io import gdal_env, storage
+from deep_lulc.shared.io.cog import open_raster
+from deep_lulc.shared.io.preview import preview_stride, thumbnail_asset, true_colour_png
+from deep_lulc.shared.io.publish import staged_output
+from deep_lulc.shared.io.stac import iso, stamp_provenance
+from deep_lulc.shared.io.storage import join_href
 from deep_lulc.shared.products import cube as cube_product
 from deep_lulc.shared.products.cube import ZARR_NAME
 from deep_lulc.shared.products.tiles import Tile, planned_tile
 from deep_lulc.shared.products.zarr_store import ZarrLocation
-from deep_lulc.shared.publish import staged_output
-from deep_lulc.shared.reruns import idempotent
-from deep_lulc.shared.scene_selection import query_from
-from deep_lulc.shared.signing import sign_items
-from deep_lulc.shared.stac import iso, stamp_provenance
-from deep_lulc.shared.storage import join_href
+from deep_lulc.shared.sources import sentinel2
+from deep_lulc.shared.sources.aoi import Aoi
+from deep_lulc.shared.sources.item_search import find_items
+from deep_lulc.shared.sources.scene_selection import query_from
+from deep_lulc.shared.sources.signing import sign_items
+from deep_lulc.shared.stage.contract import StageResult, finish_single_item_output
+from deep_lulc.shared.stage.logs import redact_text
+from deep_lulc.shared.stage.reruns import idempotent
 from deep_lulc.stages.cube.georef import check_georeferencing
 from deep_lulc.stages.cube.loaders import BANDS, SolarDay, group_by_solar_day, load_dn
 from deep_lulc.stages.cube.params import CubeParams

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from deep_lulc.shared.contract import NoInputs, StageResult
-from deep_lulc.shared.runtime import Stage
+from deep_lulc.shared.stage.contract import NoInputs, StageResult
+from deep_lulc.shared.stage.runtime import Stage
 from deep_lulc.stages.demo.params import DemoParams
 
 EPILOG = """

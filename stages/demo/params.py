@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from deep_lulc.shared.contract import StageParams
+from deep_lulc.shared.stage.contract import StageParams
 
 
 class DemoParams(StageParams):

@@ -11,10 +11,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from deep_lulc.shared import storage
-from deep_lulc.shared.contract import StageResult
-from deep_lulc.shared.publish import write_file_atomically
-from deep_lulc.shared.stac import items_of, read_stac
+from deep_lulc.shared.io import storage
+from deep_lulc.shared.io.publish import write_file_atomically
+from deep_lulc.shared.io.stac import items_of, read_stac
+from deep_lulc.shared.stage.contract import StageResult
 
 REPORT_NAME = "report.html"
 

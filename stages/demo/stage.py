@@ -10,11 +10,11 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from deep_lulc.shared import storage
-from deep_lulc.shared.contract import StageResult
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.publish import write_file_atomically
-from deep_lulc.shared.storage import join_href
+from deep_lulc.shared.io import storage
+from deep_lulc.shared.io.publish import write_file_atomically
+from deep_lulc.shared.io.storage import join_href
+from deep_lulc.shared.stage.contract import StageResult
 from deep_lulc.stages.change import stage as change
 from deep_lulc.stages.change.params import ChangeParams
 from deep_lulc.stages.chips import stage as chips

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deep_lulc.shared.runtime import Stage
+from deep_lulc.shared.stage.runtime import Stage
 from deep_lulc.stages.evaluate.params import EvaluateInputs, EvaluateParams
 
 EPILOG = """

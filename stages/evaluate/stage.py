@@ -19,15 +19,17 @@ import shapely
 from pyproj import Transformer
 from rasterio import features as rasterio_features
 
-from deep_lulc.shared import storage
-from deep_lulc.shared.aoi import format_bbox
-from deep_lulc.shared.classes import ClassScheme, LulcClass
-from deep_lulc.shared.contract import StageResult, finish_single_item_output
-from deep_lulc.shared.erosion import erode_labels
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.grids import GeoBox, epsg_of
-from deep_lulc.shared.labels import LabelPolygons, describe, load_class_map, read_labels
-from deep_lulc.shared.metrics import confusion_matrix, scores
+from deep_lulc.shared.geo.erosion import erode_labels
+from deep_lulc.shared.geo.geometry import format_bbox
+from deep_lulc.shared.geo.grids import GeoBox, epsg_of
+from deep_lulc.shared.geo.windows import PixelWindow, blocks
+from deep_lulc.shared.io import storage
+from deep_lulc.shared.io.publish import StagedOutput, staged_output
+from deep_lulc.shared.lulc.classes import ClassScheme, LulcClass
+from deep_lulc.shared.lulc.labels import LabelPolygons, describe, load_class_map, read_labels
+from deep_lulc.shared.lulc.metrics import confusion_matrix, scores
+from deep_lulc.shared.lulc.transitions import TransitionCoding, class_indices
 from deep_lulc.shared.products.class_map import ClassMap
 from deep_lulc.shared.products.evaluation import (
     UNCHANGED_COLOUR,
@@ -37,10 +39,8 @@ from deep_lulc.shared.products.evaluation import (
     evaluation_item,
     open_scored_map,
 )
-from deep_lulc.shared.publish import StagedOutput, staged_output
-from deep_lulc.shared.reruns import idempotent
-from deep_lulc.shared.transitions import TransitionCoding, class_indices
-from deep_lulc.shared.windows import PixelWindow, blocks
+from deep_lulc.shared.stage.contract import StageResult, finish_single_item_output
+from deep_lulc.shared.stage.reruns import idempotent
 from deep_lulc.stages.evaluate.params import EvaluateParams
 
 STAGE = "evaluate"

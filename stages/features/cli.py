@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deep_lulc.shared.runtime import Stage
+from deep_lulc.shared.stage.runtime import Stage
 from deep_lulc.stages.features.params import FeaturesInputs, FeaturesParams
 
 EPILOG = """

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit, prange
 
-from deep_lulc.shared.sentinel2 import REFLECTANCE_BANDS
+from deep_lulc.shared.sources.sentinel2 import REFLECTANCE_BANDS
 from deep_lulc.stages.features.interpolation import interpolate_to_grid
 
 INDICES: tuple[str, ...] = ("NDVI", "NDWI", "NDBI")

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from deep_lulc.shared.contract import StageInputs, StageParams
-from deep_lulc.shared.sentinel2 import DEFAULT_VALID_SCL, SCL_CLASSES
+from deep_lulc.shared.sources.sentinel2 import DEFAULT_VALID_SCL, SCL_CLASSES
+from deep_lulc.shared.stage.contract import StageInputs, StageParams
 
 
 class FeaturesInputs(StageInputs):

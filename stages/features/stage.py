@@ -42,20 +42,20 @@ import xarray as xr
 from rasterio import features as rasterio_features
 from shapely.geometry import shape
 
-from deep_lulc.shared import storage
-from deep_lulc.shared.aoi import Aoi
-from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.errors import BadInputError, NothingToDoError
-from deep_lulc.shared.grids import epsg_of, geobox_of
-from deep_lulc.shared.preview import preview_stride, thumbnail_asset, true_colour_png
+from deep_lulc.shared.geo.grids import epsg_of, geobox_of
+from deep_lulc.shared.geo.windows import blocks
+from deep_lulc.shared.io import storage
+from deep_lulc.shared.io.preview import preview_stride, thumbnail_asset, true_colour_png
+from deep_lulc.shared.io.publish import staged_output
+from deep_lulc.shared.io.stac import iso, stamp_provenance
 from deep_lulc.shared.products import features as features_product
 from deep_lulc.shared.products.cube import open_cube
 from deep_lulc.shared.products.features import ZARR_NAME
 from deep_lulc.shared.products.zarr_store import ZarrLocation
-from deep_lulc.shared.publish import staged_output
-from deep_lulc.shared.reruns import idempotent
-from deep_lulc.shared.stac import iso, stamp_provenance
-from deep_lulc.shared.windows import blocks
+from deep_lulc.shared.sources.aoi import Aoi
+from deep_lulc.shared.stage.contract import StageResult, finish_single_item_output
+from deep_lulc.shared.stage.reruns import idempotent
 from deep_lulc.stages.features.indices import CHANNELS
 from deep_lulc.stages.features.params import FeaturesParams
 from deep_lulc.stages.features.streaming import (

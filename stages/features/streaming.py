@@ -19,10 +19,10 @@ import numpy as np
 import numpy.typing as npt
 import xarray as xr
 
+from deep_lulc.shared.geo.windows import PixelWindow
 from deep_lulc.shared.products.features import write_window
 from deep_lulc.shared.products.zarr_store import ZarrLocation
-from deep_lulc.shared.progress import progress
-from deep_lulc.shared.windows import PixelWindow
+from deep_lulc.shared.stage.progress import progress
 from deep_lulc.stages.features.indices import interpolated_features, usable_observations
 
 T = TypeVar("T")

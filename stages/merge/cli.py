@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from deep_lulc.shared.contract import NoInputs
-from deep_lulc.shared.runtime import Hrefs, Stage
+from deep_lulc.shared.stage.contract import NoInputs
+from deep_lulc.shared.stage.runtime import Hrefs, Stage
 from deep_lulc.stages.merge.params import MergeParams
 
 EPILOG = """

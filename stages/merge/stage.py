@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from deep_lulc.shared import storage
-from deep_lulc.shared.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.io import storage
+from deep_lulc.shared.io.publish import staged_output
 from deep_lulc.shared.products.class_map import (
     ClassMap,
     CogAsset,
@@ -23,8 +23,8 @@ from deep_lulc.shared.products.class_map import (
     open_class_map,
     prediction_item,
 )
-from deep_lulc.shared.publish import staged_output
-from deep_lulc.shared.reruns import idempotent
+from deep_lulc.shared.stage.contract import StageResult, finish_single_item_output
+from deep_lulc.shared.stage.reruns import idempotent
 from deep_lulc.stages.merge.params import MergeParams
 
 STAGE = "merge"

@@ -3,7 +3,7 @@ their options from the models)."""
 
 from __future__ import annotations
 
-from deep_lulc.shared.runtime import Stage
+from deep_lulc.shared.stage.runtime import Stage
 from deep_lulc.stages.predict.params import PlanTilesInputs, PlanTilesParams, PredictInputs, PredictParams
 
 PREDICT_EPILOG = """

@@ -18,11 +18,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from torch import nn
 
-from deep_lulc.shared import storage
-from deep_lulc.shared.classes import ClassScheme
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.networks import ModelConfig, build_network
-from deep_lulc.shared.pixel_classifier import PixelClassifier
+from deep_lulc.shared.io import storage
+from deep_lulc.shared.lulc.classes import ClassScheme
+from deep_lulc.shared.models.networks import ModelConfig, build_network
+from deep_lulc.shared.models.pixel_classifier import PixelClassifier
 from deep_lulc.shared.products.model import ModelProduct, looks_pickled
 from deep_lulc.shared.products.model import read_model as read_model_item
 

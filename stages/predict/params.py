@@ -6,9 +6,9 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from deep_lulc.shared.contract import StageInputs, StageParams
+from deep_lulc.shared.geo.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
 from deep_lulc.shared.products.tiles import TileSelection
-from deep_lulc.shared.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
+from deep_lulc.shared.stage.contract import StageInputs, StageParams
 
 FEATURES_HELP = "The features stage's catalog.json href."
 

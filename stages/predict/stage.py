@@ -8,19 +8,19 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from deep_lulc.shared import storage
-from deep_lulc.shared.contract import StageResult, finish_single_item_output
-from deep_lulc.shared.devices import pick_device
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.grids import GeoBox, describe, geobox_of, same_grid
-from deep_lulc.shared.inference import FeatureSource, InferenceSetup, predict_region
+from deep_lulc.shared.geo.grids import GeoBox, describe, geobox_of, same_grid
+from deep_lulc.shared.geo.windows import PixelWindow, Span, window_grid, windows_touching
+from deep_lulc.shared.io import storage
+from deep_lulc.shared.io.publish import staged_output
+from deep_lulc.shared.models.devices import pick_device
+from deep_lulc.shared.models.inference import FeatureSource, InferenceSetup, predict_region
 from deep_lulc.shared.products.class_map import PredictionWriters, grid_record, percent, prediction_item
 from deep_lulc.shared.products.features import open_features
 from deep_lulc.shared.products.tiles import Tile, planned_tile
-from deep_lulc.shared.progress import progress_bar
-from deep_lulc.shared.publish import staged_output
-from deep_lulc.shared.reruns import idempotent
-from deep_lulc.shared.windows import PixelWindow, Span, window_grid, windows_touching
+from deep_lulc.shared.stage.contract import StageResult, finish_single_item_output
+from deep_lulc.shared.stage.progress import progress_bar
+from deep_lulc.shared.stage.reruns import idempotent
 from deep_lulc.stages.predict.model_loading import check_inputs_match, load_model, read_model_item
 from deep_lulc.stages.predict.params import PredictParams
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from deep_lulc.shared import grids
-from deep_lulc.shared.aoi import load_aoi
-from deep_lulc.shared.contract import StageResult
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.geo import grids
 from deep_lulc.shared.products.features import open_features
 from deep_lulc.shared.products.tiles import (
     TILES_FIX,
@@ -23,7 +21,9 @@ from deep_lulc.shared.products.tiles import (
     read_tiles_file,
     write_tiles_file,
 )
-from deep_lulc.shared.reruns import idempotent
+from deep_lulc.shared.sources.aoi import load_aoi
+from deep_lulc.shared.stage.contract import StageResult
+from deep_lulc.shared.stage.reruns import idempotent
 from deep_lulc.stages.predict.params import PlanTilesParams
 
 STAGE = "plan-tiles"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from deep_lulc.shared.runtime import Stage
-from deep_lulc.shared.scene_selection import SceneInputs
+from deep_lulc.shared.sources.scene_selection import SceneInputs
+from deep_lulc.shared.stage.runtime import Stage
 from deep_lulc.stages.search.params import SearchParams
 
 EPILOG = """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deep_lulc.shared.scene_selection import SceneSelection
+from deep_lulc.shared.sources.scene_selection import SceneSelection
 
 
 class SearchParams(SceneSelection):

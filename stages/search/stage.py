@@ -8,12 +8,12 @@ from collections.abc import Mapping
 
 import pystac
 
-from deep_lulc.shared.contract import StageResult
-from deep_lulc.shared.item_search import find_items
-from deep_lulc.shared.products.scenes import write_scene_list
-from deep_lulc.shared.reruns import idempotent
-from deep_lulc.shared.scene_selection import query_from
-from deep_lulc.shared.signing import sign_items
+from deep_lulc.shared.sources.item_search import find_items
+from deep_lulc.shared.sources.scene_list import write_scene_list
+from deep_lulc.shared.sources.scene_selection import query_from
+from deep_lulc.shared.sources.signing import sign_items
+from deep_lulc.shared.stage.contract import StageResult
+from deep_lulc.shared.stage.reruns import idempotent
 from deep_lulc.stages.search.params import SearchParams
 
 STAGE = "search"

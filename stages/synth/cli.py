@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from deep_lulc.shared.contract import NoInputs
-from deep_lulc.shared.runtime import Stage
+from deep_lulc.shared.stage.contract import NoInputs
+from deep_lulc.shared.stage.runtime import Stage
 from deep_lulc.stages.synth.params import SynthParams
 
 EPILOG = """

@@ -11,11 +11,11 @@ from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 from shapely.geometry import Polygon, mapping
 
-from deep_lulc.shared import sentinel2
-from deep_lulc.shared.cog import COG_MEDIA_TYPE
-from deep_lulc.shared.geometry import bounds_to_wgs84
-from deep_lulc.shared.grids import GeoBox, epsg_of
-from deep_lulc.shared.stac import stamp_provenance
+from deep_lulc.shared.geo.geometry import bounds_to_wgs84
+from deep_lulc.shared.geo.grids import GeoBox, epsg_of
+from deep_lulc.shared.io.cog import COG_MEDIA_TYPE
+from deep_lulc.shared.io.stac import stamp_provenance
+from deep_lulc.shared.sources import sentinel2
 from deep_lulc.stages.synth.landscape import MGRS_TILE, grid_bounds
 from deep_lulc.stages.synth.params import AssetStyle
 from deep_lulc.stages.synth.scenes import Scene

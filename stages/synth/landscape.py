@@ -21,7 +21,7 @@ from scipy import ndimage
 from shapely.geometry import LineString, Point, Polygon, box
 from shapely.geometry.base import BaseGeometry
 
-from deep_lulc.shared.grids import GeoBox, geobox
+from deep_lulc.shared.geo.grids import GeoBox, geobox
 
 # The scene is a window of Sentinel-2 tile 33TWM (UTM zone 33N, east of Ljubljana: the seed's area), from
 # the upper-left corner of its 10 m lattice.

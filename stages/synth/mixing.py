@@ -26,7 +26,7 @@ from affine import Affine
 from rasterio import features
 from scipy import ndimage, sparse
 
-from deep_lulc.shared.grids import GeoBox
+from deep_lulc.shared.geo.grids import GeoBox
 from deep_lulc.stages.synth.landscape import Cover, Landscape
 from deep_lulc.stages.synth.phenology import COMPONENTS, Component, Material
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from deep_lulc.shared.contract import StageParams
+from deep_lulc.shared.stage.contract import StageParams
 
 AssetStyle = Literal["earth-search", "planetary-computer"]
 

@@ -15,7 +15,7 @@ from enum import StrEnum
 import numpy as np
 from scipy import ndimage, sparse
 
-from deep_lulc.shared.grids import GeoBox
+from deep_lulc.shared.geo.grids import GeoBox
 from deep_lulc.stages.synth.landscape import Landscape
 from deep_lulc.stages.synth.mixing import Fields, mixing_matrix
 from deep_lulc.stages.synth.phenology import N_BANDS, ParcelTraits, component_reflectance

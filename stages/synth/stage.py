@@ -11,15 +11,15 @@ from typing import Any
 import numpy as np
 import pystac
 
-from deep_lulc.shared import sentinel2
-from deep_lulc.shared.cog import write_cog
-from deep_lulc.shared.contract import StageResult, write_params_file
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.grids import GeoBox, epsg_of
-from deep_lulc.shared.publish import staged_output
-from deep_lulc.shared.reruns import idempotent
-from deep_lulc.shared.stac import save_self_contained
-from deep_lulc.shared.storage import join_href
+from deep_lulc.shared.geo.grids import GeoBox, epsg_of
+from deep_lulc.shared.io.cog import write_cog
+from deep_lulc.shared.io.publish import staged_output
+from deep_lulc.shared.io.stac import save_self_contained
+from deep_lulc.shared.io.storage import join_href
+from deep_lulc.shared.sources import sentinel2
+from deep_lulc.shared.stage.contract import StageResult, write_params_file
+from deep_lulc.shared.stage.reruns import idempotent
 from deep_lulc.stages.synth.items import build_item, collection_for, footprint_wgs84, item_id
 from deep_lulc.stages.synth.landscape import evolve_landscape, generate_landscape, scene_grid
 from deep_lulc.stages.synth.params import SynthParams

@@ -15,9 +15,9 @@ from pystac.extensions.classification import Classification, ClassificationExten
 from pystac.extensions.label import LabelClasses, LabelExtension, LabelMethod, LabelTask, LabelType
 from shapely.geometry import mapping
 
-from deep_lulc.shared.classes import SLOVENIA
-from deep_lulc.shared.grids import GeoBox, epsg_of
-from deep_lulc.shared.stac import set_nominal_datetime, stamp_provenance
+from deep_lulc.shared.geo.grids import GeoBox, epsg_of
+from deep_lulc.shared.io.stac import set_nominal_datetime, stamp_provenance
+from deep_lulc.shared.lulc.classes import SLOVENIA
 from deep_lulc.stages.synth.items import footprint_wgs84
 from deep_lulc.stages.synth.landscape import Landscape
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from deep_lulc.shared.metrics import confusion_matrix, scores
-from deep_lulc.shared.pixel_classifier import THREADS, TRAIN_PIXELS, fit_lightgbm, sample_pixels
+from deep_lulc.shared.lulc.metrics import confusion_matrix, scores
+from deep_lulc.shared.models.pixel_classifier import THREADS, TRAIN_PIXELS, fit_lightgbm, sample_pixels
 from deep_lulc.shared.products.chips import ChipRecord, read_chip
 
 log = logging.getLogger(__name__)

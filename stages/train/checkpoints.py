@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from deep_lulc.shared import storage
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.io import storage
 
 log = logging.getLogger(__name__)
 FOLDER = "checkpoints"

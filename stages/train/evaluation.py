@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from deep_lulc.shared.metrics import confusion_matrix, scores
-from deep_lulc.shared.networks import ModelConfig
+from deep_lulc.shared.lulc.metrics import confusion_matrix, scores
+from deep_lulc.shared.models.networks import ModelConfig
 from deep_lulc.shared.products.chips import ChipRecord
 from deep_lulc.stages.train.chips_data import ChipDataset
 

@@ -39,8 +39,8 @@ from fastai.optimizer import Adam
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from deep_lulc.shared.networks import load_weights, save_weights
-from deep_lulc.shared.progress import interactive
+from deep_lulc.shared.models.networks import load_weights, save_weights
+from deep_lulc.shared.stage.progress import interactive
 from deep_lulc.stages.train.checkpoints import (
     Checkpoints,
     TrainingState,

@@ -18,12 +18,12 @@ import torch
 from torch import nn
 
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.inference import FeatureSource, InferenceSetup, RegionReader, predict_region
-from deep_lulc.shared.metrics import confusion_matrix, scores
-from deep_lulc.shared.networks import ModelConfig
+from deep_lulc.shared.geo.windows import DEFAULT_OVERLAP, PixelWindow, Span, window_grid
+from deep_lulc.shared.lulc.metrics import confusion_matrix, scores
+from deep_lulc.shared.models.inference import FeatureSource, InferenceSetup, RegionReader, predict_region
+from deep_lulc.shared.models.networks import ModelConfig
 from deep_lulc.shared.products.chips import ChipRecord, read_chip
 from deep_lulc.shared.products.features import open_features
-from deep_lulc.shared.windows import DEFAULT_OVERLAP, PixelWindow, Span, window_grid
 
 log = logging.getLogger(__name__)
 

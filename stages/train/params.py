@@ -6,9 +6,9 @@ from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from deep_lulc.shared import architectures
-from deep_lulc.shared.architectures import DEFAULT_ARCHITECTURE, Architecture
-from deep_lulc.shared.contract import StageInputs, StageParams
+from deep_lulc.shared.models import architectures
+from deep_lulc.shared.models.architectures import DEFAULT_ARCHITECTURE, Architecture
+from deep_lulc.shared.stage.contract import StageInputs, StageParams
 
 Encoder = Literal["resnet18", "resnet34", "resnet50"]
 InputMode = Literal["stack", "single-date"]

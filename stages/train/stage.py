@@ -19,19 +19,26 @@ from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from torch import nn
 
-from deep_lulc.shared import architectures, storage
-from deep_lulc.shared.contract import StageResult, finish_single_item_output
-from deep_lulc.shared.devices import pick_device
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.networks import ModelConfig, build_network, count_parameters, load_weights, save_weights
-from deep_lulc.shared.pixel_classifier import N_ESTIMATORS, TRAIN_PIXELS, PixelClassifier, fit_lightgbm, sample_pixels
-from deep_lulc.shared.plots import confusion_png, loss_png
+from deep_lulc.shared.geo.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
+from deep_lulc.shared.io import storage
+from deep_lulc.shared.io.plots import confusion_png, loss_png
+from deep_lulc.shared.io.publish import staged_output
+from deep_lulc.shared.models import architectures
+from deep_lulc.shared.models.devices import pick_device
+from deep_lulc.shared.models.networks import ModelConfig, build_network, count_parameters, load_weights, save_weights
+from deep_lulc.shared.models.pixel_classifier import (
+    N_ESTIMATORS,
+    TRAIN_PIXELS,
+    PixelClassifier,
+    fit_lightgbm,
+    sample_pixels,
+)
 from deep_lulc.shared.products.chips import ChipRecord, ChipSet, read_chips
 from deep_lulc.shared.products.model import CONFIG_NAME, LIGHTGBM_MEDIA_TYPE, SAFETENSORS_MEDIA_TYPE, model_item
-from deep_lulc.shared.publish import staged_output
-from deep_lulc.shared.reruns import idempotent
+from deep_lulc.shared.stage.contract import StageResult, finish_single_item_output
+from deep_lulc.shared.stage.reruns import idempotent
 from deep_lulc.shared.version import __version__
-from deep_lulc.shared.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
 from deep_lulc.stages.train.baseline import lightgbm_baseline
 from deep_lulc.stages.train.checkpoints import Checkpoints, resume_point
 from deep_lulc.stages.train.chips_data import PIXEL_BATCH, ChipDataset, PixelDataset, balanced_weights

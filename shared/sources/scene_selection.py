@@ -8,11 +8,11 @@ from collections.abc import Mapping
 
 from pydantic import Field, model_validator
 
-from deep_lulc.shared.aoi import load_aoi
-from deep_lulc.shared.contract import StageInputs, StageParams
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.item_search import SceneQuery
-from deep_lulc.shared.signing import Signing
+from deep_lulc.shared.sources.aoi import load_aoi
+from deep_lulc.shared.sources.item_search import SceneQuery
+from deep_lulc.shared.sources.signing import Signing
+from deep_lulc.shared.stage.contract import StageInputs, StageParams
 
 
 class SceneInputs(StageInputs):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from deep_lulc.shared import storage
+from deep_lulc.shared.io import storage
 
 V = TypeVar("V")
 

@@ -18,10 +18,10 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
-from deep_lulc.shared import storage
-from deep_lulc.shared.contract import StageParams, StageResult
 from deep_lulc.shared.errors import DeepLulcError
-from deep_lulc.shared.publish import CATALOG_NAME, check_output_path, write_file_atomically
+from deep_lulc.shared.io import storage
+from deep_lulc.shared.io.publish import CATALOG_NAME, check_output_path, write_file_atomically
+from deep_lulc.shared.stage.contract import StageParams, StageResult
 from deep_lulc.shared.version import __version__
 
 RESULT_NAME = "result.json"

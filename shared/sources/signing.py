@@ -23,9 +23,9 @@ from urllib.parse import parse_qs, urlparse, urlsplit, urlunsplit
 
 import pystac
 
-from deep_lulc.shared import storage
 from deep_lulc.shared.errors import BadInputError, TransientError
-from deep_lulc.shared.item_search import RETRY_STATUS, retry_policy
+from deep_lulc.shared.io import storage
+from deep_lulc.shared.sources.item_search import RETRY_STATUS, retry_policy
 
 log = logging.getLogger(__name__)
 TOKEN_MARGIN_S = 60  # a cached token closer to expiry than this is asked for again (as the package does)

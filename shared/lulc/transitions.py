@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from deep_lulc.shared.classes import ClassScheme, LulcClass
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.lulc.classes import ClassScheme, LulcClass
 
 CHANGE_ASSET = "change"  # the transition COG of a change item
 TRANSITION_FORMULA = "1 + from_index * n + to_index"

@@ -15,10 +15,10 @@ from typing import Any
 import pystac
 from pystac.utils import is_absolute_href, make_absolute_href
 
-from deep_lulc.shared import storage
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.publish import write_file_atomically
-from deep_lulc.shared.stac import confine_assets
+from deep_lulc.shared.io import storage
+from deep_lulc.shared.io.publish import write_file_atomically
+from deep_lulc.shared.io.stac import confine_assets
 from deep_lulc.shared.version import __version__
 
 SEARCH_FIELD = "deep-lulc:search"

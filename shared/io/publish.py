@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from deep_lulc.shared.errors import BadInputError, DeepLulcError
-from deep_lulc.shared.storage import classify_os_error, filesystem_for, join_href, normalize_href, redact, scheme_of
+from deep_lulc.shared.io.storage import classify_os_error, filesystem_for, join_href, normalize_href, redact, scheme_of
 
 CATALOG_NAME = "catalog.json"
 STAGING_PREFIX = ".deep-lulc-staging-"

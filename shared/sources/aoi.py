@@ -18,8 +18,9 @@ from pyproj import CRS, Transformer
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
-from deep_lulc.shared import storage
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.geo.geometry import format_bbox
+from deep_lulc.shared.io import storage
 
 MAX_LONGITUDE_SPAN = 180.0  # degrees: a wider AOI crosses the antimeridian, or is no area one UTM grid can hold
 ANTIMERIDIAN_FIX = (
@@ -48,10 +49,6 @@ class Aoi:
     def projected(self, epsg: int) -> BaseGeometry:
         transformer = Transformer.from_crs(4326, epsg, always_xy=True)
         return shapely.transform(self.geometry, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
-
-
-def format_bbox(bbox: tuple[float, float, float, float] | list[float]) -> str:
-    return "[" + ", ".join(f"{v:.5f}" for v in bbox) + "]"
 
 
 def load_aoi(spec: str) -> Aoi:

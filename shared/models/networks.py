@@ -20,9 +20,9 @@ import torchvision
 from safetensors.torch import load_file, load_model, save_model
 from torch import nn
 
-from deep_lulc.shared import architectures
-from deep_lulc.shared.architectures import ARCHITECTURES
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.models import architectures
+from deep_lulc.shared.models.architectures import ARCHITECTURES
 
 ENCODERS: dict[str, Any] = {
     "resnet18": torchvision.models.resnet18,

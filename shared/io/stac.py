@@ -20,9 +20,9 @@ from pystac.layout import CustomLayoutStrategy, HrefLayoutStrategy
 from pystac.stac_io import DefaultStacIO
 from pystac.utils import make_absolute_href
 
-from deep_lulc.shared import storage
 from deep_lulc.shared.errors import BadInputError, DeepLulcError
-from deep_lulc.shared.integrity import file_checksum, seal_assets
+from deep_lulc.shared.io import storage
+from deep_lulc.shared.io.integrity import file_checksum, seal_assets
 from deep_lulc.shared.version import SOFTWARE_NAME, __version__
 
 

@@ -29,10 +29,10 @@ from rasterio.errors import RasterioIOError
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
-from deep_lulc.shared import gdal_env, storage
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.grids import GeoBox, epsg_of, geobox
-from deep_lulc.shared.integrity import Recorded, verify_file
+from deep_lulc.shared.geo.grids import GeoBox, epsg_of, geobox
+from deep_lulc.shared.io import gdal_env, storage
+from deep_lulc.shared.io.integrity import Recorded, verify_file
 
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 BLOCK = 256

@@ -20,9 +20,8 @@ import torch
 import xarray as xr
 from torch import nn
 
-from deep_lulc.shared.products.features import open_store as open_features_store
-from deep_lulc.shared.temporal_unet import TemporalEncoder
-from deep_lulc.shared.windows import PixelWindow, Span, blend_weights
+from deep_lulc.shared.geo.windows import PixelWindow, Span, blend_weights
+from deep_lulc.shared.models.temporal_unet import TemporalEncoder
 
 MULTIPLE = 32  # the U-Net halves its input five times
 Emit = Callable[[Span, Span, np.ndarray], None]
@@ -48,10 +47,10 @@ class WindowReader(Protocol):
 class FeatureSource:
     """Windows of a features store, read without dask: each read decodes only the chunks it touches."""
 
-    def __init__(self, store: str | xr.Dataset) -> None:
-        """`store`: the store's href, or a store already opened (and verified) with `open_features(lazy=False)`,
-        so that a stage holding the item does not list and verify the store a second time."""
-        self.dataset: xr.Dataset = open_features_store(store, lazy=False) if isinstance(store, str) else store
+    def __init__(self, dataset: xr.Dataset) -> None:
+        """`dataset`: a store opened (and verified) by the features product with `lazy=False`; opening is the
+        product's job, so this layer never learns the store's layout."""
+        self.dataset: xr.Dataset = dataset
         self.features = self.dataset["features"]
         self.height = int(self.dataset.sizes["y"])
         self.width = int(self.dataset.sizes["x"])

@@ -17,11 +17,16 @@ from urllib.parse import urlsplit
 import pystac
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from deep_lulc.shared import storage
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.publish import StagedOutput
-from deep_lulc.shared.stac import ONE_FOLDER_LAYOUT, save_self_contained, set_nominal_datetime, single_item_collection
-from deep_lulc.shared.storage import redact
+from deep_lulc.shared.io import storage
+from deep_lulc.shared.io.publish import StagedOutput
+from deep_lulc.shared.io.stac import (
+    ONE_FOLDER_LAYOUT,
+    save_self_contained,
+    set_nominal_datetime,
+    single_item_collection,
+)
+from deep_lulc.shared.io.storage import redact
 from deep_lulc.shared.version import __version__
 
 PARAMS_NAME = "params.json"

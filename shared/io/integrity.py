@@ -24,8 +24,8 @@ import blake3
 import pystac
 from pystac.extensions.file import FileExtension
 
-from deep_lulc.shared import storage
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.io import storage
 
 SHA2_256 = "1220"  # multihash prefix: sha2-256, 32 bytes
 BLAKE3 = "1e20"  # multihash prefix: blake3, 32 bytes

@@ -23,11 +23,13 @@ import shapely
 from shapely.geometry import shape
 from urllib3 import Retry
 
-from deep_lulc.shared import sentinel2, storage
-from deep_lulc.shared.aoi import Aoi, format_bbox
 from deep_lulc.shared.errors import BadInputError, NothingToDoError, TransientError
-from deep_lulc.shared.products.scenes import is_scene_list, read_scene_list
-from deep_lulc.shared.stac import items_of, read_stac
+from deep_lulc.shared.geo.geometry import format_bbox
+from deep_lulc.shared.io import storage
+from deep_lulc.shared.io.stac import items_of, read_stac
+from deep_lulc.shared.sources import sentinel2
+from deep_lulc.shared.sources.aoi import Aoi
+from deep_lulc.shared.sources.scene_list import is_scene_list, read_scene_list
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 if TYPE_CHECKING:
-    from deep_lulc.shared.networks import ModelConfig
+    from deep_lulc.shared.models.networks import ModelConfig
 
 SPATIAL_WIDTHS = (16, 32, 64)
 TEMPORAL_WIDTH = 16

@@ -22,10 +22,10 @@ from pyproj import CRS, Transformer
 from rasterio import features as rasterio_features
 from shapely.geometry import box
 
-from deep_lulc.shared import storage
-from deep_lulc.shared.aoi import format_bbox
-from deep_lulc.shared.classes import ClassScheme
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.geo.geometry import format_bbox
+from deep_lulc.shared.io import storage
+from deep_lulc.shared.lulc.classes import ClassScheme
 
 
 @dataclass(frozen=True)

@@ -33,10 +33,10 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from deep_lulc.shared.contract import StageInputs, StageParams, StageResult, validate_params, write_outputs_dir
 from deep_lulc.shared.errors import BadInputError, DeepLulcError, ExitCode
-from deep_lulc.shared.logs import configure_logging, redact_text
-from deep_lulc.shared.storage import LOCAL_ROOTS_VARIABLE
+from deep_lulc.shared.io.storage import LOCAL_ROOTS_VARIABLE
+from deep_lulc.shared.stage.contract import StageInputs, StageParams, StageResult, validate_params, write_outputs_dir
+from deep_lulc.shared.stage.logs import configure_logging, redact_text
 
 log = logging.getLogger("deep_lulc")
 
