@@ -40,7 +40,7 @@ lint: install-dev
 	$(BIN)/hadolint dockerfiles/Dockerfile
 
 # System packages the tests' real services need: PostgreSQL 15 with PostGIS behind the STAC API test server
-# (tests/stac_api_server.py) and Chromium for STAC Browser (tests/test_stac_browser.py), plus Debian's Node.js and
+# (tests/stac_api_server.py) and Chromium for STAC Browser (tests/contract/test_stac_browser.py), plus Debian's Node.js and
 # npm when no npm is on the PATH (a NodeSource nodejs already brings its own). A no-op when installed;
 # `apt-get update` only when a package is unknown to apt.
 SERVICE_PACKAGES := postgresql postgresql-15-postgis-3 chromium
@@ -60,10 +60,10 @@ services:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-# STAC Browser, built from its npm sources, and playwright-core for tests/test_stac_browser.py (needs node and npm):
+# STAC Browser, built from its npm sources, and playwright-core for tests/contract/test_stac_browser.py (needs node and npm):
 # cached under build/stac-browser/ and rebuilt only when tests/browser/package*.json change.
 browser-assets: install-dev
-	$(BIN)/python tests/test_stac_browser.py
+	$(BIN)/python tests/contract/test_stac_browser.py
 
 test: services browser-assets lint
 	$(BIN)/pytest

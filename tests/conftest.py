@@ -13,10 +13,11 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pystac
 import pytest
-from pystac.validation import JsonSchemaSTACValidator, set_validator
+from pystac.validation import JsonSchemaSTACValidator, STACValidator, set_validator
 
 from deep_lulc.stages.synth import stage as synth
 from deep_lulc.stages.synth.params import SynthParams
@@ -33,15 +34,41 @@ BIN = Path(sys.executable).parent
 TINY = SynthParams(seed=3, size=128, dates=6)
 
 
-def _require_shared() -> None:
-    if not (SCHEMAS / "index.json").is_file():
-        pytest.fail(f"../shared is missing at {SHARED}: the tests need its offline schemas and real data")
+REQUIRE_SHARED = "DEEP_LULC_REQUIRE_SHARED"  # `.ci/run` sets it: CI never skips for want of ../shared
+SHARED_PRESENT = (SCHEMAS / "index.json").is_file()
+SHARED_ABSENT = f"../shared is absent at {SHARED} (offline schemas, real data); {REQUIRE_SHARED}=1 makes this an error"
+
+
+def needs_shared() -> None:
+    """Skip the calling test when ../shared is absent: a clone outside this workspace runs everything else."""
+    if not SHARED_PRESENT:
+        pytest.skip(SHARED_ABSENT)
+
+
+class _SkippingValidator(STACValidator):
+    """Without the offline bundle, validating would fetch schemas from the network: skip the test instead."""
+
+    def validate_core(self, *args: Any, **kwargs: Any) -> None:
+        needs_shared()
+
+    def validate_extension(self, *args: Any, **kwargs: Any) -> None:
+        needs_shared()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not SHARED_PRESENT and os.environ.get(REQUIRE_SHARED) == "1":
+        raise pytest.UsageError(
+            f"../shared is missing at {SHARED} and {REQUIRE_SHARED}=1 requires it: check out the workspace's "
+            "shared/ (offline schemas, real data) beside the project"
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)
 def offline_stac_validation() -> None:
     """Point pystac's validator at the offline schema bundle, so validation never touches the network."""
-    _require_shared()
+    if not SHARED_PRESENT:
+        set_validator(_SkippingValidator())
+        return
     index = json.loads((SCHEMAS / "index.json").read_text())
     validator = JsonSchemaSTACValidator()
     for url, relative in index.items():
@@ -232,6 +259,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         fixtures = set(getattr(item, "fixturenames", ()))
         if fixtures & SERVICE_FIXTURES or item.path.name in SERVICE_MODULES:
             item.add_marker(pytest.mark.services)
+        if not SHARED_PRESENT and item.get_closest_marker("needs_shared"):
+            item.add_marker(pytest.mark.skip(reason=SHARED_ABSENT))
     try:
         import torch
 
