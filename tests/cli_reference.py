@@ -1,7 +1,7 @@
-"""The README's CLI reference, rendered from the real `--help` of every command.
+"""The CLI reference in docs/cli.md, rendered from the real `--help` of every command.
 
-Regenerate it with `.venv/bin/python tests/cli_reference.py --write`; `test_readme.py` fails when the
-README and the commands drift apart.
+Regenerate it with `.venv/bin/python tests/cli_reference.py --write`; `tests/contract/test_readme.py` fails
+when docs/cli.md and the commands drift apart.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from deep_lulc.stages.cli import app
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+DOCS_CLI = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 START, END = "<!-- cli-reference:start -->", "<!-- cli-reference:end -->"
 COMMANDS = (
     "synth",
@@ -40,23 +40,22 @@ def render() -> str:
         if result.exit_code != 0:
             raise RuntimeError(f"deep-lulc {command} --help failed: {result.output}")
         text = "\n".join(line.rstrip() for line in result.output.splitlines()).strip("\n")
-        sections.append(f"#### `deep-lulc {command}`\n\n```text\n{text}\n```")
+        sections.append(f"### `deep-lulc {command} --help`\n\n```text\n{text}\n```")
     return "\n\n".join(sections)
 
 
 def current() -> str:
-    match = re.search(re.escape(START) + r"\n(.*)\n" + re.escape(END), README.read_text(encoding="utf-8"), re.S)
+    match = re.search(re.escape(START) + r"\n(.*)\n" + re.escape(END), DOCS_CLI.read_text(encoding="utf-8"), re.S)
     return match.group(1) if match else ""
 
 
 def write() -> None:
-    text = README.read_text(encoding="utf-8")
+    text = DOCS_CLI.read_text(encoding="utf-8")
     block = f"{START}\n{render()}\n{END}"
-    if START in text:
-        text = re.sub(re.escape(START) + r".*" + re.escape(END), lambda _: block, text, flags=re.S)
-    else:
-        raise SystemExit(f"README.md has no {START} marker")
-    README.write_text(text, encoding="utf-8")
+    if START not in text:
+        raise SystemExit(f"{DOCS_CLI} has no {START} marker")
+    text = re.sub(re.escape(START) + r".*" + re.escape(END), lambda _: block, text, flags=re.S)
+    DOCS_CLI.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

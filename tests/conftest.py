@@ -17,7 +17,8 @@ from typing import Any
 
 import pystac
 import pytest
-from pystac.validation import JsonSchemaSTACValidator, STACValidator, set_validator
+from pystac.validation import JsonSchemaSTACValidator, set_validator
+from pystac.validation.stac_validator import STACValidator
 
 from deep_lulc.stages.synth import stage as synth
 from deep_lulc.stages.synth.params import SynthParams

@@ -4,11 +4,9 @@ stages describe a selection the same way without importing each other."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 
 from pydantic import Field, model_validator
 
-from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.sources.aoi import load_aoi
 from deep_lulc.shared.sources.item_search import SceneQuery
 from deep_lulc.shared.sources.signing import Signing
@@ -42,14 +40,11 @@ class SceneSelection(StageParams):
         return self
 
 
-def query_from(inputs: Mapping[str, str], params: SceneSelection) -> SceneQuery:
-    missing = [name for name in ("stac", "aoi") if name not in inputs]
-    if missing:
-        raise BadInputError(f"missing inputs {missing}", fix="pass --stac SRC and --aoi AOI")
+def query_from(inputs: SceneInputs, params: SceneSelection) -> SceneQuery:
     return SceneQuery(
-        source=inputs["stac"],
+        source=inputs.stac,
         collection=params.collection,
-        aoi=load_aoi(inputs["aoi"]),
+        aoi=load_aoi(inputs.aoi),
         start=params.start,
         end=params.end,
         max_cloud=params.max_cloud,

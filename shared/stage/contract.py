@@ -6,12 +6,14 @@ CLI only parses options into the params model (validated before any I/O).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 from urllib.parse import urlsplit
 
 import pystac
@@ -48,12 +50,57 @@ class StageInputs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     def hrefs(self) -> dict[str, str]:
-        """The given inputs as `run` takes them (absent optional ones left out)."""
+        """The given inputs by name (absent optional ones left out), as params.json and rerun records keep them."""
         return {name: value for name, value in self.model_dump().items() if value is not None}
+
+    @classmethod
+    def of(cls, given: StageInputs | Mapping[str, str]) -> Self:
+        """`given` as this model: a mapping (as tests and the demo pass) is validated exactly as the command
+        line's options are, so a missing or misspelt input is the same one-line bad input everywhere."""
+        if isinstance(given, cls):
+            return given
+        raw = given.hrefs() if isinstance(given, StageInputs) else dict(given)
+        return validate_params(cls, raw)
 
 
 class NoInputs(StageInputs):
     """A stage that reads nothing (synth, demo)."""
+
+
+I_contra = TypeVar("I_contra", bound=StageInputs, contravariant=True)
+P_contra = TypeVar("P_contra", bound=StageParams, contravariant=True)
+
+
+class StageRun(Protocol[I_contra, P_contra]):
+    """A stage's `run` as written: it receives its typed Inputs model."""
+
+    def __call__(self, *, inputs: I_contra, output: str, params: P_contra) -> StageResult: ...
+
+
+class CallableStage(Protocol[P_contra]):
+    """A stage's `run` as callers see it: the Inputs model, or a mapping of hrefs validated into it."""
+
+    def __call__(self, *, inputs: StageInputs | Mapping[str, str], output: str, params: P_contra) -> StageResult: ...
+
+
+def inputs_model(run: Callable[..., StageResult]) -> type[StageInputs]:
+    """The Inputs model `run` declares (its `inputs` annotation), so the model is stated once, in the signature."""
+    model = inspect.get_annotations(run, eval_str=True).get("inputs")
+    if not (isinstance(model, type) and issubclass(model, StageInputs)):
+        raise TypeError(f"{run.__qualname__}: annotate `inputs` with the stage's StageInputs model")
+    return model
+
+
+def typed_inputs(run: StageRun[I_contra, P_contra]) -> CallableStage[P_contra]:
+    """Hand `run` its typed Inputs model whatever the caller passed (the runtime passes the model, tests and
+    the demo may pass a mapping)."""
+    model = inputs_model(run)
+
+    @functools.wraps(run)
+    def wrapper(*, inputs: StageInputs | Mapping[str, str], output: str, params: P_contra) -> StageResult:
+        return run(inputs=model.of(inputs), output=output, params=params)  # type: ignore[arg-type]
+
+    return wrapper
 
 
 P = TypeVar("P", bound=StageParams)
@@ -99,12 +146,15 @@ def validate_params(model: type[M], values: Mapping[str, Any]) -> M:
         raise BadInputError(f"invalid {what}: " + "; ".join(problems), fix="correct the option values") from exc
 
 
-def write_params_file(directory: Path, *, stage: str, inputs: Mapping[str, str], params: StageParams) -> Path:
+def write_params_file(
+    directory: Path, *, stage: str, inputs: StageInputs | Mapping[str, str], params: StageParams
+) -> Path:
     """Save the resolved params beside the output, so any result can be traced back to how it was made."""
+    given = inputs.hrefs() if isinstance(inputs, StageInputs) else inputs
     document = {
         "stage": stage,
         "version": __version__,
-        "inputs": {name: redact(href) for name, href in inputs.items()},
+        "inputs": {name: redact(href) for name, href in given.items()},
         "params": params.model_dump(mode="json", exclude={"overwrite"}),
     }
     path = directory / PARAMS_NAME
@@ -119,7 +169,7 @@ def finish_single_item_output(
     catalog_id: str,
     description: str,
     stage: str,
-    inputs: Mapping[str, str],
+    inputs: StageInputs | Mapping[str, str],
     params: StageParams,
 ) -> str:
     """Wrap `item` in a self-contained catalog with params.json, publish the staging folder, return the

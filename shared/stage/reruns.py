@@ -16,12 +16,19 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from deep_lulc.shared.errors import DeepLulcError
 from deep_lulc.shared.io import storage
 from deep_lulc.shared.io.publish import CATALOG_NAME, check_output_path, write_file_atomically
-from deep_lulc.shared.stage.contract import StageParams, StageResult
+from deep_lulc.shared.stage.contract import (
+    CallableStage,
+    StageInputs,
+    StageParams,
+    StageResult,
+    StageRun,
+    inputs_model,
+)
 from deep_lulc.shared.version import __version__
 
 RESULT_NAME = "result.json"
@@ -29,18 +36,14 @@ FILE_RECORD_SUFFIX = ".run.json"
 OUTPUT_PLACEHOLDER = "{deep-lulc:output}"
 log = logging.getLogger(__name__)
 P = TypeVar("P", bound=StageParams)
-P_contra = TypeVar("P_contra", bound=StageParams, contravariant=True)
+InputsT = TypeVar("InputsT", bound=StageInputs)
 
 
-class StageRun(Protocol[P_contra]):
-    def __call__(self, *, inputs: Mapping[str, str], output: str, params: P_contra) -> StageResult: ...
-
-
-def request_document(stage: str, inputs: Mapping[str, str], params: StageParams) -> dict[str, Any]:
+def request_document(stage: str, inputs: StageInputs, params: StageParams) -> dict[str, Any]:
     return {
         "stage": stage,
         "version": __version__,
-        "inputs": {name: storage.redact(href) for name, href in sorted(inputs.items())},
+        "inputs": {name: storage.redact(href) for name, href in sorted(inputs.hrefs().items())},
         "params": params.model_dump(mode="json", exclude={"overwrite"}),
     }
 
@@ -93,15 +96,19 @@ def _forget(output: str, *, file_output: bool) -> None:
         fs.rm(path)
 
 
-def idempotent(stage: str, *, file_output: bool = False) -> Callable[[StageRun[P]], StageRun[P]]:
+def idempotent(stage: str, *, file_output: bool = False) -> Callable[[StageRun[InputsT, P]], CallableStage[P]]:
     """Wrap a stage's `run` so that repeating a completed request is a no-op returning the same result;
-    `file_output`: the output is one file, recorded in `<file>.run.json`."""
+    `file_output`: the output is one file, recorded in `<file>.run.json`. `run` receives its typed Inputs
+    model (`typed_inputs`)."""
 
-    def decorate(run: StageRun[P]) -> StageRun[P]:
+    def decorate(run: StageRun[InputsT, P]) -> CallableStage[P]:
+        model = inputs_model(run)
+
         @functools.wraps(run)
-        def wrapper(*, inputs: Mapping[str, str], output: str, params: P) -> StageResult:
+        def wrapper(*, inputs: StageInputs | Mapping[str, str], output: str, params: P) -> StageResult:
+            given = model.of(inputs)
             check_output_path(output, file_output=file_output)
-            request = request_document(stage, inputs, params)
+            request = request_document(stage, given, params)
             if not getattr(params, "overwrite", False):
                 previous = completed_run(output, request, file_output=file_output)
                 if previous is not None:
@@ -114,7 +121,7 @@ def idempotent(stage: str, *, file_output: bool = False) -> Callable[[StageRun[P
             _forget(
                 output, file_output=file_output
             )  # a run killed after publishing must not leave an older request's record behind
-            result = run(inputs=inputs, output=output, params=params)
+            result = run(inputs=given, output=output, params=params)  # type: ignore[arg-type]
             record = json.dumps({"request": request, "result": result.to_dict()})
             # location-free, so identical runs in two folders write identical bytes and a moved folder still matches
             record = record.replace(_escaped(output), OUTPUT_PLACEHOLDER)

@@ -50,11 +50,11 @@ _OUTPUTS_DIR_HELP = "Also write the result JSON to DIR/result.json and each key 
 @dataclass(frozen=True)
 class Hrefs:
     """Any number of positional hrefs (or JSON arrays of them, as Argo passes a fan-in), passed to `run` as
-    `inputs[key.format(i)]`."""
+    the tuple field `field` of the stage's Inputs model."""
 
     metavar: str
     help: str
-    key: str
+    field: str
 
 
 @dataclass(frozen=True)
@@ -309,7 +309,7 @@ def _load(target: str) -> Callable[..., StageResult]:
 def command(stage: Stage) -> Callable[..., None]:
     """The typer command of `stage`: one keyword parameter per input, output and params field."""
     options = _options(stage.params, stage.hidden)
-    sources = _options(stage.inputs)
+    sources = _options(stage.inputs, frozenset({stage.hrefs.field}) if stage.hrefs else frozenset())
     taken = {option.name for option in options}
     clashes = taken & ({s.name for s in sources} | {"out", "debug", "outputs_dir", "hrefs", "allow_local_root"})
     if clashes:
@@ -339,12 +339,11 @@ def command(stage: Stage) -> Callable[..., None]:
 
     def invoke(**values: Any) -> None:
         def call() -> StageResult:
-            given = validate_params(stage.inputs, {o.name: values[o.name] for o in sources})
-            params = validate_params(stage.params, {o.name: o.parse(values[o.name]) for o in options})
-            inputs = given.hrefs()
+            raw: dict[str, Any] = {o.name: values[o.name] for o in sources}
             if stage.hrefs is not None:
-                hrefs = expand_hrefs(values["hrefs"])
-                inputs.update({stage.hrefs.key.format(i): href for i, href in enumerate(hrefs)})
+                raw[stage.hrefs.field] = tuple(expand_hrefs(values["hrefs"]))
+            inputs = validate_params(stage.inputs, raw)
+            params = validate_params(stage.params, {o.name: o.parse(values[o.name]) for o in options})
             result = _load(stage.target)(inputs=inputs, output=values["out"], params=params)
             if stage.report is not None:
                 stage.report(result)

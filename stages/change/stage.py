@@ -16,7 +16,6 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,7 @@ from deep_lulc.shared.products.class_map import (
 from deep_lulc.shared.stage.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.stage.reruns import idempotent
 from deep_lulc.stages.change.joint import JointRule, as_probabilities, clean, decide, one_hot, stable_class, unit_pixels
-from deep_lulc.stages.change.params import ChangeParams
+from deep_lulc.stages.change.params import ChangeInputs, ChangeParams
 
 STAGE = "change"
 MAX_HALO = 4096
@@ -62,15 +61,10 @@ log = logging.getLogger(__name__)
 
 
 @idempotent(STAGE)
-def run(*, inputs: Mapping[str, str], output: str, params: ChangeParams) -> StageResult:
-    """Transitions from the map at `inputs['before']` to the map at `inputs['after']`, written to `output`."""
-    for key in ("before", "after"):
-        if key not in inputs:
-            raise BadInputError(
-                f"missing input '{key}'", fix=f"pass --{key} HREF (a catalog written by deep-lulc predict)"
-            )
-    before = open_class_map(inputs["before"], made_by="predict")
-    after = open_class_map(inputs["after"], made_by="predict")
+def run(*, inputs: ChangeInputs, output: str, params: ChangeParams) -> StageResult:
+    """Transitions from the map at `inputs.before` to the map at `inputs.after`, written to `output`."""
+    before = open_class_map(inputs.before, made_by="predict")
+    after = open_class_map(inputs.after, made_by="predict")
     scheme = common_scheme(before.scheme, after.scheme, params.classes)
     start, end = _period(before.item, after.item)
     grid = before.grid
@@ -121,7 +115,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChangeParams) -> Stag
                 "deep-lulc:changed_fraction": summary["changed_fraction"],
                 "deep-lulc:change_method": method,
             },
-            derived_from=[_item_href(before, inputs["before"]), _item_href(after, inputs["after"])],
+            derived_from=[_item_href(before, inputs.before), _item_href(after, inputs.after)],
         )
         catalog_href = finish_single_item_output(
             staged,

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 from collections import deque
-from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -24,7 +23,7 @@ from deep_lulc.shared.stage.contract import StageResult, write_params_file
 from deep_lulc.shared.stage.progress import progress
 from deep_lulc.shared.stage.reruns import idempotent
 from deep_lulc.stages.chips.auto import Layout, resolve_layout
-from deep_lulc.stages.chips.params import ChipsParams
+from deep_lulc.stages.chips.params import ChipsInputs, ChipsParams
 from deep_lulc.stages.chips.reader import ChunkedWindowReader
 from deep_lulc.stages.chips.sampling import (
     CODES,
@@ -50,21 +49,18 @@ log = logging.getLogger(__name__)
 
 
 @idempotent(STAGE)
-def run(*, inputs: Mapping[str, str], output: str, params: ChipsParams) -> StageResult:
-    """Cut chips from `inputs['features']` labelled by `inputs['labels']` into `output`."""
-    missing = [name for name in ("features", "labels") if name not in inputs]
-    if missing:
-        raise BadInputError(f"missing inputs {missing}", fix="pass --features HREF and --labels VECTOR")
+def run(*, inputs: ChipsInputs, output: str, params: ChipsParams) -> StageResult:
+    """Cut chips from `inputs.features` labelled by `inputs.labels` into `output`."""
     scheme = load_class_scheme(params.classes)
     class_map = load_class_map(params.class_map)
     forced = read_split_file(params.split_file) if params.split_file else None
-    features_item, dataset = open_features(inputs["features"])
+    features_item, dataset = open_features(inputs.features)
     grid = geobox_of(features_item)
     epsg, transform = epsg_of(grid), grid.affine
     height, width = dataset.sizes["y"], dataset.sizes["x"]
 
     polygons = read_labels(
-        inputs["labels"], class_column=params.class_column, scheme=scheme, class_map=class_map, target_epsg=epsg
+        inputs.labels, class_column=params.class_column, scheme=scheme, class_map=class_map, target_epsg=epsg
     )
     if polygons.repaired or polygons.dropped:
         log.warning(
@@ -187,7 +183,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: ChipsParams) -> Stage
             summary=summary,
             items=items,
             split_path=split_path,
-            labels_href=inputs["labels"],
+            labels_href=inputs.labels,
         )
         write_params_file(staged.path, stage=STAGE, inputs=inputs, params=_resolved(params, layout))
         catalog_href = staged.publish()

@@ -6,7 +6,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from urllib.parse import urlsplit
 
 import dask
@@ -31,7 +31,7 @@ from deep_lulc.shared.products.zarr_store import ZarrLocation
 from deep_lulc.shared.sources import sentinel2
 from deep_lulc.shared.sources.aoi import Aoi
 from deep_lulc.shared.sources.item_search import find_items
-from deep_lulc.shared.sources.scene_selection import query_from
+from deep_lulc.shared.sources.scene_selection import SceneInputs, query_from
 from deep_lulc.shared.sources.signing import sign_items
 from deep_lulc.shared.stage.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.stage.logs import redact_text
@@ -154,8 +154,8 @@ def tile_grid(tile: Tile, whole: grids.GeoBox) -> grids.GeoBox:
 
 
 @idempotent(STAGE)
-def run(*, inputs: Mapping[str, str], output: str, params: CubeParams) -> StageResult:
-    """Build the cube for `inputs['stac']` over `inputs['aoi']` into `output`."""
+def run(*, inputs: SceneInputs, output: str, params: CubeParams) -> StageResult:
+    """Build the cube for `inputs.stac` over `inputs.aoi` into `output`."""
     tile = planned_tile(params.tiles, params.tile)  # a bad plan fails before any search
     query = query_from(inputs, params)
     epsg = query.aoi.utm_epsg()

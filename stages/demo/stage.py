@@ -10,11 +10,10 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.io import storage
 from deep_lulc.shared.io.publish import write_file_atomically
 from deep_lulc.shared.io.storage import join_href
-from deep_lulc.shared.stage.contract import StageResult
+from deep_lulc.shared.stage.contract import NoInputs, StageResult, typed_inputs
 from deep_lulc.stages.change import stage as change
 from deep_lulc.stages.change.params import ChangeParams
 from deep_lulc.stages.chips import stage as chips
@@ -172,10 +171,9 @@ def write_root_catalog(output: str, results: Mapping[str, StageResult]) -> str:
     return write_file_atomically(join_href(output, "catalog.json"), (json.dumps(document, indent=2) + "\n").encode())
 
 
-def run(*, inputs: Mapping[str, str], output: str, params: DemoParams) -> StageResult:
+@typed_inputs
+def run(*, inputs: NoInputs, output: str, params: DemoParams) -> StageResult:
     """Chain the stages into sub-folders of `output`; returns the last catalog and per-stage timings."""
-    if inputs:
-        raise BadInputError(f"demo takes no inputs, got {sorted(inputs)}", fix="call demo with only --out and options")
     timings: dict[str, float] = {}
     results: dict[str, StageResult] = {}
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import posixpath
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,27 +40,24 @@ from deep_lulc.shared.products.evaluation import (
 )
 from deep_lulc.shared.stage.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.stage.reruns import idempotent
-from deep_lulc.stages.evaluate.params import EvaluateParams
+from deep_lulc.stages.evaluate.params import EvaluateInputs, EvaluateParams
 
 STAGE = "evaluate"
 log = logging.getLogger(__name__)
 
 
 @idempotent(STAGE)
-def run(*, inputs: Mapping[str, str], output: str, params: EvaluateParams) -> StageResult:
-    """Score the map at `inputs['prediction']` against `inputs['labels']` (and, for a change map,
-    `inputs['before_labels']`); write the evaluation item to `output`."""
-    for key, option in (("prediction", "--prediction"), ("labels", "--labels")):
-        if key not in inputs:
-            raise BadInputError(f"missing input '{key}'", fix=f"pass {option} HREF")
-    target, coding = open_scored_map(inputs["prediction"])
-    if coding is not None and "before_labels" not in inputs:
+def run(*, inputs: EvaluateInputs, output: str, params: EvaluateParams) -> StageResult:
+    """Score the map at `inputs.prediction` against `inputs.labels` (and, for a change map,
+    `inputs.before_labels`); write the evaluation item to `output`."""
+    target, coding = open_scored_map(inputs.prediction)
+    if coding is not None and inputs.before_labels is None:
         raise BadInputError(
-            f"{storage.redact(inputs['prediction'])} is a change map: --labels are the after-period labels "
+            f"{storage.redact(inputs.prediction)} is a change map: --labels are the after-period labels "
             "and the before-period labels are missing",
             fix="pass --before-labels VECTOR (labels of the earlier period)",
         )
-    if coding is None and "before_labels" in inputs:
+    if coding is None and inputs.before_labels is not None:
         raise BadInputError(
             "--before-labels applies to change maps only, and --prediction is a single-period map",
             fix="leave out --before-labels, or pass the catalog written by `deep-lulc change`",
@@ -69,20 +65,20 @@ def run(*, inputs: Mapping[str, str], output: str, params: EvaluateParams) -> St
     class_map = load_class_map(params.class_map)
     grid = target.grid
 
-    def burner(key: str, option: str) -> LabelBurner:
+    def burner(href: str, option: str) -> LabelBurner:
         labels = read_labels(
-            inputs[key],
+            href,
             class_column=params.class_column,
             scheme=target.scheme,
             scheme_fix="evaluate against a map whose scheme has them",
             class_map=class_map,
             target_epsg=epsg_of(grid),
         )
-        require_overlap(labels, grid, prediction=inputs["prediction"], option=option)
+        require_overlap(labels, grid, prediction=inputs.prediction, option=option)
         return LabelBurner(labels, grid, radius=params.erosion_radius, nodata=target.scheme.nodata)
 
-    after_labels = burner("labels", "--labels")
-    before_labels = None if coding is None else burner("before_labels", "--before-labels")
+    after_labels = burner(inputs.labels, "--labels")
+    before_labels = None if inputs.before_labels is None else burner(inputs.before_labels, "--before-labels")
     identifier = f"evaluation-{target.item.id}"
 
     with staged_output(output) as staged:
@@ -158,7 +154,7 @@ def _publish(
     metrics: dict[str, Any],
     errors: ErrorMap,
     *,
-    inputs: Mapping[str, str],
+    inputs: EvaluateInputs,
     params: EvaluateParams,
     labels: tuple[LabelBurner, LabelBurner | None],
 ) -> str:
@@ -175,7 +171,7 @@ def _publish(
         labels=after_labels.labels.source,
         before_labels=None if before_labels is None else before_labels.labels.source,
         errors=errors,
-        derived_from=[target.item.get_self_href() or storage.normalize_href(inputs["prediction"])],
+        derived_from=[target.item.get_self_href() or storage.normalize_href(inputs.prediction)],
     )
     return finish_single_item_output(
         staged,

@@ -34,7 +34,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Mapping
 
 import numpy as np
 import pystac
@@ -42,7 +41,7 @@ import xarray as xr
 from rasterio import features as rasterio_features
 from shapely.geometry import shape
 
-from deep_lulc.shared.errors import BadInputError, NothingToDoError
+from deep_lulc.shared.errors import NothingToDoError
 from deep_lulc.shared.geo.grids import epsg_of, geobox_of
 from deep_lulc.shared.geo.windows import blocks
 from deep_lulc.shared.io import storage
@@ -57,7 +56,7 @@ from deep_lulc.shared.sources.aoi import Aoi
 from deep_lulc.shared.stage.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.stage.reruns import idempotent
 from deep_lulc.stages.features.indices import CHANNELS
-from deep_lulc.stages.features.params import FeaturesParams
+from deep_lulc.stages.features.params import FeaturesInputs, FeaturesParams
 from deep_lulc.stages.features.streaming import (
     CountJob,
     FeatureJob,
@@ -124,11 +123,9 @@ def _aoi_frames(
 
 
 @idempotent(STAGE)
-def run(*, inputs: Mapping[str, str], output: str, params: FeaturesParams) -> StageResult:
-    """Features for the cube at `inputs['cube']`, written to `output`."""
-    if "cube" not in inputs:
-        raise BadInputError("missing input 'cube'", fix="pass --cube HREF (the cube stage's catalog.json)")
-    source = open_cube(inputs["cube"])
+def run(*, inputs: FeaturesInputs, output: str, params: FeaturesParams) -> StageResult:
+    """Features for the cube at `inputs.cube`, written to `output`."""
+    source = open_cube(inputs.cube)
     cube_item, cube = source
     grid = source.grid
     start = dt.datetime.fromisoformat(str(cube_item.properties["start_datetime"]).replace("Z", "+00:00")).date()

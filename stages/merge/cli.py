@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from deep_lulc.shared.stage.contract import NoInputs
 from deep_lulc.shared.stage.runtime import Hrefs, Stage
-from deep_lulc.stages.merge.params import MergeParams
+from deep_lulc.stages.merge.params import MergeInputs, MergeParams
 
 EPILOG = """
 Example:
@@ -17,6 +16,6 @@ TILES = Hrefs(
     "TILES...",
     "Tile prediction catalogs (one per `predict --tile`). An argument that is a JSON array of hrefs "
     "(what Argo aggregates from a withParam fan-out) counts as its elements.",
-    key="tile_{:04d}",
+    field="tiles",
 )
-COMMAND = Stage("merge", NoInputs, MergeParams, hrefs=TILES, epilog=EPILOG)
+COMMAND = Stage("merge", MergeInputs, MergeParams, hrefs=TILES, epilog=EPILOG)

@@ -7,7 +7,6 @@ checked to come from the same features grid, model and classes before anything i
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,7 @@ from deep_lulc.shared.products.class_map import (
 )
 from deep_lulc.shared.stage.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.stage.reruns import idempotent
-from deep_lulc.stages.merge.params import MergeParams
+from deep_lulc.stages.merge.params import MergeInputs, MergeParams
 
 STAGE = "merge"
 FIX = "pass the catalogs written by `deep-lulc predict --tile ... --tiles ...` for one plan"
@@ -62,9 +61,9 @@ def _probabilities_of(tiles: list[ClassMap]) -> list[CogAsset] | None:
 
 
 @idempotent(STAGE)
-def run(*, inputs: Mapping[str, str], output: str, params: MergeParams) -> StageResult:
-    """Mosaic the tile predictions in `inputs` (any keys) into one prediction under `output`."""
-    hrefs = list(inputs.values())
+def run(*, inputs: MergeInputs, output: str, params: MergeParams) -> StageResult:
+    """Mosaic the tile predictions `inputs.tiles` into one prediction under `output`."""
+    hrefs = list(inputs.tiles)
     if not hrefs:
         raise BadInputError("no tile predictions given", fix="pass one catalog per tile as arguments")
     tiles = [open_class_map(href, made_by="predict --tile") for href in hrefs]

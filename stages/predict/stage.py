@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 
 import numpy as np
 
@@ -22,7 +21,7 @@ from deep_lulc.shared.stage.contract import StageResult, finish_single_item_outp
 from deep_lulc.shared.stage.progress import progress_bar
 from deep_lulc.shared.stage.reruns import idempotent
 from deep_lulc.stages.predict.model_loading import check_inputs_match, load_model, read_model_item
-from deep_lulc.stages.predict.params import PredictParams
+from deep_lulc.stages.predict.params import PredictInputs, PredictParams
 
 STAGE = "predict"
 log = logging.getLogger(__name__)
@@ -70,13 +69,10 @@ def _tile_and_window(
 
 
 @idempotent(STAGE)
-def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> StageResult:
-    """Predict the features at `inputs['features']` with the model at `inputs['model']` into `output`."""
-    missing = [name for name in ("model", "features") if name not in inputs]
-    if missing:
-        raise BadInputError(f"missing inputs {missing}", fix="pass --model HREF and --features HREF")
+def run(*, inputs: PredictInputs, output: str, params: PredictParams) -> StageResult:
+    """Predict the features at `inputs.features` with the model at `inputs.model` into `output`."""
     planned = planned_tile(params.tiles, params.tile)  # a bad plan fails before the model or features are read
-    model_item = read_model_item(inputs["model"])
+    model_item = read_model_item(inputs.model)
     if not model_item.config.is_network and params.device == "cuda":
         raise BadInputError(
             f"--device cuda needs a network, but the model is a {model_item.config.architecture} pixel classifier "
@@ -84,7 +80,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: PredictParams) -> Sta
             fix="leave --device out (auto) or use --device cpu, or pass a U-Net model",
         )
     device = pick_device(params.device if model_item.config.is_network else "cpu")
-    features_item, dataset = open_features(inputs["features"], lazy=False)
+    features_item, dataset = open_features(inputs.features, lazy=False)
     for warning in check_inputs_match(model_item.config, dataset):
         log.warning("%s", warning)
     features_grid = geobox_of(features_item)

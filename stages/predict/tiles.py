@@ -7,7 +7,6 @@ loads only its tile (core plus read margin), computes its features and predicts 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from deep_lulc.shared.errors import BadInputError
@@ -24,7 +23,7 @@ from deep_lulc.shared.products.tiles import (
 from deep_lulc.shared.sources.aoi import load_aoi
 from deep_lulc.shared.stage.contract import StageResult
 from deep_lulc.shared.stage.reruns import idempotent
-from deep_lulc.stages.predict.params import PlanTilesParams
+from deep_lulc.stages.predict.params import PlanTilesInputs, PlanTilesParams
 
 STAGE = "plan-tiles"
 __all__ = ["STAGE", "TILES_FIX", "Tile", "find_tile", "plan_tiles", "read_tiles_file", "run"]
@@ -39,19 +38,19 @@ def aoi_grid(aoi_spec: str, *, resolution: float) -> tuple[grids.GeoBox, str]:
 
 
 @idempotent(STAGE, file_output=True)
-def run(*, inputs: Mapping[str, str], output: str, params: PlanTilesParams) -> StageResult:
-    """Tiles covering the AOI at `inputs['aoi']` or the features at `inputs['features']`, as JSON to `output`."""
-    given = [name for name in ("aoi", "features") if name in inputs]
+def run(*, inputs: PlanTilesInputs, output: str, params: PlanTilesParams) -> StageResult:
+    """Tiles covering the AOI at `inputs.aoi` or the features at `inputs.features`, as JSON to `output`."""
+    given = list(inputs.hrefs())
     if len(given) != 1:
         raise BadInputError(
             "plan-tiles needs exactly one of --aoi and --features" + (f" (got {' and '.join(given)})" if given else ""),
             fix="pass --aoi AOI to fan out from cube onward, or --features HREF to fan out predict alone",
         )
-    if given == ["aoi"]:
-        grid, source = aoi_grid(inputs["aoi"], resolution=params.resolution)
+    if inputs.aoi is not None:
+        grid, source = aoi_grid(inputs.aoi, resolution=params.resolution)
         planned_from = f"aoi {source}"
-    else:
-        item, _ = open_features(inputs["features"])
+    elif inputs.features is not None:
+        item, _ = open_features(inputs.features)
         grid, planned_from = grids.geobox_of(item), item.id
     tiles = plan_tiles(
         grid.height,

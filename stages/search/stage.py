@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Mapping
 
 import pystac
 
 from deep_lulc.shared.sources.item_search import find_items
 from deep_lulc.shared.sources.scene_list import write_scene_list
-from deep_lulc.shared.sources.scene_selection import query_from
+from deep_lulc.shared.sources.scene_selection import SceneInputs, query_from
 from deep_lulc.shared.sources.signing import sign_items
 from deep_lulc.shared.stage.contract import StageResult
 from deep_lulc.shared.stage.reruns import idempotent
@@ -32,8 +31,8 @@ def summary_lines(items: list[pystac.Item]) -> list[str]:
 
 
 @idempotent(STAGE, file_output=True)
-def run(*, inputs: Mapping[str, str], output: str, params: SearchParams) -> StageResult:
-    """Search `inputs['stac']` for `inputs['aoi']` and write an ItemCollection to `output` (a .json href)."""
+def run(*, inputs: SceneInputs, output: str, params: SearchParams) -> StageResult:
+    """Search `inputs.stac` for `inputs.aoi` and write an ItemCollection to `output` (a .json href)."""
     query = query_from(inputs, params)
     items = sign_items(find_items(query), params.sign)
     for line in summary_lines(items):

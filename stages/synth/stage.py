@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pystac
 
-from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.geo.grids import GeoBox, epsg_of
 from deep_lulc.shared.io.cog import write_cog
 from deep_lulc.shared.io.publish import staged_output
 from deep_lulc.shared.io.stac import save_self_contained
 from deep_lulc.shared.io.storage import join_href
 from deep_lulc.shared.sources import sentinel2
-from deep_lulc.shared.stage.contract import StageResult, write_params_file
+from deep_lulc.shared.stage.contract import NoInputs, StageResult, write_params_file
 from deep_lulc.shared.stage.reruns import idempotent
 from deep_lulc.stages.synth.items import build_item, collection_for, footprint_wgs84, item_id
 from deep_lulc.stages.synth.landscape import evolve_landscape, generate_landscape, scene_grid
@@ -72,12 +70,8 @@ def write_scene_cogs(scene: Scene, grid: GeoBox, folder: Path) -> dict[str, Path
 
 
 @idempotent(STAGE)
-def run(*, inputs: Mapping[str, str], output: str, params: SynthParams) -> StageResult:
-    """Generate the catalog for `params.seed` into `output`; inputs must be empty (synth reads nothing)."""
-    if inputs:
-        raise BadInputError(
-            f"synth takes no inputs, got {sorted(inputs)}", fix="call synth with only --out and options"
-        )
+def run(*, inputs: NoInputs, output: str, params: SynthParams) -> StageResult:
+    """Generate the catalog for `params.seed` into `output` (synth reads nothing)."""
     grid = scene_grid(params.size)
     years = (params.year, params.year + 1)
     with staged_output(output) as staged:

@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ from deep_lulc.stages.train.evaluation import validation_metrics
 from deep_lulc.stages.train.fitting import BalancedLoader, FitPlan, fit, seed_everything
 from deep_lulc.stages.train.losses import make_loss
 from deep_lulc.stages.train.map_validation import map_metrics
-from deep_lulc.stages.train.params import TrainParams
+from deep_lulc.stages.train.params import TrainInputs, TrainParams
 
 STAGE = "train"
 log = logging.getLogger(__name__)
@@ -63,13 +63,13 @@ def readable_by_everyone(folder: Path) -> None:
 
 
 def request_fingerprint(
-    inputs: Mapping[str, str], params: TrainParams, config: ModelConfig, records: list[ChipRecord]
+    inputs: TrainInputs, params: TrainParams, config: ModelConfig, records: list[ChipRecord]
 ) -> str:
     """What makes two runs the same training: the version, the inputs, every param that shapes training
     (not --resume, --overwrite or --device), the chips' statistics and their ids and sizes."""
     document = {
         "version": __version__,
-        "inputs": {name: storage.redact(storage.normalize_href(href)) for name, href in sorted(inputs.items())},
+        "inputs": {name: storage.redact(storage.normalize_href(href)) for name, href in sorted(inputs.hrefs().items())},
         "params": params.model_dump(mode="json", exclude={"resume", "overwrite", "device"}),
         "config": json.loads(config.to_json()),
         "chips": [[r.item_id, r.split, r.image_size, r.label_size] for r in records],
@@ -78,10 +78,8 @@ def request_fingerprint(
 
 
 @idempotent(STAGE)
-def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> StageResult:
-    """Train on `inputs['chips']` and write the model item to `output`."""
-    if "chips" not in inputs:
-        raise BadInputError("missing input 'chips'", fix="pass --chips HREF (the chips stage's catalog.json)")
+def run(*, inputs: TrainInputs, output: str, params: TrainParams) -> StageResult:
+    """Train on `inputs.chips` and write the model item to `output`."""
     device = pick_device(params.device)
     spec = architectures.spec(params.architecture)
     if not spec.network and device.type == "cuda" and params.device == "cuda":
@@ -89,7 +87,7 @@ def run(*, inputs: Mapping[str, str], output: str, params: TrainParams) -> Stage
             f"--device cuda needs a network; {params.architecture} runs on the CPU", fix="use --device auto or cpu"
         )
     seed_everything(params.seed)
-    source = read_chips(inputs["chips"])
+    source = read_chips(inputs.chips)
     train_records, valid_records = source.split("train"), source.split("validation")
     if not train_records or not valid_records:
         raise BadInputError(

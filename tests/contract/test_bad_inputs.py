@@ -908,11 +908,11 @@ def test_bad_input(case: BadInput, observed: dict[str, Observed]) -> None:
 
 
 def test_readme_table_matches_cases() -> None:
-    """Every case has its row in the README's bad-input table, with the same stage and exit code."""
-    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    """Every case has its row in the bad-input table of docs/errors.md, with the same stage and exit code."""
+    doc = (PROJECT_ROOT / "docs" / "errors.md").read_text(encoding="utf-8")
     rows = [
         [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
-        for line in readme.splitlines()
+        for line in doc.splitlines()
         if line.startswith("|")
     ]
     missing = []
@@ -927,7 +927,10 @@ def test_readme_table_matches_cases() -> None:
         ]
         if not matching:
             missing.append(case.name)
-    assert missing == [], f"README.md lacks bad-input rows for {missing}; paste tests/test_bad_inputs.markdown_table()"
+    assert missing == [], (
+        f"docs/errors.md lacks bad-input rows for {missing}; paste the output of markdown_table() "
+        "(tests/contract/test_bad_inputs.py) over its table"
+    )
 
 
 def test_case_names_are_unique_and_cover_the_contract() -> None:

@@ -22,8 +22,9 @@ from typer.testing import CliRunner
 from deep_lulc.shared.errors import BadInputError, NothingToDoError, TransientError
 from deep_lulc.shared.io.stac import items_of, read_stac
 from deep_lulc.shared.io.storage import redact
-from deep_lulc.shared.stage.contract import StageResult
+from deep_lulc.shared.stage.contract import StageParams, StageResult, typed_inputs
 from deep_lulc.shared.stage.runtime import execute
+from deep_lulc.stages.features.params import FeaturesInputs
 from deep_lulc.stages.synth import stage as synth
 from deep_lulc.stages.synth.params import SynthParams
 
@@ -226,3 +227,23 @@ def test_secrets_are_redacted_from_hrefs() -> None:
     assert redact("https://user:pw@host.example/a.json?sig=SECRET") == "https://host.example/a.json?<redacted>"
     assert redact("s3://bucket/key.json") == "s3://bucket/key.json"
     assert redact("/local/path.json") == "/local/path.json"
+
+
+_SEEN: list[object] = []
+
+
+@typed_inputs
+def _features_like_run(*, inputs: FeaturesInputs, output: str, params: StageParams) -> StageResult:
+    _SEEN.append(inputs)
+    return StageResult(stage="toy", catalog=output, items=())
+
+
+def test_run_receives_its_typed_inputs_and_a_mapping_is_validated_like_the_command_line() -> None:
+    """Tests and the demo pass mappings; `run` still gets the model, and a missing or misspelt input is the
+    same one-line bad input the command line gives."""
+    _features_like_run(inputs={"cube": "c/catalog.json"}, output="o", params=StageParams())
+    assert [FeaturesInputs(cube="c/catalog.json")] == _SEEN
+    with pytest.raises(BadInputError, match=r"invalid inputs: --cube: Field required"):
+        _features_like_run(inputs={}, output="o", params=StageParams())
+    with pytest.raises(BadInputError, match=r"invalid inputs: --cubes: Extra inputs are not permitted"):
+        _features_like_run(inputs={"cube": "c", "cubes": "d"}, output="o", params=StageParams())

@@ -48,6 +48,9 @@ def test_every_params_field_is_an_option_with_the_models_default_and_help(stage:
         assert option.default == default, (stage.name, name)
     assert stage.help, f"{stage.name}: give {stage.params.__name__} a docstring (the command's help)"
     for name, info in stage.inputs.model_fields.items():
+        if stage.hrefs is not None and name == stage.hrefs.field:  # positional: the hrefs argument
+            assert name not in options and options["hrefs"].required
+            continue
         assert options[name].required == info.is_required()
         assert options[name].help == info.description
 
@@ -66,10 +69,12 @@ class _Toy(StageParams):
     flag: bool | None = Field(None, description="Tri-state.")
 
 
-def _toy_run(*, inputs: dict[str, str], output: str, params: _Toy) -> object:
+def _toy_run(*, inputs: _ToyInputs, output: str, params: _Toy) -> object:
     from deep_lulc.shared.stage.contract import StageResult
 
-    return StageResult(stage="toy", catalog=output, items=(), extra={"params": params.model_dump(), "inputs": inputs})
+    assert isinstance(inputs, _ToyInputs)  # the runtime hands `run` the validated model
+    extra = {"params": params.model_dump(), "inputs": inputs.hrefs()}
+    return StageResult(stage="toy", catalog=output, items=(), extra=extra)
 
 
 def test_generated_command_parses_into_the_params_model_and_validates_before_running() -> None:
