@@ -11,7 +11,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from deep_lulc.shared.errors import ExitCode
 from deep_lulc.shared.stage.runtime import Stage, register
-from deep_lulc.shared.version import __version__
+from deep_lulc.shared.version import SOFTWARE_NAME, __version__
 from deep_lulc.stages.change.cli import COMMAND as CHANGE
 from deep_lulc.stages.chips.cli import COMMAND as CHIPS
 from deep_lulc.stages.cube.cli import COMMAND as CUBE
@@ -75,11 +75,11 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except UsageError as exc:
-        command = exc.ctx.command_path if exc.ctx is not None else "deep-lulc"
+        command = exc.ctx.command_path if exc.ctx is not None else SOFTWARE_NAME
         message = " ".join(exc.format_message().split()).rstrip(".")
         print(f"{command}: error: {message}; fix: see `{command} --help`", file=sys.stderr)
         sys.exit(int(ExitCode.BAD_INPUT))
     except typer.Abort:
-        print("deep-lulc: interrupted", file=sys.stderr)
+        print(f"{SOFTWARE_NAME}: interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from deep_lulc.shared.sources.aoi import load_aoi
 from deep_lulc.shared.sources.item_search import SceneQuery
-from deep_lulc.shared.sources.signing import Signing
+from deep_lulc.shared.sources.signing import Signing, option_help
 from deep_lulc.shared.stage.contract import StageInputs, StageParams
 
 
@@ -27,11 +27,7 @@ class SceneSelection(StageParams):
     end: dt.date = Field(description="Last day, YYYY-MM-DD (inclusive).")
     max_cloud: float | None = Field(None, ge=0, le=100, description="Keep items with eo:cloud_cover <= PCT (percent).")
     page_size: int = Field(100, ge=1, le=10_000, description="Items per STAC API page.")
-    sign: Signing = Field(
-        "none",
-        description="Sign asset hrefs before use: planetary-computer appends a Planetary Computer SAS token "
-        "(endpoint PC_SDK_SAS_URL, key PC_SDK_SUBSCRIPTION_KEY).",
-    )
+    sign: Signing = Field("none", description=option_help())
 
     @model_validator(mode="after")
     def _ordered(self) -> SceneSelection:

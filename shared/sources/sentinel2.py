@@ -1,5 +1,7 @@
 """What providers disagree on in Sentinel-2 L2A STAC items, resolved in one place.
 
+Each provider's side is data in `providers` (its `ProviderProfile`); this module resolves any item:
+
 - Asset keys: Earth Search v1 names assets by common name (`red`, `swir16`, `scl`), Planetary Computer and
   Earth Search v0 by band id (`B04`, `SCL`).
 - CRS: `proj:code` (projection v2) or `proj:epsg` (v1), on the item or on the asset.
@@ -17,13 +19,15 @@ from typing import Any
 import pystac
 
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.sources import providers
 
 
 @dataclass(frozen=True)
 class S2Band:
+    """A band as ESA defines it; how a provider keys its asset is in the provider's profile."""
+
     band_id: str
     common_name: str
-    earth_search_key: str
     center_wavelength_um: float
     full_width_half_max_um: float
     resolution_m: int
@@ -31,15 +35,14 @@ class S2Band:
 
 # The six bands the seed used, plus SCL; wavelengths are the S2A MSI centre values.
 BANDS: tuple[S2Band, ...] = (
-    S2Band("B02", "blue", "blue", 0.490, 0.098, 10),
-    S2Band("B03", "green", "green", 0.560, 0.045, 10),
-    S2Band("B04", "red", "red", 0.665, 0.038, 10),
-    S2Band("B08", "nir", "nir", 0.842, 0.145, 10),
-    S2Band("B11", "swir16", "swir16", 1.610, 0.143, 20),
-    S2Band("B12", "swir22", "swir22", 2.190, 0.242, 20),
+    S2Band("B02", "blue", 0.490, 0.098, 10),
+    S2Band("B03", "green", 0.560, 0.045, 10),
+    S2Band("B04", "red", 0.665, 0.038, 10),
+    S2Band("B08", "nir", 0.842, 0.145, 10),
+    S2Band("B11", "swir16", 1.610, 0.143, 20),
+    S2Band("B12", "swir22", 2.190, 0.242, 20),
 )
 SCL_BAND = "SCL"
-SCL_EARTH_SEARCH_KEY = "scl"
 REFLECTANCE_BANDS: tuple[str, ...] = tuple(b.band_id for b in BANDS)
 BAND_BY_ID = {b.band_id: b for b in BANDS}
 
@@ -47,12 +50,22 @@ REFLECTANCE_SCALE = 0.0001
 BOA_OFFSET = -0.1  # applies from processing baseline 04.00 (2022-01-25) onwards
 BOA_OFFSET_BASELINE = (4, 0)
 
-# Keys by which each band appears across providers; matching is case-insensitive.
+# Keys by which each band appears, tried in this order (case-insensitive): the band id, each known
+# provider's own key (from the registry, so a new profile's keys are found on any item), the STAC common
+# name and the resolution-suffixed file names of SAFE-style listings. Resolution does not ask which
+# provider an item came from: an ItemCollection file does not say, and Earth Search v0 keys like PC.
 _ALIASES: dict[str, tuple[str, ...]] = {
     **{
-        b.band_id: (b.band_id, b.earth_search_key, b.common_name, f"{b.band_id}_10m", f"{b.band_id}_20m") for b in BANDS
+        b.band_id: (
+            b.band_id,
+            *providers.asset_keys_for(b.band_id),
+            b.common_name,
+            f"{b.band_id}_10m",
+            f"{b.band_id}_20m",
+        )
+        for b in BANDS
     },
-    SCL_BAND: (SCL_BAND, SCL_EARTH_SEARCH_KEY, "SCL_20m"),
+    SCL_BAND: (SCL_BAND, *providers.asset_keys_for(SCL_BAND), "SCL_20m"),
 }
 
 # Scene Classification Layer codes (Sen2Cor).
@@ -84,7 +97,7 @@ def asset_key_for(item: pystac.Item, band: str) -> str:
             return by_lower[alias.lower()]
     raise BadInputError(
         f"item {item.id} has no asset for band {band} (looked for {', '.join(_ALIASES[band])})",
-        fix="use Sentinel-2 L2A items from Earth Search or Planetary Computer, or rename the assets",
+        fix=f"use Sentinel-2 L2A items from {providers.provider_titles()}, or rename the assets",
     )
 
 
@@ -148,5 +161,25 @@ def epsg_of(item: pystac.Item, asset_key: str | None = None) -> int:
 
 
 def normalized_platform(item: pystac.Item) -> str:
-    """'sentinel-2a' for both 'sentinel-2a' and 'Sentinel-2A'."""
-    return str(item.properties.get("platform", "")).strip().lower()
+    """'sentinel-2a' for both 'sentinel-2a' and 'Sentinel-2A': the unit whose spelling a provider profile
+    declares, else the lower-cased text (so that one acquisition listed by two providers is one)."""
+    spelling = str(item.properties.get("platform", "")).strip()
+    return providers.unit_of_platform(spelling) or spelling.lower()
+
+
+def asset_transform(item: pystac.Item, asset_key: str) -> list[Any] | None:
+    """The `proj:transform` an asset states for itself (its own resolution's); None where it states none."""
+    stated: list[Any] | None = item.assets[asset_key].extra_fields.get("proj:transform") or None
+    return stated
+
+
+def item_transform(item: pystac.Item) -> list[Any] | None:
+    """The `proj:transform` an item states for all its assets; None where it states none."""
+    stated: list[Any] | None = item.properties.get("proj:transform") or None
+    return stated
+
+
+def cloud_cover(item: pystac.Item) -> float | None:
+    """The item's `eo:cloud_cover` in percent; None where the provider states none."""
+    value = item.properties.get("eo:cloud_cover")
+    return float(value) if value is not None else None

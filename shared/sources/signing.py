@@ -11,6 +11,9 @@ A signed href is a credential that expires: it lives in asset hrefs only (an Ite
 `search --sign`, or the items `cube` loads), and every log, run record and provenance link masks query
 strings (`storage.redact`, `logs.redact_text`). Hrefs already signed are signed afresh, since a token in a
 stored ItemCollection may have expired.
+
+Signers are looked up by name in `SIGNERS`; a provider profile (`providers.ProviderProfile.signing`) names
+the one its hrefs need, and `Signing` (the `--sign` choices) must list the same names (a test checks).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Literal, TypeVar
 from urllib.parse import parse_qs, urlparse, urlsplit, urlunsplit
 
@@ -31,6 +35,7 @@ log = logging.getLogger(__name__)
 TOKEN_MARGIN_S = 60  # a cached token closer to expiry than this is asked for again (as the package does)
 
 T = TypeVar("T")
+# The `--sign` choices: a Literal so that pydantic and the CLI offer them; the same names as `SIGNERS`.
 Signing = Literal["none", "planetary-computer"]
 
 # Query keys of an Azure SAS token: an href carrying them was signed before.
@@ -39,11 +44,32 @@ SAS_KEYS = frozenset({"st", "se", "sp", "sv", "sig"})
 PUBLIC_ACCOUNT = "ai4edatasetspublicassets"
 
 
+@dataclass(frozen=True)
+class Signer:
+    """An href patcher, like odc-stac's `patch_url`, but for a batch of items: a signer may prepare for the
+    whole batch first (Planetary Computer fetches one token per storage container, under our retries)."""
+
+    sign: Callable[[Sequence[pystac.Item]], list[pystac.Item]]
+    help: str  # what `--sign NAME` does, for the option's help; empty for "none"
+
+
 def sign_items(items: Sequence[pystac.Item], signing: Signing) -> list[pystac.Item]:
     """`items` with their asset hrefs signed as `signing` says (copies; "none" returns them as they are)."""
-    if signing == "none":
-        return list(items)
-    return _sign_planetary_computer(items)
+    signer = SIGNERS.get(signing)
+    if signer is None:
+        raise BadInputError(f"unknown signing {signing!r}", fix=f"use one of {', '.join(SIGNERS)}")
+    return signer.sign(items)
+
+
+def option_help() -> str:
+    """The help of `--sign`, built from the signers so that a new one is described where it is declared."""
+    described = "; ".join(f"{name} {signer.help}" for name, signer in SIGNERS.items() if signer.help)
+    return f"Sign asset hrefs before use: {described}."
+
+
+def _unsigned(items: Sequence[pystac.Item]) -> list[pystac.Item]:
+    """Public hrefs (Earth Search's S3 and HTTPS objects) are read as they are."""
+    return list(items)
 
 
 def _sign_planetary_computer(items: Sequence[pystac.Item]) -> list[pystac.Item]:
@@ -62,6 +88,16 @@ def _sign_planetary_computer(items: Sequence[pystac.Item]) -> list[pystac.Item]:
         _asking(sas_url, functools.partial(planetary_computer.sign_inplace, item))
     log.info("signed the assets of %d items for Planetary Computer (%d containers)", len(unsigned), len(containers))
     return unsigned
+
+
+# Signer name -> signer; provider profiles name theirs (`none` for public hrefs).
+SIGNERS: dict[str, Signer] = {
+    "none": Signer(_unsigned, ""),
+    "planetary-computer": Signer(
+        _sign_planetary_computer,
+        "appends a Planetary Computer SAS token (endpoint PC_SDK_SAS_URL, key PC_SDK_SUBSCRIPTION_KEY)",
+    ),
+}
 
 
 def _fetch_token(url: str, subscription_key: str | None) -> None:

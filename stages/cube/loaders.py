@@ -18,7 +18,7 @@ import xarray as xr
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.geo.grids import GeoBox, epsg_of
 from deep_lulc.shared.io import gdal_env
-from deep_lulc.shared.sources import sentinel2
+from deep_lulc.shared.sources import providers, sentinel2
 from deep_lulc.stages.cube.params import Loader
 
 BANDS: tuple[str, ...] = sentinel2.REFLECTANCE_BANDS
@@ -53,21 +53,25 @@ def group_by_solar_day(items: Sequence[pystac.Item]) -> list[SolarDay]:
 
 
 def asset_keys(items: Sequence[pystac.Item]) -> dict[str, str]:
-    """Band id -> asset key, which must be the same for every item (one provider style per cube)."""
+    """Band id -> asset key, which must be the same for every item (one provider style per cube).
+
+    The keys are resolved through the provider profiles (`sentinel2.asset_key_for`); both loaders ask for
+    one key per band across all items, so items keyed like two different profiles cannot share a cube.
+    """
     keys = {band: sentinel2.asset_key_for(items[0], band) for band in (*BANDS, sentinel2.SCL_BAND)}
     for item in items[1:]:
         other = {band: sentinel2.asset_key_for(item, band) for band in keys}
         if other != keys:
             raise BadInputError(
                 f"items {items[0].id} and {item.id} name their assets differently",
-                fix="build a cube from one provider's items (Earth Search or Planetary Computer), not a mix",
+                fix=f"build a cube from one provider's items ({providers.provider_titles()}), not a mix",
             )
     return keys
 
 
 def native_resolution(item: pystac.Item, key: str) -> float:
     asset = item.assets[key]
-    transform = asset.extra_fields.get("proj:transform")
+    transform = sentinel2.asset_transform(item, key)
     if transform:
         return abs(float(transform[0]))
     gsd = asset.extra_fields.get("gsd") or item.properties.get("gsd")
@@ -113,9 +117,7 @@ def _load_odc(
         odc.stac.configure_rio(cloud_defaults=False, **gdal_options)
 
     resampling = {key: resampling_for(items[0], key, band, grid.affine.a) for band, key in keys.items()}
-    config = {
-        "*": {"assets": {"*": {"nodata": 0, "data_type": "uint16"}, keys["SCL"]: {"nodata": 0, "data_type": "uint8"}}}
-    }
+    config = providers.odc_stac_config(keys)
     dataset = odc.stac.load(
         items,
         bands=list(keys.values()),

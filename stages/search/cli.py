@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from deep_lulc.shared.sources.providers import EARTH_SEARCH, PLANETARY_COMPUTER
 from deep_lulc.shared.sources.scene_selection import SceneInputs
 from deep_lulc.shared.stage.runtime import Stage
 from deep_lulc.stages.search.params import SearchParams
 
-EPILOG = """
+EPILOG = f"""
 Example:
 
-  deep-lulc search --stac https://earth-search.aws.element84.com/v1 --collection sentinel-2-l2a
+  deep-lulc search --stac {EARTH_SEARCH.stac_url} --collection {EARTH_SEARCH.collections[0]}
   --aoi aoi.geojson --start 2023-01-01 --end 2023-12-31 --max-cloud 60 --out items.json
 
-  deep-lulc search --stac https://planetarycomputer.microsoft.com/api/stac/v1 --collection sentinel-2-l2a
-  --aoi aoi.geojson --start 2023-01-01 --end 2023-12-31 --sign planetary-computer --out items.json
+  deep-lulc search --stac {PLANETARY_COMPUTER.stac_url} --collection {PLANETARY_COMPUTER.collections[0]}
+  --aoi aoi.geojson --start 2023-01-01 --end 2023-12-31 --sign {PLANETARY_COMPUTER.signing} --out items.json
 """
 
 COMMAND = Stage(

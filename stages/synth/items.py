@@ -1,4 +1,9 @@
-"""STAC items for synthetic acquisitions, shaped like Earth Search v1 or Planetary Computer items."""
+"""STAC items for synthetic acquisitions, shaped like one provider's items (Earth Search v1 or Planetary Computer).
+
+Everything that differs by provider (asset keys, ids, platform spelling, extra properties, whether
+`raster:bands` state scale and offset, the collection id) is read from the provider's profile in
+`deep_lulc.shared.sources.providers`; `style` is a profile name (`synth --asset-style`).
+"""
 
 from __future__ import annotations
 
@@ -15,12 +20,21 @@ from deep_lulc.shared.geo.geometry import bounds_to_wgs84
 from deep_lulc.shared.geo.grids import GeoBox, epsg_of
 from deep_lulc.shared.io.cog import COG_MEDIA_TYPE
 from deep_lulc.shared.io.stac import stamp_provenance
-from deep_lulc.shared.sources import sentinel2
+from deep_lulc.shared.sources import providers, sentinel2
 from deep_lulc.stages.synth.landscape import MGRS_TILE, grid_bounds
-from deep_lulc.stages.synth.params import AssetStyle
 from deep_lulc.stages.synth.scenes import Scene
 
 PROCESSING_BASELINE = "05.10"
+RELATIVE_ORBIT = "122"  # the orbit over the synthetic tile, in ids that state one
+
+# How the synthetic tile fills each provider-specific property a profile lists in `extra_properties`.
+EXTRA_PROPERTY_VALUES: dict[str, Any] = {
+    "mgrs:utm_zone": int(MGRS_TILE[:2]),
+    "mgrs:latitude_band": MGRS_TILE[2],
+    "mgrs:grid_square": MGRS_TILE[3:],
+    "grid:code": f"MGRS-{MGRS_TILE}",
+    "earthsearch:boa_offset_applied": True,  # the DN carry the +1000 offset that raster:bands undo
+}
 
 
 def footprint_wgs84(grid: GeoBox, bounds: tuple[float, float, float, float] | None = None) -> Polygon:
@@ -28,27 +42,28 @@ def footprint_wgs84(grid: GeoBox, bounds: tuple[float, float, float, float] | No
     return bounds_to_wgs84(epsg_of(grid), bounds or grid_bounds(grid))
 
 
-def item_id(scene: Scene, style: AssetStyle) -> str:
+def item_id(scene: Scene, style: str) -> str:
+    """The item id in the style of provider `style` (its profile's `item_id_template`)."""
     moment = scene.acquisition.datetime
-    unit = "S2A" if scene.acquisition.platform.endswith("a") else "S2B"
-    if style == "earth-search":
-        return f"{unit}_{MGRS_TILE}_{moment:%Y%m%d}_0_L2A"
-    return f"{unit}_MSIL2A_{moment:%Y%m%dT%H%M%S}_N0510_R122_T{MGRS_TILE}_{moment:%Y%m%dT%H%M%S}"
-
-
-def asset_key(band: str, style: AssetStyle) -> str:
-    if style == "planetary-computer":
-        return band
-    return sentinel2.SCL_EARTH_SEARCH_KEY if band == sentinel2.SCL_BAND else sentinel2.BAND_BY_ID[band].earth_search_key
+    unit = "S2" + scene.acquisition.platform[-1].upper()  # 'sentinel-2a' -> 'S2A'
+    return providers.get_provider(style).item_id_template.format(
+        unit=unit,
+        tile=MGRS_TILE,
+        moment=moment,
+        baseline=PROCESSING_BASELINE.replace(".", ""),
+        orbit=RELATIVE_ORBIT,
+    )
 
 
 def build_item(
-    scene: Scene, *, grid: GeoBox, style: AssetStyle, files: dict[str, Path], derived_from: tuple[str, ...] = ()
+    scene: Scene, *, grid: GeoBox, style: str, files: dict[str, Path], derived_from: tuple[str, ...] = ()
 ) -> pystac.Item:
-    """An item whose assets point at the COGs in `files` (band id -> path)."""
+    """An item whose assets point at the COGs in `files` (band id -> path), shaped like provider `style`'s."""
+    profile = providers.get_provider(style)
+    states_raster_bands = profile.states_raster_bands
     acquisition = scene.acquisition
     footprint = footprint_wgs84(grid)
-    platform = acquisition.platform if style == "earth-search" else "Sentinel-2" + acquisition.platform[-1].upper()
+    platform = profile.platform(acquisition.platform)
     data_fraction = 1.0 - float(scene.nodata.mean())
     properties: dict[str, Any] = {
         "platform": platform,
@@ -58,17 +73,9 @@ def build_item(
         "s2:product_type": "S2MSI2A",
         "s2:nodata_pixel_percentage": round(100.0 * (1.0 - data_fraction), 4),
         "s2:mgrs_tile": MGRS_TILE,
-        "deep-lulc:synthetic": True,
-        "deep-lulc:sky": acquisition.sky.value,
+        **providers.synthetic_marks(sky=acquisition.sky.value),
     }
-    if style == "earth-search":
-        properties |= {
-            "mgrs:utm_zone": int(MGRS_TILE[:2]),
-            "mgrs:latitude_band": MGRS_TILE[2],
-            "mgrs:grid_square": MGRS_TILE[3:],
-            "grid:code": f"MGRS-{MGRS_TILE}",
-            "earthsearch:boa_offset_applied": True,
-        }
+    properties |= {name: EXTRA_PROPERTY_VALUES[name] for name in profile.extra_properties}
     item = pystac.Item(
         id=item_id(scene, style),
         geometry=mapping(footprint),
@@ -78,7 +85,7 @@ def build_item(
     )
     EOExtension.ext(item, add_if_missing=True).cloud_cover = round(scene.cloud_cover_percent, 4)
     ProjectionExtension.ext(item, add_if_missing=True).code = f"EPSG:{epsg_of(grid)}"
-    if style == "earth-search":
+    if states_raster_bands:
         RasterExtension.add_to(item)
     for band, path in files.items():
         resolution = 20 if band in ("B11", "B12", sentinel2.SCL_BAND) else 10
@@ -100,7 +107,7 @@ def build_item(
         asset = pystac.Asset(
             href=str(path), media_type=COG_MEDIA_TYPE, title=title, roles=roles, extra_fields={"gsd": resolution}
         )
-        item.add_asset(asset_key(band, style), asset)
+        item.add_asset(profile.asset_key(band), asset)
         projection = ProjectionExtension.ext(asset)
         projection.shape = [band_grid.height, band_grid.width]
         projection.transform = list(band_grid.affine)[:6]
@@ -113,17 +120,18 @@ def build_item(
                     full_width_half_max=meta.full_width_half_max_um,
                 )
             ]
-        if style == "earth-search":
+        if states_raster_bands:
             RasterExtension.ext(asset).bands = [raster]
     stamp_provenance(item, derived_from=derived_from)
     return item
 
 
-def collection_for(items: list[pystac.Item], *, grid: GeoBox, style: AssetStyle) -> pystac.Collection:
+def collection_for(items: list[pystac.Item], *, grid: GeoBox, style: str) -> pystac.Collection:
+    """The collection of the synthetic items, under provider `style`'s (first) Sentinel-2 L2A collection id."""
     footprint = footprint_wgs84(grid)
     times = sorted(item.datetime for item in items if item.datetime is not None)
     collection = pystac.Collection(
-        id="sentinel-2-l2a",
+        id=providers.get_provider(style).collections[0],
         title="Synthetic Sentinel-2 Level-2A",
         description=(
             "Deterministic synthetic Sentinel-2 L2A surface reflectance over a Slovenian valley, made by "
