@@ -1,9 +1,9 @@
 """Bad inputs, one row each: the real `deep-lulc` CLI in a subprocess, its exit code and its one error line.
 
-The contract (README, "The stage contract"): on bad input a stage prints exactly one line
+The contract (docs/contract.md): on bad input a stage prints exactly one line
 `deep-lulc <stage>: error: <problem>; fix: <fix>` on stderr (logs may come before it), nothing on stdout,
 exits 2 (bad input), 3 (nothing to do) or 75 (transient), and publishes no catalog. `CASES` is the table in
-the README ("Bad inputs"); `markdown_table()` renders it and `test_readme_table_matches_cases` keeps the two
+docs/errors.md; `markdown_table()` renders it and `test_readme_table_matches_cases` keeps the two
 in step. Rows marked `bug` are strict xfails: the product does not yet behave as the row requires.
 
 All rows run concurrently from one module fixture: each CLI start costs seconds of imports.
@@ -177,13 +177,13 @@ class Workspace:
 
 @dataclass(frozen=True)
 class BadInput:
-    name: str  # the row's key in the README table
+    name: str  # the row's key in the docs/errors.md table
     description: str  # the bad input, for people
     stage: str
     prepare: Callable[[Workspace, Path], Invocation]  # (workspace, this row's folder) -> what to run
     expected_exit: int
     expected_message_regex: str  # searched in the error line; on exit 0, in the whole stderr
-    message: str  # the line the README shows (observed, shortened)
+    message: str  # the line docs/errors.md shows (observed, shortened)
     bug: str | None = None  # the product does not meet the row yet: a strict xfail naming the defect
 
 
@@ -793,7 +793,7 @@ CASES: list[BadInput] = [
 
 
 def markdown_table() -> str:
-    """The README's table of bad inputs, one row per case: `| bad input | stage | exit | message |`."""
+    """docs/errors.md's table of bad inputs, one row per case: `| bad input | stage | exit | message |`."""
 
     def cell(text: str) -> str:
         return text.replace("|", "\\|")

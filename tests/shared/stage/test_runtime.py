@@ -49,7 +49,8 @@ def test_every_params_field_is_an_option_with_the_models_default_and_help(stage:
     assert stage.help, f"{stage.name}: give {stage.params.__name__} a docstring (the command's help)"
     for name, info in stage.inputs.model_fields.items():
         if stage.hrefs is not None and name == stage.hrefs.field:  # positional: the hrefs argument
-            assert name not in options and options["hrefs"].required
+            assert name not in options
+            assert options["hrefs"].required
             continue
         assert options[name].required == info.is_required()
         assert options[name].help == info.description
