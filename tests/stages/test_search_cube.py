@@ -5,10 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
-import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
@@ -31,6 +29,7 @@ from deep_lulc.stages.synth.landscape import generate_landscape, scene_grid
 from deep_lulc.stages.synth.scenes import SceneContext, plan_acquisitions, render_scene
 
 from ..conftest import BIN, REALDATA, TINY, cli_env, validate_tree
+from ..http_servers import LoopbackServer, QuietHandler, stac_api_landing
 from ..range_server import range_server
 
 YEAR = {"start": dt.date(TINY.year, 1, 1), "end": dt.date(TINY.year, 12, 31)}
@@ -339,17 +338,14 @@ def test_duplicate_acquisitions_keep_the_newest_baseline() -> None:
         assert processing_baseline(item) == max(processing_baseline(i) or (0, 0) for i in group)
 
 
-class _FlakyProxy:
+class _FlakyProxy(LoopbackServer):
     """A loopback HTTP proxy in front of the real STAC API that answers 503 to the first `failures` requests."""
 
     def __init__(self, upstream: str, failures: int) -> None:
         self.upstream, self.remaining, self.requests = upstream.rstrip("/"), failures, 0
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def _forward(self) -> None:
                 proxy.requests += 1
                 if proxy.remaining != 0:
@@ -363,24 +359,12 @@ class _FlakyProxy:
                 request.add_header("Content-Type", self.headers.get("Content-Type", "application/json"))
                 with urllib.request.urlopen(request) as response:
                     payload = response.read().replace(proxy.upstream.encode(), proxy.url.encode())
-                    self.send_response(response.status)
-                    self.send_header("Content-Type", response.headers.get("Content-Type", "application/json"))
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
+                    self.send(response.status, payload, response.headers.get("Content-Type", "application/json"))
 
-            do_GET = _forward  # noqa: N815
-            do_POST = _forward  # noqa: N815
+            do_GET = _forward
+            do_POST = _forward
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> _FlakyProxy:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
+        super().__init__(Handler, path="")
 
 
 @pytest.fixture
@@ -450,65 +434,24 @@ def test_planetary_computer_items_get_the_baseline_offset(tiny_catalog: Path, tm
     xr.testing.assert_identical(es, from_pc)
 
 
-class _StallingApi:
+class _StallingApi(LoopbackServer):
     """A STAC API on 127.0.0.1 whose landing page answers and whose /search never does (until the test ends)."""
 
     def __init__(self) -> None:
-        release = self.release = threading.Event()
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 if self.path.startswith("/search"):
-                    release.wait(60)
+                    api.release.wait(60)
                     return
-                base = api.url.rstrip("/")
-                landing = {
-                    "type": "Catalog",
-                    "id": "stalling",
-                    "stac_version": "1.0.0",
-                    "description": "stalls",
-                    "conformsTo": [
-                        "https://api.stacspec.org/v1.0.0/core",
-                        "https://api.stacspec.org/v1.0.0/item-search",
-                    ],
-                    "links": [
-                        {"rel": "self", "href": base + "/"},
-                        {"rel": "root", "href": base + "/"},
-                        *(
-                            {
-                                "rel": "search",
-                                "href": base + "/search",
-                                "method": method,
-                                "type": "application/geo+json",
-                            }
-                            for method in ("GET", "POST")
-                        ),
-                    ],
-                }
-                payload = json.dumps(landing).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                landing = stac_api_landing(api.url, identifier="stalling", description="stalls")
+                self.send(200, json.dumps(landing).encode())
 
             def do_POST(self) -> None:
-                release.wait(60)
+                api.release.wait(60)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-
-    def __enter__(self) -> _StallingApi:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release.set()
-        self.server.shutdown()
+        super().__init__(Handler)
 
 
 def test_a_stalled_search_is_cut_off_by_the_timeout_and_exits_75(tiny_catalog: Path, tmp_path: Path) -> None:

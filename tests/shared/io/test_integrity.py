@@ -12,10 +12,8 @@ import random
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +38,7 @@ from deep_lulc.stages.predict.params import PredictParams
 from deep_lulc.stages.synth.params import SynthParams
 
 from ...conftest import BIN, CUBE_PERIOD, TINY, cli_env
+from ...http_servers import LoopbackServer, QuietHandler, stac_api_landing
 from ...resealing import reseal, reseal_links
 
 START, END = dt.date(TINY.year, 1, 1), dt.date(TINY.year, 12, 31)
@@ -150,61 +149,26 @@ def test_a_model_config_that_fails_its_checksum_is_refused(tiny_model: str, tiny
 # -- what servers return ---------------------------------------------------------------------------------
 
 
-class _Server:
+class _Server(LoopbackServer):
     """An HTTP server on 127.0.0.1 whose behaviour a test sets: a STAC API that ignores every search filter
     (`items`), or a file server that answers 503, stalls, or trickles a byte a second."""
 
     def __init__(self, mode: str, *, items: list[dict[str, object]] | None = None, body: bytes = b"") -> None:
-        self.release = threading.Event()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _send(self, status: int, payload: bytes, content_type: str = "application/json") -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                if self.command != "HEAD":  # a HEAD answer has headers only
-                    self.wfile.write(payload)
-
+        class Handler(QuietHandler):
             def _search(self) -> None:
                 page = {"type": "FeatureCollection", "features": items or [], "links": []}
-                self._send(200, json.dumps(page).encode(), "application/geo+json")
+                self.send(200, json.dumps(page).encode(), "application/geo+json")
 
             def do_GET(self) -> None:
                 if mode == "api":
                     if self.path.startswith("/search"):
                         return self._search()
-                    base = server.url.rstrip("/")
-                    landing = {
-                        "type": "Catalog",
-                        "id": "lax",
-                        "stac_version": "1.0.0",
-                        "description": "ignores filters",
-                        "conformsTo": [
-                            "https://api.stacspec.org/v1.0.0/core",
-                            "https://api.stacspec.org/v1.0.0/item-search",
-                        ],
-                        "links": [
-                            {"rel": "self", "href": base + "/"},
-                            {"rel": "root", "href": base + "/"},
-                            *(
-                                {
-                                    "rel": "search",
-                                    "href": base + "/search",
-                                    "method": method,
-                                    "type": "application/geo+json",
-                                }
-                                for method in ("GET", "POST")
-                            ),
-                        ],
-                    }
-                    return self._send(200, json.dumps(landing).encode())
+                    landing = stac_api_landing(server.url, identifier="lax", description="ignores filters")
+                    return self.send(200, json.dumps(landing).encode())
                 if mode == "503":
-                    return self._send(503, b"down")
+                    return self.send(503, b"down")
                 if mode == "stall":
                     server.release.wait(60)
                     return None
@@ -226,18 +190,7 @@ class _Server:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 self._search()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-
-    def __enter__(self) -> _Server:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 def _tiny_items(tiny_catalog: Path) -> list[pystac.Item]:
@@ -557,7 +510,7 @@ def test_a_search_page_cut_short_is_transient(tiny_catalog: Path) -> None:
 
         class Truncating(original):  # type: ignore[misc, valid-type]
             def _search(self) -> None:
-                self._send(200, b'{"type": "FeatureCollection", "features": [{"type": "Fea', "application/geo+json")
+                self.send(200, b'{"type": "FeatureCollection", "features": [{"type": "Fea', "application/geo+json")
 
         api.server.RequestHandlerClass = Truncating
         query = SceneQuery(

@@ -9,11 +9,9 @@ import datetime as dt
 import json
 import logging
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pystac
@@ -28,6 +26,7 @@ from deep_lulc.stages.search import stage as search
 from deep_lulc.stages.search.params import SearchParams
 
 from ...conftest import BIN, REALDATA, TINY, cli_env, free_port
+from ...http_servers import LoopbackServer, QuietHandler
 from ...range_server import range_server
 
 SIGNATURE = "deepLulcTestSignature0123"
@@ -39,20 +38,16 @@ BLOB_HOST = "deeplulctest.blob.core.windows.net"  # never resolved: GDAL reaches
 YEAR = {"start": dt.date(TINY.year, 1, 1), "end": dt.date(TINY.year, 12, 31)}
 
 
-class TokenEndpoint:
+class TokenEndpoint(LoopbackServer):
     """A Planetary Computer SAS token API on loopback: GET /{account}/{container} answers `answer`."""
 
     def __init__(self, answer: int | str = 200) -> None:
         self.answer = answer
-        self.release = threading.Event()
         self.paths: list[str] = []
         self.keys: list[str | None] = []
         endpoint = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 endpoint.paths.append(self.path)
                 endpoint.keys.append(self.headers.get("Ocp-Apim-Subscription-Key"))
@@ -65,22 +60,9 @@ class TokenEndpoint:
                     body, status = json.dumps({"msft:expiry": "2099-01-01T00:00:00Z", "token": TOKEN}).encode(), 200
                 else:
                     body, status = b'{"message": "no"}', int(endpoint.answer)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.send(status, body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/sas/v1/token"
-
-    def __enter__(self) -> TokenEndpoint:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release.set()
-        self.server.shutdown()
+        super().__init__(Handler, path="/api/sas/v1/token")
 
 
 @contextmanager
