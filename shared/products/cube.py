@@ -1,12 +1,15 @@
 """The Sentinel-2 datacube: reflectance (time, band, y, x) and SCL (time, y, x) in a Zarr store, and its item.
 
-The layout (variable names, chunking, datacube and projection fields) is written and read only here, so
-the cube stage that makes it and the features stage that reads it agree without importing each other.
+The layout (variable names, chunking, datacube and projection fields) and the cube's own item fields
+(`CubeRecord`) are written and read only here, so the cube stage that makes it and the features stage that
+reads it agree without importing each other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +39,73 @@ DATA_TITLE = "Reflectance and SCL cube"
 BANDS: tuple[str, ...] = sentinel2.REFLECTANCE_BANDS
 VARIABLES = ("reflectance", "scl")
 MADE_BY = "cube"
+_COLLECTION = "deep-lulc:collection"
+_LOADER = "deep-lulc:loader"
+_ACQUISITIONS = "deep-lulc:acquisitions"
+_FRACTION_DIGITS = 6  # valid fractions are recorded rounded: more digits say nothing about a scene
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """One time step of the cube: a solar day, the source items mosaicked into it, and the share of its
+    pixels whose SCL class is valid, so a user sees which dates the features can lean on."""
+
+    datetime: str
+    items: tuple[str, ...]
+    valid_fraction: float
+
+
+@dataclass(frozen=True)
+class CubeRecord:
+    """What the cube's item records of how it was made, beyond its grid and period."""
+
+    collection: str
+    loader: str
+    acquisitions: tuple[Acquisition, ...]
+
+    def properties(self) -> dict[str, Any]:
+        return {
+            _COLLECTION: self.collection,
+            _LOADER: self.loader,
+            _ACQUISITIONS: [
+                {
+                    "datetime": step.datetime,
+                    "items": list(step.items),
+                    "valid_fraction": round(float(step.valid_fraction), _FRACTION_DIGITS),
+                }
+                for step in self.acquisitions
+            ],
+        }
+
+
+def cube_record(item: pystac.Item) -> CubeRecord | None:
+    """The record `cube_item` wrote; None for an item without one (a cube written by other code)."""
+    props = item.properties
+    if _COLLECTION not in props or _LOADER not in props or _ACQUISITIONS not in props:
+        return None
+    acquisitions = tuple(
+        Acquisition(str(step["datetime"]), tuple(str(i) for i in step["items"]), float(step["valid_fraction"]))
+        for step in props[_ACQUISITIONS]
+    )
+    return CubeRecord(str(props[_COLLECTION]), str(props[_LOADER]), acquisitions)
+
+
+def _date(moment: Any) -> dt.date:
+    return dt.datetime.fromisoformat(str(moment).replace("Z", "+00:00")).date()
 
 
 class Cube(zarr_store.ZarrProduct):
     """A cube item and its verified store (unpacks as `item, dataset`)."""
+
+    @property
+    def period(self) -> tuple[dt.date, dt.date]:
+        """The first and last day the cube was asked to cover (its item's period, not its first and last
+        acquisition): date grids derived from it then do not shift with the imagery found."""
+        return _date(self.item.properties["start_datetime"]), _date(self.item.properties["end_datetime"])
+
+    @property
+    def record(self) -> CubeRecord | None:
+        return cube_record(self.item)
 
 
 def write_store(dataset: xr.Dataset, path: Path, *, grid: GeoBox, chunk_size: int) -> Manifest:
@@ -119,14 +185,15 @@ def cube_item(
     times: np.ndarray,
     store: Path,
     manifest: Manifest,
-    properties: Mapping[str, Any] | None = None,
+    record: CubeRecord | None = None,
 ) -> pystac.Item:
-    """The cube's item: period, grid, datacube fields, the store and its manifest; `properties` are the
-    stage's own additions."""
+    """The cube's item: period, grid, datacube fields, how it was made (`record`, which cubes written
+    outside the stage lack), the store and its manifest."""
     item = period_item(identifier, geometry, bbox, (start, end))
     write_projection(item, grid)
     _datacube(item, grid, times)
-    item.properties.update(properties or {})
+    if record is not None:
+        item.properties.update(record.properties())
     zarr_store.add_store_assets(item, store, title=DATA_TITLE, manifest=manifest)
     return item
 

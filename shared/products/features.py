@@ -2,7 +2,7 @@
 count of valid observations per pixel (y, x), in a Zarr store on the cube's grid, and their item.
 
 Written window by window (each window fills whole chunks of both variables), read by chips, train's map
-validation and predict; only this module knows the layout.
+validation and predict; only this module knows the layout and the item's own fields (`FeaturesRecord`).
 
 Windows are written with zarr directly, not through xarray's `to_zarr(region=...)`: the region write
 re-reads and checks the store's metadata per call, which cost about as much as encoding the window.
@@ -13,6 +13,7 @@ Chunks are Blosc LZ4 at level 1: on interpolated float32 the higher levels gaine
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,47 @@ DATA_TITLE = "Interpolated features"
 VARIABLES = ("features", "valid_count")
 MADE_BY = "features"
 COMPRESSOR = numcodecs.Blosc(cname="lz4", clevel=1, shuffle=numcodecs.Blosc.SHUFFLE)
+_STEP_DAYS = "deep-lulc:step_days"
+_FRAMES_KEPT = "deep-lulc:frames_kept"
+_FRAMES_DROPPED = "deep-lulc:frames_dropped"
+_PIXELS_NEVER_VALID = "deep-lulc:pixels_never_valid"
+
+
+@dataclass(frozen=True)
+class FeaturesRecord:
+    """What the features item records of how its dates were filled: the grid's step, how many cube frames
+    were used and dropped, and how many AOI pixels had no usable observation at all (their features are
+    NaN), so a thin result is visible from the item alone."""
+
+    step_days: int
+    frames_kept: int
+    frames_dropped: int
+    pixels_never_valid: int
+
+    def properties(self) -> dict[str, Any]:
+        return {
+            _STEP_DAYS: self.step_days,
+            _FRAMES_KEPT: self.frames_kept,
+            _FRAMES_DROPPED: self.frames_dropped,
+            _PIXELS_NEVER_VALID: self.pixels_never_valid,
+        }
+
+
+def features_record(item: pystac.Item) -> FeaturesRecord | None:
+    """The record `features_item` wrote; None for an item without one (features written by other code)."""
+    keys = (_STEP_DAYS, _FRAMES_KEPT, _FRAMES_DROPPED, _PIXELS_NEVER_VALID)
+    if any(item.properties.get(key) is None for key in keys):
+        return None
+    step_days, kept, dropped, never_valid = (int(item.properties[key]) for key in keys)
+    return FeaturesRecord(step_days, kept, dropped, never_valid)
 
 
 class Features(zarr_store.ZarrProduct):
     """A features item and its verified store (unpacks as `item, dataset`)."""
+
+    @property
+    def record(self) -> FeaturesRecord | None:
+        return features_record(self.item)
 
 
 def create_store(
@@ -127,14 +165,18 @@ def features_item(
     channels: Sequence[str],
     store: Path,
     manifest: Manifest,
+    record: FeaturesRecord | None = None,
     properties: Mapping[str, Any] | None = None,
 ) -> pystac.Item:
-    """The features item: the cube's footprint and period, its grid, datacube fields, the store and its
-    manifest; `properties` are the stage's own additions."""
+    """The features item: the cube's footprint and period, its grid, datacube fields, how it was made
+    (`record`), the store and its manifest; `properties` are further fields, for fixtures standing in for a
+    stage's output."""
     period = (cube_item.properties["start_datetime"], cube_item.properties["end_datetime"])
     item = period_item(identifier, cube_item.geometry or {}, cube_item.bbox or [], period)
     write_projection(item, grid)
     _datacube(item, cube_item, times, channels)
+    if record is not None:
+        item.properties.update(record.properties())
     item.properties.update(properties or {})
     zarr_store.add_store_assets(item, store, title=DATA_TITLE, manifest=manifest)
     return item

@@ -39,8 +39,8 @@ def _contradiction(item: pystac.Item, key: str) -> str | None:
     asset = item.assets[key]
     href = asset.get_absolute_href() or asset.href
     stated_epsg = sentinel2.epsg_of(item, key)
-    own = asset.extra_fields.get("proj:transform")
-    stated = own or item.properties.get("proj:transform")
+    own = sentinel2.asset_transform(item, key)
+    stated = own or sentinel2.item_transform(item)
     try:
         with open_raster(href) as raster:
             actual_epsg = raster.crs.to_epsg() if raster.crs is not None else None

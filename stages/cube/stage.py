@@ -7,38 +7,34 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Iterator, Sequence
-from urllib.parse import urlsplit
 
 import dask
 import numpy as np
 import pystac
 import xarray as xr
-from rasterio.errors import RasterioIOError
-from shapely.geometry import mapping, shape
+from shapely.geometry import mapping
 
-from deep_lulc.shared.errors import BadInputError, NothingToDoError, TransientError
 from deep_lulc.shared.geo import grids
-from deep_lulc.shared.io import gdal_env, storage
-from deep_lulc.shared.io.cog import open_raster
-from deep_lulc.shared.io.preview import preview_stride, thumbnail_asset, true_colour_png
+from deep_lulc.shared.io.preview import thumbnail_asset
 from deep_lulc.shared.io.publish import staged_output
 from deep_lulc.shared.io.stac import iso, stamp_provenance
 from deep_lulc.shared.io.storage import join_href
 from deep_lulc.shared.products import cube as cube_product
-from deep_lulc.shared.products.cube import ZARR_NAME
+from deep_lulc.shared.products.cube import ZARR_NAME, Acquisition, CubeRecord
 from deep_lulc.shared.products.tiles import Tile, planned_tile
 from deep_lulc.shared.products.zarr_store import ZarrLocation
 from deep_lulc.shared.sources import sentinel2
 from deep_lulc.shared.sources.aoi import Aoi
-from deep_lulc.shared.sources.item_search import find_items
+from deep_lulc.shared.sources.item_search import SceneQuery, find_items
 from deep_lulc.shared.sources.scene_selection import SceneInputs, query_from
 from deep_lulc.shared.sources.signing import sign_items
 from deep_lulc.shared.stage.contract import StageResult, finish_single_item_output
-from deep_lulc.shared.stage.logs import redact_text
 from deep_lulc.shared.stage.reruns import idempotent
 from deep_lulc.stages.cube.georef import check_georeferencing
 from deep_lulc.stages.cube.loaders import BANDS, SolarDay, group_by_solar_day, load_dn
 from deep_lulc.stages.cube.params import CubeParams
+from deep_lulc.stages.cube.placement import check_aoi_size, cube_grid, items_over, tile_footprint
+from deep_lulc.stages.cube.writing import valid_fraction, write_preview, write_store
 
 STAGE = "cube"
 PREVIEW_NAME = "preview.png"
@@ -63,10 +59,6 @@ def to_reflectance(dn: xr.DataArray, days: Sequence[SolarDay]) -> xr.DataArray:
     return reflectance.where(dn != 0).astype(np.float32)
 
 
-def valid_fraction(scl: xr.DataArray, valid_classes: Sequence[int] = sentinel2.DEFAULT_VALID_SCL) -> np.ndarray:
-    return np.asarray(scl.isin(list(valid_classes)).mean(dim=("y", "x")).values, dtype=float)
-
-
 @contextlib.contextmanager
 def dask_scheduler(address: str | None) -> Iterator[None]:
     """Local threads by default; an existing distributed cluster when an address is given."""
@@ -85,104 +77,34 @@ def cube_id(query_text: str, start: dt.date, end: dt.date) -> str:
     return f"cube-{start:%Y%m%d}-{end:%Y%m%d}-{digest}"
 
 
-def _first_unreadable(items: Sequence[pystac.Item]) -> str | None:
-    """Which asset is damaged: GDAL's read error often names no file, so probe each one's first and last block."""
-    from rasterio.windows import Window
-
-    for item in items:
-        for band in (*sentinel2.REFLECTANCE_BANDS, sentinel2.SCL_BAND):
-            key = sentinel2.asset_key_for(item, band)
-            href = item.assets[key].get_absolute_href() or ""
-            try:
-                with open_raster(href) as source:
-                    for row, col in ((0, 0), (source.height - 1, source.width - 1)):
-                        source.read(1, window=Window(col, row, 1, 1))
-            except (RasterioIOError, RuntimeError):
-                return f"asset {key} of {item.id} ({storage.redact(href)})"
-    return None
+def load_cube(days: Sequence[SolarDay], grid: grids.GeoBox, params: CubeParams, period: tuple[str, str]) -> xr.Dataset:
+    """Reflectance and SCL on the grid, lazy: the source images are read when the store is written."""
+    dn, scl = load_dn(days, grid, loader=params.loader, chunk_size=params.chunk_size)
+    dataset = xr.Dataset({"reflectance": to_reflectance(dn, days), "scl": scl})
+    start, end = period
+    dataset.attrs.update({"start_datetime": start, "end_datetime": end, "source": "deep-lulc cube"})
+    return dataset
 
 
-def unreadable_source(exc: Exception, items: Sequence[pystac.Item]) -> BadInputError | TransientError:
-    """A damaged or truncated COG is the input's fault: say which one. An outage (a 5xx, a deadline) is not:
-    a retry may get past it, so it is transient, naming the host."""
-    if gdal_env.is_transient(str(exc)):
-        hosts = sorted({urlsplit(item.assets[key].href).netloc for item in items for key in item.assets} - {""})
-        return TransientError(
-            f"reading the source images from {', '.join(hosts[:2]) or 'their server'} failed: "
-            f"{redact_text(str(exc))[:200]}",
-            fix="retry later (DEEP_LULC_HTTP_TIMEOUT sets the deadline); if it persists, check the server",
-        )
-    culprit = _first_unreadable(items) or "a source image"
-    return BadInputError(
-        f"cannot read {culprit}: {redact_text(str(exc))[:200]}",
-        fix="re-fetch or remove the damaged asset, or narrow --start/--end to skip that acquisition",
-    )
-
-
-def tile_footprint(tile: Tile) -> Aoi:
-    """The tile's read region in lon/lat, its edges densified so that the reprojected outline stays true."""
-    grid = tile.read_grid()
-    outline = grid.extent.to_crs("EPSG:4326", resolution=float(grid.resolution.x) * 16)
-    return Aoi(outline.geom, source=f"tile {tile.id}")
-
-
-def items_over(items: Sequence[pystac.Item], footprint: Aoi, tile: Tile) -> list[pystac.Item]:
-    """The AOI's items that reach this tile: the others add no pixel to it, and leaving them out keeps a tile's
-    reads to its own imagery. Found by the same whole-AOI search as one process, so no item a single cube
-    would use is missed."""
-    reaching = [
-        item for item in items if item.geometry is not None and shape(item.geometry).intersects(footprint.geometry)
-    ]
-    if not reaching:
-        raise NothingToDoError(
-            f"none of the AOI's {len(items)} scenes reach tile {tile.id!r}",
-            fix="check that --tiles was planned for this --aoi, or widen the date range",
-        )
-    return reaching
-
-
-def tile_grid(tile: Tile, whole: grids.GeoBox) -> grids.GeoBox:
-    """The tile's pixels, after checking that the plan's grid is the one this AOI's imagery gives."""
-    planned = tile.grid()
-    if planned is None or not grids.same_grid(planned, whole):
-        raise BadInputError(
-            f"tile {tile.id!r} was planned on {grids.describe(planned) if planned else 'no recorded grid'}, but this "
-            f"AOI's imagery gives {grids.describe(whole)}",
-            fix="plan the tiles with `deep-lulc plan-tiles --aoi` on the same --aoi and --resolution as cube",
-        )
-    return tile.read_grid()
-
-
-@idempotent(STAGE)
-def run(*, inputs: SceneInputs, output: str, params: CubeParams) -> StageResult:
-    """Build the cube for `inputs.stac` over `inputs.aoi` into `output`."""
-    tile = planned_tile(params.tiles, params.tile)  # a bad plan fails before any search
-    query = query_from(inputs, params)
-    epsg = query.aoi.utm_epsg()
-    if tile is None:  # before the search: a grid too large is refused before anything is read
-        west, south, east, north = query.aoi.projected(epsg).bounds
-        grids.check_size(
-            round((east - west) / params.resolution),
-            round((north - south) / params.resolution),
-            max_pixels=params.max_pixels,
-        )
+def scenes(query: SceneQuery, tile: Tile | None) -> tuple[list[pystac.Item], Aoi]:
+    """The AOI's items and the footprint the cube covers: the AOI's, or the tile's with only the items
+    reaching it."""
     items = find_items(query)
-    footprint = query.aoi
-    if tile is not None:
-        footprint = tile_footprint(tile)
-        items = items_over(items, footprint, tile)
-    items = sign_items(items, params.sign)
-    days = group_by_solar_day(items)
-    first = days[0].items[0]
-    anchor = (0.0, 0.0)
-    if sentinel2.epsg_of(first, sentinel2.asset_key_for(first, "B04")) == epsg:
-        transform = first.assets[sentinel2.asset_key_for(first, "B04")].extra_fields.get("proj:transform")
-        if transform:
-            anchor = (float(transform[2]), float(transform[5]))
-    grid = grids.snapped_geobox(epsg, query.aoi.projected(epsg).bounds, resolution=params.resolution, anchor=anchor)
-    if tile is not None:
-        grid = tile_grid(tile, grid)
-    grids.check_size(grid.width, grid.height, max_pixels=params.max_pixels)
+    if tile is None:
+        return items, query.aoi
+    footprint = tile_footprint(tile)
+    return items_over(items, footprint, tile), footprint
+
+
+def identifier_of(query: SceneQuery, params: CubeParams, tile: Tile | None) -> str:
+    """The same query gives the same cube id, and each tile of it its own."""
+    text = f"{query.source}|{query.collection}|{query.aoi.geometry.wkt}|{params.resolution}"
+    return cube_id(text, params.start, params.end) + (f"-tile-{tile.id}" if tile is not None else "")
+
+
+def log_plan(
+    items: Sequence[pystac.Item], days: Sequence[SolarDay], grid: grids.GeoBox, epsg: int, params: CubeParams
+) -> None:
     log.info(
         "%d items in %d solar days -> %d x %d px at %g m (EPSG:%d), loader %s",
         len(items),
@@ -193,33 +115,42 @@ def run(*, inputs: SceneInputs, output: str, params: CubeParams) -> StageResult:
         epsg,
         params.loader,
     )
+
+
+def record_of(collection: str, loader: str, days: Sequence[SolarDay], fractions: np.ndarray) -> CubeRecord:
+    acquisitions = tuple(
+        Acquisition(iso(day.datetime), tuple(item.id for item in day.items), float(fraction))
+        for day, fraction in zip(days, fractions, strict=True)
+    )
+    return CubeRecord(collection, loader, acquisitions)
+
+
+@idempotent(STAGE)
+def run(*, inputs: SceneInputs, output: str, params: CubeParams) -> StageResult:
+    """Build the cube for `inputs.stac` over `inputs.aoi` into `output`."""
+    tile = planned_tile(params.tiles, params.tile)  # a bad plan fails before any search
+    query = query_from(inputs, params)
+    epsg = query.aoi.utm_epsg()
+    if tile is None:  # before the search: a grid too large is refused before anything is read
+        check_aoi_size(query.aoi, epsg, params)
+    found, footprint = scenes(query, tile)
+    items = sign_items(found, params.sign)
+    days = group_by_solar_day(items)
+    grid = cube_grid(query.aoi, epsg, days[0].items[0], tile, params)
+    log_plan(items, days, grid, epsg, params)
     check_georeferencing([item for day in days for item in day.items], [*BANDS, sentinel2.SCL_BAND])
-    dn, scl = load_dn(days, grid, loader=params.loader, chunk_size=params.chunk_size)
-    reflectance = to_reflectance(dn, days)
-    dataset = xr.Dataset({"reflectance": reflectance, "scl": scl})
     start, end = period_bounds(params.start, params.end)
-    dataset.attrs.update({"start_datetime": start, "end_datetime": end, "source": "deep-lulc cube"})
-    identifier = cube_id(
-        f"{query.source}|{query.collection}|{query.aoi.geometry.wkt}|{params.resolution}", params.start, params.end
-    ) + (f"-tile-{tile.id}" if tile is not None else "")
+    dataset = load_cube(days, grid, params, (start, end))
+    identifier = identifier_of(query, params, tile)
 
     with staged_output(output) as staged, dask_scheduler(params.dask_address):
         folder = staged.path / identifier
         folder.mkdir(parents=True)
-        try:
-            manifest = cube_product.write_store(dataset, folder / ZARR_NAME, grid=grid, chunk_size=params.chunk_size)
-        except (RasterioIOError, RuntimeError) as exc:
-            if not isinstance(exc, RasterioIOError) and "Rasterio" not in str(exc):
-                raise
-            raise unreadable_source(exc, items) from exc
-        stored = ZarrLocation.at(str(folder / ZARR_NAME)).open()
+        store = folder / ZARR_NAME
+        manifest = write_store(dataset, store, grid=grid, chunk_size=params.chunk_size, items=items)
+        stored = ZarrLocation.at(str(store)).open()
         fractions = valid_fraction(stored["scl"])
-        clearest = int(np.argmax(fractions))
-        stride = preview_stride(grid.height, grid.width)
-        sampled = {"time": clearest, "y": slice(None, None, stride), "x": slice(None, None, stride)}
-        rgb = stored["reflectance"].isel(sampled).sel(band=["B04", "B03", "B02"]).values
-        true_colour_png(rgb[0], rgb[1], rgb[2], folder / PREVIEW_NAME)
-
+        clearest = write_preview(stored, fractions, grid, folder / PREVIEW_NAME)
         item = cube_product.cube_item(
             identifier,
             geometry=mapping(footprint.geometry),
@@ -228,20 +159,9 @@ def run(*, inputs: SceneInputs, output: str, params: CubeParams) -> StageResult:
             end=end,
             grid=grid,
             times=stored.time.values,
-            store=folder / ZARR_NAME,
+            store=store,
             manifest=manifest,
-            properties={
-                "deep-lulc:collection": query.collection,
-                "deep-lulc:loader": params.loader,
-                "deep-lulc:acquisitions": [
-                    {
-                        "datetime": iso(day.datetime),
-                        "items": [i.id for i in day.items],
-                        "valid_fraction": round(float(fraction), 6),
-                    }
-                    for day, fraction in zip(days, fractions, strict=True)
-                ],
-            },
+            record=record_of(query.collection, params.loader, days, fractions),
         )
         clearest_date = iso(stored.time.values[clearest])
         item.add_asset(
@@ -262,6 +182,6 @@ def run(*, inputs: SceneInputs, output: str, params: CubeParams) -> StageResult:
         "cube": join_href(output, identifier, ZARR_NAME),
         "shape": [len(days), grid.height, grid.width],
         "epsg": epsg,
-        "clearest": iso(stored.time.values[clearest]),
+        "clearest": clearest_date,
     }
     return StageResult.of_item(STAGE, catalog_href, identifier, extra)

@@ -31,9 +31,7 @@ each window is read, computed and written in a pipeline (streaming.py).
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import logging
+from pathlib import Path
 
 import numpy as np
 import pystac
@@ -41,35 +39,28 @@ import xarray as xr
 from rasterio import features as rasterio_features
 from shapely.geometry import shape
 
-from deep_lulc.shared.errors import NothingToDoError
 from deep_lulc.shared.geo.grids import epsg_of, geobox_of
 from deep_lulc.shared.geo.windows import blocks
 from deep_lulc.shared.io import storage
 from deep_lulc.shared.io.preview import preview_stride, thumbnail_asset, true_colour_png
 from deep_lulc.shared.io.publish import staged_output
-from deep_lulc.shared.io.stac import iso, stamp_provenance
+from deep_lulc.shared.io.stac import stamp_provenance
 from deep_lulc.shared.products import features as features_product
-from deep_lulc.shared.products.cube import open_cube
-from deep_lulc.shared.products.features import ZARR_NAME
-from deep_lulc.shared.products.zarr_store import ZarrLocation
+from deep_lulc.shared.products.cube import Cube, open_cube
+from deep_lulc.shared.products.features import ZARR_NAME, FeaturesRecord
+from deep_lulc.shared.products.zarr_store import Manifest, ZarrLocation
 from deep_lulc.shared.sources.aoi import Aoi
 from deep_lulc.shared.stage.contract import StageResult, finish_single_item_output
 from deep_lulc.shared.stage.reruns import idempotent
+from deep_lulc.stages.features.dates import DateGrid, date_grid
+from deep_lulc.stages.features.frames import aoi_frames, frames_asset, pixel_frames, write_frames
 from deep_lulc.stages.features.indices import CHANNELS
 from deep_lulc.stages.features.params import FeaturesInputs, FeaturesParams
-from deep_lulc.stages.features.streaming import (
-    CountJob,
-    FeatureJob,
-    assemble_preview,
-    count_valid,
-    run_all,
-    run_windows,
-)
+from deep_lulc.stages.features.streaming import assemble_preview, feature_jobs, run_windows
 
 STAGE = "features"
 PREVIEW_NAME = "preview.png"
 FRAMES_NAME = "frames.json"
-log = logging.getLogger(__name__)
 
 
 def aoi_mask(item: pystac.Item, shape_yx: tuple[int, int]) -> np.ndarray:
@@ -87,39 +78,41 @@ def valid_observations(scl: xr.DataArray, reflectance: xr.DataArray, classes: tu
     return scl.isin(list(classes)) & reflectance.notnull().all("band")
 
 
-def target_dates(start: dt.date, end: dt.date, step_days: int) -> list[dt.date]:
-    count = (end - start).days // step_days + 1
-    return [start + dt.timedelta(days=step_days * k) for k in range(count)]
+def create_store(store: Path, source: Cube, dates: DateGrid, block: int) -> None:
+    """The empty store on the cube's pixels, over the cube's period, for the windows to fill."""
+    cube = source.dataset
+    features_product.create_store(
+        store,
+        grid=source.grid,
+        times=dates.times,
+        channels=CHANNELS,
+        y=cube.y.values,
+        x=cube.x.values,
+        block=block,
+        attrs={"start_datetime": cube.attrs.get("start_datetime"), "end_datetime": cube.attrs.get("end_datetime")},
+    )
 
 
-def _days_since(moments: np.ndarray, origin: dt.date) -> np.ndarray:
-    epoch = np.datetime64(origin.isoformat(), "ns")
-    return np.asarray((moments.astype("datetime64[ns]") - epoch) / np.timedelta64(1, "D"), dtype=np.float64)
-
-
-def _frame_fractions(counts: list[np.ndarray], frames: int, inside: np.ndarray) -> np.ndarray:
-    """Per frame, the fraction of the AOI's pixels with a usable observation."""
-    total = np.sum(counts, axis=0) if counts else np.zeros(frames, dtype=np.int64)
-    return np.asarray(total, dtype=np.float64) / max(int(inside.sum()), 1)
-
-
-def _aoi_frames(
-    params: FeaturesParams, jobs: list[CountJob], times: np.ndarray, inside: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """`--frame-filter aoi`: which frames have a valid fraction over the whole AOI of at least --min-valid,
-    and every frame's fraction."""
-    fractions = _frame_fractions(run_all(count_valid, jobs, address=params.dask_address), len(times), inside)
-    kept = fractions >= params.min_valid
-    if not kept.any():
-        best = int(np.argmax(fractions))
-        suggestion = max(0.0, float(np.floor(fractions[best] * 100) / 100))
-        raise NothingToDoError(
-            f"every one of {len(times)} frames is below --min-valid {params.min_valid} "
-            f"(best {fractions[best]:.4f} on {iso(times[best])[:10]})",
-            fix=f"lower --min-valid (e.g. {suggestion:.2f}) or extend the time range",
-        )
-    log.info("%d of %d frames kept (valid fraction >= %g)", int(kept.sum()), len(times), params.min_valid)
-    return np.asarray(kept), fractions
+def features_item(
+    identifier: str, source: Cube, dates: DateGrid, folder: Path, manifest: Manifest, record: FeaturesRecord
+) -> pystac.Item:
+    """The item of the written store, its preview and frames.json, derived from the cube's item."""
+    cube_item = source.item
+    item = features_product.features_item(
+        identifier,
+        cube_item=cube_item,
+        grid=source.grid,
+        times=dates.times,
+        channels=CHANNELS,
+        store=folder / ZARR_NAME,
+        manifest=manifest,
+        record=record,
+    )
+    title = f"True colour, {dates.dates[dates.middle]} (interpolated)"
+    item.add_asset("thumbnail", thumbnail_asset(folder / PREVIEW_NAME, title=title))
+    item.add_asset("frames", frames_asset(folder / FRAMES_NAME))
+    stamp_provenance(item, derived_from=[cube_item.get_self_href() or cube_item.id])
+    return item
 
 
 @idempotent(STAGE)
@@ -127,124 +120,33 @@ def run(*, inputs: FeaturesInputs, output: str, params: FeaturesParams) -> Stage
     """Features for the cube at `inputs.cube`, written to `output`."""
     source = open_cube(inputs.cube)
     cube_item, cube = source
-    grid = source.grid
-    start = dt.datetime.fromisoformat(str(cube_item.properties["start_datetime"]).replace("Z", "+00:00")).date()
-    end = dt.datetime.fromisoformat(str(cube_item.properties["end_datetime"]).replace("Z", "+00:00")).date()
     height, width = cube.sizes["y"], cube.sizes["x"]
     inside = aoi_mask(cube_item, (height, width))
-
-    cube_store = source.location
-    block = params.chunk_size
-    grid_windows = blocks(height, width, block)
+    windows = blocks(height, width, params.chunk_size)
     times = cube.time.values
-    aoi_kept: np.ndarray | None = None
-    fractions = np.zeros(len(times), dtype=np.float64)
-    if params.frame_filter == "aoi":
-        count_jobs = [CountJob(cube_store, w, inside[w.slices], params.valid_scl) for w in grid_windows]
-        aoi_kept, fractions = _aoi_frames(params, count_jobs, times, inside)
-    used = np.flatnonzero(aoi_kept) if aoi_kept is not None else np.arange(len(times))
-    dates = target_dates(start, end, params.step_days)
-    source_days = _days_since(times[used], start)
-    target_days = np.array([(d - start).days for d in dates], dtype=np.float64)
-    time_coord = np.array([np.datetime64(d.isoformat(), "ns") for d in dates])
+    chosen = aoi_frames(params, source.location, windows, times, inside) if params.frame_filter == "aoi" else None
+    used = None if chosen is None else chosen.used
+    dates = date_grid(*source.period, params.step_days, times if used is None else times[list(used)])
     identifier = f"features-{cube_item.id.removeprefix('cube-')}"
 
     with staged_output(output) as staged:
         folder = staged.path / identifier
         folder.mkdir(parents=True)
         store = folder / ZARR_NAME
-        features_product.create_store(
-            store,
-            grid=grid,
-            times=time_coord,
-            channels=CHANNELS,
-            y=cube.y.values,
-            x=cube.x.values,
-            block=block,
-            attrs={"start_datetime": cube.attrs.get("start_datetime"), "end_datetime": cube.attrs.get("end_datetime")},
-        )
-        frames = None if aoi_kept is None else tuple(int(i) for i in used)
-        middle = len(dates) // 2
-        red, green, blue = (CHANNELS.index(band) for band in ("B04", "B03", "B02"))
+        create_store(store, source, dates, params.chunk_size)
         stride = preview_stride(height, width)
-        jobs = [
-            FeatureJob(
-                cube_store,
-                ZarrLocation.at(str(store)),
-                w,
-                frames,
-                params.valid_scl,
-                source_days,
-                target_days,
-                inside[w.slices],
-                middle,
-                (red, green, blue),
-                stride,
-            )
-            for w in grid_windows
-        ]
+        jobs = feature_jobs(
+            source.location, ZarrLocation.at(str(store)), windows, used, params.valid_scl, dates, inside, stride
+        )
         summaries = run_windows(jobs, address=params.dask_address)
-        used_fractions = _frame_fractions([s.counts for s in summaries], len(used), inside)
-        if aoi_kept is None:
-            fractions = used_fractions
-            kept = fractions > 0  # a frame is used wherever it is valid; "kept" says it is valid somewhere
-            if not kept.any():
-                raise NothingToDoError(
-                    f"no pixel of the AOI has a usable observation in any of {len(times)} frames "
-                    f"(SCL classes {list(params.valid_scl)}, every band present)",
-                    fix="extend the time range or widen --valid-scl",
-                )
-            log.info("%d of %d frames valid somewhere in the AOI (per-pixel validity)", int(kept.sum()), len(times))
-        else:
-            kept = aoi_kept
-        frames_record = [
-            {"datetime": iso(t), "valid_fraction": round(float(f), 6), "kept": bool(k)}
-            for t, f, k in zip(times, fractions, kept, strict=True)
-        ]
+        frames = chosen if chosen is not None else pixel_frames([s.counts for s in summaries], times, inside, params)
         manifest = features_product.finish_store(store)
-        rgb = assemble_preview(grid_windows, [summary.preview for summary in summaries], (height, width), stride)
+        rgb = assemble_preview(windows, [summary.preview for summary in summaries], (height, width), stride)
         true_colour_png(rgb[0], rgb[1], rgb[2], folder / PREVIEW_NAME)
+        write_frames(folder / FRAMES_NAME, params, times, frames)
         never_valid = sum(summary.never_valid for summary in summaries)
-        (folder / FRAMES_NAME).write_text(
-            json.dumps(
-                {
-                    "frame_filter": params.frame_filter,
-                    "min_valid": params.min_valid,
-                    "valid_scl": list(params.valid_scl),
-                    "frames": frames_record,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
-        item = features_product.features_item(
-            identifier,
-            cube_item=cube_item,
-            grid=grid,
-            times=time_coord,
-            channels=CHANNELS,
-            store=store,
-            manifest=manifest,
-            properties={
-                "deep-lulc:step_days": params.step_days,
-                "deep-lulc:frames_kept": int(kept.sum()),
-                "deep-lulc:frames_dropped": int((~kept).sum()),
-                "deep-lulc:pixels_never_valid": never_valid,
-            },
-        )
-        item.add_asset(
-            "thumbnail", thumbnail_asset(folder / PREVIEW_NAME, title=f"True colour, {dates[middle]} (interpolated)")
-        )
-        item.add_asset(
-            "frames",
-            pystac.Asset(
-                str(folder / FRAMES_NAME),
-                title="Valid fraction per frame and which were dropped",
-                media_type=pystac.MediaType.JSON,
-                roles=["metadata"],
-            ),
-        )
-        stamp_provenance(item, derived_from=[cube_item.get_self_href() or cube_item.id])
+        record = FeaturesRecord(params.step_days, frames.count_kept, frames.count_dropped, never_valid)
+        item = features_item(identifier, source, dates, folder, manifest, record)
         catalog_href = finish_single_item_output(
             staged,
             item,
@@ -257,9 +159,9 @@ def run(*, inputs: FeaturesInputs, output: str, params: FeaturesParams) -> Stage
 
     extra = {
         "features": storage.join_href(output, identifier, ZARR_NAME),
-        "dates": len(dates),
+        "dates": len(dates.dates),
         "channels": list(CHANNELS),
-        "frames_kept": int(kept.sum()),
-        "frames_dropped": int((~kept).sum()),
+        "frames_kept": frames.count_kept,
+        "frames_dropped": frames.count_dropped,
     }
     return StageResult.of_item(STAGE, catalog_href, identifier, extra)

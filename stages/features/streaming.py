@@ -23,7 +23,8 @@ from deep_lulc.shared.geo.windows import PixelWindow
 from deep_lulc.shared.products.features import write_window
 from deep_lulc.shared.products.zarr_store import ZarrLocation
 from deep_lulc.shared.stage.progress import progress
-from deep_lulc.stages.features.indices import interpolated_features, usable_observations
+from deep_lulc.stages.features.dates import DateGrid
+from deep_lulc.stages.features.indices import CHANNELS, interpolated_features, usable_observations
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -71,6 +72,37 @@ class FeatureJob:
     preview_date: int  # target date of the true-colour preview
     preview_channels: tuple[int, int, int]  # red, green, blue
     preview_stride: int = 1  # the preview samples every n-th row and column of the whole grid
+
+
+def feature_jobs(
+    cube: ZarrLocation,
+    output: ZarrLocation,
+    windows: Sequence[PixelWindow],
+    frames: tuple[int, ...] | None,
+    classes: tuple[int, ...],
+    dates: DateGrid,
+    inside: np.ndarray,
+    preview_stride: int,
+) -> list[FeatureJob]:
+    """One job per window, each with its part of the AOI mask, reading `frames` (None: every frame) and
+    sampling the true-colour preview at the middle date."""
+    red, green, blue = (CHANNELS.index(band) for band in ("B04", "B03", "B02"))
+    return [
+        FeatureJob(
+            cube,
+            output,
+            w,
+            frames,
+            classes,
+            dates.source_days,
+            dates.target_days,
+            inside[w.slices],
+            dates.middle,
+            (red, green, blue),
+            preview_stride,
+        )
+        for w in windows
+    ]
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import sys
 
 import pystac
 
+from deep_lulc.shared.sources import sentinel2
 from deep_lulc.shared.sources.item_search import find_items
 from deep_lulc.shared.sources.scene_list import write_scene_list
 from deep_lulc.shared.sources.scene_selection import SceneInputs, query_from
@@ -23,8 +24,8 @@ def summary_lines(items: list[pystac.Item]) -> list[str]:
     """One line per acquisition: date, platform, cloud cover, id."""
     lines = []
     for item in items:
-        cloud = item.properties.get("eo:cloud_cover")
-        cloud_text = f"{float(cloud):5.1f}%" if cloud is not None else "    ?"
+        cloud = sentinel2.cloud_cover(item)
+        cloud_text = f"{cloud:5.1f}%" if cloud is not None else "    ?"
         moment = item.datetime.strftime("%Y-%m-%d %H:%M") if item.datetime else "?"
         lines.append(f"{moment}  {item.properties.get('platform', '?'):<12} cloud {cloud_text}  {item.id}")
     return lines
