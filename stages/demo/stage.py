@@ -1,13 +1,15 @@
-"""`deep-lulc demo`: run every stage that exists on the synthetic catalog and summarise what it did."""
+"""`deep-lulc demo`: run every stage on the synthetic catalog and summarise what it did.
+
+The demo is the in-process twin of `argo/pipeline.yaml`: the same stages, in the same order, on the same
+kinds of inputs (train on one AOI, map another in two periods, their change, scores where labels exist),
+called as functions instead of containers. A change to the pipeline's wiring belongs in both.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
-import time
-from collections.abc import Callable, Mapping
-from functools import partial
+from collections.abc import Mapping
 from typing import Any
 
 from deep_lulc.shared.io import storage
@@ -15,23 +17,12 @@ from deep_lulc.shared.io.publish import write_file_atomically
 from deep_lulc.shared.io.storage import join_href
 from deep_lulc.shared.stage.contract import NoInputs, StageResult, typed_inputs
 from deep_lulc.stages.change import stage as change
-from deep_lulc.stages.change.params import ChangeParams
-from deep_lulc.stages.chips import stage as chips
-from deep_lulc.stages.chips.params import ChipsParams
-from deep_lulc.stages.cube import stage as cube
-from deep_lulc.stages.cube.params import CubeParams
+from deep_lulc.stages.change.params import ChangeInputs, ChangeParams
+from deep_lulc.stages.demo.chain import Chain
 from deep_lulc.stages.demo.params import DemoParams
 from deep_lulc.stages.demo.report import write_report
 from deep_lulc.stages.evaluate import stage as evaluate
-from deep_lulc.stages.evaluate.params import EvaluateParams
-from deep_lulc.stages.features import stage as features
-from deep_lulc.stages.features.params import FeaturesParams
-from deep_lulc.stages.predict import stage as predict
-from deep_lulc.stages.predict.params import PredictParams
-from deep_lulc.stages.synth import stage as synth
-from deep_lulc.stages.synth.params import SynthParams
-from deep_lulc.stages.train import stage as train
-from deep_lulc.stages.train.params import TrainParams
+from deep_lulc.stages.evaluate.params import EvaluateInputs, EvaluateParams
 
 STAGE = "demo"
 log = logging.getLogger(__name__)
@@ -89,13 +80,6 @@ def model_comparison_table(
         f"training time: deep model {timings.get('train', 0):.0f} s, LightGBM {timings.get('train-lightgbm', 0):.0f} s"
     )
     return lines
-
-
-def _labels_by_year(synth_result: StageResult) -> dict[int, str]:
-    """Label vector per synthetic period, from synth's manifest (the second period's labels carry the changes)."""
-    root = synth_result.catalog.rsplit("/", 1)[0]
-    manifest = storage.read_json(join_href(root, "synth.json"), what="synthetic manifest")
-    return {int(period["year"]): join_href(root, str(period["labels"])) for period in manifest["periods"]}
 
 
 def map_accuracy_table(scores: Mapping[int, StageResult]) -> list[str]:
@@ -173,156 +157,40 @@ def write_root_catalog(output: str, results: Mapping[str, StageResult]) -> str:
 
 @typed_inputs
 def run(*, inputs: NoInputs, output: str, params: DemoParams) -> StageResult:
-    """Chain the stages into sub-folders of `output`; returns the last catalog and per-stage timings."""
-    timings: dict[str, float] = {}
-    results: dict[str, StageResult] = {}
-
-    def timed(name: str, call: Callable[[], StageResult]) -> StageResult:
-        started = time.perf_counter()
-        result = call()
-        timings[name] = round(time.perf_counter() - started, 2)
-        results[name] = result
-        log.info("%s done in %.1f s -> %s", name, timings[name], result.catalog)
-        return result
-
-    year = SynthParams.model_fields["year"].default
-    synth_result = timed(
-        "synth",
-        lambda: synth.run(
-            inputs={},
-            output=join_href(output, "synth"),
-            params=SynthParams(seed=params.seed, size=params.size, dates=params.dates),
-        ),
-    )
-    cube_result = timed(
-        "cube",
-        lambda: cube.run(
-            inputs={"stac": synth_result.catalog, "aoi": str(synth_result.extra["aoi_train"])},
-            output=join_href(output, "cube-train"),
-            params=CubeParams(start=dt.date(year, 1, 1), end=dt.date(year, 12, 31)),
-        ),
-    )
-    features_result = timed(
-        "features",
-        lambda: features.run(
-            inputs={"cube": cube_result.catalog}, output=join_href(output, "features-train"), params=FeaturesParams()
-        ),
-    )
-    chips_result = timed(
-        "chips",
-        lambda: chips.run(
-            inputs={"features": features_result.catalog, "labels": str(synth_result.extra["labels"])},
-            output=join_href(output, "chips"),
-            params=ChipsParams(seed=params.seed),
-        ),
-    )
-    train_result = timed(
-        "train",
-        lambda: train.run(
-            inputs={"chips": chips_result.catalog},
-            output=join_href(output, "model"),
-            params=TrainParams(epochs=params.epochs, seed=params.seed),
-        ),
-    )
-    lightgbm_result = timed(
-        "train-lightgbm",
-        lambda: train.run(
-            inputs={"chips": chips_result.catalog},
-            output=join_href(output, "model-lightgbm"),
-            params=TrainParams(architecture="lightgbm", seed=params.seed),
-        ),
-    )
-    labels_by_year = _labels_by_year(synth_result)
-    predictions: dict[int, StageResult] = {}
-    lightgbm_predictions: dict[int, StageResult] = {}
-    for period_year in sorted(labels_by_year):
-        predict_cube = timed(
-            f"cube-{period_year}",
-            partial(
-                cube.run,
-                inputs={"stac": synth_result.catalog, "aoi": str(synth_result.extra["aoi_predict"])},
-                output=join_href(output, f"cube-predict-{period_year}"),
-                params=CubeParams(start=dt.date(period_year, 1, 1), end=dt.date(period_year, 12, 31)),
-            ),
-        )
-        predict_features = timed(
-            f"features-{period_year}",
-            partial(
-                features.run,
-                inputs={"cube": predict_cube.catalog},
-                output=join_href(output, f"features-predict-{period_year}"),
-                params=FeaturesParams(),
-            ),
-        )
-        predictions[period_year] = timed(
-            f"predict-{period_year}",
-            partial(
-                predict.run,
-                inputs={"model": train_result.catalog, "features": predict_features.catalog},
-                output=join_href(output, f"prediction-{period_year}"),
-                params=PredictParams(probabilities=True),
-            ),
-        )
-        lightgbm_predictions[period_year] = timed(
-            f"predict-lightgbm-{period_year}",
-            partial(
-                predict.run,
-                inputs={"model": lightgbm_result.catalog, "features": predict_features.catalog},
-                output=join_href(output, f"prediction-lightgbm-{period_year}"),
-                params=PredictParams(),
-            ),
-        )
-    first, last = min(predictions), max(predictions)
-    change_result = timed(
+    """Chain the stages into sub-folders of `output`, as argo/pipeline.yaml chains their containers; returns
+    the root catalog, the summary lines and per-stage timings."""
+    chain = Chain(output)
+    trained = chain.train(params)
+    maps = chain.map_years(trained)
+    first, last = min(maps.deep), max(maps.deep)
+    change_result = chain.step(
         "change",
-        lambda: change.run(
-            inputs={"before": predictions[first].catalog, "after": predictions[last].catalog},
-            output=join_href(output, f"change-{first}-{last}"),
-            params=ChangeParams(),
-        ),
+        change.run,
+        ChangeInputs(before=maps.deep[first].catalog, after=maps.deep[last].catalog),
+        f"change-{first}-{last}",
+        ChangeParams(),
     )
-
-    def score_maps(model: str, maps: Mapping[int, StageResult]) -> dict[int, StageResult]:
-        """Each year's map of one model against that year's labels (`model` '' is the deep model)."""
-        return {
-            year: timed(
-                f"evaluate-{model}{year}",
-                partial(
-                    evaluate.run,
-                    inputs={"prediction": maps[year].catalog, "labels": labels_by_year[year]},
-                    output=join_href(output, f"evaluation-{model}{year}"),
-                    params=EvaluateParams(),
-                ),
-            )
-            for year in (first, last)
-        }
-
-    map_scores = score_maps("", predictions)
-    lightgbm_scores = score_maps("lightgbm-", lightgbm_predictions)
-    change_scores = timed(
+    map_scores = chain.score_maps("", maps.deep, maps.labels, (first, last))
+    lightgbm_scores = chain.score_maps("lightgbm-", maps.lightgbm, maps.labels, (first, last))
+    change_scores = chain.step(
         "evaluate-change",
-        lambda: evaluate.run(
-            inputs={
-                "prediction": change_result.catalog,
-                "labels": labels_by_year[last],
-                "before_labels": labels_by_year[first],
-            },
-            output=join_href(output, "evaluation-change"),
-            params=EvaluateParams(),
-        ),
+        evaluate.run,
+        EvaluateInputs(prediction=change_result.catalog, labels=maps.labels[last], before_labels=maps.labels[first]),
+        "evaluation-change",
+        EvaluateParams(),
     )
-    root = write_root_catalog(output, results)
-    report = write_report(output, results, years=(first, last), timings=timings)
+    root = write_root_catalog(output, chain.results)
+    report = write_report(output, chain.results, years=(first, last), timings=chain.timings)
     summary = [
-        *iou_table(train_result, lightgbm_result),
+        *iou_table(trained.deep, trained.lightgbm),
         "",
-        *model_comparison_table(map_scores, lightgbm_scores, timings),
+        *model_comparison_table(map_scores, lightgbm_scores, chain.timings),
         "",
         *map_accuracy_table(map_scores),
         "",
         *change_summary(change_result, change_scores),
         "",
-        "time per stage: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.items()),
+        "time per stage: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in chain.timings.items()),
         f"outputs: {root} (STAC root), {report} (open in a browser)",
     ]
     return StageResult(
@@ -332,7 +200,7 @@ def run(*, inputs: NoInputs, output: str, params: DemoParams) -> StageResult:
         extra={
             "report": report,
             "summary": summary,
-            "stages": {name: result.to_dict() for name, result in results.items()},
-            "timings_s": timings,
+            "stages": {name: result.to_dict() for name, result in chain.results.items()},
+            "timings_s": chain.timings,
         },
     )

@@ -118,8 +118,9 @@ def _result(line: dict[str, object]) -> StageResult:
 
 
 def test_demo_takes_no_inputs(tmp_path: Path) -> None:
-    with pytest.raises(BadInputError, match="demo takes no inputs"):
+    with pytest.raises(BadInputError, match=r"invalid inputs: --stac: Extra inputs are not permitted"):
         demo.run(inputs={"stac": "x"}, output=str(tmp_path), params=DemoParams())
+    assert not any(tmp_path.iterdir()), "refused before anything was written"
 
 
 @pytest.mark.slow
