@@ -48,6 +48,7 @@ __all__ = [
     "read_chip",
     "read_chips",
     "read_label",
+    "recorded_windows",
     "write_chip",
     "write_chips_catalog",
 ]
@@ -60,6 +61,22 @@ IMAGE, LABEL, PREVIEW, SPLIT = "image", "label", "preview", "split"
 READ_ASSETS = (IMAGE, LABEL)  # what `train` reads: the files the reader checks
 FIX_CHIPS = "pass the catalog.json written by `deep-lulc chips`"
 FIX_DAMAGED = "copy the whole chips folder again, or rebuild the chips with `deep-lulc chips`"
+# The fields this module writes and reads back, spelled once (chip items: block, window; the rest: collection).
+_BLOCK = "deep-lulc:block"
+_WINDOW = "deep-lulc:window"
+_CHIP_SIZE = "deep-lulc:chip_size"
+_BLOCK_SIZE = "deep-lulc:block_size"
+_COUNT = "deep-lulc:count"
+_AUTO = "deep-lulc:auto"
+_CHANNELS = "deep-lulc:channels"
+_FEATURES = "deep-lulc:features"
+_DATES = "deep-lulc:dates"
+_CLASS_COUNTS = "deep-lulc:class_counts"
+_NORMALIZATION = "deep-lulc:normalization"
+_SPLIT_WARNINGS = "deep-lulc:split_warnings"
+_CHIPS = "deep-lulc:chips"
+_LABELS = "deep-lulc:labels"
+_CLASSES = "deep-lulc:classes"
 InputMode = Literal["stack", "single-date"]
 
 
@@ -149,8 +166,8 @@ def write_chip(
         period,
         {
             "split": split,
-            "deep-lulc:block": block,
-            "deep-lulc:window": {"row": row, "col": col, "size": size},
+            _BLOCK: block,
+            _WINDOW: {"row": row, "col": col, "size": size},
         },
     )
     LabelExtension.ext(item, add_if_missing=True).apply(
@@ -206,19 +223,19 @@ class ChipsSummary:
 
     def fields(self) -> dict[str, Any]:
         return {
-            "deep-lulc:chip_size": self.chip_size,
-            "deep-lulc:block_size": self.block_size,
-            "deep-lulc:count": self.count,
-            "deep-lulc:auto": list(self.auto),
-            "deep-lulc:channels": list(self.channels),
-            "deep-lulc:features": list(self.features),
-            "deep-lulc:dates": sorted({n.split("_", 1)[1] for n in self.channels}),
-            "deep-lulc:class_counts": self.class_counts,
-            "deep-lulc:normalization": {"mean": self.mean.round(6).tolist(), "std": self.std.round(6).tolist()},
-            "deep-lulc:split_warnings": list(self.split_warnings),
-            "deep-lulc:chips": self.tally,
-            "deep-lulc:labels": self.labels,
-            "deep-lulc:classes": self.scheme.to_dict(),
+            _CHIP_SIZE: self.chip_size,
+            _BLOCK_SIZE: self.block_size,
+            _COUNT: self.count,
+            _AUTO: list(self.auto),
+            _CHANNELS: list(self.channels),
+            _FEATURES: list(self.features),
+            _DATES: sorted({n.split("_", 1)[1] for n in self.channels}),
+            _CLASS_COUNTS: self.class_counts,
+            _NORMALIZATION: {"mean": self.mean.round(6).tolist(), "std": self.std.round(6).tolist()},
+            _SPLIT_WARNINGS: list(self.split_warnings),
+            _CHIPS: self.tally,
+            _LABELS: self.labels,
+            _CLASSES: self.scheme.to_dict(),
         }
 
 
@@ -286,6 +303,15 @@ class ChipRecord:
     label_checksum: str | None = None
 
 
+def recorded_windows(records: Sequence[ChipRecord], *, which: str) -> list[tuple[int, int, int]]:
+    """The (row, col, size) of the `which` chips that record one: chips cut before windows were recorded
+    cannot be placed back on the features grid, so none at all is bad input."""
+    windows = [r.window for r in records if r.window is not None]
+    if not windows:
+        raise BadInputError(f"the {which} chips carry no {_WINDOW}", fix="rebuild the chips with this version")
+    return windows
+
+
 @dataclass(frozen=True)
 class ChipSet:
     """A chips collection as `train` needs it: the chips with their split, the inputs and the class scheme."""
@@ -327,7 +353,7 @@ def _chips_collection(href: str) -> pystac.Collection:
             collection = next((c for c in root.get_children() if isinstance(c, pystac.Collection)), None)
         except pystac.STACError as exc:
             raise unwrapped(exc) from exc
-    if collection is None or "deep-lulc:channels" not in collection.extra_fields:
+    if collection is None or _CHANNELS not in collection.extra_fields:
         raise BadInputError(f"{storage.redact(href)} holds no chips collection", fix=FIX_CHIPS)
     return collection
 
@@ -339,16 +365,16 @@ def read_chips(href: str) -> ChipSet:
     fields = collection.extra_fields
     name = storage.redact(collection.get_self_href() or href)
     try:
-        channels = tuple(str(c) for c in fields["deep-lulc:channels"])
-        features = tuple(str(f) for f in fields["deep-lulc:features"])
-        dates = tuple(str(d) for d in fields["deep-lulc:dates"])
-        normalization = fields["deep-lulc:normalization"]
+        channels = tuple(str(c) for c in fields[_CHANNELS])
+        features = tuple(str(f) for f in fields[_FEATURES])
+        dates = tuple(str(d) for d in fields[_DATES])
+        normalization = fields[_NORMALIZATION]
         mean = np.asarray(normalization["mean"], dtype=np.float32)
         std = np.asarray(normalization["std"], dtype=np.float32)
-        counts = fields["deep-lulc:class_counts"]
+        counts = fields[_CLASS_COUNTS]
         class_counts = {str(s): {str(k): int(v) for k, v in c.items()} for s, c in counts.items()}
-        chip_size = int(fields["deep-lulc:chip_size"])
-        classes = fields["deep-lulc:classes"]
+        chip_size = int(fields[_CHIP_SIZE])
+        classes = fields[_CLASSES]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BadInputError(
             f"chips collection {name} has a missing or malformed field ({exc!r})",
@@ -365,7 +391,7 @@ def read_chips(href: str) -> ChipSet:
     _check_chip_files(items, folder=_folder_of(collection.get_self_href() or href))
     records = []
     for item in items:
-        window = item.properties.get("deep-lulc:window")
+        window = item.properties.get(_WINDOW)
         records.append(
             ChipRecord(
                 item_id=item.id,

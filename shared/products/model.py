@@ -59,6 +59,7 @@ __all__ = [
     "SOURCE_CODE",
     "WEIGHTS",
     "AssetSpec",
+    "ModelFolder",
     "ModelProduct",
     "inference_image",
     "looks_pickled",
@@ -82,6 +83,11 @@ OCI_INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 FIX_MODEL = "pass the catalog.json written by `deep-lulc train`"
 FIX_DAMAGED = "copy the whole model folder again, or retrain with `deep-lulc train`"
 AssetSpec = tuple[Path, str, str, list[str]]  # path, media type, title, roles
+_WEIGHTS_ROLES = ["mlm:model", "mlm:weights", "data"]
+_ARCHITECTURE = "deep-lulc:architecture"
+_VALIDATION = "deep-lulc:validation"
+_CLASSES = "classification:classes"
+_OUTPUT = "mlm:output"
 
 
 def model_item(
@@ -148,10 +154,10 @@ def model_item(
     _declare_mlm_1_5(item)
     ClassificationExtension.add_to(item)  # the output's classification:classes
     # The whole legend, NoData and classes a model never outputs included, for the maps made with it.
-    item.properties["classification:classes"] = scheme.to_classification()
-    item.properties["deep-lulc:architecture"] = config.architecture
+    item.properties[_CLASSES] = scheme.to_classification()
+    item.properties[_ARCHITECTURE] = config.architecture
     if validation is not None:
-        item.properties["deep-lulc:validation"] = validation
+        item.properties[_VALIDATION] = validation
     for key, (path, media_type, title, roles) in assets.items():
         asset = pystac.Asset(str(path), title=title, media_type=media_type, roles=roles)
         item.add_asset(key, asset)
@@ -171,6 +177,52 @@ def model_item(
     item.add_asset(CONTAINER, _container_asset())
     stamp_provenance(item, derived_from=[chips_href])
     return item
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """The files of one model, named here once: `train` writes them at these paths, and `assets` describes
+    what it wrote for `model_item` (the weights with MLM's roles; history and loss where epochs ran)."""
+
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG_NAME
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def confusion_matrix(self) -> Path:
+        return self.path / "confusion_matrix.png"
+
+    @property
+    def history(self) -> Path:
+        return self.path / "history.csv"
+
+    @property
+    def loss(self) -> Path:
+        return self.path / "loss.png"
+
+    def assets(self, *, weights: str, media_type: str, title: str, history: bool) -> dict[str, AssetSpec]:
+        """`weights`: the weights file's name in the folder, `media_type` and `title` its asset's."""
+        assets: dict[str, AssetSpec] = {
+            WEIGHTS: (self.path / weights, media_type, title, list(_WEIGHTS_ROLES)),
+            CONFIG: (self.config, "application/json", "Network and input configuration", ["metadata"]),
+            "metrics": (self.metrics, "application/json", "Validation metrics (maps and chips)", ["metadata"]),
+            "confusion_matrix": (
+                self.confusion_matrix,
+                "image/png",
+                "Confusion matrix of the validation blocks predicted as maps",
+                ["overview", "visual"],
+            ),
+        }
+        if history:
+            assets["history"] = (self.history, "text/csv", "Loss and chip mIoU per epoch", ["metadata"])
+            assets["loss"] = (self.loss, "image/png", "Loss curves", ["overview", "visual"])
+        return assets
 
 
 def _unused_output(value: int) -> dict[str, Any]:
@@ -267,11 +319,8 @@ class ModelProduct:
 
     def class_scheme(self) -> ClassScheme:
         """Class colours come from the MLM output's classification classes; names and values from the config."""
-        outputs = self.item.properties.get("mlm:output") or [{}]
-        classes_out = [
-            *outputs[0].get("classification:classes", []),
-            *self.item.properties.get("classification:classes", []),
-        ]
+        outputs = self.item.properties.get(_OUTPUT) or [{}]
+        classes_out = [*outputs[0].get(_CLASSES, []), *self.item.properties.get(_CLASSES, [])]
         colours = {c["value"]: "#" + str(c.get("color_hint", "808080")) for c in classes_out}
         descriptions = {c["value"]: str(c.get("description") or c["name"]) for c in classes_out}
         config = self.config

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from deep_lulc.shared.lulc.classes import ClassScheme
 from deep_lulc.shared.lulc.metrics import confusion_matrix, scores
 from deep_lulc.shared.models.pixel_classifier import THREADS, TRAIN_PIXELS, fit_lightgbm, sample_pixels
 from deep_lulc.shared.products.chips import ChipRecord, read_chip
@@ -37,3 +38,15 @@ def lightgbm_baseline(
     result = scores(matrix, values, names)
     result["training_pixels"] = len(y_train)
     return result
+
+
+def requested_baseline(
+    name: str | None, train: list[ChipRecord], validation: list[ChipRecord], *, scheme: ClassScheme, seed: int
+) -> dict[str, Any] | None:
+    """The baseline `--baseline` asks for, scored on the labelled classes; None when it asks for none."""
+    if name != "lightgbm":
+        return None
+    labelled = [c for c in scheme.classes if c.value != scheme.nodata]
+    return lightgbm_baseline(
+        train, validation, values=[c.value for c in labelled], names=[c.name for c in labelled], seed=seed
+    )

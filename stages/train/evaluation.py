@@ -12,6 +12,7 @@ from deep_lulc.shared.lulc.metrics import confusion_matrix, scores
 from deep_lulc.shared.models.networks import ModelConfig
 from deep_lulc.shared.products.chips import ChipRecord
 from deep_lulc.stages.train.chips_data import ChipDataset
+from deep_lulc.stages.train.fitting import Fitted
 
 
 @torch.no_grad()
@@ -40,3 +41,16 @@ def validation_metrics(
     all_predicted = np.concatenate([p.ravel() for p in predicted])
     matrix = confusion_matrix(all_truth, all_predicted, labelled, nodata=config.nodata)
     return scores(matrix, labelled, names)
+
+
+def chip_metrics(
+    fitted: Fitted, records: list[ChipRecord], dataset: ChipDataset, config: ModelConfig, device: torch.device
+) -> dict[str, Any]:
+    """The validation chips' scores with how training went: the level the loop itself watched."""
+    metrics = validation_metrics(fitted.predictor, records, dataset, config, device)
+    return metrics | {
+        "best_epoch": fitted.best_epoch,
+        "epochs_run": fitted.epochs_run,
+        "lr": fitted.lr,
+        "level": "validation chips",
+    }

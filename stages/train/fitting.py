@@ -18,8 +18,8 @@ import logging
 import random
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -289,6 +289,24 @@ class FitPlan:
     pretrained: bool
     patience: int
     device: torch.device
+
+
+@dataclass
+class Fitted:
+    """A trained model behind the network interface, and how to store it."""
+
+    predictor: nn.Module
+    save: Callable[[Path], str]  # writes the weights into a folder, returns the file name
+    media_type: str
+    title: str
+    parameters: int
+    hyperparameters: dict[str, Any]
+    lr: float | None = None
+    best_epoch: int | None = None
+    epochs_run: int | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    output_values: list[int] | None = None
+    resumed_after_epoch: int | None = None  # the checkpoint this run continued; None: trained from the start
 
 
 def fit(

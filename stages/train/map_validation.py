@@ -17,12 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.geo.windows import DEFAULT_OVERLAP, PixelWindow, Span, window_grid
 from deep_lulc.shared.lulc.metrics import confusion_matrix, scores
 from deep_lulc.shared.models.inference import FeatureSource, InferenceSetup, RegionReader, predict_region
 from deep_lulc.shared.models.networks import ModelConfig
-from deep_lulc.shared.products.chips import ChipRecord, read_chip
+from deep_lulc.shared.products.chips import ChipRecord, read_chip, recorded_windows
 from deep_lulc.shared.products.features import open_features
 
 log = logging.getLogger(__name__)
@@ -30,9 +29,7 @@ log = logging.getLogger(__name__)
 
 def validation_region(records: Sequence[ChipRecord], margin: int, height: int, width: int) -> PixelWindow:
     """The validation chips' bounding box on the features grid, with `margin` px of context around it."""
-    windows = [r.window for r in records if r.window is not None]
-    if not windows:
-        raise BadInputError("the validation chips carry no deep-lulc:window", fix="rebuild the chips with this version")
+    windows = recorded_windows(records, which="validation")
     top = max(0, min(row for row, _, _ in windows) - margin)
     left = max(0, min(col for _, col, _ in windows) - margin)
     bottom = min(height, max(row + size for row, _, size in windows) + margin)
