@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pyproj
 import pystac
 from affine import Affine
 from odc.geo.geobox import GeoBox
@@ -55,9 +56,18 @@ def epsg_of(grid: GeoBox) -> int:
     return int(epsg)
 
 
-def pixel_area_m2(grid: GeoBox) -> float:
+def pixel_area_m2(
+    grid: GeoBox, *, what: str = "the grid", fix: str = "reproject onto a projected grid (e.g. UTM)"
+) -> float:
+    """Pixel area in square metres, whatever linear unit the CRS uses; areas in degrees² would be meaningless,
+    so a geographic grid is bad input (`what` names it in the message)."""
+    epsg = epsg_of(grid)
+    crs = pyproj.CRS.from_epsg(epsg)
+    if crs.is_geographic:
+        raise BadInputError(f"{what} is on a geographic grid (EPSG:{epsg}), where pixels have no fixed area", fix=fix)
+    metres = float(crs.axis_info[0].unit_conversion_factor)
     a = grid.affine
-    return abs(a.a * a.e - a.b * a.d)
+    return abs(a.a * a.e - a.b * a.d) * metres * metres
 
 
 def snapped_geobox(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,28 @@ from deep_lulc.shared.products.class_map import (
 CHANGE_FILE = "change.tif"
 MATRIX_CSV_FILE, MATRIX_JSON_FILE, THUMBNAIL_FILE = "matrix.csv", "matrix.json", "thumbnail.png"
 MATRIX_CSV_ASSET, MATRIX_JSON_ASSET = "matrix_csv", "matrix_json"
-CLASSES_PROPERTY = "deep-lulc:classes"
-CODE_PROPERTY = "deep-lulc:transition_code"
+_CLASSES_PROPERTY = "deep-lulc:classes"
+_CODE_PROPERTY = "deep-lulc:transition_code"
+_RESAMPLED_PROPERTY = "deep-lulc:resampled"
+_CHANGED_FRACTION_PROPERTY = "deep-lulc:changed_fraction"
+_METHOD_PROPERTY = "deep-lulc:change_method"
+
+
+@dataclass(frozen=True)
+class ChangeOutcome:
+    """How a change map came about, as its item states it: a reader weighing its areas needs to know whether
+    the after-map was resampled (edge effects) and which decision counted a pixel as changed."""
+
+    resampled: bool
+    changed_fraction: float
+    method: Mapping[str, Any]  # the decision rule's record: `{"method": "raw"}` or the joint rule's thresholds
+
+    def properties(self) -> dict[str, Any]:
+        return {
+            _RESAMPLED_PROPERTY: self.resampled,
+            _CHANGED_FRACTION_PROPERTY: self.changed_fraction,
+            _METHOD_PROPERTY: dict(self.method),
+        }
 
 
 def transition_categories(coding: TransitionCoding) -> Categories:
@@ -100,7 +121,7 @@ def change_item(
     period: tuple[str, str],
     coding: TransitionCoding,
     counts: np.ndarray,
-    properties: Mapping[str, Any],
+    outcome: ChangeOutcome,
     derived_from: Iterable[str],
 ) -> pystac.Item:
     """The change item over the files in `folder` (transition COG, matrices, thumbnail); `footprint` is the
@@ -111,9 +132,9 @@ def change_item(
         footprint.bbox or [],
         period,
         {
-            CODE_PROPERTY: TRANSITION_FORMULA,
-            CLASSES_PROPERTY: coding.scheme.to_dict(),
-            **properties,
+            _CODE_PROPERTY: TRANSITION_FORMULA,
+            _CLASSES_PROPERTY: coding.scheme.to_dict(),
+            **outcome.properties(),
         },
     )
     write_projection(item, grid)
@@ -152,10 +173,10 @@ def change_item(
 
 def change_map_of(item: pystac.Item) -> tuple[ClassMap, TransitionCoding]:
     """A change item's transition COG as a class map over its classes, and the coding of its codes."""
-    if item.properties.get(CODE_PROPERTY) != TRANSITION_FORMULA:
+    if item.properties.get(_CODE_PROPERTY) != TRANSITION_FORMULA:
         raise BadInputError(
-            f"change item {item.id} does not declare {CODE_PROPERTY} {TRANSITION_FORMULA!r}",
+            f"change item {item.id} does not declare {_CODE_PROPERTY} {TRANSITION_FORMULA!r}",
             fix="pass a change map written by `deep-lulc change`",
         )
-    scheme: ClassScheme = class_scheme_from_dict(item.properties.get(CLASSES_PROPERTY), source=f"item {item.id}")
+    scheme: ClassScheme = class_scheme_from_dict(item.properties.get(_CLASSES_PROPERTY), source=f"item {item.id}")
     return class_map_of(item, key=CHANGE_ASSET, scheme=scheme), TransitionCoding(scheme)

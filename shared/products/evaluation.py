@@ -47,6 +47,9 @@ ERROR_CLASSES = (
 ERRORS_FILE, ERRORS_PREVIEW_FILE, LABELS_PREVIEW_FILE = "errors.tif", "errors.png", "labels.png"
 METRICS_FILE, CONFUSION_FILE = "metrics.json", "confusion_matrix.png"
 METRICS_ASSET = "metrics"
+_LABELS_PROPERTY = "deep-lulc:labels"
+_BEFORE_LABELS_PROPERTY = "deep-lulc:before_labels"
+_EVALUATED_PROPERTY = "deep-lulc:evaluated"  # the metrics' kind: "map" or "change"
 UNCHANGED_VALUE = 255  # the labels preview of a change map: above every class value, so it cannot collide
 UNCHANGED_COLOUR = "#d3d3d3"
 
@@ -159,11 +162,11 @@ def evaluation_item(
         geometry=prediction.geometry,
         bbox=prediction.bbox,
         datetime=None if len(period) == 2 else prediction.datetime,
-        properties={**period, "deep-lulc:labels": labels, "deep-lulc:evaluated": metrics["kind"]},
+        properties={**period, _LABELS_PROPERTY: labels, _EVALUATED_PROPERTY: metrics["kind"]},
     )
     write_projection(item, target.grid)
     if before_labels is not None:
-        item.properties["deep-lulc:before_labels"] = before_labels
+        item.properties[_BEFORE_LABELS_PROPERTY] = before_labels
     metrics_asset = pystac.Asset(
         str(folder / METRICS_FILE),
         title="Scores against the reference labels",

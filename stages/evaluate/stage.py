@@ -29,7 +29,7 @@ from deep_lulc.shared.lulc.classes import ClassScheme, LulcClass
 from deep_lulc.shared.lulc.labels import LabelPolygons, describe, load_class_map, read_labels
 from deep_lulc.shared.lulc.metrics import confusion_matrix, scores
 from deep_lulc.shared.lulc.transitions import TransitionCoding, class_indices
-from deep_lulc.shared.products.class_map import ClassMap
+from deep_lulc.shared.products.class_map import ClassMap, require_shape, source_href
 from deep_lulc.shared.products.evaluation import (
     UNCHANGED_COLOUR,
     UNCHANGED_VALUE,
@@ -43,6 +43,7 @@ from deep_lulc.shared.stage.reruns import idempotent
 from deep_lulc.stages.evaluate.params import EvaluateInputs, EvaluateParams
 
 STAGE = "evaluate"
+SHAPE_FIX = "pass an item written by `deep-lulc predict` or `deep-lulc change`"
 log = logging.getLogger(__name__)
 
 
@@ -51,40 +52,14 @@ def run(*, inputs: EvaluateInputs, output: str, params: EvaluateParams) -> Stage
     """Score the map at `inputs.prediction` against `inputs.labels` (and, for a change map,
     `inputs.before_labels`); write the evaluation item to `output`."""
     target, coding = open_scored_map(inputs.prediction)
-    if coding is not None and inputs.before_labels is None:
-        raise BadInputError(
-            f"{storage.redact(inputs.prediction)} is a change map: --labels are the after-period labels "
-            "and the before-period labels are missing",
-            fix="pass --before-labels VECTOR (labels of the earlier period)",
-        )
-    if coding is None and inputs.before_labels is not None:
-        raise BadInputError(
-            "--before-labels applies to change maps only, and --prediction is a single-period map",
-            fix="leave out --before-labels, or pass the catalog written by `deep-lulc change`",
-        )
-    class_map = load_class_map(params.class_map)
-    grid = target.grid
-
-    def burner(href: str, option: str) -> LabelBurner:
-        labels = read_labels(
-            href,
-            class_column=params.class_column,
-            scheme=target.scheme,
-            scheme_fix="evaluate against a map whose scheme has them",
-            class_map=class_map,
-            target_epsg=epsg_of(grid),
-        )
-        require_overlap(labels, grid, prediction=inputs.prediction, option=option)
-        return LabelBurner(labels, grid, radius=params.erosion_radius, nodata=target.scheme.nodata)
-
-    after_labels = burner(inputs.labels, "--labels")
-    before_labels = None if inputs.before_labels is None else burner(inputs.before_labels, "--before-labels")
+    _require_label_periods(inputs, is_change=coding is not None)
+    after_labels, before_labels = _label_burners(target, inputs, params)
     identifier = f"evaluation-{target.item.id}"
 
     with staged_output(output) as staged:
         folder = staged.path / identifier
         folder.mkdir(parents=True)
-        errors = ErrorMap(folder, grid, label_fill=target.scheme.nodata)
+        errors = ErrorMap(folder, target.grid, label_fill=target.scheme.nodata)
         try:
             if coding is None or before_labels is None:
                 metrics = score_map(target, after_labels, params.block_size, errors)
@@ -111,6 +86,43 @@ def run(*, inputs: EvaluateInputs, output: str, params: EvaluateParams) -> Stage
             labels=(after_labels, before_labels),
         )
     return StageResult.of_item(STAGE, catalog_href, identifier, _extra(metrics, coding))
+
+
+def _require_label_periods(inputs: EvaluateInputs, *, is_change: bool) -> None:
+    """A change map is scored against labels of both periods, a single-period map against one."""
+    if is_change and inputs.before_labels is None:
+        raise BadInputError(
+            f"{storage.redact(inputs.prediction)} is a change map: --labels are the after-period labels "
+            "and the before-period labels are missing",
+            fix="pass --before-labels VECTOR (labels of the earlier period)",
+        )
+    if not is_change and inputs.before_labels is not None:
+        raise BadInputError(
+            "--before-labels applies to change maps only, and --prediction is a single-period map",
+            fix="leave out --before-labels, or pass the catalog written by `deep-lulc change`",
+        )
+
+
+def _label_burners(
+    target: ClassMap, inputs: EvaluateInputs, params: EvaluateParams
+) -> tuple[LabelBurner, LabelBurner | None]:
+    """The --labels and --before-labels (None when not given) read in the map's classes onto its grid."""
+    class_map = load_class_map(params.class_map)
+
+    def burner(href: str, option: str) -> LabelBurner:
+        labels = read_labels(
+            href,
+            class_column=params.class_column,
+            scheme=target.scheme,
+            scheme_fix="evaluate against a map whose scheme has them",
+            class_map=class_map,
+            target_epsg=epsg_of(target.grid),
+        )
+        require_overlap(labels, target.grid, prediction=inputs.prediction, option=option)
+        return LabelBurner(labels, target.grid, radius=params.erosion_radius, nodata=target.scheme.nodata)
+
+    after_labels = burner(inputs.labels, "--labels")
+    return after_labels, None if inputs.before_labels is None else burner(inputs.before_labels, "--before-labels")
 
 
 def _extra(metrics: dict[str, Any], coding: TransitionCoding | None) -> dict[str, Any]:
@@ -171,7 +183,7 @@ def _publish(
         labels=after_labels.labels.source,
         before_labels=None if before_labels is None else before_labels.labels.source,
         errors=errors,
-        derived_from=[target.item.get_self_href() or storage.normalize_href(inputs.prediction)],
+        derived_from=[source_href(target, inputs.prediction)],
     )
     return finish_single_item_output(
         staged,
@@ -232,15 +244,6 @@ class LabelBurner:
         return eroded[row - top : row - top + height, col - left : col - left + width]
 
 
-def _check_shape(dataset: Any, grid: GeoBox) -> None:
-    if (dataset.height, dataset.width) != (grid.height, grid.width):
-        raise BadInputError(
-            f"the prediction raster is {dataset.width}x{dataset.height} px "
-            f"but its item says {grid.width}x{grid.height}",
-            fix="pass an item written by `deep-lulc predict` or `deep-lulc change`",
-        )
-
-
 def _no_pixels(labelled: int, skipped: int) -> BadInputError:
     if labelled == 0:
         return BadInputError(
@@ -261,7 +264,7 @@ def score_map(target: ClassMap, burner: LabelBurner, size: int, errors: ErrorMap
     matrix = np.zeros((len(values), len(values)), dtype=np.int64)
     labelled = skipped = 0
     with target.open() as dataset:
-        _check_shape(dataset, target.grid)
+        require_shape(dataset, target.grid, what="prediction", fix=SHAPE_FIX)
         for window in blocks(target.grid.height, target.grid.width, size):
             predicted = dataset.read(1, window=window.rasterio())
             class_indices(predicted, scheme, what="the prediction")
@@ -304,7 +307,7 @@ def score_change(
     periods = {"before_map": np.zeros((n, n), dtype=np.int64), "after_map": np.zeros((n, n), dtype=np.int64)}
     transitions_right = labelled = skipped = 0
     with target.open() as dataset:
-        _check_shape(dataset, target.grid)
+        require_shape(dataset, target.grid, what="prediction", fix=SHAPE_FIX)
         for window in blocks(target.grid.height, target.grid.width, size):
             origin, destination = coding.decode(dataset.read(1, window=window.rasterio()))
             was = class_indices(before.window(window), scheme, what="--before-labels")
