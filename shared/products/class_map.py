@@ -16,7 +16,7 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pystac
@@ -35,6 +35,7 @@ from deep_lulc.shared.io.integrity import Recorded
 from deep_lulc.shared.io.preview import thumbnail_asset
 from deep_lulc.shared.io.stac import items_of, period_item, read_stac, stamp_provenance
 from deep_lulc.shared.lulc.classes import ClassScheme, LulcClass, class_scheme_from_dict
+from deep_lulc.shared.products.tiles import Tile
 
 CLASS_MAP_ASSET = "classes"
 PROBABILITIES_ASSET = "probabilities"  # uint8 percent per labelled class, written by `predict --probabilities`
@@ -45,6 +46,13 @@ PREVIEW_FILE = "preview.png"
 PROBABILITY_NODATA = 255
 PROBABILITY_SCALE = 0.01
 GRID_PROPERTY = "deep-lulc:grid"  # the features grid a (tile) prediction was cut from
+_MODEL = "deep-lulc:model"
+_WINDOW = "deep-lulc:window"
+_PREDICTION_ID = "deep-lulc:prediction_id"
+_TILE = "deep-lulc:tile"
+_MERGED_TILES = "deep-lulc:merged_tiles"
+_CLASS_FRACTIONS = "deep-lulc:class_fractions"
+TILE_PREDICTION_FIX = "pass the catalogs written by `deep-lulc predict --tile ... --tiles ...` for one plan"
 GRID_FIELDS = ("proj:code", "proj:shape", "proj:transform")
 SIDECAR_ASSET_SUFFIX = "_aux"  # asset key of a COG's GDAL sidecar: `classes_aux` beside `classes`
 SIDECAR_MEDIA_TYPE = "application/xml"
@@ -189,12 +197,14 @@ def prediction_item(
     scheme: ClassScheme,
     period: tuple[str, str],
     derived_from: list[str],
-    properties: Mapping[str, Any],
     class_pixels: Mapping[str, int],
     probabilities: bool,
+    record: PredictionRecord | None = None,
+    properties: Mapping[str, Any] | None = None,
 ) -> pystac.Item:
     """An item whose `classes` asset is the map (written by `PredictionWriters` into `folder`), with a legend
-    preview written beside it."""
+    preview written beside it; `record` says how the map was made, `properties` are further fields (for
+    fixtures standing in for a stage's output)."""
     west, south, east, north = grid.boundingbox
     footprint = bounds_to_wgs84(epsg_of(grid), (west, south, east, north))
     with rasterio.open(folder / CLASSES_FILE) as dataset:
@@ -207,8 +217,9 @@ def prediction_item(
         footprint.bounds,
         period,
         {
-            "deep-lulc:class_fractions": {name: round(count / total, 6) for name, count in class_pixels.items()},
-            **properties,
+            _CLASS_FRACTIONS: {name: round(count / total, 6) for name, count in class_pixels.items()},
+            **(record.properties() if record is not None else {}),
+            **(properties or {}),
         },
     )
     write_projection(item, grid)
@@ -218,6 +229,107 @@ def prediction_item(
     item.add_asset(THUMBNAIL_ASSET, thumbnail_asset(folder / PREVIEW_FILE, title="Predicted classes with legend"))
     stamp_provenance(item, derived_from=derived_from)
     return item
+
+
+# --- How a prediction was made -----------------------------------------------------------------------------------
+
+
+class InferenceWindow(TypedDict):
+    """The inference window of a prediction: tiles blend like one map only when they share it."""
+
+    size: int
+    overlap: int
+
+
+@dataclass(frozen=True)
+class TilePlacement:
+    """Where a tile prediction's core sits on the whole map, and how many tiles its plan has (so that merge
+    can tell when one is missing)."""
+
+    id: str
+    row: int
+    col: int
+    height: int
+    width: int
+    tiles: int
+
+    @classmethod
+    def of(cls, tile: Tile) -> TilePlacement:
+        return cls(tile.id, tile.row, tile.col, tile.height, tile.width, tile.tiles)
+
+    def to_property(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "row": self.row,
+            "col": self.col,
+            "height": self.height,
+            "width": self.width,
+            "tiles": self.tiles,
+        }
+
+    @classmethod
+    def from_property(cls, value: Mapping[str, Any]) -> TilePlacement:
+        return cls(
+            id=value["id"],
+            row=int(value["row"]),
+            col=int(value["col"]),
+            height=int(value["height"]),
+            width=int(value["width"]),
+            tiles=int(value["tiles"]),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PredictionRecord:
+    """What a prediction records of how it was made: the model and window, and the whole map it is (part
+    of), by id and features grid, which is what merge checks tiles against; a merged map also lists its
+    tiles. `grid_fields` are kept as recorded (see `grid_record`), so a merge passes them on unchanged."""
+
+    model_id: str
+    window: InferenceWindow
+    prediction_id: str
+    grid_fields: Mapping[str, Any]
+    merged_tiles: tuple[str, ...] | None = None
+
+    def properties(self) -> dict[str, Any]:
+        properties = {
+            _MODEL: self.model_id,
+            _WINDOW: self.window,
+            _PREDICTION_ID: self.prediction_id,
+            GRID_PROPERTY: self.grid_fields,
+        }
+        if self.merged_tiles is not None:
+            properties[_MERGED_TILES] = list(self.merged_tiles)
+        return properties
+
+
+@dataclass(frozen=True, kw_only=True)
+class TileRecord(PredictionRecord):
+    """The record of one tile's prediction: also where on the whole map the tile goes."""
+
+    tile: TilePlacement
+
+    def properties(self) -> dict[str, Any]:
+        return {**super().properties(), _TILE: self.tile.to_property()}
+
+
+def tile_record(class_map: ClassMap, *, href: str) -> TileRecord:
+    """The record `predict --tile` wrote on the map read from `href`; bad input for any other map."""
+    properties = class_map.item.properties
+    if _TILE not in properties or GRID_PROPERTY not in properties:
+        raise BadInputError(f"{storage.redact(href)} is not a tile prediction (no {_TILE})", fix=TILE_PREDICTION_FIX)
+    return TileRecord(
+        model_id=properties[_MODEL],
+        window=properties[_WINDOW],
+        prediction_id=properties[_PREDICTION_ID],
+        grid_fields=properties[GRID_PROPERTY],
+        tile=TilePlacement.from_property(properties[_TILE]),
+    )
+
+
+def class_fractions(item: pystac.Item) -> dict[str, float]:
+    """Each labelled class's share of the mapped pixels, as `prediction_item` recorded it."""
+    return dict(item.properties[_CLASS_FRACTIONS])
 
 
 # --- Reading ----------------------------------------------------------------------------------------------------
@@ -294,6 +406,10 @@ class ClassMap:
         if PROBABILITIES_ASSET not in self.item.assets:
             return None
         return cog_asset_of(self.item, PROBABILITIES_ASSET)
+
+    def whole_grid(self) -> GeoBox:
+        """The features grid the map was predicted on: a tile's is the whole map's, where merge puts it back."""
+        return grid_of_record(self.item.properties[GRID_PROPERTY], name=f"the {GRID_PROPERTY} of {self.item.id}")
 
 
 def scheme_from_asset(asset: pystac.Asset) -> ClassScheme:
@@ -407,3 +523,22 @@ class PreviewSampler:
         sample = values[first_row :: self.step, first_col :: self.step]
         top, left = (row + first_row) // self.step, (col + first_col) // self.step
         self.values[top : top + sample.shape[0], left : left + sample.shape[1]] = sample
+
+
+# --- Checks and provenance of a map read back --------------------------------------------------------------------
+
+
+def require_shape(dataset: Any, grid: GeoBox, *, what: str, fix: str) -> None:
+    """Bad input when a raster's size differs from the grid its item declares: windows planned on the item's
+    grid would read the wrong pixels, or past the raster's edge."""
+    if (dataset.height, dataset.width) != (grid.height, grid.width):
+        raise BadInputError(
+            f"the {what} raster is {dataset.width}x{dataset.height} px but its item says {grid.width}x{grid.height}",
+            fix=fix,
+        )
+
+
+def source_href(class_map: ClassMap, opened_as: str) -> str:
+    """Where a product derived from `class_map` says it came from: the item's own href, else the href it was
+    opened by (an item read from a catalog without self links)."""
+    return class_map.item.get_self_href() or storage.normalize_href(opened_as)
