@@ -21,6 +21,7 @@ import xarray as xr
 from torch import nn
 
 from deep_lulc.shared.geo.windows import PixelWindow, Span, blend_weights
+from deep_lulc.shared.models.networks import ModelConfig
 from deep_lulc.shared.models.temporal_unet import TemporalEncoder
 
 MULTIPLE = 32  # the U-Net halves its input five times
@@ -38,6 +39,24 @@ class InferenceSetup:
     std: np.ndarray
     n_out: int
     nodata: int
+
+    @classmethod
+    def for_model(
+        cls, config: ModelConfig, *, window: int, overlap: int, batch_size: int, device: torch.device
+    ) -> InferenceSetup:
+        """The setup a model's config implies: its input mode, normalisation (a zero std floored so a constant
+        band never divides by zero), outputs and nodata."""
+        return cls(
+            window=window,
+            overlap=overlap,
+            batch_size=batch_size,
+            device=device,
+            input_mode=config.input_mode,
+            mean=np.asarray(config.mean, dtype=np.float32),
+            std=np.maximum(np.asarray(config.std, dtype=np.float32), 1e-6),
+            n_out=config.n_out,
+            nodata=config.nodata,
+        )
 
 
 class WindowReader(Protocol):

@@ -31,16 +31,12 @@ def choose_device(option: str, config: ModelConfig) -> torch.device:
 def inference_setup(
     config: ModelConfig, region: Region, *, batch_size: int | None, device: torch.device
 ) -> InferenceSetup:
-    return InferenceSetup(
+    return InferenceSetup.for_model(
+        config,
         window=region.window,
         overlap=region.overlap,
         batch_size=batch_size or (8 if device.type == "cuda" else 1),  # CPU: larger batches only cost memory
         device=device,
-        input_mode=config.input_mode,
-        mean=np.asarray(config.mean, dtype=np.float32),
-        std=np.maximum(np.asarray(config.std, dtype=np.float32), 1e-6),
-        n_out=config.n_out,
-        nodata=config.nodata,
     )
 
 

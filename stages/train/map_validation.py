@@ -72,17 +72,7 @@ def map_metrics(
     results: dict[tuple[int, int], dict[str, Any]] = {}
     for window, overlap in windows:
         predicted = np.full((region.height, region.width), config.nodata, dtype=np.uint8)
-        setup = InferenceSetup(
-            window=window,
-            overlap=overlap,
-            batch_size=1,
-            device=device,
-            input_mode=config.input_mode,
-            mean=np.asarray(config.mean, dtype=np.float32),
-            std=np.maximum(np.asarray(config.std, dtype=np.float32), 1e-6),
-            n_out=config.n_out,
-            nodata=config.nodata,
-        )
+        setup = InferenceSetup.for_model(config, window=window, overlap=overlap, batch_size=1, device=device)
 
         def emit(rows: Span, cols: Span, probabilities: np.ndarray, target: np.ndarray = predicted) -> None:
             target[rows.start : rows.stop, cols.start : cols.stop] = probabilities.argmax(axis=0)
