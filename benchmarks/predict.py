@@ -38,7 +38,7 @@ import xarray as xr
 from affine import Affine
 from torch import nn
 
-from benchmarks.scale import peak_rss_mib
+from benchmarks.measure import peak_rss_mib
 from deep_lulc.shared.geo.grids import geobox, write_projection
 from deep_lulc.shared.geo.windows import window_grid
 from deep_lulc.shared.lulc.classes import SLOVENIA

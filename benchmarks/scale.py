@@ -24,7 +24,6 @@ import importlib
 import json
 import math
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -36,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.measure import peak_rss_mib
 
 PIXEL_KM2 = 1e-4  # 10 m pixels
 SEED_AOI_KM2 = 1296.0  # the original's AOI, taken as a square of 36 x 36 km
@@ -69,19 +70,6 @@ class Run:
 
 
 # ---------------------------------------------------------------------------------------------- children
-
-
-def peak_rss_mib() -> float:
-    """This process's own peak RSS, or a subprocess's (a dask worker, say) if one it waited for peaked higher.
-
-    Not `ru_maxrss` of RUSAGE_SELF: Linux carries the pre-exec image's peak across execve, so a child would
-    report at least its parent's RSS at spawn time. VmHWM belongs to the address space exec creates."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; the fallback where /proc is missing
-    status = Path("/proc/self/status")
-    if status.exists():
-        lines = [line for line in status.read_text().splitlines() if line.startswith("VmHWM:")]
-        own = int(lines[0].split()[1]) if lines else own
-    return max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
 
 
 def _child_stage(spec: Mapping[str, Any]) -> dict[str, Any]:

@@ -42,7 +42,7 @@ def test_linear_fit_recovers_fixed_and_per_km2_costs() -> None:
 def test_a_child_reports_its_own_peak_not_its_parents() -> None:
     ballast = np.ones(400 * 2**20 // 8)  # 400 MiB resident in this (parent) process
     ballast[::512] = 2.0
-    code = "from benchmarks.scale import peak_rss_mib; print(peak_rss_mib())"
+    code = "from benchmarks.measure import peak_rss_mib; print(peak_rss_mib())"
     root = Path(__file__).resolve().parents[3]
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert float(completed.stdout.strip()) < 300, "the child's peak must not include the parent's 400 MiB"
