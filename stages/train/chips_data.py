@@ -9,6 +9,10 @@ from torch.utils.data import Dataset
 from deep_lulc.shared.products.chips import ChipRecord, read_chip, read_label
 from deep_lulc.stages.train.params import InputMode
 
+# Decoded chips a dataset keeps in memory. Single-date mode draws each chip once per date and every epoch
+# draws every chip again: without the cache each draw decoded (and re-verified) the whole file.
+CACHE_BYTES = 1 << 30
+
 
 def balanced_weights(records: list[ChipRecord], *, nodata: int) -> np.ndarray:
     """A sampling weight per chip: the mean over its labelled pixels of 1/sqrt(class frequency), so chips
@@ -47,18 +51,32 @@ class ChipDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.std = np.maximum(std.astype(np.float32), 1e-6)[:, None, None]
         self.augment = augment
         self.rng = np.random.default_rng(seed)
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._cached_bytes = 0
+
+    def _chip(self, chip: int) -> tuple[np.ndarray, np.ndarray]:
+        """The chip's image and label, decoded once while they fit in `CACHE_BYTES` (read-only once cached)."""
+        cached = self._cache.get(chip)
+        if cached is not None:
+            return cached
+        image, label = read_chip(self.records[chip])
+        if self._cached_bytes + image.nbytes + label.nbytes <= CACHE_BYTES:
+            image.flags.writeable = label.flags.writeable = False
+            self._cache[chip] = (image, label)
+            self._cached_bytes += image.nbytes + label.nbytes
+        return image, label
 
     def __len__(self) -> int:
         return len(self.records) * (self.n_dates if self.mode == "single-date" else 1)
 
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         chip, date = divmod(index, self.n_dates) if self.mode == "single-date" else (index, 0)
-        image, label = read_chip(self.records[chip])
+        image, label = self._chip(chip)
         if self.mode == "single-date":
             per_date = image.shape[0] // self.n_dates
             image = image[date * per_date : (date + 1) * per_date]
         image = np.nan_to_num((image - self.mean) / self.std, nan=0.0)
-        return image.astype(np.float32), label
+        return image.astype(np.float32), label.copy()
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, label = self.sample(index)

@@ -417,3 +417,34 @@ def test_lightgbm_model_item_describes_the_outputs_it_produces(tiny_chips: str, 
     assert f"num_class={len(values)}" in text
     # the map legend still knows every class of the scheme, NoData included
     assert [c["value"] for c in item.properties["classification:classes"]] == config.class_values
+
+
+def test_single_date_samples_decode_each_chip_once_and_match_the_file(
+    tiny_chips: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Single-date mode draws a chip once per date, and every epoch again: the dataset decodes each chip
+    file once, and what it hands out afterwards is what the file holds."""
+    from deep_lulc.stages.train import chips_data
+
+    source = read_chips(tiny_chips)
+    decoded: list[str] = []
+
+    def counting(record: chips_data.ChipRecord) -> tuple[np.ndarray, np.ndarray]:
+        decoded.append(record.image)
+        return read_chip(record)
+
+    monkeypatch.setattr(chips_data, "read_chip", counting)
+    mean, std = source.input_statistics("single-date")
+    records = list(source.records)
+    dataset = ChipDataset(records, mode="single-date", n_dates=len(source.dates), mean=mean, std=std, augment=False)
+    for _ in range(2):  # two epochs
+        for index in range(len(dataset)):
+            image, label = dataset.sample(index)
+            chip, date = divmod(index, len(source.dates))
+            raw, expected_label = read_chip(records[chip])
+            per_date = raw.shape[0] // len(source.dates)
+            expected = np.nan_to_num((raw[date * per_date : (date + 1) * per_date] - dataset.mean) / dataset.std)
+            np.testing.assert_array_equal(image, expected.astype(np.float32))
+            np.testing.assert_array_equal(label, expected_label)
+            label[0, 0] = 99  # a caller may write to what it got without touching the cache
+    assert sorted(decoded) == sorted(record.image for record in records)
