@@ -18,7 +18,7 @@ import torch
 
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.models.networks import ModelConfig, build_network, load_weights
-from deep_lulc.shared.products.chips import read_chip, read_chips
+from deep_lulc.shared.products.chips import ChipRecord, read_chip, read_chips
 from deep_lulc.stages.train import stage as train
 from deep_lulc.stages.train.chips_data import ChipDataset, PixelDataset
 from deep_lulc.stages.train.evaluation import predict_chip
@@ -429,7 +429,7 @@ def test_single_date_samples_decode_each_chip_once_and_match_the_file(
     source = read_chips(tiny_chips)
     decoded: list[str] = []
 
-    def counting(record: chips_data.ChipRecord) -> tuple[np.ndarray, np.ndarray]:
+    def counting(record: ChipRecord) -> tuple[np.ndarray, np.ndarray]:
         decoded.append(record.image)
         return read_chip(record)
 
