@@ -33,6 +33,8 @@ from deep_lulc.stages.synth.truth import PREDICT_WINDOW, TRAIN_WINDOW, labels_it
 
 STAGE = "synth"
 COLLECTION_DIR = "sentinel-2-l2a"
+BANDS_10M = ("B02", "B03", "B04", "B08")
+BANDS_20M = ("B11", "B12")
 log = logging.getLogger(__name__)
 
 
@@ -46,33 +48,22 @@ def reflectance_to_dn(reflectance: np.ndarray) -> np.ndarray:
 
 def write_scene_cogs(scene: Scene, grid: GeoBox, folder: Path) -> dict[str, Path]:
     """One COG per band, named by band id like the providers' files."""
-    files: dict[str, Path] = {}
     grid20 = grid.zoom_out(2)
-    epsg = epsg_of(grid)
-    for index, band in enumerate(("B02", "B03", "B04", "B08")):
+    layers: list[tuple[str, np.ndarray, GeoBox, str]] = [
+        *((band, reflectance_to_dn(scene.reflectance_10m[i]), grid, "average") for i, band in enumerate(BANDS_10M)),
+        *((band, reflectance_to_dn(scene.reflectance_20m[i]), grid20, "average") for i, band in enumerate(BANDS_20M)),
+        (sentinel2.SCL_BAND, scene.scl, grid20, "nearest"),  # classes: overviews must not average them
+    ]
+    files: dict[str, Path] = {}
+    for band, array, band_grid, resampling in layers:
         files[band] = write_cog(
             folder / f"{band}.tif",
-            reflectance_to_dn(scene.reflectance_10m[index]),
-            transform=grid.affine,
-            epsg=epsg,
+            array,
+            transform=band_grid.affine,
+            epsg=epsg_of(grid),
             nodata=0,
+            overview_resampling=resampling,
         )
-    for index, band in enumerate(("B11", "B12")):
-        files[band] = write_cog(
-            folder / f"{band}.tif",
-            reflectance_to_dn(scene.reflectance_20m[index]),
-            transform=grid20.affine,
-            epsg=epsg,
-            nodata=0,
-        )
-    files[sentinel2.SCL_BAND] = write_cog(
-        folder / "SCL.tif",
-        scene.scl,
-        transform=grid20.affine,
-        epsg=epsg,
-        nodata=0,
-        overview_resampling="nearest",
-    )
     return files
 
 
