@@ -122,18 +122,17 @@ def resolve_layout(
     resolved_count = count if count is not None else auto_count(labelled)
     if count is None:
         auto.append("count")
-    if size is not None:
-        resolved_size = size
-    elif split_size is not None:
-        resolved_size = split_size
-    else:
+    resolved_size = _first_given(size, split_size)
+    if resolved_size is None:
         resolved_size = auto_size(height, width, labelled=labelled, count=resolved_count)
         auto.append("size")
-    if block_size is not None:
-        resolved_block = block_size
-    elif split_block_size is not None:
-        resolved_block = split_block_size
-    else:
+    resolved_block = _first_given(block_size, split_block_size)
+    if resolved_block is None:
         resolved_block = auto_block_size(labelled_table, resolved_size)
         auto.append("block_size")
     return Layout(resolved_size, resolved_count, resolved_block, tuple(auto), labelled)
+
+
+def _first_given(*values: int | None) -> int | None:
+    """The option's value, else the split file's, else None (choose one for this AOI)."""
+    return next((value for value in values if value is not None), None)
