@@ -66,8 +66,10 @@ def test_every_subcommand_help_shows_an_example() -> None:
 def test_pins_from_the_brief() -> None:
     config = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
     dependencies = config["project"]["dependencies"]
-    assert "torch==2.14.1" in dependencies
-    assert "torchvision==0.29.1" in dependencies
+    # pyproject declares compatible ranges that admit the lock's pins; only the lock pins exactly
+    assert "torch>=2.14.1,<2.15" in dependencies
+    assert "torchvision>=0.29.1,<0.30" in dependencies
+    assert not [d for d in dependencies if "==" in d], "exact pins belong in constraints.txt"
     lock = (PROJECT_ROOT / "constraints.txt").read_text().splitlines()
     assert "torch==2.14.1" in lock
     assert "torchvision==0.29.1" in lock
