@@ -118,9 +118,8 @@ def idempotent(stage: str, *, file_output: bool = False) -> Callable[[StageRun[I
                         stage,
                     )
                     return previous
-            _forget(
-                output, file_output=file_output
-            )  # a run killed after publishing must not leave an older request's record behind
+            # a run killed after publishing must not leave an older request's record behind
+            _forget(output, file_output=file_output)
             result = run(inputs=given, output=output, params=params)  # type: ignore[arg-type]
             record = json.dumps({"request": request, "result": result.to_dict()})
             # location-free, so identical runs in two folders write identical bytes and a moved folder still matches
