@@ -12,6 +12,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from deep_lulc.shared.errors import ExitCode
 from deep_lulc.shared.stage.runtime import Stage, register
 from deep_lulc.shared.version import SOFTWARE_NAME, __version__
+from deep_lulc.stages.area.cli import COMMAND as AREA
 from deep_lulc.stages.change.cli import COMMAND as CHANGE
 from deep_lulc.stages.chips.cli import COMMAND as CHIPS
 from deep_lulc.stages.cube.cli import COMMAND as CUBE
@@ -21,6 +22,7 @@ from deep_lulc.stages.features.cli import COMMAND as FEATURES
 from deep_lulc.stages.merge.cli import COMMAND as MERGE
 from deep_lulc.stages.predict.cli import COMMAND as PREDICT
 from deep_lulc.stages.predict.cli import PLAN_COMMAND as PLAN_TILES
+from deep_lulc.stages.sample.cli import COMMAND as SAMPLE
 from deep_lulc.stages.search.cli import COMMAND as SEARCH
 from deep_lulc.stages.synth.cli import COMMAND as SYNTH
 from deep_lulc.stages.train.cli import COMMAND as TRAIN
@@ -36,6 +38,8 @@ COMMANDS: tuple[Stage, ...] = (
     PREDICT,
     MERGE,
     CHANGE,
+    SAMPLE,
+    AREA,
     EVALUATE,
     DEMO,
 )

@@ -16,23 +16,29 @@ from deep_lulc.shared.io import storage
 from deep_lulc.shared.io.storage import join_href
 from deep_lulc.shared.sources.scene_selection import SceneInputs
 from deep_lulc.shared.stage.contract import NoInputs, StageInputs, StageParams, StageResult
+from deep_lulc.stages.area import stage as area
+from deep_lulc.stages.area.params import AreaInputs, AreaParams
 from deep_lulc.stages.chips import stage as chips
 from deep_lulc.stages.chips.params import ChipsInputs, ChipsParams
 from deep_lulc.stages.cube import stage as cube
 from deep_lulc.stages.cube.params import CubeParams
 from deep_lulc.stages.demo.params import DemoParams
+from deep_lulc.stages.demo.reference import label_from_truth, truth_of
 from deep_lulc.stages.evaluate import stage as evaluate
 from deep_lulc.stages.evaluate.params import EvaluateInputs, EvaluateParams
 from deep_lulc.stages.features import stage as features
 from deep_lulc.stages.features.params import FeaturesInputs, FeaturesParams
 from deep_lulc.stages.predict import stage as predict
 from deep_lulc.stages.predict.params import PredictInputs, PredictParams
+from deep_lulc.stages.sample import stage as sample
+from deep_lulc.stages.sample.params import SampleInputs, SampleParams
 from deep_lulc.stages.synth import stage as synth
 from deep_lulc.stages.synth.params import SynthParams
 from deep_lulc.stages.train import stage as train
 from deep_lulc.stages.train.params import TrainInputs, TrainParams
 
 log = logging.getLogger(__name__)
+SAMPLE_SIZE, SAMPLE_FLOOR = 1_000, 30  # points of the change map's sample, and each stratum's minimum
 
 
 @dataclass(frozen=True)
@@ -148,3 +154,22 @@ class Chain:
             )
             for year in years
         }
+
+    def estimate_change_areas(
+        self, change_result: StageResult, labels: Mapping[int, str], years: tuple[int, int], *, seed: int
+    ) -> tuple[StageResult, dict[str, float]]:
+        """sample -> label (the synthetic truth standing in for the analyst) -> area, on the change map; returns
+        the area result and the true hectares of every transition."""
+        drawn = self.step(
+            "sample",
+            sample.run,
+            SampleInputs(map=change_result.catalog),
+            "sample-change",
+            SampleParams(size=SAMPLE_SIZE, min_per_stratum=SAMPLE_FLOOR, seed=seed),
+        )
+        truth = truth_of(change_result.catalog, labels[years[0]], labels[years[1]])
+        labelled = label_from_truth(str(drawn.extra["sample"]), truth, join_href(self.output, "sample-labelled"))
+        estimated = self.step(
+            "area", area.run, AreaInputs(map=change_result.catalog, sample=labelled), "area-change", AreaParams()
+        )
+        return estimated, truth.transition_ha()

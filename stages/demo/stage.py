@@ -112,6 +112,24 @@ def change_summary(change_result: StageResult, scores: StageResult) -> list[str]
     return lines
 
 
+def area_table(estimated: StageResult, truth_ha: Mapping[str, float], years: tuple[int, int]) -> list[str]:
+    """The change map's transitions: pixel counts, error-adjusted areas with 95 % intervals, and the truth."""
+    transitions = estimated.extra["transitions"]
+    changes = [name for name in transitions if name.split("_to_")[0] != name.split("_to_")[1]]
+    changes += [name for name in truth_ha if name not in transitions and name.split("_to_")[0] != name.split("_to_")[1]]
+    changes.sort(key=lambda name: -truth_ha.get(name, 0.0))
+    lines = [
+        f"change areas {years[0]} -> {years[1]} from a labelled sample (Olofsson et al. 2014; ha):",
+        f"{'transition':<34}{'pixel count':>12}{'estimate +- 95 % CI':>24}{'true':>9}",
+    ]
+    for name in changes[:10]:
+        record = transitions.get(name)
+        mapped = f"{record['mapped_ha']:.1f}" if record else "0.0"
+        found = f"{record['estimated_ha']:.1f} +- {record['ci95_ha']:.1f}" if record else "not sampled"
+        lines.append(f"{name:<34}{mapped:>12}{found:>24}{truth_ha.get(name, 0.0):>9.1f}")
+    return lines
+
+
 def _number(value: float | None, *, percent: bool = False) -> str:
     """Scores are undefined (None) when nothing was predicted or present; say so rather than fail."""
     if value is None:
@@ -127,6 +145,8 @@ ROOT_TITLES = {
     "train": "Trained temporal U-Net (MLM model item)",
     "train-lightgbm": "Trained LightGBM pixel classifier (MLM model item)",
     "change": "Land-cover change between the two periods",
+    "sample": "Stratified random sample of the change map, for reference labelling",
+    "area": "Error-adjusted change areas with 95 % intervals, from the labelled sample",
 }
 
 
@@ -179,6 +199,7 @@ def run(*, inputs: NoInputs, output: str, params: DemoParams) -> StageResult:
         "evaluation-change",
         EvaluateParams(),
     )
+    estimated, truth_ha = chain.estimate_change_areas(change_result, maps.labels, (first, last), seed=params.seed)
     root = write_root_catalog(output, chain.results)
     report = write_report(output, chain.results, years=(first, last), timings=chain.timings)
     summary = [
@@ -189,6 +210,8 @@ def run(*, inputs: NoInputs, output: str, params: DemoParams) -> StageResult:
         *map_accuracy_table(map_scores),
         "",
         *change_summary(change_result, change_scores),
+        "",
+        *area_table(estimated, truth_ha, (first, last)),
         "",
         "time per stage: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in chain.timings.items()),
         f"outputs: {root} (STAC root), {report} (open in a browser)",

@@ -35,6 +35,13 @@ import shapely
 from botocore.exceptions import ClientError
 from pyproj import Transformer
 
+from affine import Affine
+
+from deep_lulc.shared.geo.grids import geobox
+from deep_lulc.stages.sample import stage as sample_stage
+from deep_lulc.stages.sample.params import SampleParams
+
+from ..class_map_data import write_class_map_catalog
 from ..conftest import BIN, PROJECT_ROOT, TINY, cli_env, free_port
 from ..resealing import reseal_links
 from ..stages.test_chips import SQUARE, write_polygons
@@ -452,6 +459,70 @@ def catalog_reading_outside(workspace: Workspace, folder: Path) -> str:
     return str(copy / "catalog.json")
 
 
+SAMPLED_GRID = geobox(32633, Affine(10, 0, 500_000, 0, -10, 5_100_000), 60, 80)
+
+
+def sampled_map(folder: Path, *, forest_from: int = 40) -> str:
+    """A small prediction catalog: cultivated land, forest from column `forest_from`, a corner of water."""
+    values = np.full((SAMPLED_GRID.height, SAMPLED_GRID.width), 1, dtype=np.uint8)
+    values[:, forest_from:] = 2
+    values[:20, :20] = 5
+    return write_class_map_catalog(folder, values, grid=SAMPLED_GRID)
+
+
+def area_of(
+    edit: Callable[[dict[str, np.ndarray], np.ndarray], np.ndarray], *, other_map: bool = False
+) -> Callable[[Workspace, Path], Invocation]:
+    """`area` on a sample of `sampled_map` labelled with the map's own classes, then `edit`ed: (columns,
+    points) -> points, changing the columns in place; `other_map`: estimate with a map that differs."""
+
+    def prepare(_workspace: Workspace, folder: Path) -> Invocation:
+        catalog = sampled_map(folder / "map")
+        drawn = sample_stage.run(
+            inputs={"map": catalog}, output=str(folder / "sample"), params=SampleParams(size=60, min_per_stratum=10)
+        )
+        meta, _, geometry, fields = pyogrio.raw.read(str(drawn.extra["sample"]), return_fids=True)
+        columns = dict(zip([str(n) for n in meta["fields"]], fields, strict=True))
+        columns["reference"] = columns["map_class"].astype(np.int32)
+        points = edit(columns, shapely.from_wkb(geometry))
+        labelled = folder / "labelled.gpkg"
+        pyogrio.raw.write(
+            str(labelled),
+            geometry=shapely.to_wkb(points),
+            field_data=list(columns.values()),
+            fields=list(columns),
+            field_mask=[(values < 0) if name == "reference" else None for name, values in columns.items()],
+            geometry_type="Point",
+            crs=meta["crs"],
+            driver="GPKG",
+            layer="sample",
+        )
+        estimated_map = sampled_map(folder / "other", forest_from=30) if other_map else catalog
+        args = ["--map", estimated_map, "--sample", str(labelled), "--out", str(folder / "out")]
+        return Invocation(args, folder / "out")
+
+    return prepare
+
+
+def point_moved_off_the_map(columns: dict[str, np.ndarray], points: np.ndarray) -> np.ndarray:
+    xs = shapely.get_x(points) + np.where(np.arange(len(points)) == 0, 100_000, 0)
+    return shapely.points(xs, shapely.get_y(points))
+
+
+def reference_not_in_scheme(columns: dict[str, np.ndarray], points: np.ndarray) -> np.ndarray:
+    columns["reference"][0] = 42
+    return points
+
+
+def water_left_unlabelled(columns: dict[str, np.ndarray], points: np.ndarray) -> np.ndarray:
+    columns["reference"][columns["map_class"] == 5] = -1
+    return points
+
+
+def as_labelled(_columns: dict[str, np.ndarray], points: np.ndarray) -> np.ndarray:
+    return points
+
+
 def usage_error(_workspace: Workspace, _folder: Path) -> Invocation:
     return Invocation(["--no-such-option", "1"], None)
 
@@ -771,6 +842,50 @@ CASES: list[BadInput] = [
         expected_exit=2,
         expected_message_regex=r"No such option: --no-such-option; fix: see `deep-lulc cube --help`",
         message="No such option: --no-such-option; fix: see `deep-lulc cube --help`",
+    ),
+    BadInput(
+        name="sample-point-outside-map",
+        description="labelled sample with a point outside the map (`area --sample`)",
+        stage="area",
+        prepare=area_of(point_moved_off_the_map),
+        expected_exit=2,
+        expected_message_regex=r"1 sample point\(s\) lie outside the --map prediction-test \(sample_id 1\); fix: "
+        r"estimate with the map the sample was drawn from",
+        message="1 sample point(s) lie outside the --map prediction-test (sample_id 1); fix: estimate with the map "
+        "the sample was drawn from (or draw a new sample with `deep-lulc sample`)",
+    ),
+    BadInput(
+        name="sample-reference-not-in-scheme",
+        description="reference class the map's scheme does not have (`area --sample`)",
+        stage="area",
+        prepare=area_of(reference_not_in_scheme),
+        expected_exit=2,
+        expected_message_regex=r"reference class 42 of sample_id 1 \('reference'\) is not in the map's class scheme; "
+        r"fix: label with one of 1 CultivatedLand",
+        message="reference class 42 of sample_id 1 ('reference') is not in the map's class scheme; fix: label with "
+        "one of 1 CultivatedLand, 2 Forest, …",
+    ),
+    BadInput(
+        name="sample-stratum-unlabelled",
+        description="a stratum of the map without labelled points (`area --sample`)",
+        stage="area",
+        prepare=area_of(water_left_unlabelled),
+        expected_exit=2,
+        expected_message_regex=r"stratum Water \(0 labelled\) has fewer than two labelled points; fix: label at "
+        r"least two points of every stratum",
+        message="stratum Water (0 labelled) has fewer than two labelled points; fix: label at least two points of "
+        "every stratum …",
+    ),
+    BadInput(
+        name="sample-from-another-map",
+        description="sample drawn from another map than `--map` (`area`)",
+        stage="area",
+        prepare=area_of(as_labelled, other_map=True),
+        expected_exit=2,
+        expected_message_regex=r"the sample was drawn from another map: .*; fix: estimate with the map the sample "
+        r"was drawn from",
+        message="the sample was drawn from another map: 3 point(s) record a map_class the --map does not hold "
+        "there (…); fix: estimate with the map the sample was drawn from …",
     ),
     *(
         BadInput(

@@ -1,0 +1,1 @@
+"""`deep-lulc area`: error-adjusted areas and accuracies from a labelled sample."""
