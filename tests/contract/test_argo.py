@@ -140,6 +140,8 @@ def test_every_container_step_parses_as_a_deep_lulc_command() -> None:
         "predict",
         "merge",
         "change",
+        "sample",
+        "area",
         "evaluate",
     }
     with pytest.raises(TyperException, match="No such option"):
