@@ -19,10 +19,12 @@ def replace_block(block: str, start: str, end: str, readme: Path = README) -> No
     readme.write_text(pattern.sub(lambda _: block, text))
 
 
-def publish(data: dict[str, Any], *, json_path: Path | None, block: str | None, start: str, end: str) -> None:
-    """Keep the figures as JSON (`--json`) and rewrite the README block from them (`--readme`)."""
+def publish(
+    data: dict[str, Any], *, json_path: Path | None, block: str | None, start: str, end: str, document: Path = README
+) -> None:
+    """Keep the figures as JSON (`--json`) and rewrite the block in `document` (the README) from them."""
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(data, indent=2) + "\n")
     if block is not None:
-        replace_block(block, start, end)
+        replace_block(block, start, end, document)

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -68,13 +69,9 @@ def write_map(path: Path, edge: int, *, seed: int = 0) -> None:
                 )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--edges", default="1024,4096,16384", help="Map edges in px, comma-separated.")
-    parser.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
-    args = parser.parse_args()
-    edges = [int(edge) for edge in args.edges.split(",")]
-    rows = []
+def measure(edges: list[int]) -> list[dict[str, Any]]:
+    """Peak RSS of `sample` on a map of each edge, with its ratio to the first (smallest) map's."""
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         for edge in edges:
@@ -100,10 +97,19 @@ def main() -> None:
                 }
             )
             path.unlink()
-    baseline = rows[0]["peak_rss_mib"]
+    for row in rows:
+        row["ratio_to_smallest"] = round(row["peak_rss_mib"] / rows[0]["peak_rss_mib"], 3)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--edges", default="1024,4096,16384", help="Map edges in px, comma-separated.")
+    parser.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
+    args = parser.parse_args()
+    rows = measure([int(edge) for edge in args.edges.split(",")])
     print(f"{'edge px':>8}{'pixels':>14}{'file MiB':>10}{'seconds':>9}{'peak RSS MiB':>14}{'x smallest':>12}")
     for row in rows:
-        row["ratio_to_smallest"] = round(row["peak_rss_mib"] / baseline, 3)
         print(
             f"{row['edge_px']:>8}{row['pixels']:>14,}{row['file_mib']:>10}{row['seconds']:>9}"
             f"{row['peak_rss_mib']:>14}{row['ratio_to_smallest']:>12}"

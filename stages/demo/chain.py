@@ -23,7 +23,7 @@ from deep_lulc.stages.chips.params import ChipsInputs, ChipsParams
 from deep_lulc.stages.cube import stage as cube
 from deep_lulc.stages.cube.params import CubeParams
 from deep_lulc.stages.demo.params import DemoParams
-from deep_lulc.stages.demo.reference import label_from_truth, truth_of
+from deep_lulc.stages.demo.reference import label_from_truth, truth_of, write_true_areas
 from deep_lulc.stages.evaluate import stage as evaluate
 from deep_lulc.stages.evaluate.params import EvaluateInputs, EvaluateParams
 from deep_lulc.stages.features import stage as features
@@ -168,7 +168,9 @@ class Chain:
             SampleParams(size=SAMPLE_SIZE, min_per_stratum=SAMPLE_FLOOR, seed=seed),
         )
         truth = truth_of(change_result.catalog, labels[years[0]], labels[years[1]])
-        labelled = label_from_truth(str(drawn.extra["sample"]), truth, join_href(self.output, "sample-labelled"))
+        folder = join_href(self.output, "sample-labelled")
+        labelled = label_from_truth(str(drawn.extra["sample"]), truth, folder)
+        write_true_areas(truth, folder)
         estimated = self.step(
             "area", area.run, AreaInputs(map=change_result.catalog, sample=labelled), "area-change", AreaParams()
         )

@@ -6,6 +6,7 @@ in for the analyst, so the demo can print error-adjusted areas beside the pixel 
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,3 +68,13 @@ def label_from_truth(sample_gpkg: str, truth: Truth, output: str) -> str:
     with tempfile.TemporaryDirectory() as scratch:
         path = with_references(sample_gpkg, Path(scratch) / "labelled.gpkg", references)
         return write_file_atomically(join_href(output, "labelled.gpkg"), path.read_bytes())
+
+
+TRUE_AREAS_FILE = "true-areas.json"
+
+
+def write_true_areas(truth: Truth, output: str) -> str:
+    """The true hectares of every transition, beside the labelled sample, for benchmarks to set against the
+    estimates."""
+    document = {"transitions_ha": truth.transition_ha(), "source": "the synthetic labels of both periods"}
+    return write_file_atomically(join_href(output, TRUE_AREAS_FILE), (json.dumps(document, indent=2) + "\n").encode())

@@ -112,3 +112,18 @@ def test_readme_real_figures_come_from_the_real_benchmark() -> None:
     assert block.group(0) == readme_block(json.loads(recorded.read_text())), (
         "run: .venv/bin/python -m benchmarks.real --json docs/real-figures.json --readme"
     )
+
+
+def test_area_figures_come_from_the_area_benchmark() -> None:
+    """The figures of docs/area-estimation.md are `benchmarks/area_estimation.py`'s rendering of its run."""
+    import json
+    import re
+
+    from benchmarks.area_estimation import DOC, END, START, doc_block
+
+    recorded = PROJECT_ROOT / "docs" / "area-figures.json"
+    block = re.search(re.escape(START) + ".*?" + re.escape(END), DOC.read_text(), re.DOTALL)
+    assert block is not None, "docs/area-estimation.md lost its figures block"
+    assert block.group(0) == doc_block(json.loads(recorded.read_text())), (
+        "run: .venv/bin/python -m benchmarks.area_estimation --json docs/area-figures.json --doc"
+    )

@@ -5,24 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from benchmarks.area_estimation import (
+    PAPER,
+    PAPER_COUNTS,
+    PAPER_PIXELS,
+    PAPER_TOTAL_HA,
+    coverage,
+    units_of,
+)
 from deep_lulc.shared.lulc.estimation import Z95, allocate, estimate
-
-# Section 5 of Olofsson et al. (2014): map strata 1 deforestation, 2 forest gain, 3 stable forest, 4 stable
-# non-forest, mapped over these pixels of 30 m (0.09 ha) out of 10,000,000 (900,000 ha) ...
-PAPER_PIXELS = np.array([200_000, 150_000, 3_200_000, 6_450_000])
-PAPER_TOTAL_HA = 900_000.0
-# ... and the sample's counts, rows: map class, columns: reference class.
-PAPER_COUNTS = np.array([[66, 0, 5, 4], [0, 55, 8, 12], [1, 0, 153, 11], [2, 1, 9, 313]])
-
-
-def units_of(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One (stratum, reference) pair per sample unit of a count matrix."""
-    strata, reference = [], []
-    for i, row in enumerate(counts):
-        for j, count in enumerate(row):
-            strata += [i] * int(count)
-            reference += [j] * int(count)
-    return np.array(strata), np.array(reference)
 
 
 def olofsson_closed_forms(pixels: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray | float]:
@@ -89,12 +80,12 @@ def test_reproduces_the_worked_example_of_olofsson_2014() -> None:
     found = estimate(PAPER_PIXELS, np.arange(4), strata, reference, categories=4)
     areas = [round(c.share.value * PAPER_TOTAL_HA) for c in found.categories]
     intervals = [round(c.share.ci95 * PAPER_TOTAL_HA) for c in found.categories]
-    assert areas == [21_158, 11_686, 285_770, 581_386]
-    assert intervals == [6_158, 3_756, 15_510, 16_282]
+    assert areas == [area for area, _ in PAPER["area_ha"]] == [21_158, 11_686, 285_770, 581_386]
+    assert intervals == [half for _, half in PAPER["area_ha"]] == [6_158, 3_756, 15_510, 16_282]
     users = [(round(c.users.value, 2), round(c.users.ci95, 2)) for c in found.categories if c.users]
-    assert users == [(0.88, 0.07), (0.73, 0.10), (0.93, 0.04), (0.96, 0.02)]
+    assert users == PAPER["users"] == [(0.88, 0.07), (0.73, 0.10), (0.93, 0.04), (0.96, 0.02)]
     producers = [(round(c.producers.value, 2), round(c.producers.ci95, 2)) for c in found.categories if c.producers]
-    assert producers == [(0.75, 0.21), (0.85, 0.25), (0.93, 0.03), (0.96, 0.02)]
+    assert producers == PAPER["producers"]
     assert (round(found.overall.value, 2), round(found.overall.ci95, 2)) == (0.95, 0.02)
     # the mapped areas the estimates correct: 18,000 ha of deforestation mapped, 21,158 estimated
     assert [round(c.mapped_share * PAPER_TOTAL_HA) for c in found.categories] == [18_000, 13_500, 288_000, 580_500]
@@ -150,55 +141,15 @@ def test_allocation_gives_every_stratum_its_floor_and_the_rest_by_area() -> None
     assert allocate({1: 5, 2: 5}, size=100, minimum=2) == {1: 5, 2: 5}  # never more than a stratum holds
 
 
-def simulated_change_map(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(mapped, true) transition indices of every pixel of a 400 x 400 px landscape of 3 classes: 20 px parcels,
-    12 % of them change class; the map misclassifies 6 % of pixels in each year and misses 20 % of changes."""
-    rng = np.random.default_rng(seed)
-    n, side, parcel = 3, 400, 20
-    before = rng.integers(0, n, size=(side // parcel, side // parcel))
-    changed = rng.random(before.shape) < 0.12
-    after = np.where(changed, (before + rng.integers(1, n, size=before.shape)) % n, before)
-    before, after = (a.repeat(parcel, 0).repeat(parcel, 1) for a in (before, after))
-
-    def misread(truth: np.ndarray) -> np.ndarray:
-        return np.where(rng.random(truth.shape) < 0.06, (truth + rng.integers(1, n, size=truth.shape)) % n, truth)
-
-    mapped_before, mapped_after = misread(before), misread(after)
-    missed = (before != after) & (rng.random(before.shape) < 0.2)
-    mapped_after = np.where(missed, mapped_before, mapped_after)
-    return (mapped_before * n + mapped_after).ravel(), (before * n + after).ravel()
-
-
 def test_intervals_cover_the_true_transition_areas_95_percent_of_the_time() -> None:
-    """1,000 independent seeded samples (2,000 points, at least 120 per stratum) of a map whose truth is known
-    for every pixel: each transition's 95 % interval covers its true area in 93-97 % of the draws, and the
-    error-adjusted areas are on average far closer to the truth than the map's pixel counts."""
-    mapped, truth = simulated_change_map(42)
-    categories = 9
-    pixels = np.bincount(mapped, minlength=categories)
-    true_pixels = np.bincount(truth, minlength=categories)
-    order = np.argsort(mapped, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(pixels)])
-    counts = allocate({h: int(pixels[h]) for h in range(categories)}, size=2_000, minimum=120)
-    draws = 1_000
-    covered = np.zeros(categories)
-    estimate_error = np.zeros(categories)
-    for draw in range(draws):
-        rng = np.random.default_rng(draw)
-        strata, reference = [], []
-        for stratum, taken in counts.items():
-            chosen = order[starts[stratum] + rng.choice(pixels[stratum], taken, replace=False)]
-            strata.append(np.full(taken, stratum))
-            reference.append(truth[chosen])
-        found = estimate(pixels, np.arange(categories), np.concatenate(strata), np.concatenate(reference), categories=9)
-        total = pixels.sum()
-        for k, row in enumerate(found.categories):
-            error = abs(row.share.value * total - true_pixels[k])
-            covered[k] += error <= row.share.ci95 * total
-            estimate_error[k] += error
-    coverage = covered / draws
-    print("coverage per transition:", np.round(coverage, 3).tolist())
-    assert ((coverage >= 0.93) & (coverage <= 0.97)).all(), coverage
-    pixel_count_error = np.abs(pixels - true_pixels)
-    assert (estimate_error / draws < pixel_count_error).all()
-    assert (estimate_error / draws).sum() < 0.25 * pixel_count_error.sum()
+    """1,000 independent seeded samples (2,000 points, at least 120 per stratum) of a simulated change map
+    whose truth is known for every pixel (`benchmarks.area_estimation.simulated_change_map`): each
+    transition's 95 % interval covers its true area in 93-97 % of the draws, and the error-adjusted areas are
+    on average far closer to the truth than the map's pixel counts."""
+    found = coverage(1_000)
+    rows = found["transitions"].values()
+    print("coverage per transition:", {name: row["coverage"] for name, row in found["transitions"].items()})
+    assert all(0.93 <= row["coverage"] <= 0.97 for row in rows), found["transitions"]
+    assert all(row["mean_abs_error_estimate_px"] < row["abs_error_pixel_count_px"] for row in rows)
+    estimate_error = sum(row["mean_abs_error_estimate_px"] for row in rows)
+    assert estimate_error < 0.25 * sum(row["abs_error_pixel_count_px"] for row in rows)
