@@ -23,6 +23,8 @@ from deep_lulc.stages.merge.params import MergeParams
 from deep_lulc.stages.predict import stage as predict
 from deep_lulc.stages.predict import tiles as plan
 from deep_lulc.stages.predict.params import PlanTilesParams, PredictParams
+from deep_lulc.stages.sample import stage as sample
+from deep_lulc.stages.sample.params import SampleParams
 
 from ..conftest import CUBE_PERIOD, validate_tree
 
@@ -96,6 +98,15 @@ def test_tile_by_tile_from_the_cube_on_merges_into_the_single_process_map(
     merged_item = item_of(merged.catalog)
     assert merged_item.id == whole.id
     assert merged_item.properties["proj:transform"] == whole.properties["proj:transform"]
+    # the merged, fanned-out map is sampled like one process's map: the same points, the same classes
+    drawn = [
+        sample.run(
+            inputs={"map": catalog}, output=str(tmp_path / name), params=SampleParams(size=40, min_per_stratum=5)
+        )
+        for catalog, name in ((merged.catalog, "sample-merged"), (single, "sample-single"))
+    ]
+    assert Path(drawn[0].extra["sample"]).read_bytes() == Path(drawn[1].extra["sample"]).read_bytes()
+    assert drawn[0].extra["points"] >= 40
 
 
 def test_an_aoi_plan_records_the_grid_cube_builds_and_reads_back(tiny_catalog: Path, tmp_path: Path) -> None:
