@@ -1,8 +1,11 @@
-"""Change maps: the item `change` publishes (a transition COG, the area matrix as CSV and JSON, a thumbnail)
-and how `evaluate` reads one back.
+"""Change maps: the item `change` publishes (a transition COG, a change-confidence COG, the area matrix as CSV
+and JSON, a thumbnail) and how `evaluate` reads one back.
 
 The transition COG is a class map whose codes are `1 + from_index * n + to_index` over the scheme the item
-carries in `deep-lulc:classes`; its asset lists only the transitions present, with their pixel counts.
+carries in `deep-lulc:classes`; its asset lists only the transitions present, with their pixel counts. The
+confidence COG beside it holds, per pixel, the probability that the pixel changed as uint8 percent (255
+where either map has no data), whatever the decision that drew the transition map: a reader can threshold
+it their own way, or weigh areas by it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import numpy as np
 import pystac
 import rasterio
+from pystac.extensions.raster import DataType, RasterBand
 
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.geo.grids import GeoBox, write_projection
@@ -32,16 +36,22 @@ from deep_lulc.shared.lulc.transitions import (
     TransitionCoding,
 )
 from deep_lulc.shared.products.class_map import (
+    PROBABILITY_NODATA,
+    PROBABILITY_SCALE,
     THUMBNAIL_ASSET,
     ClassMap,
+    CogAsset,
     add_cog_asset,
     class_band,
     class_map_of,
+    cog_asset_of,
     decimated,
     legend_png,
 )
 
 CHANGE_FILE = "change.tif"
+CONFIDENCE_ASSET, CONFIDENCE_FILE = "confidence", "confidence.tif"
+CONFIDENCE_NODATA = PROBABILITY_NODATA  # 255: either map has no data
 MATRIX_CSV_FILE, MATRIX_JSON_FILE, THUMBNAIL_FILE = "matrix.csv", "matrix.json", "thumbnail.png"
 MATRIX_CSV_ASSET, MATRIX_JSON_ASSET = "matrix_csv", "matrix_json"
 _CLASSES_PROPERTY = "deep-lulc:classes"
@@ -85,6 +95,40 @@ def change_writer(folder: Path, grid: GeoBox, coding: TransitionCoding) -> CogWr
     )
 
 
+def confidence_writer(folder: Path, grid: GeoBox) -> CogWriter:
+    """The confidence COG, filled window by window (pixels never written stay nodata)."""
+    return CogWriter(
+        folder / CONFIDENCE_FILE,
+        grid,
+        nodata=CONFIDENCE_NODATA,
+        band_descriptions=["changed"],
+        scale=PROBABILITY_SCALE,
+    )
+
+
+def confidence_percent(probability: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The uint8 percent a confidence COG holds: `probability` (that the pixel changed) where `valid`, else
+    nodata."""
+    percent = np.round(np.clip(probability, 0.0, 1.0) * 100).astype(np.uint8)
+    return np.where(valid, percent, np.uint8(CONFIDENCE_NODATA))
+
+
+def confidence_probability(percent: np.ndarray) -> np.ndarray:
+    """The probability that each pixel changed, read back from a confidence COG's values: NaN for nodata."""
+    values = np.asarray(percent)
+    return np.where(values == CONFIDENCE_NODATA, np.nan, values.astype(np.float64) * PROBABILITY_SCALE)
+
+
+def confidence_of(item: pystac.Item) -> CogAsset:
+    """A change item's confidence COG; change items written before it existed are bad input."""
+    if CONFIDENCE_ASSET not in item.assets:
+        raise BadInputError(
+            f"change item {item.id} has no '{CONFIDENCE_ASSET}' asset",
+            fix="re-run `deep-lulc change` with this version",
+        )
+    return cog_asset_of(item, CONFIDENCE_ASSET)
+
+
 def write_matrix_files(folder: Path, summary: Mapping[str, Any]) -> None:
     """The area matrix: hectares as CSV (rows: from, columns: to), the whole summary as JSON."""
     with (folder / MATRIX_CSV_FILE).open("w", newline="", encoding="utf-8") as handle:
@@ -124,8 +168,8 @@ def change_item(
     outcome: ChangeOutcome,
     derived_from: Iterable[str],
 ) -> pystac.Item:
-    """The change item over the files in `folder` (transition COG, matrices, thumbnail); `footprint` is the
-    map whose geometry it shares, `counts` the pixels of every code."""
+    """The change item over the files in `folder` (transition and confidence COGs, matrices, thumbnail);
+    `footprint` is the map whose geometry it shares, `counts` the pixels of every code."""
     item = period_item(
         identifier,
         footprint.geometry or {},
@@ -147,6 +191,17 @@ def change_item(
         title=f"Class transitions, code {TRANSITION_FORMULA} (n = {coding.n})",
         bands=[class_band(nodata=NODATA_CODE, dtype=coding.dtype, spatial_resolution=abs(a.a) if square else None)],
         classes=coding.classification(counts),
+    )
+    confidence_band = RasterBand.create(
+        nodata=CONFIDENCE_NODATA, data_type=DataType.UINT8, scale=PROBABILITY_SCALE, offset=0
+    )
+    confidence_band.properties["name"] = "changed"
+    add_cog_asset(
+        item,
+        CONFIDENCE_ASSET,
+        folder / CONFIDENCE_FILE,
+        title="Probability that the pixel changed (percent; 255: no data in either map)",
+        bands=[confidence_band],
     )
     item.add_asset(
         MATRIX_CSV_ASSET,

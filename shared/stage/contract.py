@@ -214,3 +214,31 @@ def write_outputs_dir(result: StageResult, directory: Path) -> None:
     for key, value in document.items():
         text = value if isinstance(value, str) else json.dumps(value)
         (directory / key).write_text(text, encoding="utf-8")
+
+
+def finish_items_output(
+    staged: StagedOutput,
+    items: list[pystac.Item],
+    *,
+    catalog_id: str,
+    description: str,
+    stage: str,
+    inputs: StageInputs | Mapping[str, str],
+    params: StageParams,
+) -> str:
+    """`finish_single_item_output` for a stage publishing several items (a series of change maps): one
+    collection of id `catalog_id` holds them all, its extent covering every item's footprint and period, and
+    each item stays at `<id>/<id>.json`."""
+    for item in items:
+        set_nominal_datetime(item)
+        relative_provenance(item, item_folder=storage.join_href(staged.output, item.id))
+    collection = single_item_collection(items[0], collection_id=catalog_id, description=description)
+    collection.extent = pystac.Extent.from_items(items)
+    for item in items:
+        collection.add_item(item)
+    catalog = pystac.Catalog(id=catalog_id, description=description, title=description)
+    catalog.add_child(collection)
+    save_self_contained(catalog, staged.path, layout=ONE_FOLDER_LAYOUT)
+    write_params_file(staged.path, stage=stage, inputs=inputs, params=params)
+    href: str = staged.publish()
+    return href

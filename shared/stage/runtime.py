@@ -50,11 +50,13 @@ _OUTPUTS_DIR_HELP = "Also write the result JSON to DIR/result.json and each key 
 @dataclass(frozen=True)
 class Hrefs:
     """Any number of positional hrefs (or JSON arrays of them, as Argo passes a fan-in), passed to `run` as
-    the tuple field `field` of the stage's Inputs model."""
+    the tuple field `field` of the stage's Inputs model; `required=False` lets a stage take its inputs from
+    options instead (then an empty tuple)."""
 
     metavar: str
     help: str
     field: str
+    required: bool = True
 
 
 @dataclass(frozen=True)
@@ -184,10 +186,10 @@ def execute(
     print(result.to_json_line(), flush=True)
 
 
-def expand_hrefs(arguments: list[str]) -> list[str]:
-    """Positional hrefs, with JSON arrays of hrefs flattened into them."""
+def expand_hrefs(arguments: list[str] | None) -> list[str]:
+    """Positional hrefs, with JSON arrays of hrefs flattened into them (none given: empty)."""
     hrefs: list[str] = []
-    for argument in arguments:
+    for argument in arguments or []:
         if not argument.lstrip().startswith("["):
             hrefs.append(argument)
             continue
@@ -322,7 +324,9 @@ def command(stage: Stage) -> Callable[..., None]:
         )
 
     if stage.hrefs is not None:
-        add("hrefs", list[str], typer.Argument(..., metavar=stage.hrefs.metavar, help=stage.hrefs.help))
+        required = stage.hrefs.required
+        argument = typer.Argument(... if required else None, metavar=stage.hrefs.metavar, help=stage.hrefs.help)
+        add("hrefs", list[str] if required else list[str] | None, argument)
     for option in [*sources, None, *options]:
         if option is None:
             out_default = ... if stage.out_default is None else stage.out_default

@@ -11,7 +11,8 @@ Everything works on one window with a halo. The opening reads `2 * radius` px be
 mapping unit reads `unit` px beyond: a region that reaches the halo's edge from the core already holds at
 least `unit` pixels (8-connected steps advance at most one pixel), so it is kept, and one that does not
 reach the edge lies whole inside the window and is measured exactly. The result therefore equals doing
-the whole map at once, while memory stays set by the window.
+the whole map at once, while memory stays set by the window. The same cleaning (`Cleaning`, `clean`)
+follows the consistent decision of a series (decisions.py).
 """
 
 from __future__ import annotations
@@ -27,11 +28,9 @@ EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
 
 
 @dataclass(frozen=True)
-class JointRule:
-    """Thresholds of the joint decision and of the cleaning that follows it."""
+class Cleaning:
+    """The cleaning of a changed mask: the opening's radius and the mapping unit in pixels."""
 
-    same_below: float
-    min_confidence: float
     opening_radius: int
     unit_pixels: int
 
@@ -39,6 +38,18 @@ class JointRule:
     def halo(self) -> int:
         """Pixels read beyond a window so that its decision equals the whole map's."""
         return self.unit_pixels + 2 * self.opening_radius
+
+    @property
+    def active(self) -> bool:
+        return self.opening_radius > 0 or self.unit_pixels > 1
+
+
+@dataclass(frozen=True)
+class JointRule(Cleaning):
+    """Thresholds of the joint decision and of the cleaning that follows it."""
+
+    same_below: float
+    min_confidence: float
 
     def record(self, *, unit_ha: float, probabilities: dict[str, bool]) -> dict[str, Any]:
         """What the change item says about how it was decided."""
@@ -115,7 +126,7 @@ def stable_class(p_before: np.ndarray, p_after: np.ndarray, before: np.ndarray) 
     return np.where(joint.max(axis=0) > 0, best, before)
 
 
-def clean(changed: np.ndarray, rule: JointRule, *, margin: tuple[int, int, int, int]) -> np.ndarray:
+def clean(changed: np.ndarray, rule: Cleaning, *, margin: tuple[int, int, int, int]) -> np.ndarray:
     """The changed mask after the opening and the mapping unit, for the block inside `margin` (top, bottom,
     left, right: halo pixels read on each side). A side with less than the full halo ends at the map's edge,
     beyond which nothing changed, so it needs none."""

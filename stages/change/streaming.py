@@ -1,13 +1,14 @@
-"""Both maps streamed window by window into the transition COG.
+"""Every map streamed window by window into each consecutive pair's transition and confidence COGs.
 
-Memory is set by the window (`--block-size`), not by the map: each window of the --before grid is read from
-both maps (the --after map resampled onto it by nearest neighbour when its grid differs, since class codes
-must not be averaged), decided, and written before the next is read.
+Memory is set by the window (`--block-size`), not by the map: each window of the first map's grid is read
+from every map (a map on another grid resampled onto it by nearest neighbour, since class codes must not be
+averaged), decided for every pair at once, and written before the next is read.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.geo.grids import GeoBox, epsg_of
 from deep_lulc.shared.geo.windows import PixelWindow, blocks
 from deep_lulc.shared.lulc.transitions import NODATA_CODE, TransitionCoding, class_indices
-from deep_lulc.shared.products.change import change_writer
+from deep_lulc.shared.products.change import change_writer, confidence_percent, confidence_writer
 from deep_lulc.shared.products.class_map import (
     PROBABILITIES_ASSET,
     PROBABILITY_NODATA,
@@ -28,7 +29,9 @@ from deep_lulc.shared.products.class_map import (
     CogAsset,
     require_shape,
 )
-from deep_lulc.stages.change.joint import JointRule, as_probabilities, clean, decide, one_hot, stable_class
+from deep_lulc.stages.change.decisions import Block, Decided, Decider
+from deep_lulc.stages.change.joint import as_probabilities, clean, one_hot
+from deep_lulc.stages.change.series import Series
 
 SHAPE_FIX = "pass an item written by `deep-lulc predict`"
 
@@ -49,7 +52,7 @@ def probabilities_of(class_map: ClassMap, coding: TransitionCoding) -> CogAsset 
 
 
 class Period:
-    """One map opened for reading on the --before grid: its classes and, if it has them, probabilities."""
+    """One map opened for reading on the first map's grid: its classes and, if it has them, probabilities."""
 
     def __init__(
         self,
@@ -79,7 +82,7 @@ class Period:
         self.stack.close()
 
     def read(self, window: PixelWindow) -> np.ndarray:
-        """Class values of `window` of the --before grid."""
+        """Class values of `window` of the first map's grid."""
         if not self.resampled:
             return np.asarray(self.classes.read(1, window=window.rasterio()))
         return _resample(self.classes, self._target(window), nodata=self.coding.scheme.nodata)
@@ -103,93 +106,113 @@ class Period:
         return self.grid[window.slices]
 
 
-def write_transitions(
-    folder: Path,
-    before: ClassMap,
-    after: ClassMap,
-    coding: TransitionCoding,
-    size: int,
-    resampled: bool,
-    rule: JointRule | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Stream both maps into the transition COG; returns the pixel count of every code, as written and as a
-    pixel-by-pixel comparison would have written it."""
-    grid = before.grid
-    counts = np.zeros(coding.codes, dtype=np.int64)
-    raw_counts = np.zeros(coding.codes, dtype=np.int64)
-    writer = change_writer(folder, grid, coding)
+def write_pairs(folders: list[Path], series: Series, coding: TransitionCoding, size: int, decider: Decider) -> Tallies:
+    """Stream every map into each consecutive pair's transition and confidence COGs (pair `p` into
+    `folders[p]`); returns each pair's pixel count of every code, as written and as a pixel-by-pixel
+    comparison would have written it."""
+    grid = series.grid
+    tallies = Tallies.zeros(series.pairs, coding)
+    writers = [(change_writer(folder, grid, coding), confidence_writer(folder, grid)) for folder in folders]
     periods: list[Period] = []
     try:
-        for class_map, option, other_grid in ((before, "--before", False), (after, "--after", resampled)):
-            found = None if rule is None else probabilities_of(class_map, coding)
-            periods.append(Period(class_map, coding, grid, option=option, resampled=other_grid, probabilities=found))
-        first, second = periods
+        for index, class_map in enumerate(series.maps):
+            found = probabilities_of(class_map, coding) if decider.weighs_probabilities else None
+            option, resampled = series.labels[index], series.resampled[index]
+            periods.append(Period(class_map, coding, grid, option=option, resampled=resampled, probabilities=found))
+        reader = Reader(periods, series, coding, decider.weighs_probabilities)
         for window in blocks(grid.height, grid.width, size):
-            old, new = first.read(window), second.read(window)
-            raw = coding.encode(old, new)
-            raw_counts += np.bincount(raw.ravel(), minlength=coding.codes)
-            codes = raw if rule is None else _joint_codes(window, old, new, first, second, coding, size, rule)
-            counts += np.bincount(codes.ravel(), minlength=coding.codes)
-            writer.write(codes, row=window.row, col=window.col)
+            block = reader.read(window)
+            valid = block.valid
+            n = coding.n
+            raw = np.where(valid, 1 + block.indices[:-1] * n + block.indices[1:], NODATA_CODE).astype(coding.dtype)
+            decided = decider(block)
+            _clean_window(window, decided, decider, reader, size)
+            codes = np.where(decided.origin >= 0, 1 + decided.origin * n + decided.target, NODATA_CODE)
+            for pair, (change, confidence) in enumerate(writers):
+                tallies.raw[pair] += np.bincount(raw[pair].ravel(), minlength=coding.codes)
+                tallies.written[pair] += np.bincount(codes[pair].ravel(), minlength=coding.codes)
+                change.write(codes[pair].astype(coding.dtype), row=window.row, col=window.col)
+                percent = confidence_percent(decided.confidence[pair], valid[pair])
+                confidence.write(percent, row=window.row, col=window.col)
     except BaseException:
-        writer.abandon()
+        for change, confidence in writers:
+            change.abandon()
+            confidence.abandon()
         raise
     finally:
         for period in reversed(periods):  # GDAL environments nest: the last opened closes first
             period.close()
-    writer.finish()
-    return counts, raw_counts
+    for change, confidence in writers:
+        change.finish()
+        confidence.finish(overview_resampling="average")
+    return tallies
 
 
-def _joint_codes(
-    window: PixelWindow,
-    old: np.ndarray,
-    new: np.ndarray,
-    first: Period,
-    second: Period,
-    coding: TransitionCoding,
-    size: int,
-    rule: JointRule,
-) -> np.ndarray:
-    """Transition codes of one window by the joint rule, cleaned with the halo the rule needs.
+@dataclass(frozen=True)
+class Tallies:
+    """Pixels of every transition code per pair: as written, and as a pixel-by-pixel comparison."""
+
+    written: list[np.ndarray]
+    raw: list[np.ndarray]
+
+    @classmethod
+    def zeros(cls, pairs: int, coding: TransitionCoding) -> Tallies:
+        return cls(
+            [np.zeros(coding.codes, dtype=np.int64) for _ in range(pairs)],
+            [np.zeros(coding.codes, dtype=np.int64) for _ in range(pairs)],
+        )
+
+
+class Reader:
+    """Windows of every period at once, as a decider takes them."""
+
+    def __init__(self, periods: list[Period], series: Series, coding: TransitionCoding, weighs: bool) -> None:
+        self.periods, self.series, self.coding, self.weighs = periods, series, coding, weighs
+
+    @property
+    def grid(self) -> GeoBox:
+        return self.series.grid
+
+    def read(self, window: PixelWindow) -> Block:
+        scheme = self.coding.scheme
+        indices = np.stack(
+            [class_indices(p.read(window), scheme, what=self.series.what(t)) for t, p in enumerate(self.periods)]
+        )
+        if not self.weighs:
+            return Block(indices, None)
+        likelihoods = np.stack([p.likelihoods(window, indices[t]) for t, p in enumerate(self.periods)])
+        return Block(indices, likelihoods)
+
+
+def _clean_window(window: PixelWindow, decided: Decided, decider: Decider, reader: Reader, size: int) -> None:
+    """Clean each pair's changed mask of one window with the halo the cleaning needs; a change it drops
+    keeps the decider's class on both ends (`decided` is updated in place).
 
     The halo is decided tile by tile on the same block grid as the windows, so memory stays one block of
-    probabilities plus one boolean mask, however large the mapping unit makes the halo.
+    every period plus one boolean mask per pair, however large the mapping unit makes the halo.
     """
-    before = class_indices(old, coding.scheme, what="the --before map")
-    after = class_indices(new, coding.scheme, what="the --after map")
-    p_before, p_after = first.likelihoods(window, before), second.likelihoods(window, after)
-    changed, origin, target = decide(before, after, p_before, p_after, rule)
-    if changed.any() and (rule.opening_radius > 0 or rule.unit_pixels > 1):
-        row, col, height, width = window.row, window.col, window.height, window.width
-        grid = first.grid
-        top, left = max(0, row - rule.halo), max(0, col - rule.halo)
-        bottom, right = min(grid.height, row + height + rule.halo), min(grid.width, col + width + rule.halo)
-        mask = np.zeros((bottom - top, right - left), dtype=bool)
-        for tile in _tiles(top, bottom, left, right, size):
-            t_row, t_col = tile.row, tile.col
-            rows = slice(t_row - top, t_row - top + tile.height)
-            cols = slice(t_col - left, t_col - left + tile.width)
-            if (t_row, t_col) == (row, col):
-                mask[rows, cols] = changed
-                continue
-            tile_before = class_indices(first.read(tile), coding.scheme, what="the --before map")
-            tile_after = class_indices(second.read(tile), coding.scheme, what="the --after map")
-            mask[rows, cols] = decide(
-                tile_before,
-                tile_after,
-                first.likelihoods(tile, tile_before),
-                second.likelihoods(tile, tile_after),
-                rule,
-            )[0]
-        kept = clean(mask, rule, margin=(row - top, bottom - row - height, col - left, right - col - width))
-        dropped = changed & ~kept
+    cleaning = decider.cleaning
+    if cleaning is None or not decided.changed.any():
+        return
+    row, col, height, width = window.row, window.col, window.height, window.width
+    grid = reader.grid
+    top, left = max(0, row - cleaning.halo), max(0, col - cleaning.halo)
+    bottom, right = min(grid.height, row + height + cleaning.halo), min(grid.width, col + width + cleaning.halo)
+    mask = np.zeros((decided.changed.shape[0], bottom - top, right - left), dtype=bool)
+    for tile in _tiles(top, bottom, left, right, size):
+        rows = slice(tile.row - top, tile.row - top + tile.height)
+        cols = slice(tile.col - left, tile.col - left + tile.width)
+        same = (tile.row, tile.col) == (row, col)
+        mask[:, rows, cols] = decided.changed if same else decider(reader.read(tile)).changed
+    margin = (row - top, bottom - row - height, col - left, right - col - width)
+    for pair, changed in enumerate(decided.changed):
+        if not changed.any():
+            continue  # cleaning only removes: a pair with no change in the window keeps none
+        dropped = changed & ~clean(mask[pair], cleaning, margin=margin)
         if dropped.any():
-            shared = stable_class(p_before, p_after, before)
-            origin[dropped] = shared[dropped]
-            target[dropped] = shared[dropped]
-    valid = origin >= 0
-    return np.where(valid, 1 + origin * coding.n + target, NODATA_CODE).astype(coding.dtype)
+            kept = decided.keep(pair)
+            decided.origin[pair][dropped] = kept[dropped]
+            decided.target[pair][dropped] = kept[dropped]
 
 
 def _tiles(top: int, bottom: int, left: int, right: int, size: int) -> list[PixelWindow]:

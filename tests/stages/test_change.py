@@ -519,7 +519,7 @@ def test_joint_with_mapping_unit_leaves_the_real_change(flicker: Flicker, tmp_pa
         "probabilities": {"before": True, "after": True},
         "same_class_below": defaults.same_class_below,
         "min_confidence": defaults.min_confidence,
-        "opening_radius": defaults.opening_radius,
+        "opening_radius": defaults.opening_for("joint"),
         "min_mapping_unit_ha": defaults.min_mapping_unit,
         "min_mapping_unit_px": round(defaults.min_mapping_unit / 0.01),  # 10 m pixels: 0.01 ha each
         "raw_changed_ha": pytest.approx(result.extra["raw_changed_ha"]),
@@ -669,5 +669,5 @@ def test_probabilities_of_other_classes_and_bad_methods_are_refused(flicker: Fli
     ]
     failed = subprocess.run(args, capture_output=True, text=True, check=False, env=cli_env())
     assert failed.returncode == 2
-    assert "deep-lulc change: error: invalid parameters: --method: Input should be 'joint' or 'raw'" in failed.stderr
+    assert "error: invalid parameters: --method: Input should be 'joint', 'raw' or 'consistent'" in failed.stderr
     assert not (tmp_path / "o1" / "catalog.json").exists()

@@ -50,7 +50,7 @@ def test_every_params_field_is_an_option_with_the_models_default_and_help(stage:
     for name, info in stage.inputs.model_fields.items():
         if stage.hrefs is not None and name == stage.hrefs.field:  # positional: the hrefs argument
             assert name not in options
-            assert options["hrefs"].required
+            assert options["hrefs"].required == stage.hrefs.required
             continue
         assert options[name].required == info.is_required()
         assert options[name].help == info.description
