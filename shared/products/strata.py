@@ -82,13 +82,16 @@ class StrataMap:
     @contextlib.contextmanager
     def open(self) -> Iterator[Any]:
         cache = {} if "GDAL_CACHEMAX" in os.environ else {"GDAL_CACHEMAX": READ_CACHE_MB}
-        with rasterio.Env(**cache), open_cog(
-            self.href,
-            size=self.raster_size,
-            what=f"the {self.what} raster of {self.identifier}",
-            fix=MAP_FIX,
-            checksum=self.raster_checksum,
-        ) as dataset:
+        with (
+            rasterio.Env(**cache),
+            open_cog(
+                self.href,
+                size=self.raster_size,
+                what=f"the {self.what} raster of {self.identifier}",
+                fix=MAP_FIX,
+                checksum=self.raster_checksum,
+            ) as dataset,
+        ):
             if (dataset.height, dataset.width) != (self.grid.height, self.grid.width):
                 raise BadInputError(
                     f"the raster of {self.identifier} is {dataset.width}x{dataset.height} px but its item says "

@@ -32,10 +32,9 @@ import pyogrio.raw
 import pystac
 import pytest
 import shapely
+from affine import Affine
 from botocore.exceptions import ClientError
 from pyproj import Transformer
-
-from affine import Affine
 
 from deep_lulc.shared.geo.grids import geobox
 from deep_lulc.stages.sample import stage as sample_stage
@@ -462,12 +461,29 @@ def catalog_reading_outside(workspace: Workspace, folder: Path) -> str:
 SAMPLED_GRID = geobox(32633, Affine(10, 0, 500_000, 0, -10, 5_100_000), 60, 80)
 
 
-def sampled_map(folder: Path, *, forest_from: int = 40) -> str:
-    """A small prediction catalog: cultivated land, forest from column `forest_from`, a corner of water."""
+def sampled_map(folder: Path, *, forest_from: int = 40, year: int = 2023) -> str:
+    """A small prediction catalog of `year`: cultivated land, forest from column `forest_from`, some water."""
     values = np.full((SAMPLED_GRID.height, SAMPLED_GRID.width), 1, dtype=np.uint8)
     values[:, forest_from:] = 2
     values[:20, :20] = 5
-    return write_class_map_catalog(folder, values, grid=SAMPLED_GRID)
+    return write_class_map_catalog(
+        folder,
+        values,
+        grid=SAMPLED_GRID,
+        item_id=f"prediction-{year}",
+        start=f"{year}-01-01T00:00:00Z",
+        end=f"{year}-12-31T23:59:59Z",
+    )
+
+
+def change_series(*years: int) -> Callable[[Workspace, Path], Invocation]:
+    """`change` over maps of `years`, given as arguments in that order."""
+
+    def prepare(_workspace: Workspace, folder: Path) -> Invocation:
+        maps = [sampled_map(folder / str(year), year=year) for year in years]
+        return Invocation([*maps, "--out", str(folder / "out")], folder / "out")
+
+    return prepare
 
 
 def area_of(
@@ -506,7 +522,7 @@ def area_of(
 
 def point_moved_off_the_map(columns: dict[str, np.ndarray], points: np.ndarray) -> np.ndarray:
     xs = shapely.get_x(points) + np.where(np.arange(len(points)) == 0, 100_000, 0)
-    return shapely.points(xs, shapely.get_y(points))
+    return np.asarray(shapely.points(xs, shapely.get_y(points)))
 
 
 def reference_not_in_scheme(columns: dict[str, np.ndarray], points: np.ndarray) -> np.ndarray:
@@ -849,9 +865,9 @@ CASES: list[BadInput] = [
         stage="area",
         prepare=area_of(point_moved_off_the_map),
         expected_exit=2,
-        expected_message_regex=r"1 sample point\(s\) lie outside the --map prediction-test \(sample_id 1\); fix: "
+        expected_message_regex=r"1 sample point\(s\) lie outside the --map prediction-2023 \(sample_id 1\); fix: "
         r"estimate with the map the sample was drawn from",
-        message="1 sample point(s) lie outside the --map prediction-test (sample_id 1); fix: estimate with the map "
+        message="1 sample point(s) lie outside the --map prediction-2023 (sample_id 1); fix: estimate with the map "
         "the sample was drawn from (or draw a new sample with `deep-lulc sample`)",
     ),
     BadInput(
@@ -886,6 +902,28 @@ CASES: list[BadInput] = [
         r"was drawn from",
         message="the sample was drawn from another map: 3 point(s) record a map_class the --map does not hold "
         "there (…); fix: estimate with the map the sample was drawn from …",
+    ),
+    BadInput(
+        name="change-one-map",
+        description="a series of one map (`change MAP`)",
+        stage="change",
+        prepare=change_series(2023),
+        expected_exit=2,
+        expected_message_regex=r"one map given \(.*catalog\.json\): a change needs two; "
+        r"fix: pass --before A --after B, or two or more maps in time order",
+        message="one map given (…/catalog.json): a change needs two; fix: pass --before A --after B, or two or "
+        "more maps in time order as arguments (A B C ...)",
+    ),
+    BadInput(
+        name="change-series-out-of-order",
+        description="a series of maps not in time order (`change 2023 2025 2024`)",
+        stage="change",
+        prepare=change_series(2023, 2025, 2024),
+        expected_exit=2,
+        expected_message_regex=r"the maps are not in time order: map 3 \(prediction-2024\) starts .*, not after map 2 "
+        r"\(prediction-2025\)",
+        message="the maps are not in time order: map 3 (prediction-2024) starts 2024-01-01T00:00:00Z, not after "
+        "map 2 (prediction-2025) (…); fix: pass each period's map once, earliest first",
     ),
     *(
         BadInput(

@@ -127,3 +127,18 @@ def test_area_figures_come_from_the_area_benchmark() -> None:
     assert block.group(0) == doc_block(json.loads(recorded.read_text())), (
         "run: .venv/bin/python -m benchmarks.area_estimation --json docs/area-figures.json --doc"
     )
+
+
+def test_change_figures_come_from_the_consistency_benchmark() -> None:
+    """The flicker table of docs/outputs.md is `benchmarks/change_consistency.py`'s rendering of its run."""
+    import json
+    import re
+
+    from benchmarks.change_consistency import DOC, END, START, doc_block
+
+    recorded = PROJECT_ROOT / "docs" / "change-figures.json"
+    block = re.search(re.escape(START) + ".*?" + re.escape(END), DOC.read_text(), re.DOTALL)
+    assert block is not None, "docs/outputs.md lost its change-figures block"
+    assert block.group(0) == doc_block(json.loads(recorded.read_text())), (
+        "run: .venv/bin/python -m benchmarks.change_consistency --json docs/change-figures.json --doc"
+    )

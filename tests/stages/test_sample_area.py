@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyogrio
@@ -22,6 +23,7 @@ from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.geo.grids import geobox
 from deep_lulc.shared.lulc.classes import SLOVENIA
 from deep_lulc.shared.lulc.estimation import allocate, estimate
+from deep_lulc.shared.stage.contract import StageResult
 from deep_lulc.stages.area import stage as area
 from deep_lulc.stages.area.params import AreaParams
 from deep_lulc.stages.change import stage as change
@@ -36,6 +38,8 @@ from ..conftest import BIN, cli_env, validate_tree
 GRID = geobox(32633, Affine(10, 0, 500_000, 0, -10, 5_100_000), 120, 1_100)
 CULTIVATED, FOREST, GRASSLAND, WATER = 1, 2, 3, 5
 LABELLED = [c.value for c in SLOVENIA.labelled]
+Drawn = tuple[str, StageResult, np.ndarray]  # the map's catalog, the sample's result, the map's values
+ChangeMap = tuple[str, np.ndarray, np.ndarray]  # the change map's catalog, the true classes of both years
 
 
 def class_map() -> np.ndarray:
@@ -47,7 +51,7 @@ def class_map() -> np.ndarray:
     return values
 
 
-def read_points(path: str | Path) -> tuple[dict, np.ndarray, dict[str, np.ndarray]]:
+def read_points(path: str | Path) -> tuple[dict[str, Any], np.ndarray, dict[str, np.ndarray]]:
     meta, _, geometry, fields = pyogrio.raw.read(str(path), return_fids=True)
     return meta, geometry, dict(zip([str(n) for n in meta["fields"]], fields, strict=True))
 
@@ -75,7 +79,7 @@ def pixel_of(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def drawn(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, sample.StageResult, np.ndarray]:
+def drawn(tmp_path_factory: pytest.TempPathFactory) -> Drawn:
     root = tmp_path_factory.mktemp("sample")
     values = class_map()
     catalog = write_class_map_catalog(root / "map", values, grid=GRID)
@@ -85,7 +89,7 @@ def drawn(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, sample.StageRe
     return catalog, result, values
 
 
-def test_sample_is_stratified_by_map_class_with_the_stated_allocation(drawn) -> None:  # type: ignore[no-untyped-def]
+def test_sample_is_stratified_by_map_class_with_the_stated_allocation(drawn: Drawn) -> None:
     _, result, values = drawn
     meta, geometry, fields = read_points(result.extra["sample"])
     assert meta["crs"] == "EPSG:32633"
@@ -112,7 +116,7 @@ def test_sample_is_stratified_by_map_class_with_the_stated_allocation(drawn) -> 
     assert result.extra["allocation"] == {SLOVENIA.by_value(v).name: taken[v] for v in sorted(taken)}
 
 
-def test_sample_item_geojson_and_reproducibility(drawn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_sample_item_geojson_and_reproducibility(drawn: Drawn, tmp_path: Path) -> None:
     catalog, result, _ = drawn
     assert validate_tree(result.catalog) >= 3
     item = next(iter(pystac.Catalog.from_file(result.catalog).get_items(recursive=True)))
@@ -132,7 +136,7 @@ def test_sample_item_geojson_and_reproducibility(drawn, tmp_path: Path) -> None:
     assert Path(other.extra["sample"]).read_bytes() != Path(result.extra["sample"]).read_bytes()
 
 
-def test_area_estimates_from_a_labelled_sample(drawn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_area_estimates_from_a_labelled_sample(drawn: Drawn, tmp_path: Path) -> None:
     """The analyst finds that a tenth of the mapped forest points are grassland: the estimate moves area from
     forest to grassland, and the numbers are the estimators' on exactly these points."""
     catalog, result, values = drawn
@@ -194,7 +198,7 @@ def test_area_estimates_from_a_labelled_sample(drawn, tmp_path: Path) -> None:  
 
 
 @pytest.fixture(scope="module")
-def change_map(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, np.ndarray, np.ndarray]:
+def change_map(tmp_path_factory: pytest.TempPathFactory) -> ChangeMap:
     """A raw change map between two hand-made years, and the true classes of each year."""
     root = tmp_path_factory.mktemp("change-sample")
     before = class_map()
@@ -216,7 +220,7 @@ def change_map(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, np.ndarra
     return result.catalog, before, after
 
 
-def test_change_map_sample_estimates_transitions_and_later_classes(change_map, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_change_map_sample_estimates_transitions_and_later_classes(change_map: ChangeMap, tmp_path: Path) -> None:
     catalog, before, after = change_map
     drawn = sample.run(
         inputs={"map": catalog}, output=str(tmp_path / "sample"), params=SampleParams(size=200, min_per_stratum=30)
@@ -272,9 +276,17 @@ def test_plain_geotiff_with_a_scheme_file(tmp_path: Path) -> None:
     values = class_map()
     path = tmp_path / "lulc.tif"
     with rasterio.open(
-        path, "w", driver="GTiff", width=GRID.width, height=GRID.height, count=1, dtype="uint8",
-        crs="EPSG:32633", transform=GRID.affine, nodata=0,
-    ) as dataset:  # fmt: skip
+        path,
+        "w",
+        driver="GTiff",
+        width=GRID.width,
+        height=GRID.height,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=GRID.affine,
+        nodata=0,
+    ) as dataset:
         dataset.write(values, 1)
     scheme = tmp_path / "classes.json"
     scheme.write_text(json.dumps(SLOVENIA.to_dict()))
@@ -289,7 +301,7 @@ def test_plain_geotiff_with_a_scheme_file(tmp_path: Path) -> None:
 # --- Bad input: one line, exit 2 -------------------------------------------------------------------------------
 
 
-def test_bad_samples_are_refused_naming_the_problem(drawn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_samples_are_refused_naming_the_problem(drawn: Drawn, tmp_path: Path) -> None:
     catalog, result, values = drawn
     _, _, fields = read_points(result.extra["sample"])
     mapped = fields["map_class"].astype(np.int32)
@@ -349,7 +361,7 @@ def test_bad_samples_are_refused_naming_the_problem(drawn, tmp_path: Path) -> No
     assert not (tmp_path / "f").exists()  # nothing half-written
 
 
-def test_cli_sample_then_area_exit_codes(drawn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_sample_then_area_exit_codes(drawn: Drawn, tmp_path: Path) -> None:
     catalog, result, _ = drawn
     _, _, fields = read_points(result.extra["sample"])
     labelled = write_labelled(
