@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -61,6 +62,8 @@ def test_demo_chains_synth_to_change_and_accuracy(tiny_demo: tuple[Path, dict[st
         "evaluate-lightgbm-2023",
         "evaluate-lightgbm-2024",
         "evaluate-change",
+        "sample",
+        "area",
     ]
     assert all(seconds > 0 for seconds in result.extra["timings_s"].values())
     assert result.extra["stages"]["features"]["dates"] == 23
@@ -78,6 +81,19 @@ def test_demo_chains_synth_to_change_and_accuracy(tiny_demo: tuple[Path, dict[st
     summary = demo.change_summary(_result(stages["change"]), _result(stages["evaluate-change"]))
     assert summary[0].startswith("change: ")
     assert "change detection vs labels: F1" in summary[-1]
+    # the change map's sample, labelled from the synthetic truth, and its error-adjusted areas
+    assert validate_tree(tmp_path / "sample-change" / "catalog.json") == 3
+    assert validate_tree(tmp_path / "area-change" / "catalog.json") == 3
+    assert (tmp_path / "sample-labelled" / "labelled.gpkg").is_file()
+    truth = json.loads((tmp_path / "sample-labelled" / "true-areas.json").read_text())["transitions_ha"]
+    assert any(name.split("_to_")[0] != name.split("_to_")[1] for name in truth), "the truth holds changes"
+    assert stages["area"]["transitions"], "area estimated the change map's transitions"
+    assert 0 <= stages["area"]["overall_accuracy"] <= 1
+    areas = demo.area_table(_result(stages["area"]), truth, (2023, 2024))
+    assert areas[0].startswith("change areas 2023 -> 2024 from a labelled sample")
+    assert areas[1].split() == ["transition", "pixel", "count", "estimate", "+-", "95", "%", "CI", "true"]
+    assert len(areas) > 2
+    assert any(line.startswith("change areas") for line in result.extra["summary"])
     report = tmp_path / "report.html"
     assert result.extra["report"] == str(report)
     page = report.read_text()
