@@ -452,15 +452,29 @@ def class_map_of(item: pystac.Item, *, key: str = CLASS_MAP_ASSET, scheme: Class
     return class_map
 
 
+def one_map_item(href: str, items: Sequence[pystac.Item], *, what: str) -> pystac.Item | None:
+    """The one map among `items` (read from `href`), None when there is none; several (a change series holds
+    one per pair) are bad input, since taking the first would answer for a map the user did not mean."""
+    if len(items) <= 1:
+        return items[0] if items else None
+    ids = ", ".join(item.id for item in items[:4]) + (", ..." if len(items) > 4 else "")
+    example = items[0].get_self_href() or f"{items[0].id}/{items[0].id}.json"
+    raise BadInputError(
+        f"{storage.redact(href)} holds {len(items)} {what}s ({ids})",
+        fix=f"pass the item of the one you mean, e.g. {storage.redact(example)}",
+    )
+
+
 def open_class_map(href: str, *, made_by: str, asset_key: str = CLASS_MAP_ASSET) -> ClassMap:
-    """The first item under `href` (catalog or item) with a class-map asset."""
+    """The one item under `href` (catalog or item) with a class-map asset."""
     items = [item for item in items_of(read_stac(href)) if asset_key in item.assets]
-    if not items:
+    item = one_map_item(href, items, what="map")
+    if item is None:
         raise BadInputError(
             f"{storage.redact(href)} holds no item with a '{asset_key}' asset",
             fix=f"pass the catalog.json written by `deep-lulc {made_by}`",
         )
-    return class_map_of(items[0], key=asset_key)
+    return class_map_of(item, key=asset_key)
 
 
 # --- Previews ---------------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from deep_lulc.shared.products.class_map import (
     class_band,
     class_map_of,
     legend_png,
+    one_map_item,
 )
 
 NO_LABEL, CORRECT, WRONG, NOT_MAPPED = 0, 1, 2, 3
@@ -190,12 +191,11 @@ def evaluation_item(
 
 
 def open_scored_map(href: str) -> tuple[ClassMap, TransitionCoding | None]:
-    """The first class-map or change-map item under `href`; the coding is None for a class map."""
-    for item in items_of(read_stac(href)):
-        if CLASS_MAP_ASSET in item.assets:
-            return class_map_of(item), None
-        if CHANGE_ASSET in item.assets:
-            return change_map_of(item)
+    """The one class-map or change-map item under `href`; the coding is None for a class map."""
+    items = [i for i in items_of(read_stac(href)) if CLASS_MAP_ASSET in i.assets or CHANGE_ASSET in i.assets]
+    item = one_map_item(href, items, what="map")
+    if item is not None:
+        return (class_map_of(item), None) if CLASS_MAP_ASSET in item.assets else change_map_of(item)
     raise BadInputError(
         f"{storage.redact(href)} holds no item with a '{CLASS_MAP_ASSET}' or '{CHANGE_ASSET}' asset",
         fix="pass the catalog.json written by `deep-lulc predict` or `deep-lulc change`",

@@ -29,7 +29,7 @@ from deep_lulc.shared.io.stac import items_of, read_stac
 from deep_lulc.shared.lulc.classes import ClassScheme, load_class_scheme
 from deep_lulc.shared.lulc.transitions import CHANGE_ASSET, TransitionCoding, class_indices, scheme_difference
 from deep_lulc.shared.products.change import change_map_of
-from deep_lulc.shared.products.class_map import CLASS_MAP_ASSET, ClassMap, class_map_of
+from deep_lulc.shared.products.class_map import CLASS_MAP_ASSET, ClassMap, class_map_of, one_map_item
 
 MapKind = Literal["classes", "transitions"]
 COUNT_BLOCK = 1024  # px a side read at a time: 1 MiB of uint8 codes, whatever the map's size
@@ -144,14 +144,15 @@ def open_strata_map(href: str, *, classes: str | None) -> StrataMap:
     if urlpath_suffix(href) in GEOTIFF_SUFFIXES:
         return _geotiff(href, load_class_scheme(classes))
     items = list(items_of(read_stac(href)))
-    for item in items:
-        if CHANGE_ASSET in item.assets:
-            class_map, coding = change_map_of(item)
-            return _checked(_of_item(class_map, "transitions", coding.scheme), classes)
-    for item in items:
-        if CLASS_MAP_ASSET in item.assets:
-            class_map = class_map_of(item)
-            return _checked(_of_item(class_map, "classes", class_map.scheme), classes)
+    changes = [item for item in items if CHANGE_ASSET in item.assets]
+    maps = changes or [item for item in items if CLASS_MAP_ASSET in item.assets]
+    item = one_map_item(href, maps, what="change map" if changes else "map")
+    if item is not None and changes:
+        class_map, coding = change_map_of(item)
+        return _checked(_of_item(class_map, "transitions", coding.scheme), classes)
+    if item is not None:
+        class_map = class_map_of(item)
+        return _checked(_of_item(class_map, "classes", class_map.scheme), classes)
     raise BadInputError(f"{storage.redact(href)} holds no class map or change map", fix=MAP_FIX)
 
 

@@ -28,6 +28,8 @@ from deep_lulc.stages.area import stage as area
 from deep_lulc.stages.area.params import AreaParams
 from deep_lulc.stages.change import stage as change
 from deep_lulc.stages.change.params import ChangeParams
+from deep_lulc.stages.evaluate import stage as evaluate
+from deep_lulc.stages.evaluate.params import EvaluateParams
 from deep_lulc.stages.sample import stage as sample
 from deep_lulc.stages.sample.params import SampleParams
 
@@ -391,3 +393,39 @@ def test_cli_sample_then_area_exit_codes(drawn: Drawn, tmp_path: Path) -> None:
     assert failed.stdout == ""
     assert len(failed.stderr.strip().splitlines()) == 1
     assert failed.stderr.startswith("deep-lulc area: error: reference class 99")
+
+
+def test_a_series_catalog_is_refused_until_one_pair_is_named(tmp_path: Path) -> None:
+    """A change series holds one change map per pair: sampling (or evaluating) "the" map of its catalog would
+    silently take the first pair, so the catalog is refused with the way to name one."""
+    base = class_map()
+    maps = []
+    for year, shift in ((2022, 0), (2023, 100), (2024, 200)):
+        values = base.copy()
+        values[40:80, 100 : 100 + shift] = GRASSLAND
+        maps.append(
+            write_class_map_catalog(
+                tmp_path / str(year),
+                values,
+                grid=GRID,
+                item_id=f"prediction-{year}",
+                start=f"{year}-01-01T00:00:00Z",
+                end=f"{year}-12-31T23:59:59Z",
+            )
+        )
+    series = change.run(
+        inputs={"map_0000": maps[0], "map_0001": maps[1], "map_0002": maps[2]},
+        output=str(tmp_path / "change"),
+        params=ChangeParams(method="raw"),
+    )
+    with pytest.raises(BadInputError, match=r"holds 2 change maps \(change-prediction-2022-to-prediction-2023, "):
+        sample.run(inputs={"map": series.catalog}, output=str(tmp_path / "s"), params=SampleParams())
+    with pytest.raises(BadInputError, match="holds 2 maps"):
+        evaluate.run(
+            inputs={"prediction": series.catalog, "labels": "unused.gpkg"},
+            output=str(tmp_path / "e"),
+            params=EvaluateParams(),
+        )
+    pair = tmp_path / "change" / series.items[1] / f"{series.items[1]}.json"
+    drawn = sample.run(inputs={"map": str(pair)}, output=str(tmp_path / "s2"), params=SampleParams(size=60))
+    assert drawn.items == (f"sample-{series.items[1]}",)
