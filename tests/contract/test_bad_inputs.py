@@ -37,6 +37,8 @@ from botocore.exceptions import ClientError
 from pyproj import Transformer
 
 from deep_lulc.shared.geo.grids import geobox
+from deep_lulc.stages.change import stage as change_stage
+from deep_lulc.stages.change.params import ChangeParams
 from deep_lulc.stages.sample import stage as sample_stage
 from deep_lulc.stages.sample.params import SampleParams
 
@@ -520,6 +522,15 @@ def area_of(
     return prepare
 
 
+def sample_of_a_series(_workspace: Workspace, folder: Path) -> Invocation:
+    """`sample --map` of a change series' catalog: one change map per pair, so no one map to sample."""
+    maps = {
+        f"map_{index:04d}": sampled_map(folder / str(year), year=year) for index, year in enumerate((2022, 2023, 2024))
+    }
+    series = change_stage.run(inputs=maps, output=str(folder / "change"), params=ChangeParams(method="raw"))
+    return Invocation(["--map", series.catalog, "--out", str(folder / "out")], folder / "out")
+
+
 def point_moved_off_the_map(columns: dict[str, np.ndarray], points: np.ndarray) -> np.ndarray:
     xs = shapely.get_x(points) + np.where(np.arange(len(points)) == 0, 100_000, 0)
     return np.asarray(shapely.points(xs, shapely.get_y(points)))
@@ -858,6 +869,18 @@ CASES: list[BadInput] = [
         expected_exit=2,
         expected_message_regex=r"No such option: --no-such-option; fix: see `deep-lulc cube --help`",
         message="No such option: --no-such-option; fix: see `deep-lulc cube --help`",
+    ),
+    BadInput(
+        name="sample-series-catalog",
+        description="a change series' catalog (one map per pair) as `sample --map`",
+        stage="sample",
+        prepare=sample_of_a_series,
+        expected_exit=2,
+        expected_message_regex=r"holds 2 change maps \(change-prediction-2022-to-prediction-2023, "
+        r"change-prediction-2023-to-prediction-2024\); fix: pass the item of the one you mean",
+        message="…/change/catalog.json holds 2 change maps (change-prediction-2022-to-prediction-2023, "
+        "change-prediction-2023-to-prediction-2024); fix: pass the item of the one you mean, e.g. …/"
+        "change-prediction-2022-to-prediction-2023.json",
     ),
     BadInput(
         name="sample-point-outside-map",
