@@ -115,10 +115,13 @@ class TrainingState:
 
 
 def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """`write(scratch_path)`, then a rename: a reader sees the whole file or none."""
+    """`write(scratch_path)`, then a rename: a reader sees the whole file or none. Mode 0644 like every other
+    output file: safetensors creates its files 0600, which would lock out a retry pod running as another user
+    and anyone copying the run."""
     scratch = path.with_name(f".{path.name}.tmp")
     try:
         write(scratch)
+        scratch.chmod(0o644)
         os.replace(scratch, path)
     finally:
         scratch.unlink(missing_ok=True)

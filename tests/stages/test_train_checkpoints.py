@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.io import storage
@@ -24,6 +27,7 @@ from deep_lulc.stages.train.checkpoints import (
     resume_name,
     resume_point,
     weights_name,
+    write_atomically,
 )
 from deep_lulc.stages.train.params import TrainParams
 
@@ -257,3 +261,12 @@ def test_a_local_checkpoint_is_verified_too(tmp_path: Path, caplog: pytest.LogCa
     with caplog.at_level(logging.WARNING):
         assert resume_point(checkpoints, "request-a", mode=True) is None
     assert "--resume: no checkpoint in" in caplog.text
+
+
+def test_checkpoint_files_are_readable_by_everyone(tmp_path: Path) -> None:
+    """safetensors creates its files 0600; a checkpoint is 0644 like every other output file, so a retry pod
+    running as another user, or a user copying the run, can read it."""
+    path = tmp_path / weights_name(1)
+    write_atomically(path, lambda scratch: save_file({"w": torch.zeros(2)}, str(scratch)))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no scratch file left
