@@ -9,7 +9,7 @@ PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 QUIET_MIRRORS := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 TYPECHECK_TREE := build/typecheck
 
-.PHONY: demo test test-fast lint format install install-dev services browser-assets lock clean
+.PHONY: demo test test-fast lint format install install-dev services browser-assets lock clean dist
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ install-dev: $(VENV)/.installed-dev
 
 demo: install
 	$(BIN)/deep-lulc demo --out demo-output
+
+# A wheel and an sdist in dist/, built with the installed setuptools (no network); tests/contract/test_wheel.py
+# installs the wheel, not editable, into a fresh virtual environment and runs it.
+dist: install-dev
+	rm -rf dist build/lib build/bdist.*  # setuptools would pack what earlier builds left in build/lib
+	$(BIN)/python -m build --no-isolation --outdir dist .
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -47,7 +47,7 @@ from deep_lulc.shared.io.integrity import SHA2_256, file_checksum
 from deep_lulc.shared.io.stac import items_of, period_item, read_stac, stamp_provenance
 from deep_lulc.shared.lulc.classes import ClassScheme, LulcClass
 from deep_lulc.shared.models.networks import ModelConfig
-from deep_lulc.shared.version import SOFTWARE_NAME, __version__
+from deep_lulc.shared.version import SOFTWARE_NAME, __version__, source_url, wheel_name
 
 __all__ = [
     "CONFIG",
@@ -245,12 +245,15 @@ def inference_image() -> str:
 
 
 def _source_code_asset() -> pystac.Asset:
-    """The package that holds the inference entrypoint, as a package URL of this very version."""
+    """The source of this very version, where a user can get it: the project's source URL at the version's
+    tag (a package URL such as pkg:pypi/... would name a registry entry that does not exist)."""
+    tag = f"v{__version__}"
     return pystac.Asset(
-        f"pkg:pypi/{SOFTWARE_NAME}@{quote(__version__, safe='')}",
+        f"{source_url()}/tree/{quote(tag, safe='')}",
         title=f"{SOFTWARE_NAME} {__version__}: the package that trained this model and runs it",
-        description="Install the package at this version; `deep-lulc predict --model <catalog> --features <catalog> "
-        "--out <dir>` runs the model (the entrypoint below), normalising the inputs as `mlm:input` says.",
+        description=f"Install this version with `pip install git+{source_url()}@{tag}` (or the wheel "
+        f"{wheel_name()} that `make dist` builds from that tag); `deep-lulc predict --model <catalog> --features "
+        "<catalog> --out <dir>` runs the model (the entrypoint below), normalising the inputs as `mlm:input` says.",
         roles=["mlm:source_code", "code", "metadata"],
         extra_fields={"mlm:entrypoint": ENTRYPOINT},
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -76,3 +77,77 @@ def test_pins_from_the_brief() -> None:
     assert any(line.startswith("fastai==2.8.") for line in lock)
     for package in ("pystac", "pystac-client", "stackstac", "xarray", "dask", "odc-stac", "rioxarray", "typer"):
         assert any(line.lower().startswith(f"{package}==") for line in lock), package
+
+
+BUILD_LEFTOVERS = (
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    "node_modules",
+    "demo-output",
+    ".*_cache",
+)
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_and_runs_without_the_source_tree(tmp_path: Path) -> None:
+    """What a user gets from `make dist`: the wheel, installed (not editable) into a fresh virtual environment
+    that reuses this environment's dependencies, imports every package from its own site-packages and runs
+    a stage. An editable install hides a package missing from the wheel; this does not. The build runs in a
+    copy of the tree: setuptools keeps what `build/lib` holds from earlier builds, which would hide it too."""
+    source = tmp_path / "source"
+    shutil.copytree(PROJECT_ROOT, source, ignore=shutil.ignore_patterns(*BUILD_LEFTOVERS))
+    built = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--wheel", "--outdir", str(tmp_path / "dist"), "."],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    wheels = list((tmp_path / "dist").glob("deep_lulc-*-py3-none-any.whl"))
+    assert len(wheels) == 1
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    own = next((venv / "lib").glob("python3*/site-packages"))
+    dependencies = next(p for p in sys.path if p.endswith("site-packages") and Path(p, "torch").is_dir())
+    # A path line, not a site dir: the dependencies, without this environment's editable finder (.pth files
+    # are read in site dirs only), so `deep_lulc` can come from nowhere but the wheel.
+    (own / "dependencies.pth").write_text(dependencies + "\n")
+    python = venv / "bin" / "python"
+    installed = subprocess.run(
+        [str(python), "-m", "pip", "install", "--no-deps", "--no-index", str(wheels[0])],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    probe = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import deep_lulc.shared.products.area, deep_lulc.stages.area.stage as s; print(s.__file__)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert probe.stdout.strip().startswith(str(own)), probe.stdout
+    version = subprocess.run(
+        [str(venv / "bin" / "deep-lulc"), "--version"], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert version.stdout.strip() == f"deep-lulc {__version__}"
+    synth = subprocess.run(
+        [str(venv / "bin" / "deep-lulc"), "synth", "--size", "128", "--dates", "4", "--out", str(tmp_path / "synth")],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert synth.returncode == 0, synth.stderr[-2000:]
+    assert (tmp_path / "synth" / "catalog.json").is_file()

@@ -34,6 +34,7 @@ from deep_lulc.shared.products.model import (
     model_item,
     read_model,
 )
+from deep_lulc.shared.version import __version__
 from deep_lulc.stages.predict.model_loading import load_model
 from deep_lulc.stages.train import stage as train
 from deep_lulc.stages.train.params import TrainParams
@@ -101,7 +102,8 @@ def test_source_code_and_container_assets(tiny_model: str) -> None:
     item = item_of(tiny_model)
     source = item.assets[SOURCE_CODE]
     assert {"mlm:source_code", "code"} <= set(source.roles or [])
-    assert source.href.startswith("pkg:pypi/deep-lulc@")
+    assert source.href == f"https://github.com/deep-lulc/deep-lulc/tree/v{__version__}"  # pyproject's Source
+    assert f"pip install git+https://github.com/deep-lulc/deep-lulc@v{__version__}" in (source.description or "")
     module, function = source.extra_fields["mlm:entrypoint"].split(":")
     assert callable(getattr(__import__(module, fromlist=[function]), function))
     container = item.assets[CONTAINER]
@@ -223,5 +225,5 @@ def test_a_deployment_names_its_own_image(tmp_path: Path, monkeypatch: pytest.Mo
     catalog.add_item(item)
     written = item_of(str(save_self_contained(catalog, tmp_path)))
     assert written.assets[CONTAINER].href == "docker://registry.example.org/lulc/deep-lulc@sha256:" + "ab" * 32
-    assert written.assets[SOURCE_CODE].href.startswith("pkg:pypi/"), "absolute hrefs survive a self-contained save"
+    assert written.assets[SOURCE_CODE].href.startswith("https://"), "absolute hrefs survive a self-contained save"
     written.validate()
