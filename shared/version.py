@@ -21,7 +21,7 @@ def source_url() -> str:
     for entry in entries:
         label, _, url = entry.partition(",")
         if label.strip().lower() == "source" and url.strip():
-            return url.strip()
+            return str(url).strip()
     return FALLBACK_SOURCE_URL
 
 
