@@ -255,3 +255,8 @@ def seal_links(catalog: pystac.Catalog) -> None:
                 target = Path(storage.normalize_href(make_absolute_href(link["href"], str(path))))
                 link[LINK_CHECKSUM] = file_checksum(target.read_bytes())
         path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def iso_utc(moment: dt.datetime) -> str:
+    """A STAC datetime string: UTC, with `Z` rather than `+00:00`."""
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")

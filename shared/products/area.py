@@ -23,11 +23,8 @@ from typing import Any
 
 import numpy as np
 import pystac
-from shapely.geometry import mapping
 
-from deep_lulc.shared.geo.geometry import bounds_to_wgs84
-from deep_lulc.shared.geo.grids import epsg_of
-from deep_lulc.shared.io.stac import period_item, stamp_provenance
+from deep_lulc.shared.io.stac import stamp_provenance
 from deep_lulc.shared.lulc.estimation import Z95, Estimate, SampleEstimates
 from deep_lulc.shared.products.strata import StrataMap
 
@@ -234,8 +231,6 @@ def area_item(
     identifier: str, *, folder: Path, strata: StrataMap, document: dict[str, Any], derived_from: list[str]
 ) -> pystac.Item:
     """The estimate's item: the map's footprint and period, the headline numbers, the three files."""
-    west, south, east, north = strata.grid.boundingbox
-    footprint = bounds_to_wgs84(epsg_of(strata.grid), (west, south, east, north))
     summary = {
         "overall_accuracy": document["overall_accuracy"],
         "overall_ci95": document["overall_ci95"],
@@ -243,9 +238,7 @@ def area_item(
         "sample_size": document["sample_size"]["labelled"],
         "method": METHOD,
     }
-    item = period_item(
-        identifier, dict(mapping(footprint)), footprint.bounds, strata.period, {_SUMMARY_PROPERTY: summary}
-    )
+    item = strata.product_item(identifier, {_SUMMARY_PROPERTY: summary})
     files = (
         (
             AREA_JSON_ASSET,

@@ -21,13 +21,11 @@ import pyogrio.raw
 import pystac
 import shapely
 from rasterio.warp import transform as transform_points
-from shapely.geometry import mapping
 
 from deep_lulc.shared.errors import BadInputError
-from deep_lulc.shared.geo.geometry import bounds_to_wgs84
 from deep_lulc.shared.geo.grids import epsg_of
 from deep_lulc.shared.io import storage
-from deep_lulc.shared.io.stac import period_item, stamp_provenance
+from deep_lulc.shared.io.stac import stamp_provenance
 from deep_lulc.shared.products.strata import StrataMap
 
 GEOPACKAGE_FILE, GEOJSON_FILE = "sample.gpkg", "sample.geojson"
@@ -139,15 +137,7 @@ def sample_item(
     identifier: str, *, folder: Path, strata: StrataMap, allocation: Allocation, derived_from: list[str]
 ) -> pystac.Item:
     """The sample's item: the map's footprint and period, the design, the two files."""
-    west, south, east, north = strata.grid.boundingbox
-    footprint = bounds_to_wgs84(epsg_of(strata.grid), (west, south, east, north))
-    item = period_item(
-        identifier,
-        mapping(footprint),
-        footprint.bounds,
-        strata.period,
-        {_DESIGN_PROPERTY: allocation.record(strata)},
-    )
+    item = strata.product_item(identifier, {_DESIGN_PROPERTY: allocation.record(strata)})
     item.add_asset(
         POINTS_ASSET,
         pystac.Asset(

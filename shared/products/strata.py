@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +20,15 @@ import numpy as np
 import pystac
 import rasterio
 from rasterio.crs import CRS
+from shapely.geometry import mapping
 
 from deep_lulc.shared.errors import BadInputError
+from deep_lulc.shared.geo.geometry import bounds_to_wgs84
 from deep_lulc.shared.geo.grids import GeoBox, epsg_of, geobox, pixel_area_m2
 from deep_lulc.shared.geo.windows import blocks
 from deep_lulc.shared.io import storage
 from deep_lulc.shared.io.cog import open_cog
-from deep_lulc.shared.io.stac import items_of, read_stac
+from deep_lulc.shared.io.stac import iso_utc, items_of, period_item, read_stac
 from deep_lulc.shared.lulc.classes import ClassScheme, load_class_scheme
 from deep_lulc.shared.lulc.transitions import CHANGE_ASSET, TransitionCoding, class_indices, scheme_difference
 from deep_lulc.shared.products.change import change_map_of
@@ -76,6 +79,25 @@ class StrataMap:
     def what(self) -> str:
         return "change map" if self.kind == "transitions" else "class map"
 
+    def product_id(self, prefix: str) -> str:
+        """`<prefix>-<map id>` for what `sample` and `area` make of this map: a GeoTIFF's suffix dropped, and
+        what STAC ids and file names must not hold replaced."""
+        stem = re.sub(r"\.tiff?$", "", self.identifier, flags=re.IGNORECASE)
+        return f"{prefix}-" + re.sub(r"[^A-Za-z0-9_-]+", "-", stem)[:100]
+
+    def source_href(self, opened_as: str) -> str:
+        """Where a product of this map says it came from: the item's own href, else the href it was opened by;
+        a GeoTIFF's file."""
+        if self.item is None:
+            return self.href
+        return self.item.get_self_href() or storage.normalize_href(opened_as)
+
+    def product_item(self, identifier: str, properties: dict[str, Any]) -> pystac.Item:
+        """An item of a product of this map: the map's footprint (WGS84) and period, with `properties`."""
+        west, south, east, north = self.grid.boundingbox
+        footprint = bounds_to_wgs84(epsg_of(self.grid), (west, south, east, north))
+        return period_item(identifier, mapping(footprint), footprint.bounds, self.period, properties)
+
     def by_code(self) -> dict[int, Stratum]:
         return {stratum.code: stratum for stratum in self.strata}
 
@@ -112,6 +134,11 @@ class StrataMap:
                 codes = codes[codes != nodata]
                 totals += np.bincount(codes, minlength=len(totals))[: len(totals)]
         return {int(code): int(totals[code]) for code in known if totals[code] > 0}
+
+    def pixels_at(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Row and column of the pixel under each map coordinate (outside the grid where a point is off it)."""
+        cols, rows = ~self.grid.affine * (xs, ys)
+        return np.floor(np.asarray(rows)).astype(np.int64), np.floor(np.asarray(cols)).astype(np.int64)
 
     def values_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """The map's code at each (row, col) pixel, one small read per point."""
@@ -254,4 +281,4 @@ def _file_time(href: str) -> dt.datetime:
 def _iso(moment: dt.datetime | None) -> str:
     if moment is None:
         raise BadInputError("the --map's item has no datetime", fix=MAP_FIX)
-    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return iso_utc(moment)

@@ -179,16 +179,9 @@ def finish_single_item_output(
     item, which gets its `collection` field and a `datetime` (`set_nominal_datetime`): the output loads into
     a STAC API as it is, and every item stays at `<id>/<id>.json`.
     """
-    set_nominal_datetime(item)
-    relative_provenance(item, item_folder=storage.join_href(staged.output, item.id))
-    collection = single_item_collection(item, collection_id=catalog_id, description=description)
-    collection.add_item(item)
-    catalog = pystac.Catalog(id=catalog_id, description=description, title=description)
-    catalog.add_child(collection)
-    save_self_contained(catalog, staged.path, layout=ONE_FOLDER_LAYOUT)
-    write_params_file(staged.path, stage=stage, inputs=inputs, params=params)
-    href: str = staged.publish()
-    return href
+    return finish_items_output(
+        staged, [item], catalog_id=catalog_id, description=description, stage=stage, inputs=inputs, params=params
+    )
 
 
 def relative_provenance(item: pystac.Item, *, item_folder: str) -> None:
@@ -233,7 +226,8 @@ def finish_items_output(
         set_nominal_datetime(item)
         relative_provenance(item, item_folder=storage.join_href(staged.output, item.id))
     collection = single_item_collection(items[0], collection_id=catalog_id, description=description)
-    collection.extent = pystac.Extent.from_items(items)
+    if len(items) > 1:
+        collection.extent = pystac.Extent.from_items(items)
     for item in items:
         collection.add_item(item)
     catalog = pystac.Catalog(id=catalog_id, description=description, title=description)

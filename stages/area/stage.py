@@ -7,7 +7,6 @@ For a change map the strata are its transitions; the same sample also gives the 
 from __future__ import annotations
 
 import logging
-import re
 
 import numpy as np
 
@@ -45,14 +44,15 @@ def run(*, inputs: AreaInputs, output: str, params: AreaParams) -> StageResult:
         labelled=len(units.reference),
         unlabelled=units.unlabelled,
     )
-    identifier = "area-" + re.sub(r"[^A-Za-z0-9_-]+", "-", re.sub(r"\.tiff?$", "", strata.identifier, flags=re.I))[:100]
+    identifier = strata.product_id("area")
 
     with staged_output(output) as staged:
         folder = staged.path / identifier
         folder.mkdir(parents=True)
         write_area_files(folder, document)
-        derived = [strata.item.get_self_href() or storage.normalize_href(inputs.map)] if strata.item else [strata.href]
-        item = area_item(identifier, folder=folder, strata=strata, document=document, derived_from=derived)
+        item = area_item(
+            identifier, folder=folder, strata=strata, document=document, derived_from=[strata.source_href(inputs.map)]
+        )
         catalog = finish_single_item_output(
             staged,
             item,

@@ -38,9 +38,7 @@ def _ids(sample: LabelledSample, where: np.ndarray) -> str:
 
 def pixels_of(strata: StrataMap, sample: LabelledSample) -> tuple[np.ndarray, np.ndarray]:
     """Row and column of each point on the map's grid; a point off the map is bad input."""
-    inverse = ~strata.grid.affine
-    cols, rows = inverse * (sample.xs, sample.ys)
-    rows, cols = np.floor(np.asarray(rows)).astype(np.int64), np.floor(np.asarray(cols)).astype(np.int64)
+    rows, cols = strata.pixels_at(sample.xs, sample.ys)
     outside = (rows < 0) | (cols < 0) | (rows >= strata.grid.height) | (cols >= strata.grid.width)
     if outside.any():
         raise BadInputError(

@@ -20,6 +20,7 @@ from rasterio.warp import transform_bounds
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.geo.grids import GeoBox, epsg_of, same_grid
 from deep_lulc.shared.io import storage
+from deep_lulc.shared.io.stac import iso_utc
 from deep_lulc.shared.lulc.classes import ClassScheme, load_class_scheme
 from deep_lulc.shared.lulc.transitions import scheme_difference
 from deep_lulc.shared.products.class_map import ClassMap, open_class_map, source_href
@@ -133,12 +134,12 @@ def _period(before: pystac.Item, after: pystac.Item) -> tuple[str, str]:
     after_start, end = _bounds(after)
     if start > end:
         raise BadInputError(
-            f"the --before map starts ({_iso(start)}) after the --after map ends ({_iso(end)})",
+            f"the --before map starts ({iso_utc(start)}) after the --after map ends ({iso_utc(end)})",
             fix="swap --before and --after",
         )
     if after_start < start:
         log.warning("the --after map's period starts before the --before map's: are the two swapped?")
-    return _iso(start), _iso(end)
+    return iso_utc(start), iso_utc(end)
 
 
 def _series_periods(
@@ -156,15 +157,11 @@ def _series_periods(
         (start, _), (previous, _) = bounds[index], bounds[index - 1]
         if start <= previous:
             raise BadInputError(
-                f"the maps are not in time order: {labels[index]} starts {_iso(start)}, not after "
-                f"{labels[index - 1]} ({_iso(previous)})",
+                f"the maps are not in time order: {labels[index]} starts {iso_utc(start)}, not after "
+                f"{labels[index - 1]} ({iso_utc(previous)})",
                 fix=ORDER_FIX,
             )
-    return tuple((_iso(bounds[i][0]), _iso(bounds[i + 1][1])) for i in range(len(maps) - 1))
-
-
-def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return tuple((iso_utc(bounds[i][0]), iso_utc(bounds[i + 1][1])) for i in range(len(maps) - 1))
 
 
 def must_resample(first: ClassMap, other: ClassMap, label: str, *, paired: bool) -> bool:

@@ -59,8 +59,7 @@ def label_from_truth(sample_gpkg: str, truth: Truth, output: str) -> str:
     labelled.gpkg; points where the truth has no class stay unlabelled."""
     epsg = epsg_of(truth.strata.grid)
     sample = read_sample(sample_gpkg, epsg=epsg)
-    cols, rows = ~truth.strata.grid.affine * (sample.xs, sample.ys)
-    rows, cols = np.floor(rows).astype(int), np.floor(cols).astype(int)
+    rows, cols = truth.strata.pixels_at(sample.xs, sample.ys)
     before = truth.before[rows, cols].astype(np.int64)
     after = truth.after[rows, cols].astype(np.int64)
     missing = (before == SLOVENIA.nodata) | (after == SLOVENIA.nodata)

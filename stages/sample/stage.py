@@ -7,7 +7,6 @@ memory of one block.
 from __future__ import annotations
 
 import logging
-import re
 
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.io import storage
@@ -34,14 +33,19 @@ def run(*, inputs: SampleInputs, output: str, params: SampleParams) -> StageResu
     counts = allocate(pixels, size=params.size, minimum=params.min_per_stratum)
     allocation = Allocation(params.size, params.min_per_stratum, params.seed, pixels, counts)
     drawn = draw(strata, pixels, counts, seed=params.seed)
-    identifier = sample_id(strata)
+    identifier = strata.product_id("sample")
 
     with staged_output(output) as staged:
         folder = staged.path / identifier
         folder.mkdir(parents=True)
         write_sample(folder, strata, drawn, allocation)
-        derived = [strata.item.get_self_href() or storage.normalize_href(inputs.map)] if strata.item else [strata.href]
-        item = sample_item(identifier, folder=folder, strata=strata, allocation=allocation, derived_from=derived)
+        item = sample_item(
+            identifier,
+            folder=folder,
+            strata=strata,
+            allocation=allocation,
+            derived_from=[strata.source_href(inputs.map)],
+        )
         catalog = finish_single_item_output(
             staged,
             item,
@@ -63,12 +67,6 @@ def run(*, inputs: SampleInputs, output: str, params: SampleParams) -> StageResu
             "allocation": {strata.by_code()[code].name: taken for code, taken in sorted(counts.items())},
         },
     )
-
-
-def sample_id(strata: StrataMap) -> str:
-    """`sample-<map id>`, with what STAC ids and file names must not hold replaced."""
-    stem = re.sub(r"\.tiff?$", "", strata.identifier, flags=re.IGNORECASE)
-    return "sample-" + re.sub(r"[^A-Za-z0-9_-]+", "-", stem)[:100]
 
 
 def _log_allocation(strata: StrataMap, pixels: dict[int, int], counts: dict[int, int], size: int) -> None:
