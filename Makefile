@@ -39,6 +39,7 @@ lint: install-dev
 	$(BIN)/ruff format --check .
 	# mypy cannot follow setuptools' editable import hook, so give it the installed layout as links.
 	rm -rf $(TYPECHECK_TREE) && mkdir -p $(TYPECHECK_TREE)/deep_lulc
+	ln -s ../../../shared/root/__init__.py $(TYPECHECK_TREE)/deep_lulc/__init__.py
 	ln -s ../../../shared $(TYPECHECK_TREE)/deep_lulc/shared
 	ln -s ../../../stages $(TYPECHECK_TREE)/deep_lulc/stages
 	MYPYPATH=$(TYPECHECK_TREE) $(BIN)/mypy -p deep_lulc

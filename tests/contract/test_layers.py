@@ -41,6 +41,8 @@ LAYERS: dict[str, set[str]] = {
     "products": {"sources", "models", "lulc", "stage", "io", "geo"},
 }
 ROOT_MODULES = {"errors", "version"}
+# shared/root/ is the `deep_lulc` package itself (pyproject's package-dir), not a layer: see the test below.
+PACKAGE_ROOT = "root"
 
 
 def _deep_lulc_imports(module: Path) -> list[list[str]]:
@@ -57,10 +59,12 @@ def test_shared_layers_import_only_downwards() -> None:
     """A layer that reaches up (a network opening a features store, a label reader needing the AOI parser)
     is how a grab-bag grows back; every module of shared/ is checked, lazy imports inside functions too."""
     shared_dir = PROJECT_ROOT / "shared"
-    assert {p.name for p in shared_dir.iterdir() if (p / "__init__.py").is_file()} == set(LAYERS)
+    assert {p.name for p in shared_dir.iterdir() if (p / "__init__.py").is_file()} == set(LAYERS) | {PACKAGE_ROOT}
     assert {p.stem for p in shared_dir.glob("*.py")} == ROOT_MODULES | {"__init__"}
     crossings = []
     for module in sorted(shared_dir.rglob("*.py")):
+        if module.parent.name == PACKAGE_ROOT:
+            continue
         relative = module.relative_to(shared_dir).parts
         layer = relative[0] if len(relative) > 1 else None
         for parts in _deep_lulc_imports(module):
@@ -89,3 +93,15 @@ def test_stages_spell_no_product_or_extension_field() -> None:
         if FIELD_LITERAL.search(line)
     ]
     assert not hits, "\n".join(hits)
+
+
+def test_the_package_root_only_says_its_version() -> None:
+    """`import deep_lulc` must stay cheap and cycle-free: the root package re-exports the version and nothing
+    else, so that a notebook's `deep_lulc.__version__` loads no torch, GDAL or stage."""
+    root = PROJECT_ROOT / "shared" / PACKAGE_ROOT
+    assert [p.name for p in root.iterdir() if p.suffix == ".py"] == ["__init__.py"]
+    assert _deep_lulc_imports(root / "__init__.py") == [["deep_lulc", "shared", "version", "__version__"]]
+    import deep_lulc
+    from deep_lulc.shared import version
+
+    assert deep_lulc.__version__ == version.__version__
