@@ -17,7 +17,10 @@ manifest records sizes only (format 1) are checked for sizes, with a warning tha
 
 Stores are georeferenced the CF way: a `spatial_ref` grid-mapping coordinate (CRS and GeoTransform) that
 every data variable names in `grid_mapping` and `coordinates`, so `xr.open_zarr(store).rio.crs` and GDAL's
-Zarr driver both find the CRS. Items describe their `data` asset with `xarray:open_kwargs`, so xpystac
+Zarr driver (3.9 and later) find the CRS. GDAL 3.4 to 3.8 (Debian 12's 3.6, and the QGIS built on it) read
+no CF grid mapping; the store's `pam.aux.xml` gives them the CRS (see `write_gdal_sidecar`).
+
+Items describe their `data` asset with `xarray:open_kwargs`, so xpystac
 (`xr.open_dataset(item.assets["data"], engine="stac")`) opens it as this module does.
 """
 
@@ -33,10 +36,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, cast
+from xml.etree import ElementTree
 
+import pyproj
 import pystac
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
+from pyproj.enums import WktVersion
 from pystac.extensions.file import FileExtension
 from pystac.extensions.xarray_assets import OPEN_KWARGS_PROP
 from zarr.abc.store import ByteRequest, Store
@@ -58,6 +64,7 @@ SIZES_ONLY_FORMAT = "deep-lulc-zarr-manifest/1"  # stores written before content
 FIX_STORE = "re-run the stage that wrote the store, or copy the whole store again"
 SHOWN_KEYS = 3  # keys an error names before "and N more"
 GRID_MAPPING = "spatial_ref"  # rioxarray's default name, which GDAL and CF readers take as given
+GDAL_PAM = "pam.aux.xml"  # GDAL's sidecar of a Zarr store (its root folder): the CRS for GDAL before 3.9
 # How xarray opens a store, for readers that take it from the item (xpystac): Zarr v2, consolidated, lazy.
 OPEN_KWARGS: dict[str, Any] = {"engine": "zarr", "consolidated": True, "zarr_format": 2, "chunks": {}}
 log = logging.getLogger(__name__)
@@ -210,6 +217,32 @@ def write_dataset(dataset: xr.Dataset, path: Path, *, encoding: Mapping[str, Any
         dataset.to_zarr(path, **options, write_empty_chunks=True)
     else:
         dataset.to_zarr(path, **options, compute=False, write_empty_chunks=True)
+    write_gdal_sidecar(dataset, path)
+
+
+def write_gdal_sidecar(dataset: xr.Dataset, path: Path) -> None:
+    """The CRS of every (..., y, x) variable in the store's GDAL sidecar (`pam.aux.xml`), for GDAL before 3.9.
+
+    Not GDAL's `_CRS` array attribute, which GDAL 3.6 reads too: it pairs the CRS axes with the array's first
+    two dimensions, not with y and x, so `gdalwarp` puts a (y, x) or (time, band, y, x) array in the wrong
+    place (GDAL's own Zarr output included). The sidecar names the axis mapping explicitly. GDAL 3.9 and later
+    take the CF grid mapping first. Left out of the manifest: GDAL rewrites the file when it computes
+    statistics, and no reader of this project reads it.
+    """
+    if GRID_MAPPING not in dataset.coords or "crs_wkt" not in dataset[GRID_MAPPING].attrs:
+        return
+    wkt = pyproj.CRS.from_wkt(str(dataset[GRID_MAPPING].attrs["crs_wkt"])).to_wkt(WktVersion.WKT2_2019)
+    root = ElementTree.Element("PAMDataset")
+    for name, variable in sorted(dataset.data_vars.items(), key=lambda pair: str(pair[0])):
+        dims = [str(dim) for dim in variable.dims]
+        if "x" not in dims or "y" not in dims:
+            continue
+        array = ElementTree.SubElement(root, "Array", name=f"/{name}")
+        # 1-based array dimensions of the CRS's easting and northing axes, as GDAL's multidimensional API counts
+        mapping = f"{dims.index('x') + 1},{dims.index('y') + 1}"
+        ElementTree.SubElement(array, "SRS", dataAxisToSRSAxisMapping=mapping).text = wkt
+    ElementTree.indent(root)
+    (path / GDAL_PAM).write_bytes(ElementTree.tostring(root, encoding="utf-8") + b"\n")
 
 
 def _keeping_grid_mapping(dataset: xr.Dataset, encoding: Mapping[str, Any]) -> dict[str, Any]:
@@ -245,6 +278,7 @@ def record_manifest(store: Path) -> Manifest:
     manifest recording it would make the hole look intended.
     """
     sizes = _local_listing(store)
+    sizes.pop(GDAL_PAM, None)  # GDAL's sidecar, which GDAL may rewrite (see `write_gdal_sidecar`)
     unwritten = [key for key in _declared_chunks(store) if key not in sizes]
     if unwritten:
         raise RuntimeError(f"Zarr store {store} lacks {len(unwritten)} declared chunks ({_first(unwritten)})")

@@ -20,14 +20,19 @@ from deep_lulc.shared.products import cube as cube_product
 from deep_lulc.shared.products.zarr_store import Manifest
 from deep_lulc.shared.sources import sentinel2
 from deep_lulc.shared.stage.logs import redact_text
+from deep_lulc.shared.stage.progress import dask_progress
 
 
 def write_store(
     dataset: xr.Dataset, path: Path, *, grid: grids.GeoBox, chunk_size: int, items: Sequence[pystac.Item]
 ) -> Manifest:
-    """The store written, its source images read on the way: an unreadable one is named (`unreadable_source`)."""
+    """The store written, its source images read on the way: an unreadable one is named (`unreadable_source`).
+
+    On a terminal, a bar counts the frames written (chunks hold one time step); with `--dask-address` the work
+    runs on the cluster's scheduler, which reports on its own dashboard instead."""
     try:
-        return cube_product.write_store(dataset, path, grid=grid, chunk_size=chunk_size)
+        with dask_progress(layer="store-map", what="cube", unit="frame"):
+            return cube_product.write_store(dataset, path, grid=grid, chunk_size=chunk_size)
     except (RasterioIOError, RuntimeError) as exc:
         if not isinstance(exc, RasterioIOError) and "Rasterio" not in str(exc):
             raise

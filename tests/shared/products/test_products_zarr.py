@@ -125,7 +125,8 @@ def test_a_written_store_reads_back_with_its_grid_and_manifest(tmp_path: Path) -
     assert manifest_asset.extra_fields["file:checksum"] == file_checksum(data)
     recorded = json.loads(data)["sizes"]
     on_disk = {p.relative_to(store_path(catalog)).as_posix() for p in store_path(catalog).rglob("*") if p.is_file()}
-    assert set(recorded) == on_disk
+    assert set(recorded) == on_disk - {zarr_store.GDAL_PAM}  # GDAL's sidecar, which GDAL may rewrite
+    assert zarr_store.GDAL_PAM in on_disk
     assert len([key for key in recorded if key.startswith("features/") and "/." not in key]) == 9  # 3 x 3 chunks
 
 
@@ -173,6 +174,15 @@ def test_stores_carry_their_crs_for_rioxarray_and_gdal(tmp_path: Path, product: 
             assert dataset.transform == GRID.affine
             assert dataset.shape == (size, size)
     assert metadata["spatial_ref/.zattrs"]["grid_mapping_name"] == "transverse_mercator"
+
+
+def test_gdal_rewriting_its_sidecar_leaves_the_store_readable(tmp_path: Path) -> None:
+    """GDAL rewrites `pam.aux.xml` when asked for statistics (`gdalinfo -stats`): that is no damage."""
+    catalog, values, _ = write_tiny_features(tmp_path)
+    sidecar = store_path(catalog) / zarr_store.GDAL_PAM
+    assert 'dataAxisToSRSAxisMapping="4,3"' in sidecar.read_text()  # features: (time, channel, y, x)
+    sidecar.write_text("<PAMDataset><Array name='/features'><Statistics/></Array></PAMDataset>\n")
+    np.testing.assert_array_equal(features.open_features(catalog).dataset["features"].values, values)
 
 
 @pytest.mark.parametrize("key", ["features/0.0.2.1", "valid_count/0.0", ".zmetadata"])
