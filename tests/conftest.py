@@ -251,6 +251,7 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 SERVICE_FIXTURES = {"stac_api"}  # PostgreSQL + pgstac behind a real STAC API
 SERVICE_MODULES = {"test_stac_browser.py", "test_stac_api.py"}  # Chromium and npm-built STAC Browser; pgstac
+SERVICE_MODULES |= {"test_zarr_gdal.py", "test_report_screenshot.py"}  # Debian's gdalinfo; Chromium
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

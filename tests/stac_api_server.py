@@ -231,8 +231,10 @@ def _absolute_dict(stac_object: pystac.Item | pystac.Collection) -> dict[str, An
         links.append(entry)
     as_dict["links"] = links
     for key, asset in stac_object.assets.items():
-        # file:// URIs: a bare absolute path would resolve against the API's http:// self link.
-        as_dict["assets"][key]["href"] = Path(asset.get_absolute_href() or "").as_uri()
+        href = asset.get_absolute_href() or asset.href
+        if "://" not in href:  # a model's source code and container are URLs already
+            # file:// URIs: a bare absolute path would resolve against the API's http:// self link.
+            as_dict["assets"][key]["href"] = Path(href).as_uri()
     return as_dict
 
 

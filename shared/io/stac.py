@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import posixpath
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -195,18 +197,55 @@ def set_nominal_datetime(item: pystac.Item) -> None:
         item.datetime = start
 
 
+# Ids: a whole run's outputs load into one STAC API, where collection ids are global and item ids unique per
+# collection. Every product names its items and collections by what made them (`stac_id`), never by the stage
+# alone. pgstac takes any text, but ids end up in URL paths and folder names: no slashes, and short.
+ID_LIMIT = 120
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def stac_id(*parts: str) -> str:
+    """`parts` joined by `-` as an item or collection id: characters that URL paths and file names mind become
+    `-`; an id over `ID_LIMIT` keeps its start and ends in a digest of the whole, so it stays unique and the
+    same on every rerun."""
+    joined = _ID_UNSAFE.sub("-", "-".join(part for part in parts if part)).strip("-")
+    if len(joined) <= ID_LIMIT:
+        return joined
+    digest = hashlib.sha256(joined.encode()).hexdigest()[:8]
+    return f"{joined[: ID_LIMIT - len(digest) - 1].rstrip('-')}-{digest}"
+
+
+def stem(identifier: str, prefix: str) -> str:
+    """An id without its product prefix (`model-resnet18-...` -> `resnet18-...`), to name what derives from it."""
+    return identifier.removeprefix(f"{prefix}-")
+
+
+def covering_extent(items: Sequence[pystac.Item]) -> pystac.Extent:
+    """The extent of a collection of `items`: the union of their bboxes and their earliest start to latest end
+    (pystac's `Extent.from_items`); the whole earth for items without a bbox (a model at one moment)."""
+    extent = pystac.Extent.from_items(items)
+    if not all(item.bbox for item in items):
+        extent.spatial = pystac.SpatialExtent([list(WHOLE_EARTH)])
+    return extent
+
+
+def cover_items(collection: pystac.Collection) -> None:
+    """Set the extent of a collection that holds items to theirs (`covering_extent`). `save_self_contained`
+    calls it on every collection it saves, so no writer can publish a collection whose extent misses its items
+    (STAC APIs answer spatial and temporal collection queries from the extent alone)."""
+    items = list(collection.get_items())
+    if items:
+        collection.extent = covering_extent(items)
+
+
 def single_item_collection(item: pystac.Item, *, collection_id: str, description: str) -> pystac.Collection:
     """The collection a stage publishes its item in: the item's footprint and period as the extent, so the
     output loads into a STAC API (which holds items only inside collections) as it is."""
-    start = item.common_metadata.start_datetime or item.datetime
-    end = item.common_metadata.end_datetime or item.datetime
     return pystac.Collection(
         id=collection_id,
         title=description,
         description=description,
-        extent=pystac.Extent(
-            pystac.SpatialExtent([list(item.bbox or WHOLE_EARTH)]), pystac.TemporalExtent([[start, end]])
-        ),
+        extent=covering_extent([item]),
         license="other",
         providers=[pystac.Provider(SOFTWARE_NAME, roles=[pystac.ProviderRole.PROCESSOR])],
     )
@@ -231,7 +270,11 @@ def utc(value: dt.date | dt.datetime) -> dt.datetime:
 def save_self_contained(catalog: pystac.Catalog, directory: Path, *, layout: HrefLayoutStrategy | None = None) -> Path:
     """Write a catalog whose links and asset hrefs are all relative, so the folder can be moved or uploaded
     (`layout`: where children go; pystac's best practice by default). Every asset file under `directory`
-    gets its `file:size` and `file:checksum` here, so no writer can publish a file its readers cannot verify."""
+    gets its `file:size` and `file:checksum` here, so no writer can publish a file its readers cannot verify, and
+    every collection the extent of its items (`cover_items`)."""
+    for collection in [catalog, *catalog.get_all_collections()]:
+        if isinstance(collection, pystac.Collection):
+            cover_items(collection)
     catalog.normalize_hrefs(str(directory), strategy=layout)
     catalog.make_all_asset_hrefs_relative()
     seal_assets([*catalog.get_all_collections(), *catalog.get_items(recursive=True)], directory.resolve())

@@ -11,8 +11,9 @@ it their own way, or weigh areas by it.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.geo.grids import GeoBox, write_projection
 from deep_lulc.shared.io.cog import Categories, CogWriter
 from deep_lulc.shared.io.preview import thumbnail_asset
-from deep_lulc.shared.io.stac import period_item, stamp_provenance
+from deep_lulc.shared.io.stac import ID_LIMIT, period_item, stac_id, stamp_provenance
 from deep_lulc.shared.lulc.classes import ClassScheme, LulcClass, class_scheme_from_dict
 from deep_lulc.shared.lulc.transitions import (
     CHANGE_ASSET,
@@ -154,6 +155,29 @@ def write_thumbnail(folder: Path, coding: TransitionCoding, *, title: str) -> No
     legend = [LulcClass(stable_value, "unchanged", "unchanged", grey)]
     legend += [LulcClass(c.value, f"changed to {c.name}", c.description, c.color) for c in coding.classes]
     legend_png(values, legend, folder / THUMBNAIL_FILE, title=title, nodata=coding.scheme.nodata)
+
+
+def change_id(before: str, after: str) -> str:
+    """`change-<before>-to-<after>`, by the two maps' ids. Over `ID_LIMIT` (maps named by model and period),
+    `after` loses what it shares with `before` (`...-to-<after's period>`) and the id gains a digest of the full
+    one, so it stays unique."""
+    identifier = f"change-{before}-to-{after}"
+    if len(identifier) <= ID_LIMIT:
+        return identifier
+    common = next((i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b), len(after))
+    shared = after.rfind("-", 0, common) + 1  # back to a whole part of the id
+    digest = hashlib.sha256(identifier.encode()).hexdigest()[:8]
+    return stac_id("change", before, "to", after[shared:], digest)
+
+
+def change_collection_id(map_ids: Sequence[str]) -> str:
+    """The collection of a pair's item is named as the item; a series' by its first and last maps and a digest
+    of them all, so neither collides with the pair of those two maps or another series between them."""
+    first_to_last = change_id(map_ids[0], map_ids[-1])
+    if len(map_ids) == 2:
+        return first_to_last
+    digest = hashlib.sha256("\n".join(map_ids).encode()).hexdigest()[:8]
+    return stac_id(first_to_last, "series", digest)
 
 
 def change_item(

@@ -9,6 +9,9 @@ epoch or a chip read as zeros.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import posixpath
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,7 @@ from pystac.extensions.eo import Band, EOExtension
 from pystac.extensions.file import FileExtension
 from pystac.extensions.label import LabelClasses, LabelExtension, LabelTask, LabelType
 from pystac.extensions.raster import DataType, RasterBand, RasterExtension
+from pystac.layout import CustomLayoutStrategy
 from rasterio.errors import RasterioError
 from shapely.geometry import mapping
 
@@ -32,11 +36,21 @@ from deep_lulc.shared.io import storage
 from deep_lulc.shared.io.cog import open_cog, write_cog
 from deep_lulc.shared.io.integrity import Recorded
 from deep_lulc.shared.io.preview import PNG_MEDIA_TYPE
-from deep_lulc.shared.io.stac import period_item, read_stac, save_self_contained, stamp_provenance, unwrapped
+from deep_lulc.shared.io.stac import (
+    COLLECTION_NAME,
+    covering_extent,
+    period_item,
+    read_stac,
+    save_self_contained,
+    stac_id,
+    stamp_provenance,
+    stem,
+    unwrapped,
+)
 from deep_lulc.shared.lulc.classes import ClassScheme, class_scheme_from_dict
 
 __all__ = [
-    "COLLECTION_ID",
+    "CHIPS_FOLDER",
     "IMAGE_NODATA",
     "IMAGE_SCALE",
     "TRAIN",
@@ -53,7 +67,7 @@ __all__ = [
     "write_chips_catalog",
 ]
 
-COLLECTION_ID = "chips"
+CHIPS_FOLDER = "chips"  # the collection and its chips, under the output folder, whatever the collection's id
 TRAIN, VALIDATION = "train", "validation"
 IMAGE_SCALE = 1e-4  # features are stored as int16 x 1e-4: reflectance and indices keep 4 decimals
 IMAGE_NODATA = -32768
@@ -251,20 +265,10 @@ def write_chips_catalog(
     """The `chips` catalog in `directory`: the collection of `items` (from `write_chip`) with `summary` and the
     block -> split file; returns the catalog.json path."""
     collection = pystac.Collection(
-        id=COLLECTION_ID,
+        id=chips_collection_id(features_item.id, summary),
         title=f"Training chips {summary.chip_size} px ({summary.sampling} sampling)",
         description="Feature windows and eroded LULC labels, split by spatial blocks into train and validation.",
-        extent=pystac.Extent(
-            pystac.SpatialExtent([list(features_item.bbox or [])]),
-            pystac.TemporalExtent(
-                [
-                    [
-                        pystac.utils.str_to_datetime(str(features_item.properties["start_datetime"])),
-                        pystac.utils.str_to_datetime(str(features_item.properties["end_datetime"])),
-                    ]
-                ]
-            ),
-        ),
+        extent=covering_extent(items),
         license="other",
         summaries=pystac.Summaries({"split": [TRAIN, VALIDATION]}),
     )
@@ -285,9 +289,24 @@ def write_chips_catalog(
         pystac.Link("derived_from", storage.redact(labels_href), media_type="application/octet-stream", title="labels")
     )
     collection.add_items(sorted(items, key=lambda item: item.id))
-    catalog = pystac.Catalog(id="chips", description="Training chips (deep-lulc chips)")
+    catalog = pystac.Catalog(id=collection.id, description="Training chips (deep-lulc chips)")
     catalog.add_child(collection)
-    return save_self_contained(catalog, directory)
+    return save_self_contained(catalog, directory, layout=_CHIPS_LAYOUT)
+
+
+def chips_collection_id(features_id: str, summary: ChipsSummary) -> str:
+    """`chips-<features>-<digest of how they were cut>`: chips of other features, labels or params (what the
+    collection records: size, count, class counts, normalisation) get another id, the same chips the same."""
+    digest = hashlib.sha256(json.dumps(summary.fields(), sort_keys=True).encode()).hexdigest()[:8]
+    return stac_id("chips", stem(features_id, "features"), digest)
+
+
+def _collection_in_chips_folder(collection: pystac.Collection, parent_dir: str, is_root: bool) -> str:
+    return posixpath.join(parent_dir, CHIPS_FOLDER, COLLECTION_NAME)
+
+
+# The collection in `chips/` beside the chip folders, whatever its id (pystac would name the folder by it).
+_CHIPS_LAYOUT = CustomLayoutStrategy(collection_func=_collection_in_chips_folder)
 
 
 @dataclass(frozen=True)

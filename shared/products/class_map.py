@@ -33,7 +33,7 @@ from deep_lulc.shared.io import storage
 from deep_lulc.shared.io.cog import COG_MEDIA_TYPE, Categories, CogWriter, Colormap, open_cog, require_file, sidecar_of
 from deep_lulc.shared.io.integrity import Recorded
 from deep_lulc.shared.io.preview import thumbnail_asset
-from deep_lulc.shared.io.stac import items_of, period_item, read_stac, stamp_provenance
+from deep_lulc.shared.io.stac import items_of, period_item, read_stac, stac_id, stamp_provenance, stem
 from deep_lulc.shared.lulc.classes import ClassScheme, LulcClass, class_scheme_from_dict
 from deep_lulc.shared.products.tiles import Tile
 
@@ -277,6 +277,21 @@ class TilePlacement:
             width=int(value["width"]),
             tiles=int(value["tiles"]),
         )
+
+
+def prediction_id(model_id: str, features_id: str, *, tile: str | None = None) -> str:
+    """`prediction-<model>-<features>`, the id of the whole map a run (or its `tile`) belongs to: the model's
+    identity is in it, so two models' maps of the same features, loaded into one STAC API, never share an id.
+    Features built for one tile still name the whole map."""
+    features = stem(features_id, "features")
+    if tile is not None:
+        features = features.removesuffix(f"-tile-{tile}")
+    return stac_id("prediction", stem(model_id, "model"), features)
+
+
+def prediction_item_id(whole: str, *, tile: str | None) -> str:
+    """The item's id: the whole map's (`prediction_id`), or `<it>-tile-<id>` for one tile of it."""
+    return whole if tile is None else stac_id(whole, "tile", tile)
 
 
 @dataclass(frozen=True, kw_only=True)

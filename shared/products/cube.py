@@ -8,6 +8,7 @@ reads it agree without importing each other.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from pystac.extensions.datacube import (
 )
 
 from deep_lulc.shared.geo.grids import GeoBox, epsg_of, write_projection
-from deep_lulc.shared.io.stac import iso, period_item
+from deep_lulc.shared.io.stac import iso, period_item, stac_id
 from deep_lulc.shared.products import zarr_store
 from deep_lulc.shared.products.zarr_store import Manifest
 from deep_lulc.shared.sources import sentinel2
@@ -172,6 +173,13 @@ def _datacube(item: pystac.Item, grid: GeoBox, times: np.ndarray) -> None:
         },
         variables={"reflectance": reflectance, "scl": scl},
     )
+
+
+def cube_id(query: str, start: dt.date, end: dt.date, *, tile: str | None = None) -> str:
+    """`cube-<start>-<end>-<digest of query>` (`-tile-<id>` for a tile of it): the same query (source, AOI,
+    resolution) gives the same id on every rerun, another AOI or period another one."""
+    digest = hashlib.sha256(query.encode()).hexdigest()[:8]
+    return stac_id("cube", f"{start:%Y%m%d}", f"{end:%Y%m%d}", digest, *(("tile", tile) if tile else ()))
 
 
 def cube_item(

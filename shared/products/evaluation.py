@@ -24,7 +24,7 @@ from deep_lulc.shared.io.cog import CogWriter, Colormap, require_file
 from deep_lulc.shared.io.integrity import Recorded
 from deep_lulc.shared.io.plots import confusion_png
 from deep_lulc.shared.io.preview import PNG_MEDIA_TYPE
-from deep_lulc.shared.io.stac import items_of, read_stac, stamp_provenance
+from deep_lulc.shared.io.stac import items_of, read_stac, stac_id, stamp_provenance
 from deep_lulc.shared.lulc.classes import LulcClass
 from deep_lulc.shared.lulc.transitions import CHANGE_ASSET, TransitionCoding
 from deep_lulc.shared.products.change import change_map_of
@@ -137,6 +137,11 @@ class ErrorMap:
 
     def summary(self) -> dict[str, int]:
         return {cls.name: int(self.counts[cls.value]) for cls in ERROR_CLASSES}
+
+
+def evaluation_id(map_id: str) -> str:
+    """`evaluation-<the evaluated map's id>`: each map (each model's, each period's, a change map) its own."""
+    return stac_id("evaluation", map_id)
 
 
 def evaluation_item(

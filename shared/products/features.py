@@ -26,7 +26,7 @@ import zarr
 from pystac.extensions.datacube import DatacubeExtension
 
 from deep_lulc.shared.geo.grids import GeoBox, write_projection
-from deep_lulc.shared.io.stac import period_item
+from deep_lulc.shared.io.stac import period_item, stac_id, stem
 from deep_lulc.shared.products import zarr_store
 from deep_lulc.shared.products.cube import bands_dimension, data_variable, temporal_dimension
 from deep_lulc.shared.products.zarr_store import Manifest, ZarrLocation
@@ -154,6 +154,11 @@ def _datacube(item: pystac.Item, cube_item: pystac.Item, times: np.ndarray, chan
             ),
         },
     )
+
+
+def features_id(cube_id: str) -> str:
+    """`features-<the cube's id without cube->`: features of another cube (AOI, period, tile) get another id."""
+    return stac_id("features", stem(cube_id, "cube"))
 
 
 def features_item(

@@ -15,6 +15,7 @@ does not parse, and a config edited by hand is used as it is, with a warning.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,7 @@ from shapely.geometry import box, mapping
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.io import storage
 from deep_lulc.shared.io.integrity import SHA2_256, file_checksum
-from deep_lulc.shared.io.stac import items_of, period_item, read_stac, stamp_provenance
+from deep_lulc.shared.io.stac import items_of, period_item, read_stac, stac_id, stamp_provenance
 from deep_lulc.shared.lulc.classes import ClassScheme, LulcClass
 from deep_lulc.shared.models.networks import ModelConfig
 from deep_lulc.shared.version import SOFTWARE_NAME, __version__, source_url, wheel_name
@@ -88,6 +89,14 @@ _ARCHITECTURE = "deep-lulc:architecture"
 _VALIDATION = "deep-lulc:validation"
 _CLASSES = "classification:classes"
 _OUTPUT = "mlm:output"
+
+
+def model_id(name: str, *, config: str, training: str) -> str:
+    """`model-<name>-<digest>`: what was trained, and a digest of its config (inputs, normalisation from the
+    chips, classes) and of how it was trained (`training`: the params), so two models never share an id, nor
+    do their predictions (`class_map.prediction_id`)."""
+    digest = hashlib.sha256(f"{config}\n{training}".encode()).hexdigest()[:8]
+    return stac_id("model", name, digest)
 
 
 def model_item(

@@ -28,7 +28,7 @@ from deep_lulc.shared.geo.grids import GeoBox, epsg_of, geobox, pixel_area_m2
 from deep_lulc.shared.geo.windows import blocks
 from deep_lulc.shared.io import storage
 from deep_lulc.shared.io.cog import open_cog
-from deep_lulc.shared.io.stac import iso_utc, items_of, period_item, read_stac
+from deep_lulc.shared.io.stac import iso_utc, items_of, period_item, read_stac, stac_id
 from deep_lulc.shared.lulc.classes import ClassScheme, load_class_scheme
 from deep_lulc.shared.lulc.transitions import CHANGE_ASSET, TransitionCoding, class_indices, scheme_difference
 from deep_lulc.shared.products.change import change_map_of
@@ -82,8 +82,7 @@ class StrataMap:
     def product_id(self, prefix: str) -> str:
         """`<prefix>-<map id>` for what `sample` and `area` make of this map: a GeoTIFF's suffix dropped, and
         what STAC ids and file names must not hold replaced."""
-        stem = re.sub(r"\.tiff?$", "", self.identifier, flags=re.IGNORECASE)
-        return f"{prefix}-" + re.sub(r"[^A-Za-z0-9_-]+", "-", stem)[:100]
+        return stac_id(prefix, re.sub(r"\.tiff?$", "", self.identifier, flags=re.IGNORECASE))
 
     def source_href(self, opened_as: str) -> str:
         """Where a product of this map says it came from: the item's own href, else the href it was opened by;

@@ -56,7 +56,7 @@ def run(*, inputs: AreaInputs, output: str, params: AreaParams) -> StageResult:
         catalog = finish_single_item_output(
             staged,
             item,
-            catalog_id="area",
+            catalog_id=identifier,
             description=f"Error-adjusted areas of {strata.identifier} from a labelled sample",
             stage=STAGE,
             inputs=inputs,

@@ -9,7 +9,6 @@ The two-map form keeps its own wording (`--before`, `--after`) in every message.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -23,10 +22,10 @@ from deep_lulc.shared.io import storage
 from deep_lulc.shared.io.stac import iso_utc
 from deep_lulc.shared.lulc.classes import ClassScheme, load_class_scheme
 from deep_lulc.shared.lulc.transitions import scheme_difference
+from deep_lulc.shared.products.change import change_collection_id, change_id
 from deep_lulc.shared.products.class_map import ClassMap, open_class_map, source_href
 from deep_lulc.stages.change.params import ChangeInputs
 
-ID_LIMIT = 120
 ORDER_FIX = "pass each period's map once, earliest first"
 log = logging.getLogger(__name__)
 
@@ -53,6 +52,10 @@ class Series:
 
     def pair_id(self, pair: int) -> str:
         return change_id(self.maps[pair].item.id, self.maps[pair + 1].item.id)
+
+    @property
+    def collection_id(self) -> str:
+        return change_collection_id([m.item.id for m in self.maps])
 
     def what(self, index: int) -> str:
         """The map as the subject of a message about its pixels."""
@@ -106,16 +109,6 @@ def common_scheme(
             fix="pass the scheme the maps were predicted with, or leave out --classes",
         )
     return declared
-
-
-def change_id(before: str, after: str) -> str:
-    """`change-<before>-to-<after>`; overlong ids are shortened and keep a digest of the full one."""
-    identifier = f"change-{before}-to-{after}"
-    if len(identifier) <= ID_LIMIT:
-        return identifier
-    digest = hashlib.sha256(identifier.encode()).hexdigest()[:8]
-    keep = (ID_LIMIT - len("change--to--") - len(digest)) // 2
-    return f"change-{before[:keep]}-to-{after[:keep]}-{digest}"
 
 
 def _bounds(item: pystac.Item) -> tuple[dt.datetime, dt.datetime]:

@@ -121,15 +121,15 @@ def _publish(
     staged: StagedOutput, items: list[pystac.Item], series: Series, *, inputs: ChangeInputs, params: ChangeParams
 ) -> str:
     """The catalog of the change items; the two-map form keeps its one-item layout."""
-    ids = [m.item.id for m in series.maps]
+    ids, collection = [m.item.id for m in series.maps], series.collection_id
     if series.paired:
         description = f"Land-cover change {ids[0]} -> {ids[1]}"
         return finish_single_item_output(
-            staged, items[0], catalog_id=STAGE, description=description, stage=STAGE, inputs=inputs, params=params
+            staged, items[0], catalog_id=collection, description=description, stage=STAGE, inputs=inputs, params=params
         )
     description = f"Land-cover change {ids[0]} -> {ids[-1]}, {len(ids)} periods pair by pair"
     return finish_items_output(
-        staged, items, catalog_id=STAGE, description=description, stage=STAGE, inputs=inputs, params=params
+        staged, items, catalog_id=collection, description=description, stage=STAGE, inputs=inputs, params=params
     )
 
 

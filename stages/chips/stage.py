@@ -13,7 +13,7 @@ from deep_lulc.shared.geo.grids import GeoBox, epsg_of, geobox_of
 from deep_lulc.shared.io.publish import staged_output
 from deep_lulc.shared.lulc.classes import ClassScheme, load_class_scheme
 from deep_lulc.shared.lulc.labels import LabelPolygons, describe, load_class_map, rasterize_labels, read_labels
-from deep_lulc.shared.products.chips import ChipsSummary, channel_names, write_chips_catalog
+from deep_lulc.shared.products.chips import CHIPS_FOLDER, ChipsSummary, channel_names, write_chips_catalog
 from deep_lulc.shared.products.features import open_features
 from deep_lulc.shared.stage.contract import StageResult, write_params_file
 from deep_lulc.shared.stage.reruns import idempotent
@@ -61,7 +61,7 @@ def run(*, inputs: ChipsInputs, output: str, params: ChipsParams) -> StageResult
 
     with staged_output(output) as staged:
         items, tally = write_chips(
-            staged.path / "chips",
+            staged.path / CHIPS_FOLDER,
             placement.chips,
             dataset["features"],
             labels,

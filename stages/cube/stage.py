@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import logging
 from collections.abc import Iterator, Sequence
 
@@ -72,11 +71,6 @@ def dask_scheduler(address: str | None) -> Iterator[None]:
         yield
 
 
-def cube_id(query_text: str, start: dt.date, end: dt.date) -> str:
-    digest = hashlib.sha256(query_text.encode()).hexdigest()[:8]
-    return f"cube-{start:%Y%m%d}-{end:%Y%m%d}-{digest}"
-
-
 def load_cube(days: Sequence[SolarDay], grid: grids.GeoBox, params: CubeParams, period: tuple[str, str]) -> xr.Dataset:
     """Reflectance and SCL on the grid, lazy: the source images are read when the store is written."""
     dn, scl = load_dn(days, grid, loader=params.loader, chunk_size=params.chunk_size)
@@ -99,7 +93,7 @@ def scenes(query: SceneQuery, tile: Tile | None) -> tuple[list[pystac.Item], Aoi
 def identifier_of(query: SceneQuery, params: CubeParams, tile: Tile | None) -> str:
     """The same query gives the same cube id, and each tile of it its own."""
     text = f"{query.source}|{query.collection}|{query.aoi.geometry.wkt}|{params.resolution}"
-    return cube_id(text, params.start, params.end) + (f"-tile-{tile.id}" if tile is not None else "")
+    return cube_product.cube_id(text, params.start, params.end, tile=tile.id if tile is not None else None)
 
 
 def log_plan(
@@ -171,7 +165,7 @@ def run(*, inputs: SceneInputs, output: str, params: CubeParams) -> StageResult:
         catalog_href = finish_single_item_output(
             staged,
             item,
-            catalog_id="cube",
+            catalog_id=identifier,
             description=f"Sentinel-2 datacube {start} to {end} (deep-lulc cube)",
             stage=STAGE,
             inputs=inputs,

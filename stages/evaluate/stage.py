@@ -35,6 +35,7 @@ from deep_lulc.shared.products.evaluation import (
     UNCHANGED_VALUE,
     ErrorMap,
     error_codes,
+    evaluation_id,
     evaluation_item,
     open_scored_map,
 )
@@ -54,7 +55,7 @@ def run(*, inputs: EvaluateInputs, output: str, params: EvaluateParams) -> Stage
     target, coding = open_scored_map(inputs.prediction)
     _require_label_periods(inputs, is_change=coding is not None)
     after_labels, before_labels = _label_burners(target, inputs, params)
-    identifier = f"evaluation-{target.item.id}"
+    identifier = evaluation_id(target.item.id)
 
     with staged_output(output) as staged:
         folder = staged.path / identifier
@@ -188,7 +189,7 @@ def _publish(
     return finish_single_item_output(
         staged,
         item,
-        catalog_id="evaluation",
+        catalog_id=identifier,
         description=f"Evaluation of {target.item.id} against {posixpath.basename(after_labels.labels.source)}",
         stage=STAGE,
         inputs=inputs,

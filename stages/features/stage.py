@@ -127,7 +127,7 @@ def run(*, inputs: FeaturesInputs, output: str, params: FeaturesParams) -> Stage
     chosen = aoi_frames(params, source.location, windows, times, inside) if params.frame_filter == "aoi" else None
     used = None if chosen is None else chosen.used
     dates = date_grid(*source.period, params.step_days, times if used is None else times[list(used)])
-    identifier = f"features-{cube_item.id.removeprefix('cube-')}"
+    identifier = features_product.features_id(cube_item.id)
 
     with staged_output(output) as staged:
         folder = staged.path / identifier
@@ -150,7 +150,7 @@ def run(*, inputs: FeaturesInputs, output: str, params: FeaturesParams) -> Stage
         catalog_href = finish_single_item_output(
             staged,
             item,
-            catalog_id="features",
+            catalog_id=identifier,
             description=f"Sentinel-2 features every {params.step_days} days",
             stage=STAGE,
             inputs=inputs,

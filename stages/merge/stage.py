@@ -44,7 +44,7 @@ def run(*, inputs: MergeInputs, output: str, params: MergeParams) -> StageResult
         catalog_href = finish_single_item_output(
             staged,
             item,
-            catalog_id="prediction",
+            catalog_id=whole,
             description=f"LULC prediction {whole} ({count} tiles)",
             stage=STAGE,
             inputs=inputs,

@@ -21,13 +21,11 @@ from deep_lulc.shared.products.class_map import (
     TilePlacement,
     TileRecord,
     grid_record,
+    prediction_id,
+    prediction_item_id,
 )
 from deep_lulc.shared.products.tiles import Tile
 from deep_lulc.stages.predict.params import PredictParams
-
-
-def prediction_id(features_id: str) -> str:
-    return f"prediction-{features_id.removeprefix('features-')}"
 
 
 @dataclass(frozen=True)
@@ -46,7 +44,7 @@ class Region:
     @property
     def identifier(self) -> str:
         """The item's id: the map's, or its tile's."""
-        return f"{self.prediction_id}-tile-{self.tile.id}" if self.tile else self.prediction_id
+        return prediction_item_id(self.prediction_id, tile=self.tile.id if self.tile else None)
 
     @property
     def out_grid(self) -> GeoBox:
@@ -119,7 +117,9 @@ def _tile_and_window(
     return tile, window, overlap
 
 
-def plan_region(params: PredictParams, planned: Tile | None, features: pystac.Item, model: ModelConfig) -> Region:
+def plan_region(
+    params: PredictParams, planned: Tile | None, features: pystac.Item, model: ModelConfig, *, model_id: str
+) -> Region:
     """The region to predict: the whole features grid, or the planned tile's core of the map's grid."""
     features_grid = geobox_of(features)
     grid, held = (features_grid, PixelWindow.at(0, 0, *features_grid.shape))
@@ -132,9 +132,7 @@ def plan_region(params: PredictParams, planned: Tile | None, features: pystac.It
         w.relative_to(held.row, held.col)
         for w in windows_touching(window_grid(grid.height, grid.width, window, overlap), whole_core)
     ]
-    whole = prediction_id(features.id)
-    if tile is not None:
-        whole = whole.removesuffix(f"-tile-{tile.id}")  # features built for this tile: the map is still the AOI's
+    whole = prediction_id(model_id, features.id, tile=tile.id if tile else None)
     return Region(
         grid=grid,
         whole_core=whole_core,

@@ -37,7 +37,7 @@ def run(*, inputs: PredictInputs, output: str, params: PredictParams) -> StageRe
     features_item, dataset = open_features(inputs.features, lazy=False)
     for warning in check_inputs_match(model_item.config, dataset):
         log.warning("%s", warning)
-    region = plan_region(params, planned, features_item, model_item.config)
+    region = plan_region(params, planned, features_item, model_item.config, model_id=model_item.item.id)
     model = load_model(model_item)
     setup = inference_setup(model.config, region, batch_size=params.batch_size, device=device)
     identifier = region.identifier
@@ -67,7 +67,7 @@ def run(*, inputs: PredictInputs, output: str, params: PredictParams) -> StageRe
         catalog_href = finish_single_item_output(
             staged,
             item,
-            catalog_id="prediction",
+            catalog_id=identifier,
             description=f"LULC prediction {identifier}",
             stage=STAGE,
             inputs=inputs,

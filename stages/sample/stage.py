@@ -49,7 +49,7 @@ def run(*, inputs: SampleInputs, output: str, params: SampleParams) -> StageResu
         catalog = finish_single_item_output(
             staged,
             item,
-            catalog_id="sample",
+            catalog_id=identifier,
             description=f"Stratified random sample of {strata.identifier} for reference labelling",
             stage=STAGE,
             inputs=inputs,

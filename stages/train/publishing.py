@@ -4,7 +4,6 @@ reports; the file names and asset descriptions are the model product's (`ModelFo
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 from deep_lulc.shared.io.plots import confusion_png, loss_png
 from deep_lulc.shared.models.architectures import ArchitectureSpec
 from deep_lulc.shared.models.networks import ModelConfig
-from deep_lulc.shared.products.model import AssetSpec, ModelFolder
+from deep_lulc.shared.products.model import AssetSpec, ModelFolder, model_id
 from deep_lulc.stages.train.fitting import Fitted
 from deep_lulc.stages.train.params import TrainParams
 
@@ -20,11 +19,10 @@ HISTORY_COLUMNS = ["epoch", "train_loss", "valid_loss", "miou", "seconds"]
 
 
 def model_identifier(params: TrainParams, spec: ArchitectureSpec, config: ModelConfig) -> str:
-    """Named by what was trained and a digest of its config: two different models never share a folder."""
-    digest = hashlib.sha256(config.to_json().encode()).hexdigest()[:8]
-    if "encoder" in spec.options:
-        return f"model-{params.encoder_name}-{params.input_mode}-{digest}"
-    return f"model-{params.architecture}-{digest}"
+    """Named by what was trained (`model.model_id`): two different models never share a folder or an id."""
+    name = f"{params.encoder_name}-{params.input_mode}" if "encoder" in spec.options else params.architecture
+    training = params.model_dump_json(exclude={"overwrite"})
+    return model_id(name, config=config.to_json(), training=training)
 
 
 def pretrained_source(params: TrainParams) -> str | None:

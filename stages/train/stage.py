@@ -107,7 +107,7 @@ def run(*, inputs: TrainInputs, output: str, params: TrainParams) -> StageResult
         catalog_href = finish_single_item_output(
             staged,
             item,
-            catalog_id="model",
+            catalog_id=identifier,
             description=f"Deep LULC model {identifier}",
             stage=STAGE,
             inputs=inputs,

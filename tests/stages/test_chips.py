@@ -92,8 +92,9 @@ def chip_runs(tiny_features: str, tiny_catalog: Path, tmp_path_factory: pytest.T
 
 def chip_items(catalog: str) -> tuple[pystac.Collection, list[pystac.Item]]:
     root = pystac.Catalog.from_file(catalog)
-    collection = root.get_child("chips")
+    (collection,) = root.get_children()
     assert isinstance(collection, pystac.Collection)
+    assert collection.id.startswith("chips-")
     return collection, sorted(collection.get_items(), key=lambda i: i.id)
 
 

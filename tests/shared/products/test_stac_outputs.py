@@ -72,10 +72,11 @@ def test_a_stage_output_is_a_catalog_holding_one_collection_of_its_item(
     assert type(root) is pystac.Catalog
     (collection,) = root.get_children()
     assert isinstance(collection, pystac.Collection)
-    assert collection.id == stage
-    assert collection.get_self_href() == str(Path(catalog_href).parent / "collection.json")
     (item,) = collection.get_items()
-    assert item.collection_id == stage
+    assert item.id.startswith(f"{stage}-")
+    assert collection.id == item.id  # named by what made it: a whole run's outputs share one STAC API
+    assert collection.get_self_href() == str(Path(catalog_href).parent / "collection.json")
+    assert item.collection_id == collection.id
     assert item.get_collection() is collection
     assert item.get_self_href() == str(Path(catalog_href).parent / item.id / f"{item.id}.json")  # where it was
     start, end = item.common_metadata.start_datetime, item.common_metadata.end_datetime
@@ -161,12 +162,13 @@ def test_gdal_zarr_driver_sees_the_grid_of_stage_outputs(
 def test_outputs_load_into_a_stac_api_and_are_found_by_bbox_and_time(
     stac_api: str, tiny_cube: str, tiny_features: str, tiny_prediction: str
 ) -> None:
-    outputs = {"cube": tiny_cube, "features": tiny_features, "prediction": tiny_prediction}
-    items = {name: only_item(href) for name, href in outputs.items()}
+    # Each output's collection is named by what made it (as its one item is): ids of their own in one API.
+    items = {only_item(href).id: only_item(href) for href in (tiny_cube, tiny_features, tiny_prediction)}
+    outputs = list(items)
     with (
-        loaded_into(stac_api, tiny_cube, ["cube"]),
-        loaded_into(stac_api, tiny_features, ["features"]),
-        loaded_into(stac_api, tiny_prediction, ["prediction"]),
+        loaded_into(stac_api, tiny_cube, [outputs[0]]),
+        loaded_into(stac_api, tiny_features, [outputs[1]]),
+        loaded_into(stac_api, tiny_prediction, [outputs[2]]),
     ):
         client = Client.open(stac_api)
         assert {c.id for c in client.get_collections()} == {"sentinel-2-l2a", *outputs}
@@ -177,7 +179,7 @@ def test_outputs_load_into_a_stac_api_and_are_found_by_bbox_and_time(
                 item.common_metadata.start_datetime,
                 item.common_metadata.end_datetime,
             ]
-        bbox = items["prediction"].bbox
+        bbox = items[outputs[2]].bbox
         assert bbox is not None
         # A month inside the period, not its start: the API matches each item on its whole start..end range.
         found = client.search(collections=list(outputs), bbox=bbox, datetime="2023-06-01/2023-06-30")
@@ -190,7 +192,8 @@ def test_outputs_load_into_a_stac_api_and_are_found_by_bbox_and_time(
         elsewhere = [bbox[2] + 0.1, bbox[3] + 0.1, bbox[2] + 0.2, bbox[3] + 0.2]
         assert not list(client.search(collections=list(outputs), bbox=elsewhere, datetime="2023").items())
         # As the API serves it (absolute hrefs), the features asset opens with xpystac without any fix-up.
-        served_features = open_with_xpystac(by_collection["features"].assets["data"])
-        assert served_features.rio.crs == epsg(items["features"])
-        assert served_features.sizes["y"] == items["features"].properties["proj:shape"][0]
+        features = outputs[1]
+        served_features = open_with_xpystac(by_collection[features].assets["data"])
+        assert served_features.rio.crs == epsg(items[features])
+        assert served_features.sizes["y"] == items[features].properties["proj:shape"][0]
     assert [c.id for c in Client.open(stac_api).get_collections()] == ["sentinel-2-l2a"]  # left as it was
