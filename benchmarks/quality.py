@@ -35,10 +35,11 @@ def _record(folder: Path, name: str) -> dict[str, Any]:
 def figures(folder: Path, years: tuple[int, int], wall_s: float, timings: dict[str, float]) -> dict[str, Any]:
     """The figures a reader needs to believe the comparison, read back from what the stages recorded."""
     models: dict[str, Any] = {}
+    folder = folder / "demo"  # the run folder of configs/demo.yaml (<output>/<name>), periods before and after
     for model, prefix in (("deep", "evaluation"), ("lightgbm", "evaluation-lightgbm")):
         models[model] = {
-            str(year): {key: _record(folder, f"{prefix}-{year}")[key] for key in ("miou", "overall_accuracy", "iou")}
-            for year in years
+            str(year): {key: _record(folder, f"{prefix}-{period}")[key] for key in ("miou", "overall_accuracy", "iou")}
+            for year, period in zip(years, ("before", "after"), strict=True)
         }
     change = _record(folder, "evaluation-change")
     trained = _record(folder, "model")

@@ -22,6 +22,7 @@ from deep_lulc.stages.features.cli import COMMAND as FEATURES
 from deep_lulc.stages.merge.cli import COMMAND as MERGE
 from deep_lulc.stages.predict.cli import COMMAND as PREDICT
 from deep_lulc.stages.predict.cli import PLAN_COMMAND as PLAN_TILES
+from deep_lulc.stages.run.cli import COMMAND as RUN
 from deep_lulc.stages.sample.cli import COMMAND as SAMPLE
 from deep_lulc.stages.search.cli import COMMAND as SEARCH
 from deep_lulc.stages.synth.cli import COMMAND as SYNTH
@@ -41,6 +42,7 @@ COMMANDS: tuple[Stage, ...] = (
     SAMPLE,
     AREA,
     EVALUATE,
+    RUN,
     DEMO,
 )
 
@@ -87,3 +89,7 @@ def main() -> None:
         print(f"{SOFTWARE_NAME}: interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":  # `python -m deep_lulc.stages.cli`, where no deep-lulc script is installed
+    main()

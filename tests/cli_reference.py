@@ -28,6 +28,7 @@ COMMANDS = (
     "merge",
     "change",
     "evaluate",
+    "run",
     "demo",
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from deep_lulc.shared.stage.contract import StageInputs, StageParams
 
@@ -41,3 +41,9 @@ class ChipsParams(StageParams):
     )
     split_file: str | None = Field(None, description="JSON forcing the block assignment (as split.json writes).")
     seed: int = Field(0, ge=0, description="Random seed.")
+
+    @field_validator("classes", "class_map", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        """An empty file name is not given: Argo passes every parameter, empty where the default holds."""
+        return None if value == "" else value

@@ -1,62 +1,36 @@
-"""The demo's chain of stage calls: each step is timed, kept for the root catalog and report, and logged.
+"""The demo's chain: the synthetic catalog, then configs/demo.yaml run by `deep-lulc run`'s runner (the steps
+of argo/pipeline.yaml, each a `deep-lulc` process), then what only the demo does: LightGBM beside the deep
+model (the same WorkflowTemplate templates, as steps after the pipeline) and the change map's sample,
+labelled from the synthetic truth, for error-adjusted areas.
 
-Each stage is called through its `run` with its typed Inputs model, exactly as its container's command
-line would call it, into a sub-folder of the demo's output.
+Every step's result is kept under the demo's own name (`cube`, `predict-2023`, ...) with its wall time, for
+the summary, the root catalog and the report.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from deep_lulc.shared.io import storage
 from deep_lulc.shared.io.storage import join_href
-from deep_lulc.shared.sources.scene_selection import SceneInputs
-from deep_lulc.shared.stage.contract import NoInputs, StageInputs, StageParams, StageResult
+from deep_lulc.shared.stage.contract import StageInputs, StageParams, StageResult
 from deep_lulc.stages.area import stage as area
 from deep_lulc.stages.area.params import AreaInputs, AreaParams
-from deep_lulc.stages.chips import stage as chips
-from deep_lulc.stages.chips.params import ChipsInputs, ChipsParams
-from deep_lulc.stages.cube import stage as cube
-from deep_lulc.stages.cube.params import CubeParams
-from deep_lulc.stages.demo.params import DemoParams
 from deep_lulc.stages.demo.reference import label_from_truth, truth_of, write_true_areas
-from deep_lulc.stages.evaluate import stage as evaluate
-from deep_lulc.stages.evaluate.params import EvaluateInputs, EvaluateParams
-from deep_lulc.stages.features import stage as features
-from deep_lulc.stages.features.params import FeaturesInputs, FeaturesParams
-from deep_lulc.stages.predict import stage as predict
-from deep_lulc.stages.predict.params import PredictInputs, PredictParams
+from deep_lulc.stages.run.engine import Outcome
+from deep_lulc.stages.run.runner import Runner
 from deep_lulc.stages.sample import stage as sample
 from deep_lulc.stages.sample.params import SampleInputs, SampleParams
-from deep_lulc.stages.synth import stage as synth
-from deep_lulc.stages.synth.params import SynthParams
-from deep_lulc.stages.train import stage as train
-from deep_lulc.stages.train.params import TrainInputs, TrainParams
 
 log = logging.getLogger(__name__)
 SAMPLE_SIZE, SAMPLE_FLOOR = 1_000, 30  # points of the change map's sample, and each stratum's minimum
-
-
-@dataclass(frozen=True)
-class Trained:
-    """What the training half of the chain hands on: the synthetic catalog and the two model items."""
-
-    synth: StageResult
-    deep: StageResult
-    lightgbm: StageResult
-
-
-@dataclass(frozen=True)
-class Maps:
-    """Both models' maps of the prediction AOI per period, and each period's label vector."""
-
-    deep: dict[int, StageResult]
-    lightgbm: dict[int, StageResult]
-    labels: dict[int, str]
+PERIODS = ("before", "after")  # argo/pipeline.yaml's two periods, the synthetic catalog's two years
+TRAINING = {"cube": "cube-train", "features": "features-train", "chips": "chips", "train": "train"}
 
 
 def labels_by_year(synth_result: StageResult) -> dict[int, str]:
@@ -66,94 +40,110 @@ def labels_by_year(synth_result: StageResult) -> dict[int, str]:
     return {int(period["year"]): join_href(root, str(period["labels"])) for period in manifest["periods"]}
 
 
-def _year(year: int) -> tuple[dt.date, dt.date]:
-    return dt.date(year, 1, 1), dt.date(year, 12, 31)
+def result_of(outcome: Outcome) -> StageResult:
+    """A step's result back from its JSON line, as the summary functions take it."""
+    fields: dict[str, Any] = dict(outcome.result or {})
+    return StageResult(
+        stage=str(fields.pop("stage", "")),
+        catalog=str(fields.pop("catalog", outcome.outputs.get("catalog", ""))),
+        items=tuple(fields.pop("items", ())),
+        extra={key: value for key, value in fields.items() if key != "version"},
+    )
 
 
 class Chain:
-    """Runs steps into sub-folders of `output`, keeping every result and its wall time by step name."""
+    """Keeps every step's result and wall time by the demo's name for it."""
 
     def __init__(self, output: str) -> None:
         self.output = output
         self.timings: dict[str, float] = {}
         self.results: dict[str, StageResult] = {}
+        self.reused: list[str] = []  # names whose runner steps all finished in an earlier run
 
     def step(
         self, name: str, run: Callable[..., StageResult], inputs: StageInputs, folder: str, params: StageParams
     ) -> StageResult:
+        """A stage called in this process (synth, sample, area: the demo's own steps around the pipeline)."""
         started = time.perf_counter()
         result = run(inputs=inputs, output=join_href(self.output, folder), params=params)
-        self.timings[name] = round(time.perf_counter() - started, 2)
-        self.results[name] = result
-        log.info("%s done in %.1f s -> %s", name, self.timings[name], result.catalog)
+        self.keep(name, result, time.perf_counter() - started)
         return result
 
-    def train(self, params: DemoParams) -> Trained:
-        """synth -> cube -> features -> chips on the training AOI, then the deep model and LightGBM."""
-        year = SynthParams.model_fields["year"].default
-        synthetic = SynthParams(seed=params.seed, size=params.size, dates=params.dates)
-        synth_result = self.step("synth", synth.run, NoInputs(), "synth", synthetic)
-        start, end = _year(year)
-        scenes = SceneInputs(stac=synth_result.catalog, aoi=str(synth_result.extra["aoi_train"]))
-        cube_result = self.step("cube", cube.run, scenes, "cube-train", CubeParams(start=start, end=end))
-        features_inputs = FeaturesInputs(cube=cube_result.catalog)
-        features_result = self.step("features", features.run, features_inputs, "features-train", FeaturesParams())
-        chips_inputs = ChipsInputs(features=features_result.catalog, labels=str(synth_result.extra["labels"]))
-        chips_result = self.step("chips", chips.run, chips_inputs, "chips", ChipsParams(seed=params.seed))
-        training = TrainInputs(chips=chips_result.catalog)
-        deep = self.step("train", train.run, training, "model", TrainParams(epochs=params.epochs, seed=params.seed))
-        lightgbm_params = TrainParams(architecture="lightgbm", seed=params.seed)
-        lightgbm = self.step("train-lightgbm", train.run, training, "model-lightgbm", lightgbm_params)
-        return Trained(synth=synth_result, deep=deep, lightgbm=lightgbm)
+    def keep(self, name: str, result: StageResult, seconds: float) -> None:
+        self.timings[name] = round(seconds, 2)
+        self.results[name] = result
+        log.info("%s done in %.1f s -> %s", name, self.timings[name], result.catalog)
 
-    def map_years(self, trained: Trained) -> Maps:
-        """cube -> features -> predict (both models) on the prediction AOI, for every synthetic period."""
-        labels = labels_by_year(trained.synth)
-        deep: dict[int, StageResult] = {}
-        lightgbm: dict[int, StageResult] = {}
-        scenes = SceneInputs(stac=trained.synth.catalog, aoi=str(trained.synth.extra["aoi_predict"]))
-        for year in sorted(labels):
-            start, end = _year(year)
-            cube_result = self.step(
-                f"cube-{year}", cube.run, scenes, f"cube-predict-{year}", CubeParams(start=start, end=end)
-            )
-            features_result = self.step(
-                f"features-{year}",
-                features.run,
-                FeaturesInputs(cube=cube_result.catalog),
-                f"features-predict-{year}",
-                FeaturesParams(),
-            )
-            deep[year] = self.step(
-                f"predict-{year}",
-                predict.run,
-                PredictInputs(model=trained.deep.catalog, features=features_result.catalog),
-                f"prediction-{year}",
-                PredictParams(probabilities=True),
-            )
-            lightgbm[year] = self.step(
-                f"predict-lightgbm-{year}",
-                predict.run,
-                PredictInputs(model=trained.lightgbm.catalog, features=features_result.catalog),
-                f"prediction-lightgbm-{year}",
-                PredictParams(),
-            )
-        return Maps(deep=deep, lightgbm=lightgbm, labels=labels)
+    def adopt(self, name: str, outcomes: list[Outcome], *, result: Outcome | None = None) -> StageResult:
+        """Runner steps under one demo name: the result of `result` (default: the last), the time of all."""
+        kept = result_of(result or outcomes[-1])
+        if all(outcome.reused for outcome in outcomes):
+            self.reused.append(name)
+        self.keep(name, kept, sum(outcome.seconds or 0.0 for outcome in outcomes))
+        return kept
 
-    def score_maps(
-        self, model: str, maps: Mapping[int, StageResult], labels: Mapping[int, str], years: Sequence[int]
-    ) -> dict[int, StageResult]:
-        """Each year's map of one model against that year's labels (`model` '' is the deep model)."""
-        return {
-            year: self.step(
-                f"evaluate-{model}{year}",
-                evaluate.run,
-                EvaluateInputs(prediction=maps[year].catalog, labels=labels[year]),
-                f"evaluation-{model}{year}",
-                EvaluateParams(),
+    def adopt_pipeline(self, steps: Mapping[str, Outcome], years: tuple[int, int]) -> None:
+        """The pipeline's steps under the names the summary and report use, in the order they ran."""
+        for name, path in TRAINING.items():
+            self.adopt(name, [steps[path]])
+        for period, year in zip(PERIODS, years, strict=True):
+            tiles = tile_count(steps, period)
+            for stage in ("cube", "features"):
+                self.adopt(f"{stage}-{year}", [steps[f"map-{period}/map-tile({i})/{stage}"] for i in range(tiles)])
+            predicts = [steps[f"map-{period}/map-tile({i})/predict"] for i in range(tiles)]
+            merged = steps[f"map-{period}/merge"]
+            self.adopt(f"predict-{year}", [*predicts, merged], result=merged)
+        self.adopt("change", [steps["change"]])
+        for period, year in zip(PERIODS, years, strict=True):
+            self.adopt(f"evaluate-{year}", [steps[f"evaluate-{period}"]])
+        self.adopt("evaluate-change", [steps["evaluate-change"]])
+
+    def lightgbm(self, runner: Runner, years: tuple[int, int], labels: Mapping[int, str]) -> None:
+        """LightGBM on the pipeline's chips, mapped tile by tile on the pipeline's features and scored like the
+        deep model: the same templates, so the comparison differs in the model alone."""
+        steps, folder = runner.steps, runner.folder
+        model = runner.template(
+            "train",
+            {
+                "chips": steps["chips"].outputs["catalog"],
+                "out": join_href(folder, "model-lightgbm"),
+                "architecture": "lightgbm",
+            },
+            path="lightgbm/train",
+        )
+        self.adopt("train-lightgbm", [model])
+
+        def map_period(period: str, year: int) -> tuple[list[Outcome], Outcome, Outcome]:
+            plan = steps[f"map-{period}/plan-tiles"].outputs
+            predicted = []
+            for index, tile in enumerate(json.loads(plan["tiles"])):
+                given = {
+                    "model": model.outputs["catalog"],
+                    "features": steps[f"map-{period}/map-tile({index})/features"].outputs["catalog"],
+                    "tile": str(tile["id"]),
+                    "tiles": plan["tiles-file"],
+                    "out": join_href(folder, period, "tiles", str(tile["id"]), "prediction-lightgbm"),
+                }
+                predicted.append(runner.template("predict", given, path=f"lightgbm/{period}/{index}/predict"))
+            hrefs = json.dumps([outcome.outputs["catalog"] for outcome in predicted])
+            merged = runner.template(
+                "merge",
+                {"tiles": hrefs, "out": join_href(folder, period, "prediction-lightgbm")},
+                path=f"lightgbm/{period}",
             )
-            for year in years
-        }
+            given = {
+                "prediction": merged.outputs["catalog"],
+                "labels": labels[year],
+                "out": join_href(folder, f"evaluation-lightgbm-{period}"),
+            }
+            return predicted, merged, runner.template("evaluate", given, path=f"lightgbm/evaluate-{period}")
+
+        with ThreadPoolExecutor(max_workers=len(PERIODS)) as pool:  # the periods side by side, as in the pipeline
+            mapped = list(pool.map(map_period, PERIODS, years))
+        for (predicted, merged, _), year in zip(mapped, years, strict=True):
+            self.adopt(f"predict-lightgbm-{year}", [*predicted, merged], result=merged)
+        for (_, _, scored), year in zip(mapped, years, strict=True):
+            self.adopt(f"evaluate-lightgbm-{year}", [scored])
 
     def estimate_change_areas(
         self, change_result: StageResult, labels: Mapping[int, str], years: tuple[int, int], *, seed: int
@@ -175,3 +165,7 @@ class Chain:
             "area", area.run, AreaInputs(map=change_result.catalog, sample=labelled), "area-change", AreaParams()
         )
         return estimated, truth.transition_ha()
+
+
+def tile_count(steps: Mapping[str, Outcome], period: str) -> int:
+    return len(json.loads(steps[f"map-{period}/plan-tiles"].outputs["tiles"]))

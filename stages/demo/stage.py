@@ -1,8 +1,9 @@
 """`deep-lulc demo`: run every stage on the synthetic catalog and summarise what it did.
 
-The demo is the in-process twin of `argo/pipeline.yaml`: the same stages, in the same order, on the same
-kinds of inputs (train on one AOI, map another in two periods, their change, scores where labels exist),
-called as functions instead of containers. A change to the pipeline's wiring belongs in both.
+The demo is a run config, configs/demo.yaml, run by `deep-lulc run`'s runner: argo/pipeline.yaml's steps
+(train on one AOI, map another in two periods tile by tile, their change, scores where labels exist), each a
+`deep-lulc` process as in Argo's containers. Around it the demo writes the synthetic catalog the config
+points at, adds LightGBM beside the deep model and the change map's labelled sample, and prints a summary.
 """
 
 from __future__ import annotations
@@ -10,27 +11,27 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from deep_lulc.shared.io import storage
 from deep_lulc.shared.io.publish import write_file_atomically
 from deep_lulc.shared.io.storage import join_href
 from deep_lulc.shared.stage.contract import NoInputs, StageResult, typed_inputs
-from deep_lulc.stages.change import stage as change
-from deep_lulc.stages.change.params import ChangeInputs, ChangeParams
-from deep_lulc.stages.demo.chain import Chain
+from deep_lulc.stages.demo.chain import PERIODS, Chain, labels_by_year
 from deep_lulc.stages.demo.params import DemoParams
 from deep_lulc.stages.demo.report import write_report
-from deep_lulc.stages.evaluate import stage as evaluate
-from deep_lulc.stages.evaluate.params import EvaluateInputs, EvaluateParams
+from deep_lulc.stages.run.config import RunConfig, read_config, resolve_paths
+from deep_lulc.stages.run.runner import Runner
+from deep_lulc.stages.run.steps import packaged_config
+from deep_lulc.stages.synth import stage as synth
+from deep_lulc.stages.synth.params import SynthParams
 
 STAGE = "demo"
 log = logging.getLogger(__name__)
 
 
 def _metrics_report(result: StageResult) -> dict[str, Any]:
-    from pathlib import Path
-
     path = Path(result.catalog).parent / result.items[0] / "metrics.json"
     report: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
     return report
@@ -175,41 +176,52 @@ def write_root_catalog(output: str, results: Mapping[str, StageResult]) -> str:
     return write_file_atomically(join_href(output, "catalog.json"), (json.dumps(document, indent=2) + "\n").encode())
 
 
+CONFIG_NAME = "demo.yaml"
+
+
+def demo_config(output: str, params: DemoParams, years: tuple[int, int]) -> RunConfig:
+    """configs/demo.yaml, copied beside the synthetic catalog it points at (so `deep-lulc run` reruns it), with
+    the demo's epochs; its periods must be the catalog's years."""
+    text = packaged_config(CONFIG_NAME)
+    write_file_atomically(join_href(output, CONFIG_NAME), text.encode())
+    overrides = {} if params.epochs is None else {"model.epochs": params.epochs}
+    config = resolve_paths(read_config(text, source=CONFIG_NAME, overrides=overrides), output)
+    periods = (config.predict.before.start.year, config.predict.after.start.year)
+    if periods != years:
+        raise RuntimeError(f"configs/{CONFIG_NAME} maps {periods}, the synthetic catalog holds {years}")
+    return config
+
+
 @typed_inputs
 def run(*, inputs: NoInputs, output: str, params: DemoParams) -> StageResult:
-    """Chain the stages into sub-folders of `output`, as argo/pipeline.yaml chains their containers; returns
-    the root catalog, the summary lines and per-stage timings."""
+    """Synthesise the catalog, run the demo config's pipeline on it, add the demo's own steps; returns the
+    root catalog, the summary lines and per-stage timings."""
     chain = Chain(output)
-    trained = chain.train(params)
-    maps = chain.map_years(trained)
-    first, last = min(maps.deep), max(maps.deep)
-    change_result = chain.step(
-        "change",
-        change.run,
-        ChangeInputs(before=maps.deep[first].catalog, after=maps.deep[last].catalog),
-        f"change-{first}-{last}",
-        ChangeParams(),
+    synthetic = chain.step(
+        "synth", synth.run, NoInputs(), "synth", SynthParams(seed=params.seed, size=params.size, dates=params.dates)
     )
-    map_scores = chain.score_maps("", maps.deep, maps.labels, (first, last))
-    lightgbm_scores = chain.score_maps("lightgbm-", maps.lightgbm, maps.labels, (first, last))
-    change_scores = chain.step(
-        "evaluate-change",
-        evaluate.run,
-        EvaluateInputs(prediction=change_result.catalog, labels=maps.labels[last], before_labels=maps.labels[first]),
-        "evaluation-change",
-        EvaluateParams(),
-    )
-    estimated, truth_ha = chain.estimate_change_areas(change_result, maps.labels, (first, last), seed=params.seed)
-    root = write_root_catalog(output, chain.results)
-    report = write_report(output, chain.results, years=(first, last), timings=chain.timings)
+    labels = labels_by_year(synthetic)
+    first, last = min(labels), max(labels)
+    config = demo_config(output, params, (first, last))
+    root = output if storage.is_remote(output) else str(Path(output).resolve())  # the steps' hrefs, absolute
+    with Runner(config, root, jobs=params.jobs) as runner:
+        chain.adopt_pipeline(runner.run(), (first, last))
+        chain.lightgbm(runner, (first, last), labels)
+    chain.output = runner.folder  # the demo's own steps beside the pipeline's
+    results = chain.results
+    estimated, truth_ha = chain.estimate_change_areas(results["change"], labels, (first, last), seed=params.seed)
+    root = write_root_catalog(output, results)
+    report = write_report(output, results, years=(first, last), timings=chain.timings)
+    maps = {year: results[f"evaluate-{year}"] for year in (first, last)}
+    lightgbm_maps = {year: results[f"evaluate-lightgbm-{year}"] for year in (first, last)}
     summary = [
-        *iou_table(trained.deep, trained.lightgbm),
+        *iou_table(results["train"], results["train-lightgbm"]),
         "",
-        *model_comparison_table(map_scores, lightgbm_scores, chain.timings),
+        *model_comparison_table(maps, lightgbm_maps, chain.timings),
         "",
-        *map_accuracy_table(map_scores),
+        *map_accuracy_table(maps),
         "",
-        *change_summary(change_result, change_scores),
+        *change_summary(results["change"], results["evaluate-change"]),
         "",
         *area_table(estimated, truth_ha, (first, last)),
         "",
@@ -219,11 +231,14 @@ def run(*, inputs: NoInputs, output: str, params: DemoParams) -> StageResult:
     return StageResult(
         stage=STAGE,
         catalog=root,
-        items=change_result.items,
+        items=results["change"].items,
         extra={
             "report": report,
             "summary": summary,
-            "stages": {name: result.to_dict() for name, result in chain.results.items()},
+            "config": join_href(output, CONFIG_NAME),
+            "periods": dict(zip(PERIODS, (first, last), strict=True)),
+            "stages": {name: result.to_dict() for name, result in results.items()},
             "timings_s": chain.timings,
+            "reused": chain.reused,
         },
     )

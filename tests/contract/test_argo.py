@@ -249,7 +249,7 @@ def test_pipeline_runs_end_to_end_on_local_processes(
             "gpu-device": "cpu",
         }
     )
-    stages = [command[1] for command in runner.commands]
+    stages = [arguments[0] for arguments in runner.commands]
     assert stages.count("predict") >= 4, "each period fans out over several tiles"
     assert stages.count("plan-tiles") == 2
     for stage in ("cube", "features"):  # the fan-out starts at cube: one per tile and period, plus training's

@@ -554,6 +554,26 @@ def usage_error(_workspace: Workspace, _folder: Path) -> Invocation:
     return Invocation(["--no-such-option", "1"], None)
 
 
+def run_config(text: str) -> Callable[[Workspace, Path], Invocation]:
+    """`run CONFIG --out OUT` with a config over the tiny catalog, `text` appended (YAML; later keys win)."""
+
+    def prepare(workspace: Workspace, folder: Path) -> Invocation:
+        catalog = workspace.catalog
+        base = (
+            f"stac: {{url: {catalog / 'catalog.json'}}}\n"
+            f"train: {{aoi: {catalog / 'aoi-train.geojson'}, start: {TINY.year}-01-01, end: {TINY.year}-12-31, "
+            f"labels: {catalog / 'labels.gpkg'}}}\n"
+            f"predict:\n  aoi: {catalog / 'aoi-predict.geojson'}\n"
+            f"  before: {{start: {TINY.year}-01-01, end: {TINY.year}-12-31}}\n"
+            f"  after: {{start: {TINY.year + 1}-01-01, end: {TINY.year + 1}-12-31}}\n"
+        )
+        config = folder / "run.yaml"
+        config.write_text(base + text)
+        return Invocation([str(config), "--out", str(folder / "out")], folder / "out")
+
+    return prepare
+
+
 # -- the table -------------------------------------------------------------------------------------------
 
 CASES: list[BadInput] = [
@@ -947,6 +967,37 @@ CASES: list[BadInput] = [
         r"\(prediction-2025\)",
         message="the maps are not in time order: map 3 (prediction-2024) starts 2024-01-01T00:00:00Z, not after "
         "map 2 (prediction-2025) (…); fix: pass each period's map once, earliest first",
+    ),
+    BadInput(
+        name="run-config-unknown-key",
+        description="run config with a key the pipeline has no parameter for (`chips: {colour: red}`)",
+        stage="run",
+        prepare=run_config("chips: {colour: red}\n"),
+        expected_exit=2,
+        expected_message_regex=r"run config .*run\.yaml: unknown key chips\.colour; fix: see the commented example",
+        message="run config …/run.yaml: unknown key chips.colour; "
+        "fix: see the commented example configs (configs/*.yaml) and docs/cli.md#deep-lulc-run",
+    ),
+    BadInput(
+        name="run-config-bad-value",
+        description="run config with a value of the wrong type (`model: {epochs: many}`)",
+        stage="run",
+        prepare=run_config("model: {epochs: many}\n"),
+        expected_exit=2,
+        expected_message_regex=r"run config .*: model\.epochs: Input should be a valid integer",
+        message="run config …/run.yaml: model.epochs: Input should be a valid integer, unable to parse string as an "
+        "integer; fix: see the commented example configs (configs/*.yaml) and docs/cli.md#deep-lulc-run",
+    ),
+    BadInput(
+        name="run-step-bad-input",
+        description="run config naming a training AOI file that does not exist: the step's own line, inside the run's",
+        stage="run",
+        prepare=run_config("train: {aoi: /nonexistent/aoi.geojson, start: 2024-01-01, end: 2024-12-31, labels: x}\n"),
+        expected_exit=2,
+        expected_message_regex=r"step cube-train \(cube\) exited 2: deep-lulc cube: error: AOI file not found: "
+        r"/nonexistent/aoi\.geojson.*; fix: fix what it names, then run the same command again",
+        message="step cube-train (cube) exited 2: deep-lulc cube: error: AOI file not found: /nonexistent/aoi.geojson; "
+        "fix: …; fix: fix what it names, then run the same command again: finished steps are reused",
     ),
     *(
         BadInput(

@@ -22,7 +22,8 @@ PACKAGE_DIRS = {
     "deep_lulc." + ".".join(init.parent.relative_to(PROJECT_ROOT).parts): init.parent
     for top in ("shared", "stages")
     for init in (PROJECT_ROOT / top).rglob("__init__.py")
-}
+    if init.parent != PROJECT_ROOT / "shared" / "root"  # that folder is `deep_lulc` itself (package-dir)
+} | {"deep_lulc": PROJECT_ROOT / "shared" / "root"}
 
 
 def test_every_package_folder_is_packaged() -> None:
@@ -151,3 +152,23 @@ def test_the_wheel_installs_and_runs_without_the_source_tree(tmp_path: Path) -> 
     )
     assert synth.returncode == 0, synth.stderr[-2000:]
     assert (tmp_path / "synth" / "catalog.json").is_file()
+    # `deep-lulc run` reads the Argo manifests and the example configs from the wheel, and starts the wheel's
+    # own `deep-lulc` for each step: here the first step, refused for its missing AOI, inside the run's line
+    for data in ("argo/pipeline.yaml", "argo/workflowtemplate.yaml", "configs/demo.yaml", "configs/real-data.yaml"):
+        assert (own / "deep_lulc" / data).is_file(), f"{data} is not in the wheel"
+    shutil.copy(own / "deep_lulc" / "configs" / "demo.yaml", tmp_path / "demo.yaml")
+    run = subprocess.run(
+        [
+            str(venv / "bin" / "deep-lulc"),
+            "run",
+            str(tmp_path / "demo.yaml"),
+            "--override",
+            "train.aoi=/nonexistent.json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "step cube-train (cube) exited 2: deep-lulc cube: error: AOI file not found" in run.stderr

@@ -13,7 +13,7 @@ from deep_lulc.shared.stage.contract import StageResult
 from deep_lulc.stages.demo import stage as demo
 from deep_lulc.stages.demo.params import DemoParams
 
-from ..conftest import validate_tree
+from ..conftest import PROJECT_ROOT, validate_tree
 
 
 @pytest.mark.slow
@@ -23,45 +23,47 @@ def test_demo_chains_synth_to_change_and_accuracy(tiny_demo: tuple[Path, dict[st
     assert result.catalog == str(tmp_path / "catalog.json")
     assert validate_tree(result.catalog) > 40  # the root reaches every stage's catalog and item
     assert validate_tree(tmp_path / "synth" / "catalog.json") == 1 + 2 + 12 + 2
-    assert validate_tree(tmp_path / "cube-train" / "catalog.json") == 3
-    assert validate_tree(tmp_path / "features-train" / "catalog.json") == 3
-    assert validate_tree(tmp_path / "chips" / "catalog.json") > 2
-    assert validate_tree(tmp_path / "model" / "catalog.json") == 3
-    assert validate_tree(tmp_path / "model-lightgbm" / "catalog.json") == 3
+    assert (tmp_path / "demo.yaml").read_text() == (PROJECT_ROOT / "configs" / "demo.yaml").read_text()
+    run = tmp_path / "demo"  # argo/pipeline.yaml's layout: <output-root>/<workflow name>/
+    assert validate_tree(run / "cube-train" / "catalog.json") == 3
+    assert validate_tree(run / "features-train" / "catalog.json") == 3
+    assert validate_tree(run / "chips" / "catalog.json") > 2
+    assert validate_tree(run / "model" / "catalog.json") == 3
+    assert validate_tree(run / "model-lightgbm" / "catalog.json") == 3
     for folder in (
-        "prediction-2023",
-        "prediction-2024",
-        "evaluation-2023",
-        "evaluation-2024",
+        "before/prediction",
+        "after/prediction",
+        "evaluation-before",
+        "evaluation-after",
         "evaluation-change",
-        "prediction-lightgbm-2023",
-        "prediction-lightgbm-2024",
-        "evaluation-lightgbm-2023",
-        "evaluation-lightgbm-2024",
+        "before/prediction-lightgbm",
+        "after/prediction-lightgbm",
+        "evaluation-lightgbm-before",
+        "evaluation-lightgbm-after",
+        "change",
     ):
-        assert validate_tree(tmp_path / folder / "catalog.json") == 3
-    assert validate_tree(tmp_path / "change-2023-2024" / "catalog.json") == 3
+        assert validate_tree(run / folder / "catalog.json") == 3, folder
     assert list(result.extra["timings_s"]) == [
         "synth",
         "cube",
         "features",
         "chips",
         "train",
-        "train-lightgbm",
         "cube-2023",
         "features-2023",
         "predict-2023",
-        "predict-lightgbm-2023",
         "cube-2024",
         "features-2024",
         "predict-2024",
-        "predict-lightgbm-2024",
         "change",
         "evaluate-2023",
         "evaluate-2024",
+        "evaluate-change",
+        "train-lightgbm",
+        "predict-lightgbm-2023",
+        "predict-lightgbm-2024",
         "evaluate-lightgbm-2023",
         "evaluate-lightgbm-2024",
-        "evaluate-change",
         "sample",
         "area",
     ]
@@ -82,10 +84,10 @@ def test_demo_chains_synth_to_change_and_accuracy(tiny_demo: tuple[Path, dict[st
     assert summary[0].startswith("change: ")
     assert "change detection vs labels: F1" in summary[-1]
     # the change map's sample, labelled from the synthetic truth, and its error-adjusted areas
-    assert validate_tree(tmp_path / "sample-change" / "catalog.json") == 3
-    assert validate_tree(tmp_path / "area-change" / "catalog.json") == 3
-    assert (tmp_path / "sample-labelled" / "labelled.gpkg").is_file()
-    truth = json.loads((tmp_path / "sample-labelled" / "true-areas.json").read_text())["transitions_ha"]
+    assert validate_tree(run / "sample-change" / "catalog.json") == 3
+    assert validate_tree(run / "area-change" / "catalog.json") == 3
+    assert (run / "sample-labelled" / "labelled.gpkg").is_file()
+    truth = json.loads((run / "sample-labelled" / "true-areas.json").read_text())["transitions_ha"]
     assert any(name.split("_to_")[0] != name.split("_to_")[1] for name in truth), "the truth holds changes"
     assert stages["area"]["transitions"], "area estimated the change map's transitions"
     assert 0 <= stages["area"]["overall_accuracy"] <= 1
@@ -141,12 +143,14 @@ def test_demo_takes_no_inputs(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_twice_in_one_prefix_loses_nothing(tiny_demo: tuple[Path, dict[str, object]]) -> None:
-    """The soak: the same chain again over its own outputs reuses every stage and still validates."""
+    """The soak: the same chain again over its own outputs reuses every step (no process started) and still
+    validates."""
     folder, first = tiny_demo
     again = demo.run(inputs={}, output=str(folder), params=DemoParams(size=256, dates=6, epochs=1))
     stages = first["stages"]  # the result line: extras sit at the top level
     assert isinstance(stages, dict)
     for name, line in again.extra["stages"].items():
         assert line == stages[name], f"{name} changed on the rerun"
+    assert set(again.extra["reused"]) >= {"train", "predict-2024", "train-lightgbm", "evaluate-lightgbm-2024"}
     assert validate_tree(again.catalog) > 40
     assert again.extra["timings_s"]["train"] < 5, "training was not redone"
