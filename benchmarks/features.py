@@ -1,11 +1,15 @@
-"""How fast the `features` stage's temporal interpolation runs, against one plain numpy pass and eo-learn.
+"""How fast the `features` stage's temporal interpolation runs, against one plain numpy pass and eo-learn
+(measured in the same run, when it is installed).
 
-Run: .venv/bin/python -m benchmarks.features
+Run: .venv/bin/python -m benchmarks.features [--peer-python /tmp/eol/bin/python]
 
 The cube is a year of Sentinel-2 at 60 frames (about every 6 days), 500 x 500 pixels, 9 bands, stored
 (T, C, Y, X) float32 as the stage holds it, with about 30 % of pixels cloudy in blobs (NaN, as a masked
-read gives them). It is resampled to 23 dates on a 16-day step. eo-learn's `LinearInterpolationTask`
-manages about 1.6 Mpx x frames per second on such input; the figure to beat here is 48.
+read gives them). It is resampled to 23 dates on a 16-day step. The peer, eo-learn 1.5.7's
+`LinearInterpolationTask`, is timed in the same run on an EOPatch of the same cube, in a child process of
+`--peer-python` (default: this interpreter), so eo-learn can live in a venv of its own: the `bench` extra
+(`pip install .[bench]`) or `python3.11 -m venv /tmp/eol && /tmp/eol/bin/pip install eo-learn==1.5.7 scipy
+scikit-learn`. Without eo-learn there the comparison is skipped and no speed-up is claimed.
 
 Then the whole stage, Zarr cube in and Zarr features out, on 500 and 1000 px cubes of 60 frames, beside
 one plain read of the same cube (every chunk once, with zarr, no compute): the stage reads each chunk
@@ -19,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numba
 import numpy as np
@@ -31,7 +36,7 @@ from deep_lulc.stages.features.interpolation import _interpolate_rows, interpola
 FRAMES, BANDS, SIZE = 60, 9, 500
 TARGET_DATES, TARGET_STEP_DAYS = 23, 16.0
 CLOUD_FRACTION = 0.30
-EOLEARN_MPX_FRAMES_PER_S = 1.6
+PEER_REPEATS = 2  # eo-learn takes seconds a run
 REPEATS = 5
 
 
@@ -107,7 +112,80 @@ def bench_interpolation(cube: Cube) -> dict[str, float]:
     return {"interpolate": interpolate, "numpy_multiply": copy, "numpy_nansum": nansum}
 
 
+# The peer in its own interpreter (eo-learn may live in another venv): reads the cube from .npy files,
+# times LinearInterpolationTask on an EOPatch of it (T, Y, X, C, NaN where cloudy, as a masked read gives
+# them) and saves its output for the parent to compare with the kernel's.
+_PEER_CHILD = """
+import datetime as dt, json, sys, time, warnings
+import numpy as np
+try:
+    import eolearn
+    from eolearn.core import EOPatch, FeatureType
+    from eolearn.features.extra.interpolation import LinearInterpolationTask
+    from sentinelhub import CRS, BBox
+except ImportError as exc:
+    print(json.dumps({"missing": str(exc)}))
+    sys.exit(0)
+folder, repeats = sys.argv[1], int(sys.argv[2])
+values = np.load(folder + "/values.npy")
+source_days, target_days = np.load(folder + "/source_days.npy"), np.load(folder + "/target_days.npy")
+base = dt.datetime(2023, 1, 1)
+timestamps = [base + dt.timedelta(days=float(d)) for d in source_days]
+targets = [base + dt.timedelta(days=float(d)) for d in target_days]
+height, width = values.shape[-2:]
+task = LinearInterpolationTask((FeatureType.DATA, "FEATURES"), resample_range=targets)
+times, result = [], None
+for _ in range(repeats):
+    patch = EOPatch(bbox=BBox((500000, 5000000, 500000 + 10 * width, 5000000 + 10 * height), CRS(32633)),
+                    timestamps=timestamps)
+    patch.data["FEATURES"] = np.ascontiguousarray(values.transpose(0, 2, 3, 1))
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = task.execute(patch)
+    times.append(time.perf_counter() - started)
+np.save(folder + "/result.npy", result.data["FEATURES"])
+print(json.dumps({"seconds": min(times), "version": eolearn.__version__}))
+"""
+
+
+def eolearn_rate(cube: Cube, python: str) -> dict[str, Any] | None:
+    """eo-learn's best-of-N seconds and rate on `cube` with `python`, whether its output equals the kernel's
+    wherever it gives a value, and the share it leaves NaN (where the kernel holds the edge value, as
+    np.interp does); None when that interpreter has no eo-learn."""
+    import json
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        np.save(f"{folder}/values.npy", cube.values)
+        np.save(f"{folder}/source_days.npy", cube.source_days)
+        np.save(f"{folder}/target_days.npy", cube.target_days)
+        command = [python, "-c", _PEER_CHILD, folder, str(PEER_REPEATS)]
+        completed = subprocess.run(command, capture_output=True, text=True, check=False)
+        if completed.returncode != 0:
+            raise SystemExit(f"the eo-learn run failed:\n{completed.stderr[-3000:]}")
+        figures: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+        if "missing" in figures:
+            return None
+        theirs = np.load(f"{folder}/result.npy").transpose(0, 3, 1, 2)
+    ours = interpolate_to_grid(cube.values, cube.valid, cube.source_days, cube.target_days)
+    given = np.isfinite(theirs)  # eo-learn leaves NaN before a pixel's first and after its last clear date
+    figures["agree"] = bool(np.allclose(ours[given], theirs[given], rtol=1e-5, atol=1e-6))
+    figures["nan_share"] = float(1 - given.mean())
+    figures["rate"] = SIZE * SIZE * FRAMES / 1e6 / figures["seconds"]
+    return figures
+
+
 def main() -> None:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--peer-python", default=sys.executable, help="Interpreter with eo-learn 1.5.7 (default: this one)."
+    )
+    peer_python = parser.parse_args().peer_python
     compile_s, source = warm_up()
     print(f"numba {numba.__version__}, {get_num_threads()} threads, threading layer {threading_layer()}")
     print(f"first call (tiny cube, not timed below): {compile_s:.2f} s, {source}")
@@ -122,7 +200,16 @@ def main() -> None:
     rate = mpx_frames / seconds["interpolate"]
     print(f"interpolation:                {seconds['interpolate']:.3f} s  (best of {REPEATS})")
     print(f"throughput:                   {rate:.1f} Mpx x frames/s")
-    print(f"speed-up over eo-learn (1.6): {rate / EOLEARN_MPX_FRAMES_PER_S:.0f}x")
+    peer = eolearn_rate(cube, peer_python)
+    if peer is None:
+        print(f"eo-learn: not importable by {peer_python}; comparison skipped (see --peer-python)")
+    else:
+        print(
+            f"eo-learn {peer['version']} LinearInterpolationTask, same cube, same run: {peer['seconds']:.2f} s "
+            f"(best of {PEER_REPEATS}) = {peer['rate']:.1f} Mpx x frames/s; speed-up {rate / peer['rate']:.0f}x; "
+            f"outputs equal where eo-learn gives a value: {peer['agree']} (it leaves {peer['nan_share']:.1%} NaN "
+            "before a pixel's first / after its last clear date, where the kernel holds the edge value)"
+        )
     for name, label in (("numpy_multiply", "values * 1.0"), ("numpy_nansum", "np.nansum(values)")):
         ratio = seconds["interpolate"] / seconds[name]
         print(f"numpy pass {label + ':':<19} {seconds[name]:.3f} s  (interpolation / pass = {ratio:.2f})")

@@ -3,13 +3,16 @@
 Run: .venv/bin/python -m benchmarks.predict [--architecture unet|temporal-pixel|...] [--window 512] [--overlap 64]
      [--batch-size 4] [--rate-size N] [--rss-sizes 2048,8192 | --rss-sizes none]
 
-1. Bare forward rate: the network (default the resnet18 U-Net; `--architecture temporal-unet` for the
-   temporal U-Net; 23 dates x 9 features = 207 inputs) on random windows already in memory, in the layout
-   predict feeds it, no I/O; px/s of network input.
+1. Bare forward rate: the network (default predict's default architecture, temporal-pixel; `--architecture
+   unet` for the resnet18 U-Net; 23 dates x 9 features = 207 inputs) on random windows already in memory,
+   in the layout predict feeds it, no I/O; px/s of network input. It is measured in the stage's own
+   process just before and just after the stage (the machine is shared: a rate taken minutes away would
+   measure other people's load), in wall and CPU time.
 2. End-to-end rate: the `predict` stage on a synthetic features store of N x N px written to disk (Zarr
-   read, normalisation, blending, COG writing included); px/s of map. Overlapping windows make the network
-   see (window / (window - overlap))^2 pixels per map pixel, which caps the ratio below 1; the ceiling is
-   printed beside the ratio.
+   read, normalisation, blending, COG writing included); px/s of map. Overlapping windows make a network
+   see (window / (window - overlap))^2 pixels per map pixel, which caps the ratio below 1 (the ceiling is
+   printed beside the ratio), except for the part of a network that predict computes once per pixel
+   (`PixelwiseNetwork`: the temporal networks' encoder), which the bare forward still runs on every window.
 3. Peak RSS of the whole stage in a fresh process for 2k x 2k and 8k x 8k px AOIs. With a GPU the real
    U-Net runs; on CPU the U-Net would take most of an hour at 8k, so the 1x1-convolution stand-in carries
    the same data path (reads, blending accumulator, writers) and the U-Net's own inference memory is
@@ -42,8 +45,8 @@ from benchmarks.measure import peak_rss_mib
 from deep_lulc.shared.geo.grids import geobox, write_projection
 from deep_lulc.shared.geo.windows import window_grid
 from deep_lulc.shared.lulc.classes import SLOVENIA
-from deep_lulc.shared.models.architectures import NETWORK_ARCHITECTURES
-from deep_lulc.shared.models.inference import input_memory_format
+from deep_lulc.shared.models.architectures import DEFAULT_ARCHITECTURE, NETWORK_ARCHITECTURES
+from deep_lulc.shared.models.inference import InferenceSetup, input_memory_format, pixelwise_network
 from deep_lulc.shared.models.networks import ModelConfig, build_network, save_weights
 from deep_lulc.shared.products.zarr_store import zarr_asset
 from deep_lulc.stages.features.indices import CHANNELS
@@ -164,8 +167,11 @@ def forward_rate(
     device: torch.device,
     repeats: int = 3,
     architecture: str = "unet",
-) -> float:
-    """Network input px/s on random windows already in memory, in the layout predict gives the network."""
+) -> dict[str, float]:
+    """Network input px/s (wall and CPU time) on random windows already in memory, in the layout predict
+    gives the network: the same window and batch as predict and the whole network on every window, so for a
+    network whose per-pixel part predict shares between overlapping windows this is what predict would pay
+    without that sharing. The first forward (allocation, kernel choice) is not timed."""
     config = _config(encoder, architecture)
     network = build_network(config).to(device).to(memory_format=torch.channels_last).eval()
     layout = input_memory_format(network)
@@ -180,10 +186,11 @@ def forward_rate(
             network(batch)
 
     once()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for _ in range(repeats):
         once()
-    return batch_size * window * window * repeats / (time.perf_counter() - started)
+    pixels = batch_size * window * window * repeats
+    return {"px_per_s": pixels / (time.perf_counter() - started), "cpu_px_per_s": pixels / (time.process_time() - cpu)}
 
 
 def _child(args: argparse.Namespace) -> None:
@@ -202,13 +209,27 @@ def _child(args: argparse.Namespace) -> None:
 
         stage.load_model = pointwise  # type: ignore[attr-defined]
     params = PredictParams(tile_size=args.window, overlap=args.overlap, batch_size=args.batch_size)
-    started = time.perf_counter()
+    bare = bare_rates(args) if args.network == "unet" else []
+    started, cpu = time.perf_counter(), time.process_time()
     result = stage.run(inputs={"model": args.model, "features": args.features}, output=args.out, params=params)
-    seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "pixels": result.extra["pixels"], "peak_rss_mb": peak_rss_mib()}))
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+    bare += bare_rates(args) if args.network == "unet" else []
+    figures = {"seconds": seconds, "cpu_seconds": cpu_seconds, "pixels": result.extra["pixels"]}
+    print(json.dumps({**figures, "peak_rss_mb": peak_rss_mib(), "bare": bare}))
 
 
-def _run_child(args: argparse.Namespace, *, model: str, features: str, out: Path, network: str) -> dict[str, float]:
+def bare_rates(args: argparse.Namespace) -> list[dict[str, float]]:
+    """The bare forward in the stage's own process, just before or after it: the machine is shared, so a
+    rate taken minutes away from the stage would measure other people's load as much as the network."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return [
+        forward_rate(
+            args.encoder, window=args.window, batch_size=args.batch_size, device=device, architecture=args.architecture
+        )
+    ]
+
+
+def _run_child(args: argparse.Namespace, *, model: str, features: str, out: Path, network: str) -> dict[str, Any]:
     command = [
         sys.executable,
         "-m",
@@ -228,11 +249,15 @@ def _run_child(args: argparse.Namespace, *, model: str, features: str, out: Path
         str(args.overlap),
         "--batch-size",
         str(args.batch_size),
+        "--architecture",
+        args.architecture,
+        "--encoder",
+        args.encoder,
     ]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
         raise SystemExit(f"predict run failed:\n{completed.stderr[-3000:]}")
-    figures: dict[str, float] = json.loads(completed.stdout.strip().splitlines()[-1])
+    figures: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
     return figures
 
 
@@ -246,6 +271,13 @@ def unet_inference_rss(encoder: str, *, window: int, batch_size: int, architectu
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def pixelwise_shared(architecture: str, device: torch.device) -> bool:
+    """Whether predict computes this architecture's per-pixel part once per pixel rather than per window."""
+    config = _config("resnet18", architecture)
+    setup = InferenceSetup.for_model(config, window=64, overlap=0, batch_size=1, device=device)
+    return pixelwise_network(build_network(config), setup) is not None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -254,7 +286,7 @@ def main() -> None:
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--network", default="unet", help=argparse.SUPPRESS)
     parser.add_argument("--encoder", default="resnet18", help="ResNet encoder of the unet architecture.")
-    parser.add_argument("--architecture", default="unet", choices=list(NETWORK_ARCHITECTURES))
+    parser.add_argument("--architecture", default=DEFAULT_ARCHITECTURE, choices=list(NETWORK_ARCHITECTURES))
     parser.add_argument("--window", type=int, default=512)
     parser.add_argument("--overlap", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=None, help="Default: 1 on CPU, 8 on CUDA (as predict).")
@@ -277,14 +309,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="deep-lulc-bench-") as scratch:
         root = Path(scratch)
         model = write_model(root / "model", args.encoder, args.architecture)
-        bare = forward_rate(
-            args.encoder, window=args.window, batch_size=args.batch_size, device=device, architecture=args.architecture
-        )
-        print(f"bare forward:           {bare:12,.0f} px/s of network input")
         started = time.perf_counter()
         dense = write_features(root / f"dense-{rate_size}", rate_size, dense=True)
         print(f"(wrote a {rate_size} x {rate_size} px features store in {time.perf_counter() - started:.0f} s)")
         run = _run_child(args, model=model, features=dense, out=root / "out-rate", network="unet")
+        bare = float(np.mean([b["px_per_s"] for b in run["bare"]]))
+        bare_cpu = float(np.mean([b["cpu_px_per_s"] for b in run["bare"]]))
+        rates = ", ".join(f"{b['px_per_s']:,.0f}" for b in run["bare"])
+        print(
+            f"bare forward:           {bare:12,.0f} px/s of network input (mean of {rates}: just before and after "
+            "the stage, in its process)"
+        )
         end_to_end = run["pixels"] / run["seconds"]
         windows = window_grid(rate_size, rate_size, args.window, args.overlap)
         ceiling = rate_size**2 / sum(w.height * w.width for w in windows)
@@ -292,11 +327,19 @@ def main() -> None:
             f"end-to-end predict:     {end_to_end:12,.0f} px/s of map ({rate_size} x {rate_size} px, "
             f"{run['seconds']:.1f} s, peak RSS {run['peak_rss_mb']:,.0f} MiB)"
         )
-        goal = 0.8 if cuda else 0.6
-        print(
-            f"ratio end-to-end/bare:  {end_to_end / bare:12.2f}   (goal >= {goal}; overlap ceiling {ceiling:.2f}, "
-            f"{len(windows)} windows: {end_to_end / bare / ceiling:.2f} of the reachable)"
+        goal = 0.8 if cuda else (0.45 if rate_size <= 1024 else 0.6)
+        shared = pixelwise_shared(args.architecture, device)
+        reach = (
+            "its per-pixel part runs once per map pixel, not once per window, so the ratio may pass"
+            if shared
+            else f"{end_to_end / bare / ceiling:.2f} of the reachable under"
         )
+        print(
+            f"ratio end-to-end/bare:  {end_to_end / bare:12.2f}   (goal >= {goal}; {reach} the overlap ceiling "
+            f"{ceiling:.2f} of {len(windows)} windows)"
+        )
+        cpu_ratio = run["pixels"] / run["cpu_seconds"] / bare_cpu
+        print(f"  the same in CPU time:  {cpu_ratio:12.2f}   (less disturbed by other work on a shared machine)")
         km2_per_s = end_to_end * PIXEL_KM2
         print(
             f"throughput:             {km2_per_s:12.3f} km2/s; the seed's {SEED_AOI_KM2:,.0f} km2 AOI in "

@@ -1,15 +1,17 @@
 """Does the pipeline's cost grow linearly with the AOI, and does its memory stay flat?
 
-Run: .venv/bin/python -m benchmarks.scale [--sizes 1024,2048,4096] [--frames 6] [--nodes 4,16] [--work DIR]
+Run: .venv/bin/python -m benchmarks.scale [--sizes 1024,2048,4096] [--frames 6] [--architecture A] [--nodes 4,16]
+     [--work DIR]
 
 For each size (px on a side, 10 m pixels) a synthetic catalog is written (`synth`, `--frames`
 acquisitions a year), then `cube` -> `features` -> `predict` run over the whole scene, each stage in a
 fresh child process, as a pod would run it. Per stage and size: seconds inside the stage's `run` and of
 the whole process (interpreter start and imports included), seconds per km2 and the child's peak RSS.
-Predict uses an untrained temporal U-Net (speed does not depend on the weights) at predict's default
-window; at the largest size the bare forward of the same network over windows of the same size, in
-memory, is measured in a child of its own, so the end-to-end / bare ratio counts everything predict adds:
-reads, normalisation, blending, writing, and the overlap the windows share.
+Predict uses an untrained network (speed does not depend on the weights) of `--architecture` (default:
+predict's default) at predict's default window; at the largest size the bare forward of the same network
+over windows of the same size, in memory, is measured in a child of its own, so the end-to-end / bare
+ratio counts everything predict adds: reads, normalisation, blending, writing, and the overlap the windows
+share (less for a network whose per-pixel part predict computes once per pixel, not once per window).
 
 At the smallest size the prediction is also made tile by tile (`plan-tiles` with tiles of half the size,
 `predict --tile`, `merge`) to measure the merge. From the per-km2 costs it then extrapolates to the
@@ -37,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.measure import peak_rss_mib
+from deep_lulc.shared.models.architectures import DEFAULT_ARCHITECTURE, NETWORK_ARCHITECTURES
 
 PIXEL_KM2 = 1e-4  # 10 m pixels
 SEED_AOI_KM2 = 1296.0  # the original's AOI, taken as a square of 36 x 36 km
@@ -88,13 +91,15 @@ def _child_bare(spec: Mapping[str, Any]) -> dict[str, Any]:
     normalisation, blending or writing. The first forward (allocation, kernel choice) is not timed."""
     import torch
 
-    from deep_lulc.shared.models.inference import input_memory_format
+    from deep_lulc.shared.models.inference import InferenceSetup, input_memory_format, pixelwise_network
     from deep_lulc.stages.predict.model_loading import load_model, read_model_item
 
+    config = read_model_item(spec["model"]).config
     network = load_model(read_model_item(spec["model"])).network
+    setup = InferenceSetup.for_model(config, window=64, overlap=0, batch_size=1, device=torch.device("cpu"))
     network = network.to(memory_format=torch.channels_last).eval()
     window, repeats = int(spec["window"]), int(spec["repeats"])
-    n_in = read_model_item(spec["model"]).config.n_in
+    n_in = config.n_in
     batch = torch.randn(1, n_in, window, window).contiguous(memory_format=input_memory_format(network))
     with torch.no_grad():
         network(batch)
@@ -102,7 +107,8 @@ def _child_bare(spec: Mapping[str, Any]) -> dict[str, Any]:
         for _ in range(repeats):
             network(batch)
         seconds = time.perf_counter() - started
-    return {"px_per_s": repeats * window * window / seconds, "threads": torch.get_num_threads()}
+    pixelwise = pixelwise_network(network, setup) is not None
+    return {"px_per_s": repeats * window * window / seconds, "threads": torch.get_num_threads(), "pixelwise": pixelwise}
 
 
 def _spawn(kind: str, spec: Mapping[str, Any]) -> tuple[dict[str, Any], float]:
@@ -238,7 +244,7 @@ def measure_size(
         from benchmarks.predict import write_model
 
         dates, channels = features_layout(features)
-        model = write_model(root / "model", "resnet18", "temporal-unet", dates=dates, features=channels)
+        model = write_model(root / "model", "resnet18", args.architecture, dates=dates, features=channels)
     predict_params: dict[str, Any] = {"tile_size": args.tile_size, "overlap": args.overlap}
     runs["predict"] = run_stage(
         "predict",
@@ -342,10 +348,12 @@ def report(runs: dict[int, dict[str, Run]], bare: dict[str, Any], merge: Run | N
         f"{bare_map_s:.1f} s; the windows' {window_px / 1e6:.1f} Mpx in {window_px / bare['px_per_s']:.1f} s"
     )
     print(f"  end-to-end {predicted.seconds:.1f} s in the stage ({predicted.process_seconds:.1f} s with the process)")
-    print(
-        f"  ratio end-to-end/bare: {ratio:.2f} (goal >= 0.6 on CPU); overlap ceiling {ceiling:.2f}, so "
-        f"{ratio / ceiling:.2f} of the reachable"
+    reach = (
+        "its per-pixel part runs once per map pixel, not once per window, so the ratio may pass"
+        if bare.get("pixelwise")
+        else f"{ratio / ceiling:.2f} of the reachable under"
     )
+    print(f"  ratio end-to-end/bare: {ratio:.2f} (goal >= 0.6 on CPU); {reach} the overlap ceiling {ceiling:.2f}")
 
     # ---- extrapolation
     fits = {
@@ -395,6 +403,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=6, help="Acquisitions per year in each synthetic catalog.")
     parser.add_argument("--nodes", default="4,16", help="Cluster sizes of the extrapolation.")
     parser.add_argument("--plan-tile", type=int, default=2048, help="plan-tiles --tile-size of the extrapolation.")
+    parser.add_argument(
+        "--architecture", default=DEFAULT_ARCHITECTURE, choices=NETWORK_ARCHITECTURES, help="The model predict runs."
+    )
     parser.add_argument("--tile-size", type=int, default=512, help="predict's inference window (its default: 512).")
     parser.add_argument("--overlap", type=int, default=64, help="predict's overlap (its default: 64).")
     parser.add_argument("--bare-repeats", type=int, default=6, help="Timed forwards of the bare-forward child.")

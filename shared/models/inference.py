@@ -4,6 +4,11 @@ Windows are read lazily from the features store by a background thread while the
 their class probabilities are blended with smooth weights into an accumulator one window-row high. When
 the windows move down a row, the rows above are final and go out to the writer, so memory depends on
 the window size and the raster's width, never on its height.
+
+A network with a per-pixel part (`PixelwiseNetwork`: the temporal networks' encoder) has that part
+computed once per pixel on the CPU rather than once per overlapping window, which at the default 512 / 64
+windows is most of the work; the windows then run only the rest on codes cut out of a band kept like the
+accumulator. The maps are the same bit for bit (tests/shared/models/test_inference.py).
 """
 
 from __future__ import annotations
@@ -11,9 +16,9 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -98,7 +103,9 @@ class RegionReader:
         return self.source.read(shifted)
 
 
-def _prefetched(source: WindowReader, windows: list[PixelWindow], depth: int) -> Iterator[tuple[PixelWindow, Any]]:
+def _prefetched(
+    source: WindowReader, windows: list[PixelWindow], depth: int
+) -> Generator[tuple[PixelWindow, Any], None, None]:
     """Windows and their arrays in order, read ahead by a thread (Zarr decoding releases the GIL)."""
     slots: queue.Queue[tuple[PixelWindow, Any] | None] = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -149,6 +156,7 @@ class InputBuffer:
     def __init__(self, channels_last: bool = True) -> None:
         self.channels_last = channels_last
         self.array: np.ndarray | None = None
+        self.pixels: np.ndarray | None = None
 
     def fill(self, arrays: list[np.ndarray], setup: InferenceSetup) -> np.ndarray:
         """(samples, y, x, inputs) when channels-last, else (samples, inputs, y, x)."""
@@ -160,25 +168,49 @@ class InputBuffer:
         if self.array is None or self.array.shape[1:] != shape[1:] or self.array.shape[0] < shape[0]:
             self.array = np.empty(shape, dtype=np.float32)
         batch = self.array[:samples]
-        mean, std = setup.mean[:, None, None], setup.std[:, None, None]
-        rows = max(1, BLOCK_BYTES // (4 * n_in * width))
-        # channels-last: each block is normalised channels-first in a cache-sized scratch, then transposed
-        scratch = np.empty((n_in, rows, width), dtype=np.float32) if self.channels_last else None
-        with np.errstate(over="ignore", invalid="ignore"):  # whatever overflows or is NaN is made finite below
-            for index, features in enumerate(arrays):
-                window = np.asarray(features).reshape(per_window, n_in, height, width)
-                for sample in range(per_window):
-                    source, target = window[sample], batch[index * per_window + sample]
-                    for top in range(0, height, rows):
-                        inputs = source[:, top : top + rows]
-                        block = target[:, top : top + rows] if scratch is None else scratch[:, : inputs.shape[1]]
-                        np.subtract(inputs, mean, out=block)
-                        np.divide(block, std, out=block)
-                        if not np.isfinite(block).all():
-                            np.nan_to_num(block, copy=False, nan=0.0)
-                        if scratch is not None:
-                            np.copyto(target[top : top + rows], block.transpose(1, 2, 0))
+        for index, features in enumerate(arrays):
+            window = np.asarray(features).reshape(per_window, n_in, height, width)
+            for sample in range(per_window):
+                _normalise(window[sample], batch[index * per_window + sample], setup, channels_last=self.channels_last)
         return batch
+
+    def fill_pixels(self, features: np.ndarray, setup: InferenceSetup) -> np.ndarray:
+        """One stacked (dates, channels, y, x) rectangle as a (1, inputs, 1, pixels) row for a network's per-pixel
+        part, zero-padded to a multiple of `PIXEL_BLOCK` pixels (see there why)."""
+        dates, channels, height, width = features.shape
+        n_in, count = dates * channels, height * width
+        padded = count + (-count % PIXEL_BLOCK)
+        if self.pixels is None or self.pixels.shape[0] != n_in or self.pixels.shape[1] < padded:
+            self.pixels = np.empty((n_in, padded), dtype=np.float32)
+        row = self.pixels[:, :padded]
+        # torch's elementwise ops: the same IEEE float32 subtraction and division as `_normalise`, on every core
+        target = torch.from_numpy(row)[:, :count]
+        source = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32).reshape(n_in, count))
+        torch.sub(source, torch.from_numpy(setup.mean)[:, None], out=target)
+        torch.div(target, torch.from_numpy(setup.std)[:, None], out=target)
+        torch.nan_to_num_(target, nan=0.0)  # infinities to the largest finite float32, as np.nan_to_num does
+        row[:, count:] = 0
+        return row.reshape(1, n_in, 1, padded)
+
+
+def _normalise(source: np.ndarray, target: np.ndarray, setup: InferenceSetup, *, channels_last: bool = False) -> None:
+    """(x - mean) / std of one (inputs, y, x) sample into `target` ((y, x, inputs) when channels-last) in
+    cache-sized row blocks, NaN to 0 and infinities clipped as `np.nan_to_num` does."""
+    n_in, height, width = source.shape
+    mean, std = setup.mean[:, None, None], setup.std[:, None, None]
+    rows = max(1, BLOCK_BYTES // (4 * n_in * width))
+    # channels-last: each block is normalised channels-first in a cache-sized scratch, then transposed
+    scratch = np.empty((n_in, rows, width), dtype=np.float32) if channels_last else None
+    with np.errstate(over="ignore", invalid="ignore"):  # whatever overflows or is NaN is made finite below
+        for top in range(0, height, rows):
+            inputs = source[:, top : top + rows]
+            block = target[:, top : top + rows] if scratch is None else scratch[:, : inputs.shape[1]]
+            np.subtract(inputs, mean, out=block)
+            np.divide(block, std, out=block)
+            if not np.isfinite(block).all():
+                np.nan_to_num(block, copy=False, nan=0.0)
+            if scratch is not None:
+                np.copyto(target[top : top + rows], block.transpose(1, 2, 0))
 
 
 def _padded(batch: np.ndarray, channels_last: bool) -> np.ndarray:
@@ -206,18 +238,23 @@ def class_probabilities(
     tensor = torch.from_numpy(batch)
     if buffer.channels_last:
         tensor = tensor.permute(0, 3, 1, 2)  # NCHW view with channels-last strides
-    samples = tensor.shape[0] // len(arrays)
     tensor = tensor.to(setup.device, non_blocking=True)
     if setup.device.type == "cuda":
         with torch.autocast("cuda", dtype=torch.float16):
             logits = network(tensor)
     else:
         logits = network(tensor)
+    return _softmax(logits, len(arrays), height, width, setup)
+
+
+def _softmax(logits: torch.Tensor, windows: int, height: int, width: int, setup: InferenceSetup) -> np.ndarray:
+    """(windows, n_out, y, x) probabilities of a batch's logits: padding cut off, nodata never chosen."""
+    samples = logits.shape[0] // windows
     logits = logits[:, :, :height, :width].float()
     logits[:, setup.nodata] = -torch.inf
     probabilities = torch.softmax(logits, dim=1)
     if samples > 1:  # a mean over one sample is that sample: skip the pass
-        probabilities = probabilities.reshape(len(arrays), samples, *probabilities.shape[1:]).mean(dim=1)
+        probabilities = probabilities.reshape(windows, samples, *probabilities.shape[1:]).mean(dim=1)
     return np.asarray(probabilities.cpu().numpy(), dtype=np.float32)
 
 
@@ -279,6 +316,116 @@ class _Accumulator:
         self.emit(Span(start, stop), self.core.cols, blended)
 
 
+@runtime_checkable
+class PixelwiseNetwork(Protocol):
+    """A network whose inference splits into a per-pixel part and a part over windows of its output: each
+    pixel's per-pixel part is then computed once, however many overlapping windows cover the pixel."""
+
+    def pixelwise(self, x: torch.Tensor) -> torch.Tensor: ...
+    def windowed(self, codes: torch.Tensor) -> torch.Tensor: ...
+
+
+# Every per-pixel forward gets a multiple of this many pixels (zero-padded): torch's CPU kernels handle a
+# remainder that fills no vector register, or a thread's share that ends mid-register, with scalar code
+# whose last bits differ, so a pixel's codes match those of a whole-window forward (512 x 512 px, all
+# vector code) only when no pixel ends up in such a remainder. A test compares the two paths bit for bit.
+PIXEL_BLOCK = 1024
+
+
+def _fresh_regions(windows: list[PixelWindow], cols: Span) -> list[PixelWindow | None]:
+    """For each window (grid order), the bounding box of its pixels that no earlier window still in the
+    band of rows has covered, or None: the only pixels whose per-pixel part must be computed for it."""
+    height = windows[0].height
+    done = np.zeros((height, cols.stop - cols.start), dtype=bool)
+    top: int | None = None
+    fresh: list[PixelWindow | None] = []
+    for window in windows:
+        if top is None or window.rows.start != top:
+            _slide(done, 0 if top is None else window.rows.start - top)
+            top = window.rows.start
+        x0 = window.cols.start - cols.start
+        missing = ~done[: window.height, x0 : x0 + window.width]
+        if not missing.any():
+            fresh.append(None)
+            continue
+        rows, columns = np.flatnonzero(missing.any(axis=1)), np.flatnonzero(missing.any(axis=0))
+        r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, x0 + int(columns[0]), x0 + int(columns[-1]) + 1
+        done[r0:r1, c0:c1] = True
+        fresh.append(PixelWindow(Span(top + r0, top + r1), Span(cols.start + c0, cols.start + c1)))
+    return fresh
+
+
+def _slide(array: np.ndarray, shift: int) -> None:
+    """Move an array's rows (its second-to-last axis) up by `shift`, clearing those that come in; a shift that
+    is not downward clears it all."""
+    height = array.shape[-2]
+    keep = max(0, height - shift) if shift > 0 else 0
+    if keep:
+        array[..., :keep, :] = array[..., shift : shift + keep, :]
+    array[..., keep:, :] = 0
+
+
+@torch.no_grad()
+def _predict_pixelwise(
+    network: PixelwiseNetwork,
+    source: WindowReader,
+    windows: list[PixelWindow],
+    cols: Span,
+    setup: InferenceSetup,
+    add: Callable[[PixelWindow, np.ndarray], None],
+    progress: Callable[[int], None] | None,
+) -> None:
+    """The windows' probabilities with each pixel's per-pixel part computed once: the part is kept for a band
+    of rows one window high (as the accumulator is), each window reads and computes only its fresh pixels,
+    and the windowed part runs on the window cut out of the band, so every window sees exactly the codes a
+    whole-window forward would give it."""
+    fresh = _fresh_regions(windows, cols)
+    reads = [region for region in fresh if region is not None]
+    height = windows[0].height
+    band: np.ndarray | None = None
+    top: int | None = None
+    buffer = InputBuffer(channels_last=False)
+    stream = _prefetched(source, reads, setup.batch_size)
+    batch: list[PixelWindow] = []
+    codes: list[np.ndarray] = []
+    try:
+        for index, (window, region) in enumerate(zip(windows, fresh, strict=True)):
+            if band is not None and top is not None and window.rows.start != top:
+                _slide(band, window.rows.start - top)
+            top = window.rows.start
+            if region is not None:
+                _, features = next(stream)
+                pixels = network.pixelwise(torch.from_numpy(buffer.fill_pixels(features, setup)))
+                values = pixels[0, :, 0, : region.height * region.width].reshape(-1, region.height, region.width)
+                if band is None:
+                    band = np.zeros((values.shape[0], height, cols.stop - cols.start), dtype=np.float32)
+                y0, x0 = region.rows.start - top, region.cols.start - cols.start
+                band[:, y0 : y0 + region.height, x0 : x0 + region.width] = values.numpy()
+            assert band is not None
+            x0 = window.cols.start - cols.start
+            batch.append(window)
+            codes.append(band[:, : window.height, x0 : x0 + window.width].copy())  # the band may slide before use
+            if len(batch) == setup.batch_size or index == len(windows) - 1:
+                stacked = _padded(np.stack(codes), channels_last=False)
+                logits = network.windowed(torch.from_numpy(stacked))
+                probabilities = _softmax(logits, len(batch), window.height, window.width, setup)
+                for done, window_probabilities in zip(batch, probabilities, strict=True):
+                    add(done, window_probabilities)
+                if progress is not None:
+                    progress(len(batch))
+                batch, codes = [], []
+    finally:
+        stream.close()
+
+
+def pixelwise_network(network: nn.Module, setup: InferenceSetup) -> PixelwiseNetwork | None:
+    """The network as a `PixelwiseNetwork` where its per-pixel part can be shared between windows: on the CPU
+    (cuDNN and autocast choose kernels by shape, so sharing could change the bits), stacked inputs."""
+    if setup.device.type == "cpu" and setup.input_mode == "stack" and isinstance(network, PixelwiseNetwork):
+        return network
+    return None
+
+
 def predict_region(
     network: nn.Module,
     source: WindowReader,
@@ -296,12 +443,21 @@ def predict_region(
     accumulator = _Accumulator(setup.n_out, windows[0].height, cols, core, emit)
     weights = blend_weights(windows[0].height, windows[0].width, setup.overlap)
     network = network.to(setup.device).to(memory_format=torch.channels_last).eval()
+
+    def add(window: PixelWindow, probabilities: np.ndarray) -> None:
+        accumulator.move_to(window.rows.start)
+        accumulator.add(window, probabilities, weights)
+
+    pixelwise = pixelwise_network(network, setup)
+    if pixelwise is not None:
+        _predict_pixelwise(pixelwise, source, windows, cols, setup, add, progress)
+        accumulator.finish()
+        return
     buffer = InputBuffer(input_memory_format(network) == torch.channels_last)
     for batch in _batches(_prefetched(source, windows, setup.batch_size), setup.batch_size):
         probabilities = class_probabilities(network, [array for _, array in batch], setup, buffer)
         for (window, _), window_probabilities in zip(batch, probabilities, strict=True):
-            accumulator.move_to(window.rows.start)
-            accumulator.add(window, window_probabilities, weights)
+            add(window, window_probabilities)
         if progress is not None:
             progress(len(batch))
     accumulator.finish()

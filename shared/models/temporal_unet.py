@@ -126,7 +126,16 @@ class TemporalUnet(nn.Module):
         self.spatial = CompactUnet(TEMPORAL_OUT, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = self.spatial(self.temporal(x))
+        return self.windowed(self.pixelwise(x))
+
+    def pixelwise(self, x: torch.Tensor) -> torch.Tensor:
+        """The part that sees one pixel at a time: inference computes it once per pixel, not once per
+        overlapping window (`deep_lulc.shared.models.inference`)."""
+        encoded: torch.Tensor = self.temporal(x)
+        return encoded
+
+    def windowed(self, codes: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.spatial(codes)
         return logits
 
 
@@ -152,11 +161,19 @@ class TemporalPixelNet(nn.Module):
         self.head = nn.Sequential(nn.Dropout(HEAD_DROPOUT), nn.Conv2d(TEMPORAL_OUT, n_out, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = self.head(self.temporal(x))
         if self.training:
+            logits: torch.Tensor = self.head(self.temporal(x))
             return logits
-        probabilities = F.avg_pool2d(torch.softmax(logits, dim=1), 3, stride=1, padding=1, count_include_pad=False)
-        return torch.log(probabilities.clamp_min(1e-7))
+        return self.windowed(self.pixelwise(x))
+
+    def pixelwise(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference's per-pixel part, the class probabilities before smoothing: computed once per pixel, not
+        once per overlapping window (`deep_lulc.shared.models.inference`)."""
+        return torch.softmax(self.head(self.temporal(x)), dim=1)
+
+    def windowed(self, probabilities: torch.Tensor) -> torch.Tensor:
+        smoothed = F.avg_pool2d(probabilities, 3, stride=1, padding=1, count_include_pad=False)
+        return torch.log(smoothed.clamp_min(1e-7))
 
 
 def build_temporal_pixel(config: ModelConfig, **_: object) -> nn.Module:

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from deep_lulc.shared.geo.windows import PixelWindow, Span, window_grid
 from deep_lulc.shared.models import inference
 from deep_lulc.shared.models.inference import InferenceSetup, InputBuffer, class_probabilities, input_memory_format
 from deep_lulc.shared.models.temporal_unet import TemporalUnet
@@ -130,3 +131,80 @@ def test_single_date_models_average_their_dates_probabilities() -> None:
     logits[:, 0] = -torch.inf
     expected = torch.softmax(logits, dim=1).reshape(2, DATES, N_OUT, 32, 32).mean(dim=1).numpy()
     np.testing.assert_allclose(probabilities, expected, atol=1e-6)
+
+
+class _ArrayReader:
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+    def read(self, window: PixelWindow) -> np.ndarray:
+        return self.array[:, :, window.rows.start : window.rows.stop, window.cols.start : window.cols.stop]
+
+
+def _blended(network: nn.Module, features: np.ndarray, setup: InferenceSetup, *, shared: bool) -> np.ndarray:
+    """The whole blended map of `predict_region`, with the per-pixel part shared between windows or not."""
+    height, width = features.shape[-2:]
+    out = np.full((setup.n_out, height, width), np.nan, dtype=np.float32)
+
+    def emit(rows: Span, cols: Span, probabilities: np.ndarray) -> None:
+        out[:, rows.start : rows.stop, cols.start : cols.stop] = probabilities
+
+    core = PixelWindow(Span(0, height), Span(0, width))
+    grid = window_grid(height, width, setup.window, setup.overlap)
+    with pytest.MonkeyPatch.context() as patch:
+        if not shared:
+            patch.setattr(inference, "pixelwise_network", lambda network, setup: None)
+        inference.predict_region(network, _ArrayReader(features), core=core, windows=grid, setup=setup, emit=emit)
+    return out
+
+
+@pytest.mark.parametrize("architecture", ["temporal-pixel", "temporal-unet"])
+@pytest.mark.parametrize(("size", "window", "overlap", "batch"), [(160, 64, 16, 1), (150, 96, 24, 3), (40, 64, 8, 1)])
+def test_sharing_the_per_pixel_part_between_windows_changes_no_bit(
+    architecture: str, size: int, window: int, overlap: int, batch: int
+) -> None:
+    """Overlapping windows share each pixel's per-pixel part (computed once, in padded blocks): the blended
+    map must be the one of whole-window forwards bit for bit, also when the grid is smaller than a window
+    (padded) and when a batch spans two rows of windows."""
+    from deep_lulc.shared.models.architectures import spec
+
+    torch.manual_seed(3)
+    config = type("Config", (), {"features": ["a"] * FEATURES, "dates": ["d"] * DATES, "n_out": N_OUT})()
+    network = spec(architecture).build(config).eval()
+    for parameter in network.parameters():  # untrained batch norm is the identity: give it something to do
+        parameter.data.uniform_(-0.5, 0.5)
+    setup = setup_for("stack")
+    setup = InferenceSetup(**{**setup.__dict__, "window": window, "overlap": overlap, "batch_size": batch})
+    features = windows(1, size, size, seed=size)[0]
+    assert inference.pixelwise_network(network, setup) is not None
+    shared = _blended(network, features, setup, shared=True)
+    plain = _blended(network, features, setup, shared=False)
+    assert not np.isnan(plain).any()
+    assert shared.tobytes() == plain.tobytes()
+
+
+def test_a_rectangle_of_pixels_gets_the_codes_of_its_whole_window() -> None:
+    """Torch's remainder loops round differently: a rectangle with an odd pixel count (here 74 x 87) must still
+    get, bit for bit, the per-pixel codes it has inside a whole 96 x 96 window (the padding to PIXEL_BLOCK)."""
+    torch.manual_seed(4)
+    network = TemporalUnet(FEATURES, DATES, N_OUT).eval().to(memory_format=torch.channels_last)
+    setup = setup_for("stack")
+    features = windows(1, 96, 96, seed=5)[0]
+    with torch.no_grad():
+        whole = network.pixelwise(torch.from_numpy(InputBuffer(False).fill([features], setup)))
+        rect = features[:, :, 3:77, 5:92]
+        row = network.pixelwise(torch.from_numpy(InputBuffer(False).fill_pixels(rect, setup)))
+    codes = row[0, :, 0, : 74 * 87].reshape(-1, 74, 87)
+    assert torch.equal(codes, whole[0, :, 3:77, 5:92])
+
+
+@pytest.mark.parametrize(("height", "width"), [(37, 53), (16, 16)])
+def test_a_row_of_pixels_is_normalised_as_a_window_bit_for_bit(height: int, width: int) -> None:
+    """`fill_pixels` (torch's ops, padded to PIXEL_BLOCK) against the plain formula, NaN and infinities included."""
+    setup = setup_for("stack")
+    features = windows(1, height, width, seed=height)[0]
+    row = InputBuffer(False).fill_pixels(features, setup)
+    assert row.shape[-1] % inference.PIXEL_BLOCK == 0
+    assert not row[0, :, 0, height * width :].any()
+    pixels = np.ascontiguousarray(row[0, :, 0, : height * width].reshape(-1, height, width))
+    assert pixels.tobytes() == plain_normalisation([features], setup)[0].tobytes()
