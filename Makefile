@@ -9,7 +9,7 @@ PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 QUIET_MIRRORS := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 TYPECHECK_TREE := build/typecheck
 
-.PHONY: demo test test-fast lint format install install-dev services browser-assets lock clean dist
+.PHONY: demo test test-fast lint format install install-dev services browser-assets lock clean dist image image-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,7 +50,7 @@ lint: install-dev
 # (tests/stac_api_server.py) and Chromium for STAC Browser (tests/contract/test_stac_browser.py), plus Debian's Node.js and
 # npm when no npm is on the PATH (a NodeSource nodejs already brings its own). A no-op when installed;
 # `apt-get update` only when a package is unknown to apt.
-SERVICE_PACKAGES := postgresql postgresql-15-postgis-3 chromium
+SERVICE_PACKAGES := postgresql postgresql-15-postgis-3 chromium gdal-bin
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 services:
@@ -88,6 +88,16 @@ format: install-dev
 lock: $(BIN)/python
 	$(PIP_INSTALL) -e '.[dev]' 2>&1 | $(QUIET_MIRRORS)
 	$(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check | grep -v '^deep-lulc' > constraints.txt
+
+# The container image (dockerfiles/README.md), with docker or podman, whichever works here. Settings come from
+# the command line or the environment: IMAGE, TORCH_FLAVOUR, BASE_IMAGE, TORCH_CPU_INDEX, PIP_INDEX_URL,
+# CONTAINER_ENGINE, ENGINE_FLAGS, CONTAINER_FLAGS, IMAGE_BUILD_FLAGS. image-check builds it, then runs the
+# demo inside as the Argo templates run a stage; it takes minutes, so `make test` leaves it out.
+image:
+	dockerfiles/build-image.sh
+
+image-check: image
+	dockerfiles/image-check.sh
 
 clean:
 	rm -rf $(VENV) build demo-output .pytest_cache .mypy_cache .ruff_cache
