@@ -23,6 +23,7 @@ from ..stac_api_server import loaded_into, stac_api_server
 pytestmark = pytest.mark.slow
 
 MODEL_PROPERTY = "deep-lulc:model"  # what class_map writes on every prediction: the model item's id
+WHOLE_MAP_PROPERTY = "deep-lulc:prediction_id"  # the whole map's id; a tile's item id adds `-tile-<id>`
 
 
 def _collections_by_catalog(root: Path) -> dict[Path, list[pystac.Collection]]:
@@ -121,13 +122,16 @@ def test_a_search_by_model_returns_that_models_predictions_only(
     answered = list(client.search(filter=cql2, filter_lang="cql2-json", limit=100).items())
     assert {(item.collection_id, item.id) for item in answered} == mine
 
-    # The user's case: June of the first period returns each model's map of it once, under an id of its own.
+    # The user's case: June of the first period returns each model's map of it once, under an id of its own
+    # (the demo maps tile by tile, so each map's tiles come back too, each under its own id).
     starts = [item.common_metadata.start_datetime for item in answered]
     june = f"{min(s for s in starts if s is not None):%Y}-06"
     collections = sorted({collection for collection, _ in mine | theirs})
-    maps = [item.id for item in client.search(collections=collections, datetime=june, limit=100).items()]
-    assert len(maps) == 2, f"one map per model in {june}: {maps}"
-    assert len(set(maps)) == 2
+    found = list(client.search(collections=collections, datetime=june, limit=100).items())
+    assert len({item.id for item in found}) == len(found), [item.id for item in found]
+    maps = [item.id for item in found if item.properties.get(WHOLE_MAP_PROPERTY) == item.id]
+    assert len(maps) == 2, f"one whole map per model in {june}: {maps}"
+    assert {str(item.properties[MODEL_PROPERTY]) for item in found if item.id in maps} == set(by_model)
 
 
 def test_every_collection_of_the_run_covers_its_items(demo_collections: dict[Path, list[pystac.Collection]]) -> None:

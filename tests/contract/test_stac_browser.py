@@ -196,11 +196,11 @@ def browse(
 
 
 def _prediction(demo: Path) -> tuple[str, str, str, dict[str, Any]]:
-    """The first prediction catalog linked from the root, the path of the collection it holds, its item's path and
-    the item itself."""
+    """The first prediction catalog linked from the root (in a folder named prediction*), the path of the
+    collection it holds, its item's path and the item itself."""
     root = json.loads((demo / "catalog.json").read_text())
     children = [link["href"].removeprefix("./") for link in root["links"] if link["rel"] == "child"]
-    child = next(href for href in children if href.startswith("prediction-"))
+    child = next(href for href in children if Path(href).parent.name.startswith("prediction"))
     catalog = json.loads((demo / child).read_text())
     collection_href = next(link["href"] for link in catalog["links"] if link["rel"] == "child")
     collection = (demo / child).parent / collection_href
