@@ -487,11 +487,12 @@ def test_report_shows_errors_side_by_side_and_both_models_as_maps(report_inputs:
     for picture in pictures:
         assert (root / picture).read_bytes()[:4] == b"\x89PNG", picture
     for year in (2023, 2024):
-        triple = page.split(f"<h3>{year}</h3>", 1)[1].split("</div>", 1)[0]
+        triple = re.split(r"<h[23]>", page.split(f"<h3>{year}</h3>", 1)[1], maxsplit=1)[0]
+        # labels, prediction and errors side by side, drawn for the page from the evaluation's and map's rasters
         assert re.findall(r'<img src="([^"]+)"', triple) == [
-            f"e-{year}/evaluation-p-{year}/labels.png",
-            f"p-{year}/p-{year}/thumbnail.png",
-            f"e-{year}/evaluation-p-{year}/errors.png",
+            f"report-maps/evaluation-p-{year}-labels.png",
+            f"report-maps/p-{year}.png",
+            f"report-maps/evaluation-p-{year}-errors.png",
         ]
     maps = page.split("U-Net vs LightGBM as maps", 1)[1].split("</table>", 1)[0]
     assert "<th>U-Net 2023</th><th>LightGBM 2023</th><th>U-Net 2024</th><th>LightGBM 2024</th>" in maps
