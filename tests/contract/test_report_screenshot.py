@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from deep_lulc.stages.evaluate import stage as evaluate
 from deep_lulc.stages.evaluate.params import EvaluateParams
 
 from ..class_map_data import grid_bounds, write_class_map_catalog
-from .test_stac_browser import HOW_TO_INSTALL, BrowserAssetsError, ensure_stac_browser
+from .test_stac_browser import HOW_TO_INSTALL, BrowserAssetsError, ensure_stac_browser, run_node_script
 
 # 1.6 km x 1.2 km of 10 m pixels: the scale bar is then 200 m, so a bar sized for the wrong width shows.
 GRID = geobox(32633, Affine(10.0, 0.0, 520_000.0, 0.0, -10.0, 5_117_000.0), 120, 160)
@@ -127,14 +126,7 @@ def measure(report: Path, screenshot: Path) -> dict[str, Any]:
         "viewport": VIEWPORT,
         "screenshot": str(screenshot),
     }
-    done = subprocess.run(
-        [node, str(script), json.dumps(config)], capture_output=True, text=True, timeout=300, check=False
-    )
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        raise AssertionError(f"the measuring script failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
-    measured: dict[str, Any] = json.loads(lines[-1])
-    return measured
+    return run_node_script(node, script, config)
 
 
 # --- A tiny demo output, written through the product writers and the real stages --------------------------------

@@ -185,12 +185,17 @@ def browse(
             "assetTitle": asset_title,
             "screenshot": str(screenshot),
         }
-        done = subprocess.run(
-            [node, str(CHECK_SCRIPT), json.dumps(config)], capture_output=True, text=True, timeout=300, check=False
-        )
+        return run_node_script(node, CHECK_SCRIPT, config)
+
+
+def run_node_script(node: str, script: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """Runs a playwright script with its config as the one argument; returns the JSON its last line prints."""
+    done = subprocess.run(
+        [node, str(script), json.dumps(config)], capture_output=True, text=True, timeout=300, check=False
+    )
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
-        raise AssertionError(f"check.mjs failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
+        raise AssertionError(f"{script.name} failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
     report: dict[str, Any] = json.loads(lines[-1])
     return report
 
