@@ -19,6 +19,9 @@ CHANGE_ASSET = "change"  # the transition COG of a change item
 TRANSITION_FORMULA = "1 + from_index * n + to_index"
 STABLE_COLOUR = (211, 211, 211)  # light grey: unchanged pixels recede, changes stand out in their new class colour
 NODATA_CODE = 0
+# A change drawn as the class it became (thumbnails, previews, the report) marks unchanged pixels with this
+# value: above every class value, so it cannot collide with one.
+UNCHANGED_VALUE = 255
 
 
 def class_indices(values: np.ndarray, scheme: ClassScheme, *, what: str) -> np.ndarray:
@@ -92,6 +95,21 @@ class TransitionCoding:
     def name(self, code: int) -> str:
         i, j = divmod(code - 1, self.n)
         return f"{self.classes[i].name}_to_{self.classes[j].name}"
+
+    def as_new_class(self, origin: np.ndarray, to: np.ndarray) -> np.ndarray:
+        """Per pixel of (from, to) class indices (-1: no data), the value of the class it became where it
+        changed, UNCHANGED_VALUE where it did not, the scheme's nodata where either is missing: the one rule
+        every picture of change follows (stable grey, a change in its new class's colour)."""
+        values = np.array([c.value for c in self.classes], dtype=np.int64)
+        known = (origin >= 0) & (to >= 0)
+        drawn = np.where(origin != to, values[np.maximum(to, 0)], UNCHANGED_VALUE)
+        return np.where(known, drawn, self.scheme.nodata)
+
+    def new_class_legend(self, unchanged: str) -> list[LulcClass]:
+        """The classes of an `as_new_class` picture; `unchanged` describes what stayed the same."""
+        stable = "#" + "".join(f"{channel:02x}" for channel in STABLE_COLOUR)
+        legend = [LulcClass(UNCHANGED_VALUE, "unchanged", unchanged, stable)]
+        return legend + [LulcClass(c.value, f"changed to {c.name}", c.description, c.color) for c in self.classes]
 
     def colormap(self) -> dict[int, tuple[int, int, int, int]]:
         """GDAL colour table: changes in their to-class colour, stable pixels grey, nodata transparent."""

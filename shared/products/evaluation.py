@@ -51,8 +51,6 @@ METRICS_ASSET = "metrics"
 _LABELS_PROPERTY = "deep-lulc:labels"
 _BEFORE_LABELS_PROPERTY = "deep-lulc:before_labels"
 _EVALUATED_PROPERTY = "deep-lulc:evaluated"  # the metrics' kind: "map" or "change"
-UNCHANGED_VALUE = 255  # the labels preview of a change map: above every class value, so it cannot collide
-UNCHANGED_COLOUR = "#d3d3d3"
 
 
 def error_codes(labelled: np.ndarray, mapped: np.ndarray, right: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Any, Protocol, Self, TypeVar
 from urllib.parse import urlsplit
 
 import pystac
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.io import storage
@@ -42,6 +42,18 @@ class StageParams(BaseModel):
     overwrite: bool = Field(
         False, description="Redo the work even when --out already holds this exact run (default: a no-op)."
     )
+
+
+def unset_when_blank(*fields: str, auto: bool = False) -> Any:
+    """A before-validator making "" (and with `auto`, the word "auto") None, the stage's own default, for
+    `fields` of a params model: Argo passes every workflow parameter, empty where the default holds, and so
+    does a run config that maps onto them."""
+    unset = ("", "auto") if auto else ("",)
+
+    def blank_is_default(value: object) -> object:
+        return None if isinstance(value, str) and value in unset else value
+
+    return field_validator(*fields, mode="before")(blank_is_default)
 
 
 class StageInputs(BaseModel):
@@ -137,11 +149,18 @@ def validate_params(model: type[M], values: Mapping[str, Any]) -> M:
     try:
         return model.model_validate(dict(values))
     except ValidationError as exc:
-        problems = []
+        # params models are flat: a location's later parts name the union member tried (`int | "auto"`), so
+        # the messages of one option are joined into one "... or ..." rather than printed as sub-options
+        messages: dict[str, list[str]] = {}
+        given: dict[str, Any] = {}
         for error in exc.errors():
-            location = ".".join(str(part) for part in error["loc"]) or "params"
-            option = "--" + location.replace("_", "-")
-            problems.append(f"{option}: {error['msg']} (got {error.get('input')!r})")
+            location = str(error["loc"][0]) if error["loc"] else "params"
+            messages.setdefault(location, []).append(str(error["msg"]))
+            given.setdefault(location, error.get("input"))
+        problems = [
+            f"--{location.replace('_', '-')}: {' or '.join(dict.fromkeys(texts))} (got {given[location]!r})"
+            for location, texts in messages.items()
+        ]
         what = "inputs" if issubclass(model, StageInputs) else "parameters"
         raise BadInputError(f"invalid {what}: " + "; ".join(problems), fix="correct the option values") from exc
 

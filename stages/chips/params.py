@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from deep_lulc.shared.stage.contract import StageInputs, StageParams
+from deep_lulc.shared.stage.contract import StageInputs, StageParams, unset_when_blank
 
 Sampling = Literal["random", "grid", "balanced"]
 
@@ -22,11 +22,13 @@ class ChipsParams(StageParams):
     class_column: str = Field("lulc", min_length=1, description="Attribute holding the class codes.")
     classes: str | None = Field(None, description="Class scheme file (YAML/JSON); default: the Slovenia scheme.")
     class_map: str | None = Field(None, description="File mapping source codes or names to the scheme.")
-    size: int | None = Field(
-        None, ge=16, le=2048, description="Chip width and height in pixels; default: 64, up to 256 on large AOIs."
+    # the layout's three numbers also take "auto" (chosen for the AOI, as when left out): a run config or Argo
+    # parameter can say so, where every parameter is passed
+    size: Annotated[int, Field(ge=16, le=2048)] | Literal["auto"] | None = Field(
+        None, description="Chip width and height in pixels; auto (default): 64, up to 256 on large AOIs."
     )
-    count: int | None = Field(
-        None, ge=1, le=1_000_000, description="Windows to draw; default: growing with the labelled area (48-1024)."
+    count: Annotated[int, Field(ge=1, le=1_000_000)] | Literal["auto"] | None = Field(
+        None, description="Windows to draw; auto (default): growing with the labelled area (48-1024)."
     )
     sampling: Sampling = Field(
         "random", description="random windows, a regular grid, or balanced (rarest classes first)."
@@ -36,14 +38,11 @@ class ChipsParams(StageParams):
     val_fraction: float = Field(
         0.2, ge=0.0, le=0.9, description="Share of the labelled pixels put in validation blocks."
     )
-    block_size: int | None = Field(
-        None, ge=1, le=256, description="Split blocks are block-size x block-size chip cells; default: 2-4 by AOI."
+    block_size: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] | None = Field(
+        None, description="Split blocks are block-size x block-size chip cells; auto (default): 2-4 by AOI."
     )
     split_file: str | None = Field(None, description="JSON forcing the block assignment (as split.json writes).")
     seed: int = Field(0, ge=0, description="Random seed.")
 
-    @field_validator("classes", "class_map", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: object) -> object:
-        """An empty file name is not given: Argo passes every parameter, empty where the default holds."""
-        return None if value == "" else value
+    _files_blank = unset_when_blank("classes", "class_map")
+    _layout_auto = unset_when_blank("size", "count", "block_size", auto=True)

@@ -207,9 +207,9 @@ def _plan(
     rng = np.random.default_rng(params.seed)
     layout = resolve_layout(
         stats.labelled,
-        size=params.size,
-        count=params.count,
-        block_size=params.block_size,
+        size=_given(params.size),
+        count=_given(params.count),
+        block_size=_given(params.block_size),
         split_size=forced.chip_size if forced else None,
         split_block_size=forced.block_size if forced else None,
     )
@@ -272,6 +272,11 @@ def _plan(
 def labelled_block_ids(labelled_table: np.ndarray, block_px: int) -> list[str]:
     rows, cols = np.nonzero(block_sums(labelled_table, block_px) > 0)
     return [block_id(int(r), int(c)) for r, c in zip(rows, cols, strict=True)]
+
+
+def _given(value: int | str | None) -> int | None:
+    """A layout number as given; None where it is to be chosen (the params model reads "auto" as None)."""
+    return value if isinstance(value, int) else None
 
 
 def _resolved(params: ChipsParams, layout: Layout) -> ChipsParams:

@@ -30,7 +30,6 @@ from deep_lulc.shared.io.publish import write_file_atomically
 from deep_lulc.shared.io.stac import items_of, read_stac
 from deep_lulc.shared.lulc.classes import LulcClass
 from deep_lulc.shared.lulc.labels import load_class_map, rasterize_labels, read_labels
-from deep_lulc.shared.lulc.transitions import STABLE_COLOUR
 from deep_lulc.shared.products.class_map import class_map_of, decimated
 from deep_lulc.shared.products.evaluation import open_scored_map
 from deep_lulc.shared.stage.contract import PARAMS_NAME, StageResult
@@ -41,7 +40,6 @@ MAP_SIDE = 768  # px, the longer side of a drawn map: the size of the stages' ow
 MAP_HEIGHT = 600  # px, the most a map is drawn high, so a tall AOI's map still fits a screen beside its legend
 ERRORS_ASSET = "errors"
 NO_DATA = "no data"
-UNCHANGED_VALUE = 255  # a change map drawn as its to-classes: above every class value, so it cannot collide
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;padding:0 1rem;
@@ -153,16 +151,9 @@ class MapPictures:
             raise ValueError(f"{catalog} holds a class map, not a change map")
         with target.open() as dataset:
             codes = decimated(dataset, max_side=MAP_SIDE)
-        origin, to = coding.decode(codes)
-        nodata = coding.scheme.nodata
-        values = np.full(codes.shape, nodata, dtype=np.int64)
-        to_values = np.array([c.value for c in coding.classes], dtype=np.int64)
-        changed = (origin >= 0) & (origin != to)
-        values[changed] = to_values[to[changed]]
-        values[(origin >= 0) & (origin == to)] = UNCHANGED_VALUE
-        legend = [LulcClass(UNCHANGED_VALUE, "unchanged", "The same class in both maps", _hex(STABLE_COLOUR))]
-        legend += [LulcClass(c.value, f"changed to {c.name}", c.description, c.color) for c in coding.classes]
-        return self._publish(f"{target.item.id}.png", values, legend, nodata=nodata, grid=target.grid)
+        values = coding.as_new_class(*coding.decode(codes))
+        legend = coding.new_class_legend("The same class in both maps")
+        return self._publish(f"{target.item.id}.png", values, legend, nodata=coding.scheme.nodata, grid=target.grid)
 
     def errors(self, catalog: str) -> MapPicture:
         """An evaluation's error map, in the colours its classification declares."""

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from deep_lulc.shared.stage.contract import StageInputs, StageParams
+from deep_lulc.shared.stage.contract import StageInputs, StageParams, unset_when_blank
 
 
 class EvaluateInputs(StageInputs):
@@ -25,8 +25,4 @@ class EvaluateParams(StageParams):
     erosion_radius: int = Field(0, ge=0, le=20, description="Disk radius eroding each label class (0: none).")
     block_size: int = Field(512, ge=16, le=8192, description="Side of the square window processed at a time, in px.")
 
-    @field_validator("class_map", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: object) -> object:
-        """An empty file name is not given: Argo passes every parameter, empty where the default holds."""
-        return None if value == "" else value
+    _files_blank = unset_when_blank("class_map")

@@ -31,8 +31,6 @@ from deep_lulc.shared.lulc.metrics import confusion_matrix, scores
 from deep_lulc.shared.lulc.transitions import TransitionCoding, class_indices
 from deep_lulc.shared.products.class_map import ClassMap, require_shape, source_href
 from deep_lulc.shared.products.evaluation import (
-    UNCHANGED_COLOUR,
-    UNCHANGED_VALUE,
     ErrorMap,
     error_codes,
     evaluation_id,
@@ -155,8 +153,7 @@ def label_legend(scheme: ClassScheme, coding: TransitionCoding | None) -> list[L
     of the class they became over unchanged grey (the change map's own thumbnail style)."""
     if coding is None:
         return list(scheme.classes)
-    legend = [LulcClass(UNCHANGED_VALUE, "unchanged", "unchanged in the labels", UNCHANGED_COLOUR)]
-    return legend + [LulcClass(c.value, f"changed to {c.name}", c.description, c.color) for c in coding.classes]
+    return coding.new_class_legend("unchanged in the labels")
 
 
 def _publish(
@@ -324,9 +321,7 @@ def score_change(
             transitions_right += int((truly & (origin[keep] == was[keep]) & (destination[keep] == now[keep])).sum())
             if errors is not None:
                 codes = error_codes(both, mapped, (was != now) == (origin != destination))
-                true_change = np.full(was.shape, scheme.nodata, dtype=np.int64)
-                true_change[both] = np.where(was[both] != now[both], values[np.maximum(now[both], 0)], UNCHANGED_VALUE)
-                errors.add(codes, true_change, row=window.row, col=window.col)
+                errors.add(codes, coding.as_new_class(was, now), row=window.row, col=window.col)
             for key, truth, mapped_class in (("before_map", was, origin), ("after_map", now, destination)):
                 scored = (truth >= 0) & mapped
                 periods[key] += confusion_matrix(

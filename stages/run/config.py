@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -62,10 +62,11 @@ class Model(_Section):
 
 
 class Chips(_Section):
-    size: int = Field(128, ge=16, le=2048)
-    count: int = Field(1000, ge=1, le=1_000_000)
+    # size, count and block_size also take "auto": chosen for the training AOI, as `deep-lulc chips` does
+    size: Annotated[int, Field(ge=16, le=2048)] | Literal["auto"] = 128
+    count: Annotated[int, Field(ge=1, le=1_000_000)] | Literal["auto"] = 1000
     sampling: Literal["random", "grid", "balanced"] = "balanced"
-    block_size: int = Field(4, ge=1, le=256)
+    block_size: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = 4
     val_fraction: float = Field(0.2, ge=0.0, le=0.9)
     min_labelled: float = Field(0.5, ge=0.0, le=1.0)
 
@@ -215,14 +216,35 @@ def _set(document: dict[str, Any], key: str, value: Any) -> None:
     document[last] = value
 
 
-def _describe(error: dict[str, Any]) -> str:
-    where = ".".join(str(part) for part in error["loc"]) or "config"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        return f"unknown key {where}"
-    if error["type"] == "missing":
-        return f"missing key {where}"
-    return f"{where}: {message}"
+def _key(location: tuple[int | str, ...]) -> str:
+    """The dotted config key of an error: pydantic appends the union member it tried (`int | "auto"`) to the
+    location, which is no key, so the location is followed only through the config's own fields."""
+    model: Any = RunConfig
+    parts: list[str] = []
+    for part in location:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            break
+        parts.append(str(part))
+        field = model.model_fields.get(str(part))
+        model = field.annotation if field is not None else None
+    return ".".join(parts) or "config"
+
+
+def _describe(errors: list[Any]) -> str:
+    """One line per key, its messages joined by "or" (a value failing every member of a union)."""
+    messages: dict[str, list[str]] = {}
+    for error in errors:
+        where = _key(tuple(error["loc"]))
+        if error["type"] == "extra_forbidden":
+            where, text = f"unknown key {where}", ""
+        elif error["type"] == "missing":
+            where, text = f"missing key {where}", ""
+        else:
+            text = str(error["msg"]).removeprefix("Value error, ")
+        messages.setdefault(where, [])
+        if text and text not in messages[where]:
+            messages[where].append(text)
+    return "; ".join(f"{where}: {' or '.join(texts)}" if texts else where for where, texts in messages.items())
 
 
 def parse_config(document: Any, *, source: str) -> RunConfig:
@@ -232,7 +254,7 @@ def parse_config(document: Any, *, source: str) -> RunConfig:
     try:
         return RunConfig.model_validate(document)
     except ValidationError as exc:
-        problems = "; ".join(_describe(dict(error)) for error in exc.errors())
+        problems = _describe(list(exc.errors()))
         raise BadInputError(
             f"run config {source}: {problems}",
             fix="see the commented example configs (configs/*.yaml) and docs/cli.md#deep-lulc-run",

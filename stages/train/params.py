@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from deep_lulc.shared.models import architectures
 from deep_lulc.shared.models.architectures import DEFAULT_ARCHITECTURE, Architecture
-from deep_lulc.shared.stage.contract import StageInputs, StageParams
+from deep_lulc.shared.stage.contract import StageInputs, StageParams, unset_when_blank
 
 Encoder = Literal["resnet18", "resnet34", "resnet50"]
 InputMode = Literal["stack", "single-date"]
@@ -86,12 +86,8 @@ class TrainParams(StageParams):
             raise ValueError("must be in (0, 10)")
         return value
 
-    @field_validator("encoder", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: object) -> object:
-        """An empty value is not given: Argo passes every parameter, empty where the architecture's default
-        holds (an ImageNet encoder means nothing to the other architectures)."""
-        return None if value == "" else value
+    # empty: the architecture's default (an ImageNet encoder means nothing to the other architectures)
+    _encoder_blank = unset_when_blank("encoder")
 
     @model_validator(mode="after")
     def _fits_architecture(self) -> Self:

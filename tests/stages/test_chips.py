@@ -570,3 +570,15 @@ def test_bad_option_values_are_refused_before_any_io(option: str, value: object)
 
     with pytest.raises(BadInputError, match=rf"invalid parameters: --{option.replace('_', '-')}:"):
         validate_params(ChipsParams, {option: value})
+
+
+@pytest.mark.parametrize("blank", ["", "auto", None])
+def test_a_blank_or_auto_layout_number_is_chosen_for_the_aoi(blank: object) -> None:
+    """Argo and the run config pass every parameter: "" or "auto" is the stage's own choice, like leaving it out."""
+    from deep_lulc.shared.stage.contract import validate_params
+
+    params = validate_params(ChipsParams, {"size": blank, "count": blank, "block_size": blank, "class_map": ""})
+    assert (params.size, params.count, params.block_size, params.class_map) == (None, None, None, None)
+    assert validate_params(ChipsParams, {"size": "32", "count": "7", "block_size": "3"}).size == 32
+    with pytest.raises(BadInputError, match=r"--size: Input should be a valid integer.* or Input should be 'auto'"):
+        validate_params(ChipsParams, {"size": "big"})

@@ -140,7 +140,14 @@ def test_a_missing_config_or_output_is_bad_input(tmp_path: Path) -> None:
 def test_dry_run_prints_the_workflow_parameters_from_the_command_line(tmp_path: Path) -> None:
     path = write_config(tmp_path, MINIMAL)
     completed = subprocess.run(
-        [str(BIN / "deep-lulc"), "run", str(path), "--dry-run", "--override", "chips.count=48,model.lr=auto"],
+        [
+            str(BIN / "deep-lulc"),
+            "run",
+            str(path),
+            "--dry-run",
+            "--override",
+            "chips.count=48,model.lr=auto,chips.size=auto",
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -148,6 +155,7 @@ def test_dry_run_prints_the_workflow_parameters_from_the_command_line(tmp_path: 
     assert completed.returncode == 0, completed.stderr
     parameters = json.loads(completed.stdout.splitlines()[-1])["parameters"]
     assert parameters["chip-count"] == "48"
+    assert parameters["chip-size"] == "auto", "chosen by the chips stage for the training AOI"
     assert parameters["lr"] == "auto"
     assert parameters["labels-after"] == ""
     assert parameters["aoi-train"] == str(tmp_path / "aoi.geojson")
@@ -159,7 +167,7 @@ def test_dry_run_prints_the_workflow_parameters_from_the_command_line(tmp_path: 
     )
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("deep-lulc run: error: run config")
-    assert "chips.size: Input should be greater than or equal to 16" in bad.stderr
+    assert "chips.size: Input should be greater than or equal to 16 or Input should be 'auto';" in bad.stderr
 
 
 # A stand-in for `deep-lulc`: records each call, publishes `--out` and the output parameters the templates read,
