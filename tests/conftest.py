@@ -252,6 +252,9 @@ def cli_env(**extra: str) -> dict[str, str]:
 SERVICE_FIXTURES = {"stac_api"}  # PostgreSQL + pgstac behind a real STAC API
 SERVICE_MODULES = {"test_stac_browser.py", "test_stac_api.py"}  # Chromium and npm-built STAC Browser; pgstac
 SERVICE_MODULES |= {"test_zarr_gdal.py", "test_report_screenshot.py"}  # Debian's gdalinfo; Chromium
+# With `pytest -n N` (make test), each worker builds the session fixtures it needs: the tests sharing the most
+# expensive one run on one worker, so it is built once.
+SHARED_BY_ONE_WORKER = {"tiny_demo": "demo"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -263,6 +266,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.services)
         if not SHARED_PRESENT and item.get_closest_marker("needs_shared"):
             item.add_marker(pytest.mark.skip(reason=SHARED_ABSENT))
+        for fixture, group in SHARED_BY_ONE_WORKER.items():
+            if fixture in fixtures and config.pluginmanager.hasplugin("xdist"):
+                item.add_marker(pytest.mark.xdist_group(group))
     try:
         import torch
 

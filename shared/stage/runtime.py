@@ -285,8 +285,12 @@ def _option(name: str, info: FieldInfo) -> _Option:
     elif members in ([dt.date], [dt.datetime]):
         cli_type = str
         metavar = "YYYY-MM-DD"
-    else:
+    else:  # a number or a word (`int | "auto"`): pydantic tells them apart
         cli_type = str
+        bare = [typing.get_args(m)[0] if typing.get_origin(m) is typing.Annotated else m for m in members]
+        kinds = [m.__name__.upper() for m in bare if m in (int, float)]
+        if kinds and choices:
+            metavar = "[" + "|".join(kinds + choices) + "]"
     return _Option(
         name=name,
         annotation=cli_type | None if optional else cli_type,
