@@ -72,8 +72,11 @@ services:
 browser-assets: install-dev
 	$(BIN)/python tests/contract/test_stac_browser.py
 
+# Two workers (pytest-xdist) keep CI's two cores busy: one test alone often waits on a child process, a
+# server or a file. The tests sharing the demo fixture stay on one worker (tests/conftest.py).
+TEST_WORKERS ?= 2
 test: services browser-assets lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The hermetic tier: no PostgreSQL, Chromium or npm, nothing marked slow; minutes, for the edit-test loop.
 # `make test` above still runs everything (and is what CI runs).

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 from safetensors.torch import load_file, load_model, save_model
 from torch import nn
 
@@ -24,11 +23,16 @@ from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.models import architectures
 from deep_lulc.shared.models.architectures import ARCHITECTURES
 
-ENCODERS: dict[str, Any] = {
-    "resnet18": torchvision.models.resnet18,
-    "resnet34": torchvision.models.resnet34,
-    "resnet50": torchvision.models.resnet50,
-}
+
+def encoder_builder(name: str) -> Any:
+    """torchvision's constructor of a ResNet encoder. torchvision loads only here, for the ImageNet U-Net: its
+    models package imports torch's compiler (1.5 s), which every predict and train of the other models and
+    every step of a run would pay otherwise."""
+    import torchvision
+
+    return getattr(torchvision.models, name)
+
+
 DOWNLOAD_TIMEOUT_S = 20
 
 
@@ -119,7 +123,7 @@ def _local_encoder(name: str, weights_file: str) -> Any:
             ) from exc
 
     def build(*args: Any, **kwargs: Any) -> nn.Module:
-        model: nn.Module = ENCODERS[name](weights=None)
+        model: nn.Module = encoder_builder(name)(weights=None)
         missing, unexpected = model.load_state_dict(state, strict=False)
         if len(missing) > 2 or unexpected:  # a classifier head ('fc') may legitimately be absent
             raise BadInputError(
@@ -147,7 +151,7 @@ def build_dynamic_unet(config: ModelConfig, *, pretrained: bool = False, weights
     from fastai.vision.learner import create_unet_model
 
     size = (config.chip_size, config.chip_size)
-    arch: Any = ENCODERS[config.encoder]
+    arch: Any = encoder_builder(config.encoder)
     if weights_file is not None:
         arch, pretrained = _local_encoder(config.encoder, weights_file), True
     elif pretrained:

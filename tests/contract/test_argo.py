@@ -244,7 +244,7 @@ def test_pipeline_runs_end_to_end_on_local_processes(
             "chip-block-size": "1",
             "chip-val-fraction": "0.3",
             "chip-min-labelled": "0.3",
-            "tile-size": "48",
+            "tile-size": "64",
             "output-root": root,
             "gpu-device": "cpu",
         }

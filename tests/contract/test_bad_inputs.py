@@ -449,12 +449,13 @@ def model_with_swapped_legend(workspace: Workspace, folder: Path) -> str:
 
 
 def catalog_reading_outside(workspace: Workspace, folder: Path) -> str:
-    """A copy of the tiny catalog whose first scene's red band points at ../../../../../../etc/passwd."""
+    """A copy of the tiny catalog whose first scene's red band climbs to /etc/passwd (more ../ than any temporary
+    folder is deep: above the root, .. stays at the root)."""
     copy = folder / "catalog"
     shutil.copytree(workspace.catalog, copy)
     item_path = next(copy.rglob("S2A_33TWM_20230103_0_L2A.json"))
     document = json.loads(item_path.read_text())
-    document["assets"]["red"]["href"] = "../../../../../../../../etc/passwd"
+    document["assets"]["red"]["href"] = "../" * 24 + "etc/passwd"
     item_path.write_text(json.dumps(document))
     reseal_links(copy / "catalog.json")  # an edit recorded as a writer would: the href itself must be refused
     return str(copy / "catalog.json")

@@ -107,7 +107,7 @@ def test_reload_from_config_and_safetensors_gives_identical_predictions(trained:
 
 @pytest.mark.slow
 def test_single_date_mode_feeds_one_date_per_sample(tiny_chips: str, tmp_path: Path) -> None:
-    params = TINY_TRAINING.model_copy(update={"input_mode": "single-date", "epochs": 1})
+    params = TINY_TRAINING.model_copy(update={"input_mode": "single-date", "epochs": 1, "batch_size": 64})
     result = train.run(inputs={"chips": tiny_chips}, output=str(tmp_path), params=params)
     item = model_of(result.catalog)
     assert item.properties["mlm:input"][0]["input"]["shape"] == [-1, 9, 32, 32]

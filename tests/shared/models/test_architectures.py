@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import get_args
 
 import pytest
@@ -85,3 +87,18 @@ def test_the_default_network_is_per_pixel_with_a_3x3_average_at_inference() -> N
     with torch.no_grad():
         trained_view = network(x)
     assert trained_view.shape == before.shape, "training sees per-pixel logits, no average"
+
+
+def test_predicting_with_a_temporal_model_does_not_load_torchvision() -> None:
+    """Every predict and train process of a run pays its imports: torchvision (and the compiler its models
+    package imports) loads only when a ResNet U-Net is built."""
+    code = (
+        "import sys, torch\n"
+        "from deep_lulc.stages.predict import stage\n"
+        "from deep_lulc.shared.models.networks import build_network\n"
+        "assert 'torchvision' not in sys.modules, 'imported with the stage'\n"
+        "from deep_lulc.shared.models.networks import encoder_builder\n"
+        "encoder_builder('resnet18')\n"
+        "assert 'torchvision' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
