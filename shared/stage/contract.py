@@ -10,7 +10,7 @@ import functools
 import inspect
 import json
 import posixpath
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Self, TypeVar
@@ -144,23 +144,35 @@ class StageResult:
         return json.dumps(self.to_dict(), sort_keys=False, separators=(",", ":"))
 
 
+def messages_by_key(
+    errors: Iterable[Mapping[str, Any]], describe: Callable[[Mapping[str, Any]], tuple[str, str]]
+) -> dict[str, list[str]]:
+    """pydantic's errors as the distinct messages of each key (`describe`: an error's key and message, "" for
+    none). A value that fails every member of a union (`int | "auto"`) gets one error per member, which a
+    reader wants as one line, "... or ...", about one option, not as sub-options named after the members."""
+    grouped: dict[str, list[str]] = {}
+    for error in errors:
+        key, text = describe(error)
+        texts = grouped.setdefault(key, [])
+        if text and text not in texts:
+            texts.append(text)
+    return grouped
+
+
+def _option_of(error: Mapping[str, Any]) -> str:
+    """The option a params error is about: params models are flat, so the location's first part."""
+    return "--" + str(error["loc"][0]).replace("_", "-") if error["loc"] else "--params"
+
+
 def validate_params(model: type[M], values: Mapping[str, Any]) -> M:
     """Build a params model, turning pydantic's report into one actionable line naming the option."""
     try:
         return model.model_validate(dict(values))
     except ValidationError as exc:
-        # params models are flat: a location's later parts name the union member tried (`int | "auto"`), so
-        # the messages of one option are joined into one "... or ..." rather than printed as sub-options
-        messages: dict[str, list[str]] = {}
-        given: dict[str, Any] = {}
-        for error in exc.errors():
-            location = str(error["loc"][0]) if error["loc"] else "params"
-            messages.setdefault(location, []).append(str(error["msg"]))
-            given.setdefault(location, error.get("input"))
-        problems = [
-            f"--{location.replace('_', '-')}: {' or '.join(dict.fromkeys(texts))} (got {given[location]!r})"
-            for location, texts in messages.items()
-        ]
+        errors = exc.errors()
+        given = {_option_of(error): error.get("input") for error in errors}
+        messages = messages_by_key(errors, lambda error: (_option_of(error), str(error["msg"])))
+        problems = [f"{key}: {' or '.join(texts)} (got {given[key]!r})" for key, texts in messages.items()]
         what = "inputs" if issubclass(model, StageInputs) else "parameters"
         raise BadInputError(f"invalid {what}: " + "; ".join(problems), fix="correct the option values") from exc
 

@@ -8,6 +8,7 @@ with the reason in `NOT_IN_CONFIG`. tests/stages/test_run.py keeps the two in st
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from deep_lulc.shared.errors import BadInputError
 from deep_lulc.shared.io.storage import join_href
+from deep_lulc.shared.stage.contract import messages_by_key
 
 
 class _Section(BaseModel):
@@ -230,21 +232,13 @@ def _key(location: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "config"
 
 
-def _describe(errors: list[Any]) -> str:
-    """One line per key, its messages joined by "or" (a value failing every member of a union)."""
-    messages: dict[str, list[str]] = {}
-    for error in errors:
-        where = _key(tuple(error["loc"]))
-        if error["type"] == "extra_forbidden":
-            where, text = f"unknown key {where}", ""
-        elif error["type"] == "missing":
-            where, text = f"missing key {where}", ""
-        else:
-            text = str(error["msg"]).removeprefix("Value error, ")
-        messages.setdefault(where, [])
-        if text and text not in messages[where]:
-            messages[where].append(text)
-    return "; ".join(f"{where}: {' or '.join(texts)}" if texts else where for where, texts in messages.items())
+def _describe(error: Mapping[str, Any]) -> tuple[str, str]:
+    where = _key(tuple(error["loc"]))
+    if error["type"] == "extra_forbidden":
+        return f"unknown key {where}", ""
+    if error["type"] == "missing":
+        return f"missing key {where}", ""
+    return where, str(error["msg"]).removeprefix("Value error, ")
 
 
 def parse_config(document: Any, *, source: str) -> RunConfig:
@@ -254,7 +248,8 @@ def parse_config(document: Any, *, source: str) -> RunConfig:
     try:
         return RunConfig.model_validate(document)
     except ValidationError as exc:
-        problems = _describe(list(exc.errors()))
+        messages = messages_by_key(exc.errors(), _describe)
+        problems = "; ".join(f"{where}: {' or '.join(texts)}" if texts else where for where, texts in messages.items())
         raise BadInputError(
             f"run config {source}: {problems}",
             fix="see the commented example configs (configs/*.yaml) and docs/cli.md#deep-lulc-run",
